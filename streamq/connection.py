@@ -1,0 +1,99 @@
+"""Turning a URL into a checked Redis client."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .errors import ConnectionFailed, InvalidArgument
+
+__all__ = ("DEFAULT_URL", "MIN_SERVER_VERSION", "connect", "redacted", "resolve_url")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+URL_ENV = "STREAMQ_REDIS_URL"
+MIN_SERVER_VERSION = (6, 2)
+_SCHEMES = ("redis", "rediss", "unix")
+_LATER_SCHEMES = ("redis+cluster", "redis+sentinel")
+
+#: Longer than any blocking read streamq issues (consumers block for at most 5 s), so a stalled
+#: connection is noticed instead of blocking a reader forever.
+SOCKET_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
+async def connect(url: str, **options: Any) -> aioredis.Redis:
+    """A client for ``url``, after checking that the server answers and is recent enough."""
+    scheme = urlsplit(url).scheme
+    if scheme in _LATER_SCHEMES:
+        raise InvalidArgument(
+            f"{scheme}:// URLs are not supported yet; connect to one node with redis:// for now"
+        )
+    if scheme not in _SCHEMES:
+        raise InvalidArgument(
+            f"unsupported Redis URL {redacted(url)!r}: use redis://host:port/db,"
+            " rediss:// for TLS or unix:///path/to/socket"
+        )
+    options.setdefault("socket_timeout", SOCKET_TIMEOUT)
+    options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
+    options.setdefault("health_check_interval", 15)
+    try:
+        # RESP2 pinned: the replies of scripts and stream commands are parsed in that shape.
+        client = aioredis.Redis.from_url(url, protocol=2, decode_responses=False, **options)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"bad Redis URL or option for {redacted(url)!r}: {exc}") from exc
+    try:
+        info = await client.info("server")
+    except AuthenticationError as exc:
+        await client.aclose()
+        raise ConnectionFailed(
+            f"Redis at {redacted(url)} refused the credentials ({exc}): check the user and"
+            " password in the URL"
+        ) from exc
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        await client.aclose()
+        raise ConnectionFailed(
+            f"cannot connect to Redis at {redacted(url)} ({exc}): check that the server is"
+            f" running and the URL is right (pass it, or set ${URL_ENV})"
+        ) from exc
+    except (ResponseError, RedisError) as exc:
+        await client.aclose()
+        raise ConnectionFailed(f"Redis at {redacted(url)} answered INFO with an error: {exc}") from exc
+    check_server_version(info, url)
+    return client
+
+
+def check_server_version(info: dict[str, Any], url: str) -> None:
+    if "valkey_version" in info:
+        return  # every Valkey release speaks the Redis 7.2 command set
+    version_text = str(info.get("redis_version", ""))
+    version = _parse_version(version_text)
+    if not version or version[:2] < MIN_SERVER_VERSION:
+        raise ConnectionFailed(
+            f"Redis at {redacted(url)} is version {version_text or 'unknown'}; streamq needs"
+            f" Redis or Valkey >= {'.'.join(map(str, MIN_SERVER_VERSION))} (for XAUTOCLAIM and"
+            " XTRIM MINID): upgrade the server"
+        )

@@ -1,0 +1,506 @@
+"""The consumer loop: read a group's entries, run the handler, finish, retry or dead-letter.
+
+One reader task feeds a memory stream (XREADGROUP sized to the free slots, plus XAUTOCLAIM of
+entries whose consumer stopped heart-beating); ``concurrency`` worker tasks run the handler; one
+task writes completions in batches; one keeps the entries this consumer holds from being
+reclaimed (heartbeat) and trims what every group has acknowledged. Every entry stays in the
+group's pending list until it is finished, so a consumer killed at any point loses nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .backoff import Backoff, resolve_backoff
+from .job import Job
+from .scripts import Claimed, Completion, Failure
+from .serialization import DeadRecord, encode_dead_record, encode_result
+from .validation import check_count, check_max_retries, check_seconds
+
+if TYPE_CHECKING:
+    from .queue import Handler, Queue
+
+__all__ = ("Consumer", "ConsumerOptions")
+
+log = logging.getLogger("streamq")
+T = TypeVar("T")
+
+#: Longest a blocking XREADGROUP waits; stopping cancels it sooner.
+MAX_BLOCK_SECONDS = 5.0
+#: Longest pause between reclaim sweeps (shorter with a short visibility timeout).
+MAX_RECLAIM_INTERVAL = 5.0
+#: How often acknowledged entries are trimmed when several groups read a stream.
+TRIM_INTERVAL = 2.0
+#: Pauses after a Redis error, doubling up to the last one.
+ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+#: Entries per heartbeat call.
+HEARTBEAT_BATCH = 500
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerOptions:
+    group: str
+    max_retries: int
+    concurrency: int
+    timeout: float | None
+    backoff: Backoff
+    visibility_timeout: float
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        group: str,
+        max_retries: int,
+        concurrency: int,
+        timeout: float | None,
+        backoff: Backoff | float | None,
+        visibility_timeout: float,
+    ) -> ConsumerOptions:
+        return cls(
+            group=group,
+            max_retries=check_max_retries(max_retries),
+            concurrency=check_count(concurrency, what="concurrency"),
+            timeout=None if timeout is None else check_seconds(timeout, what="timeout"),
+            backoff=resolve_backoff(backoff),
+            visibility_timeout=check_seconds(visibility_timeout, what="visibility_timeout"),
+        )
+
+
+class _Held:
+    """An entry this consumer holds: read or reclaimed, and not yet finished."""
+
+    __slots__ = ("delivery_count", "entry_id", "fields", "started")
+
+    def __init__(self, entry_id: bytes, fields: dict[bytes, bytes], delivery_count: int) -> None:
+        self.entry_id = entry_id
+        self.fields = fields
+        self.delivery_count = delivery_count
+        self.started = False
+
+
+class Consumer(Generic[T]):
+    """A running consumer of one queue and group. Returned by :meth:`Queue.consume`."""
+
+    def __init__(
+        self,
+        queue: Queue[T],
+        handler: Handler[T],
+        options: ConsumerOptions,
+        name: str,
+        *,
+        on_retry: Callable[[float], None],
+    ) -> None:
+        self.queue = queue
+        self.group = options.group
+        #: This consumer's name in the group (unique per process and consumer).
+        self.name = name
+        self._options = options
+        self._handler = handler
+        self._is_async = inspect.iscoroutinefunction(handler)
+        self._threads = anyio.CapacityLimiter(options.concurrency)
+        self._on_retry = on_retry
+        self._client = queue._manager._connected().client
+        self._scripts = queue._manager._connected().scripts
+        self._keys = queue._keys
+        self._codec = queue._codec
+        self._group_bytes = options.group.encode()
+
+        self._held: dict[bytes, _Held] = {}
+        self._in_flight = 0  # held and not yet done running (the ack may still be on its way)
+        self._capacity = anyio.Event()
+        self._acks: list[Completion] = []
+        self._acks_ready = anyio.Event()
+        self._acked_since_trim = False
+
+        self._stopping = False
+        self._reader_scope: anyio.CancelScope | None = None
+        self._workers_scope: anyio.CancelScope | None = None
+        self._workers_done = anyio.Event()
+        self._finished = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.name!r} of {self.queue.name!r} group {self.group!r}>"
+
+    @property
+    def running(self) -> bool:
+        return not self._finished.is_set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until :meth:`stop`; the manager starts this in its task group."""
+        try:
+            await self._ensure_group()
+            send, receive = anyio.create_memory_object_stream[_Held](math.inf)
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._maintain)
+                outer.start_soon(self._ack_loop)
+                async with anyio.create_task_group() as workers:
+                    self._workers_scope = workers.cancel_scope
+                    workers.start_soon(self._read_loop, send)
+                    for _ in range(self._options.concurrency):
+                        workers.start_soon(self._work_loop, receive.clone())
+                    receive.close()
+                    task_status.started()
+                self._workers_done.set()
+                await self._flush_acks()
+                await self._release()
+                outer.cancel_scope.cancel()
+        finally:
+            self._workers_done.set()
+            self._finished.set()
+
+    async def stop(self, grace: float = 30) -> None:
+        """Stop taking jobs, give running handlers ``grace`` seconds, then cancel the rest.
+
+        Jobs that did not finish stay owed to the group and are redelivered.
+        """
+        check_seconds(grace, what="grace", allow_zero=True)
+        self._stopping = True
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+        with anyio.move_on_after(grace):
+            await self._workers_done.wait()
+        if not self._workers_done.is_set() and self._workers_scope is not None:
+            log.warning(
+                "consumer %s: %d handler(s) still running after %.1fs grace; cancelling them",
+                self.name, self._in_flight, grace,
+            )  # fmt: skip
+            self._workers_scope.cancel()
+        await self._finished.wait()
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _ensure_group(self) -> None:
+        try:
+            # From id 0: a new group receives the entries the stream still retains.
+            await self._client.xgroup_create(self._keys.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read_loop(self, send: MemoryObjectSendStream[_Held]) -> None:
+        vt = self._options.visibility_timeout
+        reclaim_interval = min(vt / 2, MAX_RECLAIM_INTERVAL)
+        block_ms = max(1, round(min(MAX_BLOCK_SECONDS, reclaim_interval) * 1000))
+        next_reclaim = 0.0
+        cursor = b"0-0"
+        errors = 0
+        async with send:
+            with anyio.CancelScope() as self._reader_scope:
+                while not self._stopping:
+                    await self._wait_for_capacity()
+                    try:
+                        if time.monotonic() >= next_reclaim:
+                            cursor = await self._reclaim(send, cursor, round(vt * 1000))
+                            if cursor == b"0-0":
+                                next_reclaim = time.monotonic() + reclaim_interval
+                            continue
+                        await self._read(send, block_ms)
+                        errors = 0
+                    except ResponseError as exc:
+                        if "NOGROUP" not in str(exc):
+                            raise
+                        log.warning("consumer %s: group %r is gone; recreating it",
+                                    self.name, self.group)  # fmt: skip
+                        await self._ensure_group()
+                    except _CONNECTION_ERRORS as exc:
+                        errors = await self._pause_after_error("read", exc, errors)
+
+    async def _read(self, send: MemoryObjectSendStream[_Held], block_ms: int) -> None:
+        reply = await self._client.xreadgroup(
+            self.group,
+            self.name,
+            {self._keys.stream: ">"},
+            count=self._options.concurrency - self._in_flight,
+            block=block_ms,
+        )
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                self._take(send, _Held(entry_id, fields, 1))
+
+    async def _reclaim(
+        self, send: MemoryObjectSendStream[_Held], cursor: bytes, min_idle_ms: int
+    ) -> bytes:
+        cursor, claimed = await self._scripts.reclaim(
+            self._keys,
+            self.group,
+            self.name,
+            min_idle_ms,
+            self._options.concurrency - self._in_flight,
+            cursor,
+        )
+        for c in claimed:
+            self._take_claimed(send, c)
+        return cursor
+
+    def _take_claimed(self, send: MemoryObjectSendStream[_Held], claimed: Claimed) -> None:
+        held = self._held.get(claimed.entry_id)
+        if held is not None:
+            # Our own entry went idle (a heartbeat came late): it is already running here.
+            held.delivery_count = claimed.delivery_count
+            return
+        log.warning(
+            "consumer %s reclaimed entry %s of queue %r (delivery %d): its consumer stopped"
+            " heart-beating", self.name, claimed.entry_id.decode(), self.queue.name,
+            claimed.delivery_count,
+        )  # fmt: skip
+        self._take(send, _Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
+
+    def _take(self, send: MemoryObjectSendStream[_Held], held: _Held) -> None:
+        self._held[held.entry_id] = held
+        self._in_flight += 1
+        send.send_nowait(held)
+
+    async def _wait_for_capacity(self) -> None:
+        while self._in_flight >= self._options.concurrency:
+            self._capacity = anyio.Event()
+            await self._capacity.wait()
+
+    def _slot_done(self) -> None:
+        self._in_flight -= 1
+        self._capacity.set()
+
+    # -- running --------------------------------------------------------------------------
+
+    async def _work_loop(self, receive: MemoryObjectReceiveStream[_Held]) -> None:
+        async with receive:
+            async for held in receive:
+                if self._stopping:
+                    continue  # never started: handed back to the group by _release
+                try:
+                    await self._process(held)
+                finally:
+                    self._slot_done()
+
+    async def _process(self, held: _Held) -> None:
+        fields = held.fields
+        target = fields.get(b"g")
+        if target is not None and target != self._group_bytes:
+            # A retry another group scheduled for itself: acknowledge it here without running.
+            self._queue_ack(Completion(held.entry_id, "", 0, b""))
+            return
+        raw_job_id = fields.get(b"j")
+        payload = fields.get(b"p", b"")
+        job_id = f"entry-{held.entry_id.decode()}"
+        try:
+            if raw_job_id is None:
+                raise ValueError("the entry has no job id (field 'j')")
+            job_id = raw_job_id.decode()
+            base_attempt = int(fields.get(b"a", b"1"))
+            envelope = self._codec.decode(payload)
+        except (ValueError, msgspec.DecodeError) as exc:
+            # ValueError covers UnicodeDecodeError and a garbled attempt number.
+            error = f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}: {exc}"
+            await self._fail(held, job_id, 1, error, payload, retry=False)
+            return
+
+        attempt = base_attempt + held.delivery_count - 1
+        max_retries = self._options.max_retries
+        if envelope.max_retries is not None:
+            max_retries = envelope.max_retries
+        if attempt > max_retries + 1:
+            error = (
+                f"delivered {attempt} times without finishing: the consumer running it died"
+                f" each time (max_retries={max_retries})"
+            )
+            await self._fail(held, job_id, attempt - 1, error, payload, retry=False)
+            return
+
+        job = Job(
+            id=job_id,
+            data=envelope.data,
+            queue=self.queue.name,
+            attempt=attempt,
+            max_retries=max_retries,
+            priority=envelope.priority,
+            enqueued_at=envelope.enqueued_at,
+        )
+        timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
+        held.started = True
+        try:
+            with anyio.move_on_after(timeout) as deadline:
+                result = await self._call(job)
+        except Exception as exc:
+            await self._fail(
+                held, job_id, attempt, f"{type(exc).__name__}: {exc}", payload,
+                retry=attempt <= max_retries,
+            )  # fmt: skip
+            return
+        if deadline.cancelled_caught:
+            error = f"TimeoutError: the handler ran past its {timeout:g}s timeout"
+            await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
+            return
+        try:
+            encoded = encode_result(result)
+        except (TypeError, ValueError, OverflowError) as exc:
+            error = (
+                f"the handler returned {type(result).__name__}, which cannot be encoded as"
+                f" MessagePack ({exc}); return msgspec-encodable data"
+            )
+            await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
+            return
+        self._queue_ack(Completion(held.entry_id, job_id, attempt, encoded))
+
+    async def _call(self, job: Job[T]) -> Any:
+        if self._is_async:
+            result = await self._handler(job)  # type: ignore[misc]
+        else:
+            result = await anyio.to_thread.run_sync(
+                self._handler, job, abandon_on_cancel=True, limiter=self._threads
+            )
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _fail(
+        self, held: _Held, job_id: str, attempt: int, error: str, payload: bytes, retry: bool
+    ) -> None:
+        retry_in = self._options.backoff(attempt) if retry else None
+        failed_at = time.time()
+        record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at))
+        failure = Failure(
+            held.entry_id, job_id, attempt, error, retry_in, payload, record, int(failed_at * 1000)
+        )
+        if retry_in is None:
+            log.error("job %s of queue %r failed for good on attempt %d, dead-lettered: %s",
+                      job_id, self.queue.name, attempt, error)  # fmt: skip
+        else:
+            log.warning("job %s of queue %r failed on attempt %d, retrying in %.2fs: %s",
+                        job_id, self.queue.name, attempt, retry_in, error)  # fmt: skip
+        errors = 0
+        while True:
+            try:
+                await self._scripts.fail(self._keys, self.group, self.name, failure)
+                break
+            except _CONNECTION_ERRORS as exc:
+                if errors < len(ERROR_PAUSES):
+                    errors = await self._pause_after_error("record a failure", exc, errors)
+                    continue
+                error_text = str(exc)
+            except RedisError as exc:
+                error_text = str(exc)
+            # Left pending: it is reclaimed and run again after the visibility timeout.
+            log.error("consumer %s: could not record the failure of job %s: %s",
+                      self.name, job_id, error_text)  # fmt: skip
+            break
+        self._held.pop(held.entry_id, None)
+        if retry_in is not None:
+            self._on_retry(retry_in)
+
+    # -- finishing ------------------------------------------------------------------------
+
+    def _queue_ack(self, completion: Completion) -> None:
+        self._acks.append(completion)
+        self._acks_ready.set()
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._acks_ready.wait()
+            self._acks_ready = anyio.Event()
+            await self._write_acks()
+
+    async def _write_acks(self) -> None:
+        """Finish every queued completion in one script call (acks coalesce while one is out)."""
+        errors = 0
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                finished = await self._scripts.complete(self._keys, self.group, self.name, batch)
+            except _CONNECTION_ERRORS as exc:
+                self._acks = batch + self._acks
+                errors = await self._pause_after_error("acknowledge", exc, errors)
+                continue
+            except ResponseError as exc:
+                # The group or stream was destroyed under us: nothing is owed any more.
+                log.error("consumer %s: could not acknowledge %d jobs: %s",
+                          self.name, len(batch), exc)  # fmt: skip
+                for completion in batch:
+                    self._held.pop(completion.entry_id, None)
+                continue
+            errors = 0
+            self._acked_since_trim = True
+            for completion, ok in zip(batch, finished, strict=True):
+                self._held.pop(completion.entry_id, None)
+                if not ok:
+                    log.warning(
+                        "consumer %s: job %s finished after its entry was reclaimed by another"
+                        " consumer; the new owner's run counts", self.name, completion.job_id,
+                    )  # fmt: skip
+
+    async def _flush_acks(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._write_acks()
+
+    async def _release(self) -> None:
+        """Hand every entry still held back to the group so another consumer takes it at once."""
+        entries = [
+            (h.entry_id, h.delivery_count if h.started else h.delivery_count - 1)
+            for h in self._held.values()
+        ]
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await self._scripts.release(self._keys, self.group, self.name, entries)
+            except (RedisError, OSError) as exc:
+                log.warning("consumer %s: could not hand back %d entries (%s); they are"
+                            " reclaimed after the visibility timeout",
+                            self.name, len(entries), exc)  # fmt: skip
+        self._held.clear()
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Heartbeat the held entries; trim what every group acknowledged."""
+        heartbeat_every = self._options.visibility_timeout / 3
+        now = time.monotonic()
+        next_heartbeat, next_trim = now + heartbeat_every, now + TRIM_INTERVAL
+        errors = 0
+        while True:
+            await anyio.sleep(max(0.0, min(next_heartbeat, next_trim) - time.monotonic()))
+            try:
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    next_heartbeat = now + heartbeat_every
+                    await self._heartbeat()
+                if now >= next_trim:
+                    next_trim = now + TRIM_INTERVAL
+                    if self._acked_since_trim:
+                        self._acked_since_trim = False
+                        await self._scripts.trim(self._keys)
+                errors = 0
+            except _CONNECTION_ERRORS as exc:
+                errors = await self._pause_after_error("heartbeat", exc, errors)
+
+    async def _heartbeat(self) -> None:
+        ids = list(self._held)
+        for start in range(0, len(ids), HEARTBEAT_BATCH):
+            lost = await self._scripts.heartbeat(
+                self._keys, self.group, self.name, ids[start : start + HEARTBEAT_BATCH]
+            )
+            for entry_id in lost:
+                self._held.pop(entry_id, None)  # its new owner runs it; our finish is ignored
+                log.warning("consumer %s lost entry %s of queue %r to another consumer",
+                            self.name, entry_id.decode(), self.queue.name)  # fmt: skip
+
+    async def _pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
+        pause = ERROR_PAUSES[min(errors, len(ERROR_PAUSES) - 1)]
+        log.warning("consumer %s: Redis error while trying to %s (%s); retrying in %.2fs",
+                    self.name, doing, exc, pause)  # fmt: skip
+        await anyio.sleep(pause)
+        return errors + 1

@@ -1,0 +1,72 @@
+"""What users see of a job: the handler's ``Job`` and the inspection records."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+__all__ = ("DeadLetter", "Job", "JobInfo", "JobState", "QueueStats")
+
+T = TypeVar("T")
+
+JobState = Literal["waiting", "delayed", "active", "retrying", "completed", "dead", "cancelled"]
+
+
+class Job(msgspec.Struct, Generic[T], frozen=True):
+    """A job as a handler receives it."""
+
+    id: str
+    data: T
+    queue: str
+    #: 1 on the first delivery, 2 on the first retry (or a redelivery after a consumer died), ...
+    attempt: int
+    max_retries: int
+    priority: int
+    #: Unix seconds when the job was enqueued.
+    enqueued_at: float
+
+
+class JobInfo(msgspec.Struct, frozen=True):
+    """A job's state as ``Queue.get_job`` reports it."""
+
+    id: str
+    state: JobState
+    #: Attempts finished so far (failed or completed).
+    attempts: int
+    result: Any
+    error: str | None
+    enqueued_at: float | None
+    finished_at: float | None
+
+
+class QueueStats(msgspec.Struct, frozen=True):
+    """Counts of a queue's jobs by state, as ``Queue.stats`` reports them."""
+
+    #: In the stream and not yet delivered (the most behind group, when several read the queue).
+    waiting: int
+    #: Delivered to a consumer and not yet finished (summed over groups).
+    active: int
+    delayed: int
+    retrying: int
+    #: Completions since the queue was created.
+    completed: int
+    dead: int
+    #: Seconds the oldest undelivered job has waited; 0.0 when none waits.
+    oldest_waiting_age: float
+    #: Consumer groups reading the queue.
+    groups: int
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A job that failed past its retries (or could not be decoded)."""
+
+    job_id: str
+    #: The decoded data, or the raw bytes when the payload cannot be decoded.
+    data: Any
+    error: str
+    attempts: int
+    #: Unix seconds of the last failure.
+    failed_at: float
+    #: The consumer groups the job failed in (one for a work queue).
+    groups: tuple[str, ...] = ()

@@ -1,0 +1,33 @@
+-- Finish entries that ran to completion (or that another group's retry targeted: ack only).
+-- KEYS[1] stream, KEYS[2] completed counter
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] done key prefix,
+-- ARGV[5] result ttl (s); then per entry: entry id, job id ('' = only acknowledge), attempt, result
+-- An entry this consumer no longer owns (it was reclaimed) is left to its new owner.
+-- Returns per entry 1 (finished) or 0 (no longer ours).
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local only_group = #groups_of(stream) == 1
+local _, now = server_time()
+local out, completed = {}, 0
+for i = 6, #ARGV, 4 do
+  local entry, job = ARGV[i], ARGV[i + 1]
+  if owns(stream, group, consumer, entry) then
+    ack(stream, group, entry, only_group)
+    if job ~= '' then
+      local key = ARGV[3] .. job
+      -- A later delivery of the job (a retry in another group) owns the record.
+      if redis.call('HGET', key, 'entry') == entry then
+        redis.call('HSET', key, 'state', 'completed', 'attempts', ARGV[i + 2],
+          'result', ARGV[i + 3], 'finished_at', now)
+        redis.call('HDEL', key, 'error')
+        redis.call('EXPIRE', key, ARGV[5])
+        notify(key, ARGV[4] .. job)
+      end
+      completed = completed + 1
+    end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if completed > 0 then redis.call('INCRBY', KEYS[2], completed) end
+return out

@@ -1,0 +1,38 @@
+-- A failed attempt: schedule a retry in the same group, or move the job to the dead letters.
+-- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] retry payloads, KEYS[4] dead zset, KEYS[5] dead records
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] done key prefix,
+-- ARGV[5] result ttl (s), ARGV[6] entry id, ARGV[7] job id, ARGV[8] attempt, ARGV[9] error,
+-- ARGV[10] retry delay in ms (negative: dead-letter), ARGV[11] payload, ARGV[12] dead record,
+-- ARGV[13] failure time (unix ms)
+-- Returns 1, or 0 when the entry is no longer this consumer's (its new owner decides).
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local entry, job, attempt, err = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
+if not owns(stream, group, consumer, entry) then return 0 end
+ack(stream, group, entry, #groups_of(stream) == 1)
+local key = ARGV[3] .. job
+local current = redis.call('HGET', key, 'entry') == entry
+local now_ms, now = server_time()
+local delay = tonumber(ARGV[10])
+if delay >= 0 then
+  local member = group .. '\t' .. job
+  redis.call('ZADD', KEYS[2], now_ms + delay, member)
+  redis.call('HSET', KEYS[3], member, (attempt + 1) .. '\t' .. ARGV[11])
+  if current then
+    redis.call('HSET', key, 'state', 'retrying', 'attempts', attempt, 'error', err)
+  end
+else
+  redis.call('ZADD', KEYS[4], ARGV[13], job)
+  local groups = redis.call('HGET', KEYS[5], 'g:' .. job)
+  if not groups then
+    groups = group
+  elseif not string.find(' ' .. groups .. ' ', ' ' .. group .. ' ', 1, true) then
+    groups = groups .. ' ' .. group
+  end
+  redis.call('HSET', KEYS[5], 'r:' .. job, ARGV[12], 'p:' .. job, ARGV[11], 'g:' .. job, groups)
+  if current then
+    redis.call('HSET', key, 'state', 'dead', 'attempts', attempt, 'error', err, 'finished_at', now)
+    redis.call('EXPIRE', key, ARGV[5])
+    notify(key, ARGV[4] .. job)
+  end
+end
+return 1

@@ -1,0 +1,164 @@
+"""The entry point: connects to Redis, hands out queues, runs consumers and schedulers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import secrets
+import socket
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import anyio
+import redis.asyncio as aioredis
+from anyio.abc import TaskGroup
+
+from .connection import connect, resolve_url
+from .errors import InvalidArgument, StreamqError
+from .keys import validate_name
+from .queue import Queue
+from .scheduler import Scheduler
+from .scripts import Scripts
+from .validation import check_count, check_seconds
+
+if TYPE_CHECKING:
+    from .consumer import Consumer, ConsumerOptions
+    from .queue import Handler
+
+__all__ = ("QueueManager",)
+
+T = TypeVar("T")
+
+DEFAULT_RESULT_TTL = 24 * 3600
+DEFAULT_SHUTDOWN_GRACE = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Connection:
+    client: aioredis.Redis
+    scripts: Scripts
+    tasks: TaskGroup
+
+
+class QueueManager:
+    """Connects to Redis and runs this process's consumers.
+
+    ``async with QueueManager(url) as qm:`` connects and checks the server; leaving the block
+    stops every consumer gracefully and closes the connections. ``options`` go to the redis-py
+    client (``max_connections``, ``ssl_ca_certs`` ...).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = "streamq",
+        instance_id: str | None = None,
+        result_ttl: int = DEFAULT_RESULT_TTL,
+        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        **options: Any,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.prefix = validate_name(prefix, what="prefix")
+        self.instance_id = validate_name(
+            instance_id if instance_id is not None else _new_instance_id(), what="instance_id"
+        )
+        self.result_ttl = check_count(result_ttl, what="result_ttl")
+        self.shutdown_grace = check_seconds(shutdown_grace, what="shutdown_grace", allow_zero=True)
+        self._options = options
+        self._queues: dict[str, Queue[Any]] = {}
+        self._consumers: list[Consumer[Any]] = []
+        self._schedulers: dict[str, Scheduler] = {}
+        self._consumer_numbers = itertools.count(1)
+        self._connection: _Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"<QueueManager {self.instance_id!r} prefix={self.prefix!r}>"
+
+    async def __aenter__(self) -> QueueManager:
+        if self._connection is not None:
+            raise StreamqError("this QueueManager is already open; use one `async with` at a time")
+        client = await connect(self.url, **self._options)
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        self._connection = _Connection(client, Scripts(client, self.result_ttl), tasks)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        connection = self._connected()
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.stop_consumers(self.shutdown_grace)
+            connection.tasks.cancel_scope.cancel()  # the schedulers
+        finally:
+            try:
+                return await connection.tasks.__aexit__(exc_type, exc, tb)
+            finally:
+                self._connection = None
+                self._schedulers.clear()
+                await connection.client.aclose()
+
+    @overload
+    def get_queue(self, name: str) -> Queue[Any]: ...
+    @overload
+    def get_queue(self, name: str, type: type[T]) -> Queue[T]: ...
+    @overload
+    def get_queue(self, name: str, type: Any) -> Queue[Any]: ...
+
+    def get_queue(self, name: str, type: Any = Any) -> Queue[Any]:  # noqa: A002 - API.md's name
+        """The queue called ``name`` (the same object every time), typed by ``type``."""
+        validate_name(name)
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = Queue(self, name, type)
+        elif type is not Any and queue.type != type:
+            raise InvalidArgument(
+                f"queue {name!r} was already opened with type {queue.type!r}, not {type!r}:"
+                " use one type per queue name"
+            )
+        return queue
+
+    async def stop_consumers(self, grace: float | None = None) -> None:
+        """Stop every consumer of this manager (they finish running jobs within ``grace``)."""
+        grace = self.shutdown_grace if grace is None else grace
+        consumers, self._consumers = self._consumers, []
+        async with anyio.create_task_group() as tg:
+            for consumer in consumers:
+                tg.start_soon(consumer.stop, grace)
+
+    # -- used by Queue --------------------------------------------------------------------
+
+    def _connected(self) -> _Connection:
+        if self._connection is None:
+            raise StreamqError(
+                "the QueueManager is not connected: use it as `async with QueueManager(...) as qm:`"
+            )
+        return self._connection
+
+    async def _start_consumer(
+        self, queue: Queue[T], handler: Handler[T], options: ConsumerOptions
+    ) -> Consumer[T]:
+        from .consumer import Consumer
+
+        connection = self._connected()
+        scheduler = self._schedulers.get(queue.name)
+        if scheduler is None:
+            scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, queue._keys)
+            connection.tasks.start_soon(scheduler.run, name=f"streamq scheduler {queue.name}")
+        name = f"{self.instance_id}-{next(self._consumer_numbers)}"
+        consumer = Consumer(queue, handler, options, name, on_retry=scheduler.wake)
+        await connection.tasks.start(consumer.run, name=f"streamq consumer {name}")
+        self._consumers.append(consumer)
+        return consumer
+
+
+def _new_instance_id() -> str:
+    host = re.sub(r"[{}\s]", "-", socket.gethostname())[:100] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -1,0 +1,213 @@
+"""Typed wrappers over the Lua scripts in ``lua/``; call sites never build KEYS or ARGV by hand.
+
+Each script is ``lua/_lib.lua`` followed by the script's own file, registered once per client
+(redis-py sends EVALSHA and loads the script again after a ``SCRIPT FLUSH`` or a restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from .keys import QueueKeys
+
+__all__ = ("Claimed", "Completion", "Failure", "Scripts", "StatsReply")
+
+Client = Any  # redis.asyncio.Redis; the stubs type replies loosely, the wrappers type them here
+Fields = dict[bytes, bytes]
+
+_LIB = "_lib.lua"
+
+
+def _source(name: str) -> str:
+    folder = resources.files(__package__).joinpath("lua")
+    return folder.joinpath(_LIB).read_text() + folder.joinpath(name).read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    entry_id: bytes
+    #: Empty to only acknowledge (an entry a retry in another group targeted).
+    job_id: str
+    attempt: int
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    entry_id: bytes
+    job_id: str
+    attempt: int
+    error: str
+    #: Seconds before the retry; ``None`` moves the job to the dead letters.
+    retry_in: float | None
+    payload: bytes
+    dead_record: bytes
+    failed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    entry_id: bytes
+    delivery_count: int
+    fields: Fields
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReply:
+    waiting: int
+    active: int
+    retrying: int
+    dead: int
+    completed: int
+    oldest_waiting_ms: int
+    groups: int
+
+
+def _pairs(flat: Sequence[bytes]) -> Fields:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class Scripts:
+    """The queue's scripts, registered on one client."""
+
+    def __init__(self, client: Client, result_ttl: int) -> None:
+        self._ttl = result_ttl
+        register = client.register_script
+        self._enqueue = register(_source("enqueue.lua"))
+        self._complete = register(_source("complete.lua"))
+        self._fail = register(_source("fail.lua"))
+        self._promote = register(_source("promote.lua"))
+        self._heartbeat = register(_source("heartbeat.lua"))
+        self._reclaim = register(_source("reclaim.lua"))
+        self._release = register(_source("release.lua"))
+        self._trim = register(_source("trim.lua"))
+        self._get_job = register(_source("get_job.lua"))
+        self._watch_job = register(_source("watch_job.lua"))
+        self._stats = register(_source("stats.lua"))
+        self._dead_list = register(_source("dead_list.lua"))
+        self._revive = register(_source("revive.lua"))
+        self._purge_dead = register(_source("purge_dead.lua"))
+
+    async def enqueue(
+        self, keys: QueueKeys, jobs: Sequence[tuple[str, bytes, float]]
+    ) -> list[bool]:
+        """Add ``(job_id, payload, enqueued_at)`` jobs; False where an unfinished job has the id."""
+        args: list[Any] = [keys.job_prefix]
+        for job_id, payload, enqueued_at in jobs:
+            args += (job_id, payload, repr(enqueued_at))
+        added = await self._enqueue(keys=[keys.stream], args=args)
+        return [bool(a) for a in added]
+
+    async def complete(
+        self, keys: QueueKeys, group: str, consumer: str, done: Sequence[Completion]
+    ) -> list[bool]:
+        """Finish entries; False where the consumer no longer owned the entry."""
+        args: list[Any] = [group, consumer, keys.job_prefix, keys.done_prefix, self._ttl]
+        for c in done:
+            args += (c.entry_id, c.job_id, c.attempt, c.result)
+        finished = await self._complete(keys=[keys.stream, keys.completed], args=args)
+        return [bool(f) for f in finished]
+
+    async def fail(self, keys: QueueKeys, group: str, consumer: str, failure: Failure) -> bool:
+        """Retry or dead-letter one entry; False if the consumer no longer owned it."""
+        delay_ms = -1 if failure.retry_in is None else max(0, round(failure.retry_in * 1000))
+        done = await self._fail(
+            keys=[keys.stream, keys.retry, keys.retry_payloads, keys.dead, keys.dead_records],
+            args=[
+                group, consumer, keys.job_prefix, keys.done_prefix, self._ttl,
+                failure.entry_id, failure.job_id, failure.attempt, failure.error, delay_ms,
+                failure.payload, failure.dead_record, failure.failed_at_ms,
+            ],
+        )  # fmt: skip
+        return bool(done)
+
+    async def promote(self, keys: QueueKeys, limit: int) -> tuple[int, float | None]:
+        """Move due retries to the stream: (how many, seconds until the next is due or None)."""
+        moved, wait_ms = await self._promote(
+            keys=[keys.stream, keys.retry, keys.retry_payloads], args=[keys.job_prefix, limit]
+        )
+        return int(moved), (None if wait_ms < 0 else wait_ms / 1000)
+
+    async def heartbeat(
+        self, keys: QueueKeys, group: str, consumer: str, entry_ids: Sequence[bytes]
+    ) -> list[bytes]:
+        """Reset the idle time of entries still owned; returns the ids no longer owned."""
+        lost: list[bytes] = await self._heartbeat(
+            keys=[keys.stream], args=[group, consumer, *entry_ids]
+        )
+        return lost
+
+    async def reclaim(
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        min_idle_ms: int,
+        limit: int,
+        cursor: bytes,
+    ) -> tuple[bytes, list[Claimed]]:
+        """Claim entries idle past ``min_idle_ms``; returns the cursor to go on from."""
+        cursor, rows = await self._reclaim(
+            keys=[keys.stream], args=[group, consumer, min_idle_ms, limit, cursor]
+        )
+        return cursor, [Claimed(row[0], int(row[1]), _pairs(row[2])) for row in rows]
+
+    async def release(
+        self, keys: QueueKeys, group: str, consumer: str, entries: Sequence[tuple[bytes, int]]
+    ) -> int:
+        """Hand ``(entry_id, delivery_count_to_keep)`` back to the group; drop an idle consumer."""
+        args: list[Any] = [group, consumer]
+        for entry_id, count in entries:
+            args += (entry_id, count)
+        released: int = await self._release(keys=[keys.stream], args=args)
+        return released
+
+    async def trim(self, keys: QueueKeys) -> int:
+        removed: int = await self._trim(keys=[keys.stream])
+        return removed
+
+    async def get_job(self, keys: QueueKeys, job_id: str) -> tuple[bool, Fields] | None:
+        """``(running, record)`` or None for an unknown job."""
+        reply = await self._get_job(keys=[keys.stream, keys.job(job_id)])
+        if reply is None:
+            return None
+        return bool(reply[0]), _pairs(reply[1])
+
+    async def watch_job(
+        self, keys: QueueKeys, job_id: str
+    ) -> tuple[str, bytes | None, bytes | None] | None:
+        """A finished job's (state, result, error); else registers a waiter: (state, None, None)."""
+        reply = await self._watch_job(keys=[keys.job(job_id)])
+        if reply is None:
+            return None
+        state = reply[0].decode()
+        if len(reply) == 1:
+            return state, None, None
+        return state, reply[1], reply[2]
+
+    async def stats(self, keys: QueueKeys) -> StatsReply:
+        reply = await self._stats(keys=[keys.stream, keys.retry, keys.dead, keys.completed])
+        return StatsReply(*(int(v) for v in reply))
+
+    async def dead_list(
+        self, keys: QueueKeys, limit: int
+    ) -> list[tuple[str, bytes, bytes, list[str]]]:
+        """``(job_id, encoded record, payload, groups)``, oldest failure first."""
+        rows = await self._dead_list(keys=[keys.dead, keys.dead_records], args=[limit])
+        return [
+            (job.decode(), record, payload or b"", (groups or b"").decode().split())
+            for job, record, payload, groups in rows
+        ]
+
+    async def revive(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
+        revived: int = await self._revive(
+            keys=[keys.stream, keys.dead, keys.dead_records], args=[keys.job_prefix, *job_ids]
+        )
+        return revived
+
+    async def purge_dead(self, keys: QueueKeys) -> int:
+        purged: int = await self._purge_dead(keys=[keys.dead, keys.dead_records])
+        return purged

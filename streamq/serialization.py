@@ -1,0 +1,123 @@
+"""MessagePack encoding of payloads, results and records, with encoders and decoders built once.
+
+A stream entry carries the job id (field ``j``) and an encoded :class:`Envelope` (field ``p``); the
+envelope holds the job's metadata and its data. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from .errors import EncodeError
+
+__all__ = ("Codec", "DeadRecord", "Envelope", "decode_result", "encode_result")
+
+T = TypeVar("T")
+
+_encoder = msgspec.msgpack.Encoder()
+_any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+
+
+class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True):
+    enqueued_at: float
+    priority: int
+    max_retries: int | None
+    timeout: float | None
+    data: T
+
+
+class DeadRecord(msgspec.Struct, array_like=True, frozen=True):
+    """What the dead letters keep besides the payload (stored apart, so scripts can replay it)."""
+
+    job_id: str
+    error: str
+    attempts: int
+    failed_at: float
+
+
+_dead_record_decoder = msgspec.msgpack.Decoder(DeadRecord)
+
+
+class Codec(Generic[T]):
+    """Encodes and validates one queue's payloads against its type."""
+
+    __slots__ = ("_decoder", "_validates", "queue", "type")
+
+    def __init__(self, queue: str, type_: Any) -> None:
+        self.queue = queue
+        self.type = type_
+        try:
+            self._decoder: msgspec.msgpack.Decoder[Envelope[T]] = msgspec.msgpack.Decoder(
+                Envelope[type_]  # type: ignore[valid-type]
+            )
+        except TypeError as exc:
+            raise EncodeError(
+                f"queue {queue!r}: type {type_!r} is not supported by msgspec ({exc});"
+                " use a msgspec.Struct, a dataclass, a TypedDict or a builtin type",
+                queue=queue,
+            ) from exc
+        self._validates = type_ is not Any
+
+    def encode(
+        self,
+        data: Any,
+        *,
+        enqueued_at: float,
+        priority: int = 0,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """The payload of a job; raises :class:`EncodeError` if ``data`` is not fit for the queue."""
+        envelope = Envelope(enqueued_at, priority, max_retries, timeout, data)
+        try:
+            payload = _encoder.encode(envelope)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodeError(
+                f"queue {self.queue!r}: cannot encode {type(data).__name__} data as MessagePack"
+                f" ({exc}); pass msgspec-encodable data (builtins, msgspec.Struct, dataclasses)",
+                queue=self.queue,
+            ) from exc
+        if self._validates:
+            # Decoding exactly as the consumer will is the only check that cannot drift from it.
+            try:
+                self._decoder.decode(payload)
+            except msgspec.ValidationError as exc:
+                raise EncodeError(
+                    f"queue {self.queue!r}: data is not a valid {_type_name(self.type)} ({exc});"
+                    " fix the data or the queue's type",
+                    queue=self.queue,
+                ) from exc
+        return payload
+
+    def decode(self, payload: bytes) -> Envelope[T]:
+        """Raises ``msgspec.DecodeError`` (including ``ValidationError``) on a bad payload."""
+        return self._decoder.decode(payload)
+
+    def decode_data_or_raw(self, payload: bytes) -> Any:
+        """The job's data for inspection: decoded when possible, else the raw payload bytes."""
+        try:
+            return self._decoder.decode(payload).data
+        except msgspec.DecodeError:
+            return payload
+
+
+def encode_result(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode_result(raw: bytes | None) -> Any:
+    return None if raw is None else _any_decoder.decode(raw)
+
+
+def encode_dead_record(record: DeadRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_dead_record(raw: bytes) -> DeadRecord:
+    return _dead_record_decoder.decode(raw)
+
+
+def _type_name(type_: Any) -> str:
+    return getattr(type_, "__name__", repr(type_))

@@ -1,0 +1,50 @@
+"""Checks of user-supplied arguments, each raising :class:`InvalidArgument` that names the fix."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .errors import InvalidArgument
+
+__all__ = (
+    "check_count",
+    "check_job_id",
+    "check_max_retries",
+    "check_seconds",
+    "new_job_id",
+)
+
+
+def new_job_id() -> str:
+    return os.urandom(12).hex()
+
+
+def check_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidArgument(f"job_id must be a non-empty str, got {job_id!r}")
+    return job_id
+
+
+def check_max_retries(max_retries: object) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise InvalidArgument(
+            f"max_retries must be an int >= 0 (0 means one attempt only), got {max_retries!r}"
+        )
+    return max_retries
+
+
+def check_count(value: object, *, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument(f"{what} must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_seconds(value: object, *, what: str, allow_zero: bool = False) -> float:
+    """Seconds as a finite float: > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgument(f"{what} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidArgument(f"{what} must be seconds {bound}, got {value!r}")
+    return float(value)
