@@ -82,7 +82,11 @@ async def connect(url: str, **options: Any) -> aioredis.Redis:
     except (ResponseError, RedisError) as exc:
         await client.aclose()
         raise ConnectionFailed(f"Redis at {redacted(url)} answered INFO with an error: {exc}") from exc
-    check_server_version(info, url)
+    try:
+        check_server_version(info, url)
+    except ConnectionFailed:
+        await client.aclose()
+        raise
     return client
 
 

@@ -376,7 +376,7 @@ class Consumer(Generic[T]):
         failed_at = time.time()
         record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at))
         failure = Failure(
-            held.entry_id, job_id, attempt, error, retry_in, payload, record, int(failed_at * 1000)
+            held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
         )
         if retry_in is None:
             log.error("job %s of queue %r failed for good on attempt %d, dead-lettered: %s",

@@ -64,7 +64,7 @@ class QueueKeys:
         self.retry = base + "retry"
         #: Hash ``group<TAB>job_id`` -> ``attempt<TAB>payload`` for the retries waiting above.
         self.retry_payloads = base + "retry:payloads"
-        #: Sorted set of dead job ids scored by the time (ms) they failed.
+        #: Sorted set of dead job ids scored by the time they failed (unix seconds).
         self.dead = base + "dead"
         #: Hash: ``r:<id>`` the encoded DeadRecord, ``p:<id>`` the payload, ``g:<id>`` its groups.
         self.dead_records = base + "dead:records"

@@ -45,7 +45,7 @@ class Failure:
     retry_in: float | None
     payload: bytes
     dead_record: bytes
-    failed_at_ms: int
+    failed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,7 @@ class Scripts:
             args=[
                 group, consumer, keys.job_prefix, keys.done_prefix, self._ttl,
                 failure.entry_id, failure.job_id, failure.attempt, failure.error, delay_ms,
-                failure.payload, failure.dead_record, failure.failed_at_ms,
+                failure.payload, failure.dead_record, repr(failure.failed_at),
             ],
         )  # fmt: skip
         return bool(done)

@@ -3,7 +3,7 @@
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] done key prefix,
 -- ARGV[5] result ttl (s), ARGV[6] entry id, ARGV[7] job id, ARGV[8] attempt, ARGV[9] error,
 -- ARGV[10] retry delay in ms (negative: dead-letter), ARGV[11] payload, ARGV[12] dead record,
--- ARGV[13] failure time (unix ms)
+-- ARGV[13] failure time (unix seconds, the dead set's score)
 -- Returns 1, or 0 when the entry is no longer this consumer's (its new owner decides).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local entry, job, attempt, err = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]

@@ -1,0 +1,59 @@
+# make run   - install what is missing, start a throwaway redis-server (unless STREAMQ_REDIS_URL
+#              is set) and run the demo
+# make test  - install what is missing and run the whole suite against real redis-server
+# make lint  - ruff and mypy --strict
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+OLD_REDIS := .cache/redis-5.0/redis-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format redis-server clean
+
+run: $(STAMP) redis-server
+	$(BIN)/python -m streamq.demo
+
+test: $(STAMP) redis-server $(OLD_REDIS)
+	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check streamq tests
+	$(BIN)/ruff format --check streamq tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format streamq tests
+	$(BIN)/ruff check --fix streamq tests
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+		{ echo "streamq needs Python >= 3.10 (found $$($(PYTHON) --version)); set PYTHON=..." >&2; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
+		echo "python venv is missing; installing python3-venv with apt-get" >&2; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q python3-venv && \
+		$(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+# redis-server from the system's packages when it is missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "redis-server is missing; installing it with apt-get" >&2; \
+			$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server; \
+		else \
+			echo "redis-server is missing and this system has no apt-get: install Redis >= 6.2" \
+			     "(macOS: brew install redis) or set STREAMQ_REDIS_URL" >&2; exit 1; \
+		fi; }
+	@redis-server --version
+
+# A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).
+$(OLD_REDIS): tests/tools/build_old_redis.sh $(STAMP)
+	PIP="$(BIN)/python -m pip" tests/tools/build_old_redis.sh $(dir $@)
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

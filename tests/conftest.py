@@ -1,0 +1,80 @@
+"""Fixtures: real redis-server processes on free loopback ports, stopped by their PID.
+
+No fakeredis and no mocks: every test talks to a real server that this suite started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+import streamq
+from streamq.localserver import INSTALL_HINT, LocalRedis
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if shutil.which("redis-server") is None:
+        raise pytest.UsageError(f"{INSTALL_HINT} (`make test` installs it where it can)")
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ],
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    backend: tuple[str, dict[str, Any]] = request.param
+    return backend
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    """One server for the session; tests keep apart by their queue names."""
+    with LocalRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"q-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def qm(redis_url: str) -> AsyncIterator[streamq.QueueManager]:
+    async with streamq.QueueManager(redis_url, shutdown_grace=5) as manager:
+        yield manager
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain client for looking at (and tampering with) what streamq wrote."""
+    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def old_redis_binary() -> str:
+    """A real redis-server older than 6.2, built by `make test` (tests/tools/build_old_redis.sh)."""
+    path = os.environ.get("STREAMQ_OLD_REDIS_SERVER", ".cache/redis-5.0/redis-server")
+    if not os.access(path, os.X_OK):
+        pytest.fail(
+            f"no old redis-server at {path}: run `make test` (or tests/tools/build_old_redis.sh"
+            " .cache/redis-5.0/) to build it"
+        )
+    return path
