@@ -1,0 +1,201 @@
+"""Recovery: killed workers, slow handlers on live consumers, graceful stops, poison jobs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+import streamq
+
+from .helpers import wait_until
+
+pytestmark = pytest.mark.anyio
+
+WORKER = Path(__file__).parent / "tools" / "worker.py"
+SpawnWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def spawn_worker(redis_url: str, queue_name: str) -> Iterator[SpawnWorker]:
+    """Start worker processes; any still alive at the end are killed by their PID."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(mode: str, vt: float = 1.0, max_retries: int = 3) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, str(WORKER), redis_url, queue_name, mode, str(vt), str(max_retries)],
+            stdin=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        return process
+
+    yield spawn
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+async def next_start(redis: aioredis.Redis, queue_name: str, timeout: float = 15) -> tuple[str, int]:
+    """The (job id, attempt) a worker process reported starting."""
+    reply = await redis.blpop([f"test:{queue_name}:started"], timeout=timeout)
+    assert reply is not None, f"no worker started a job within {timeout}s"
+    job_id, attempt, _pid = reply[1].decode().rsplit(":", 2)
+    return job_id, int(attempt)
+
+
+async def test_job_of_a_killed_worker_is_run_by_another_consumer(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis, spawn_worker: SpawnWorker
+) -> None:
+    queue = qm.get_queue(queue_name)
+    worker = spawn_worker("hang", vt=1.0)
+    job_id = await queue.enqueue({"report": 1})
+    assert await next_start(redis, queue_name) == (job_id, 1)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    killed_at = time.monotonic()
+
+    attempts: list[int] = []
+
+    async def handle(job: streamq.Job[Any]) -> str:
+        attempts.append(job.attempt)
+        return "recovered"
+
+    await queue.consume(handle, visibility_timeout=1.0)
+    assert await queue.wait_for(job_id, timeout=10) == "recovered"
+    assert attempts == [2]
+    assert time.monotonic() - killed_at < 4.0
+
+
+async def test_slow_handler_on_a_live_consumer_runs_exactly_once(
+    redis_url: str, queue_name: str
+) -> None:
+    runs: list[int] = []
+
+    async def slow(job: streamq.Job[Any]) -> str:
+        runs.append(job.attempt)
+        await anyio.sleep(3)
+        return "slow but fine"
+
+    async with (
+        streamq.QueueManager(redis_url) as first,
+        streamq.QueueManager(redis_url) as second,
+    ):
+        await first.get_queue(queue_name).consume(slow, visibility_timeout=1.0)
+        await second.get_queue(queue_name).consume(slow, visibility_timeout=1.0)
+        queue = first.get_queue(queue_name)
+        job_id = await queue.enqueue("x")
+        assert await queue.wait_for(job_id, timeout=15) == "slow but fine"
+    assert runs == [1]
+
+
+async def test_stop_lets_a_running_job_finish(qm: streamq.QueueManager, queue_name: str) -> None:
+    queue = qm.get_queue(queue_name)
+    started = anyio.Event()
+    finished: list[str] = []
+
+    async def handle(job: streamq.Job[Any]) -> str:
+        started.set()
+        await anyio.sleep(0.5)
+        finished.append(job.id)
+        return "done"
+
+    consumer = await queue.consume(handle)
+    job_id = await queue.enqueue(1)
+    with anyio.fail_after(5):
+        await started.wait()
+    await consumer.stop(grace=5)
+    assert finished == [job_id]
+    info = await queue.get_job(job_id)
+    assert info is not None and info.state == "completed" and info.result == "done"
+    assert not consumer.running
+
+
+async def test_stop_past_grace_hands_unfinished_jobs_back_at_once(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    started = anyio.Event()
+    cancelled: list[str] = []
+
+    async def hang(job: streamq.Job[Any]) -> None:
+        started.set()
+        try:
+            await anyio.sleep(3600)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(job.id)
+            raise
+
+    # Visibility timeout of a minute: only the hand-back can make the job run again quickly.
+    consumer = await queue.consume(hang, visibility_timeout=60, concurrency=1)
+    job_id = await queue.enqueue("owed")
+    waiting_id = await queue.enqueue("never started")
+    with anyio.fail_after(5):
+        await started.wait()
+    await consumer.stop(grace=0.1)
+    assert cancelled == [job_id]
+
+    attempts: dict[str, int] = {}
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        attempts[job.id] = job.attempt
+
+    await queue.consume(handle, visibility_timeout=60)
+    await queue.wait_for(job_id, timeout=5)
+    await queue.wait_for(waiting_id, timeout=5)
+    # The interrupted job had started (attempt 2 now); the other one never ran (still attempt 1).
+    assert attempts == {job_id: 2, waiting_id: 1}
+
+
+async def test_manager_exit_stops_consumers_gracefully(redis_url: str, queue_name: str) -> None:
+    finished: list[str] = []
+    started = anyio.Event()
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        started.set()
+        await anyio.sleep(0.3)
+        finished.append(job.id)
+
+    async with streamq.QueueManager(redis_url) as qm:
+        queue = qm.get_queue(queue_name)
+        consumer = await queue.consume(handle)
+        job_id = await queue.enqueue(1)
+        with anyio.fail_after(5):
+            await started.wait()
+    assert finished == [job_id]
+    assert not consumer.running
+
+
+async def test_poison_job_that_kills_its_worker_ends_in_the_dead_letters(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis, spawn_worker: SpawnWorker
+) -> None:
+    queue = qm.get_queue(queue_name)
+    job_id = await queue.enqueue("poison")
+    seen_attempts = []
+    for _ in range(2):  # max_retries=1: two attempts, each killing its worker
+        worker = spawn_worker("die", vt=1.0, max_retries=1)
+        got_id, attempt = await next_start(redis, queue_name)
+        assert got_id == job_id
+        seen_attempts.append(attempt)
+        assert worker.wait(10) == 17
+    assert seen_attempts == [1, 2]
+
+    spawn_worker("die", vt=1.0, max_retries=1)  # the third delivery must not run it
+    await wait_until(lambda: _dead_count(queue), timeout=10, what="the poison job to be dead")
+    (dead,) = await queue.dead_letters()
+    assert dead.job_id == job_id
+    assert dead.attempts == 2
+    assert "delivered 3 times without finishing" in dead.error
+    assert await redis.llen(f"test:{queue_name}:started") == 0, "it ran a third time"
+
+
+async def _dead_count(queue: streamq.Queue[Any]) -> bool:
+    return (await queue.stats()).dead == 1
