@@ -9,7 +9,7 @@ from .errors import InvalidArgument
 
 __all__ = ("Backoff", "exponential", "resolve_backoff")
 
-#: ``backoff(attempt)`` -> seconds before the next attempt; ``attempt`` is the one that failed (1..).
+#: ``backoff(attempt)`` -> seconds before the next attempt; ``attempt`` is the one that failed.
 Backoff = Callable[[int], float]
 
 BASE_SECONDS = 1.0
@@ -17,9 +17,9 @@ CAP_SECONDS = 300.0
 
 
 def exponential(attempt: int) -> float:
-    """1 s, 2 s, 4 s ... capped at 5 minutes, with ±20 % jitter so failed jobs do not retry in step."""
+    """1 s, 2 s, 4 s ... capped at 5 minutes; ±20 % jitter so failures do not retry in step."""
     delay = min(CAP_SECONDS, BASE_SECONDS * 2.0 ** max(0, attempt - 1))
-    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+    return delay * random.uniform(0.8, 1.2)
 
 
 def resolve_backoff(backoff: Backoff | float | None) -> Backoff:

@@ -81,7 +81,9 @@ async def connect(url: str, **options: Any) -> aioredis.Redis:
         ) from exc
     except (ResponseError, RedisError) as exc:
         await client.aclose()
-        raise ConnectionFailed(f"Redis at {redacted(url)} answered INFO with an error: {exc}") from exc
+        raise ConnectionFailed(
+            f"Redis at {redacted(url)} answered INFO with an error: {exc}"
+        ) from exc
     try:
         check_server_version(info, url)
     except ConnectionFailed:

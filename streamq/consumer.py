@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 import msgspec
@@ -231,7 +231,8 @@ class Consumer(Generic[T]):
             count=self._options.concurrency - self._in_flight,
             block=block_ms,
         )
-        for _stream, entries in reply or ():
+        streams = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
+        for _stream, entries in streams:
             for entry_id, fields in entries:
                 self._take(send, _Held(entry_id, fields, 1))
 
@@ -360,7 +361,7 @@ class Consumer(Generic[T]):
 
     async def _call(self, job: Job[T]) -> Any:
         if self._is_async:
-            result = await self._handler(job)  # type: ignore[misc]
+            result = await self._handler(job)
         else:
             result = await anyio.to_thread.run_sync(
                 self._handler, job, abandon_on_cancel=True, limiter=self._threads

@@ -60,7 +60,7 @@ class JobFailed(StreamqError):
 
 
 class JobNotFound(StreamqError, LookupError):
-    """No record of the job: it was never enqueued, or it finished longer than ``result_ttl`` ago."""
+    """No record of the job: never enqueued, or finished longer than ``result_ttl`` ago."""
 
     def __init__(self, job_id: str, *, queue: str | None = None) -> None:
         super().__init__(

@@ -8,6 +8,7 @@ Scripts that reach a job's own keys get the prefixes below and append the job id
 from __future__ import annotations
 
 import re
+
 from .errors import InvalidArgument
 
 __all__ = ("QueueKeys", "validate_group", "validate_name")

@@ -96,14 +96,15 @@ class QueueManager:
         try:
             with anyio.CancelScope(shield=True):
                 await self.stop_consumers(self.shutdown_grace)
-            connection.tasks.cancel_scope.cancel()  # the schedulers
         finally:
+            connection.tasks.cancel_scope.cancel()  # the schedulers
             try:
-                return await connection.tasks.__aexit__(exc_type, exc, tb)
+                suppress = await connection.tasks.__aexit__(exc_type, exc, tb)
             finally:
                 self._connection = None
                 self._schedulers.clear()
                 await connection.client.aclose()
+        return suppress
 
     @overload
     def get_queue(self, name: str) -> Queue[Any]: ...
@@ -112,7 +113,7 @@ class QueueManager:
     @overload
     def get_queue(self, name: str, type: Any) -> Queue[Any]: ...
 
-    def get_queue(self, name: str, type: Any = Any) -> Queue[Any]:  # noqa: A002 - API.md's name
+    def get_queue(self, name: str, type: Any = Any) -> Queue[Any]:
         """The queue called ``name`` (the same object every time), typed by ``type``."""
         validate_name(name)
         queue = self._queues.get(name)

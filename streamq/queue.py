@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 
@@ -112,7 +112,7 @@ class Queue(Generic[T]):
         backoff: Backoff | float | None = None,
         visibility_timeout: float = 60,
         rate_limit: tuple[int, float] | None = None,
-    ) -> Consumer:
+    ) -> Consumer[T]:
         """Start a consumer in the background and return it (stop it with ``await c.stop()``).
 
         Consumers sharing ``consumer_group`` (default: the queue's name) share the work; every
@@ -192,9 +192,7 @@ class Queue(Generic[T]):
         """Jobs that failed past their retries, oldest failure first."""
         check_count(limit, what="limit")
         letters = []
-        for job_id, raw_record, payload, groups in await self._scripts.dead_list(
-            self._keys, limit
-        ):
+        for job_id, raw_record, payload, groups in await self._scripts.dead_list(self._keys, limit):
             record = decode_dead_record(raw_record)
             letters.append(
                 DeadLetter(
@@ -215,7 +213,9 @@ class Queue(Generic[T]):
             return await scripts.revive(self._keys, [check_job_id(job_id)])
         client = self._manager._connected().client
         revived = 0
-        while ids := await client.zrange(self._keys.dead, 0, ENQUEUE_BATCH - 1):
+        while ids := cast(
+            "list[bytes]", await client.zrange(self._keys.dead, 0, ENQUEUE_BATCH - 1)
+        ):
             revived += await scripts.revive(self._keys, [i.decode() for i in ids])
         return revived
 

@@ -50,7 +50,7 @@ class Codec(Generic[T]):
         self.type = type_
         try:
             self._decoder: msgspec.msgpack.Decoder[Envelope[T]] = msgspec.msgpack.Decoder(
-                Envelope[type_]  # type: ignore[valid-type]
+                Envelope[type_]
             )
         except TypeError as exc:
             raise EncodeError(
@@ -69,7 +69,7 @@ class Codec(Generic[T]):
         max_retries: int | None = None,
         timeout: float | None = None,
     ) -> bytes:
-        """The payload of a job; raises :class:`EncodeError` if ``data`` is not fit for the queue."""
+        """A job's payload; raises :class:`EncodeError` if ``data`` does not fit the queue."""
         envelope = Envelope(enqueued_at, priority, max_retries, timeout, data)
         try:
             payload = _encoder.encode(envelope)

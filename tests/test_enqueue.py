@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -20,7 +20,7 @@ class Export(msgspec.Struct):
 
 
 async def _keys_of(redis: aioredis.Redis, queue_name: str) -> list[bytes]:
-    return sorted(await redis.keys(f"streamq:{{{queue_name}}}:*"))
+    return sorted(cast("list[bytes]", await redis.keys(f"streamq:{{{queue_name}}}:*")))
 
 
 async def test_enqueue_returns_unique_ids_and_records_waiting_jobs(
@@ -42,8 +42,11 @@ async def test_enqueue_many_keeps_order_and_handles_big_batches(
     queue = qm.get_queue(queue_name)
     ids = await queue.enqueue_many(range(1234))
     assert len(ids) == len(set(ids)) == 1234
-    entries = await redis.xrange(f"streamq:{{{queue_name}}}:stream")
-    assert [e[1][b"j"].decode() for e in entries] == ids
+    entries = cast(
+        "list[tuple[bytes, dict[bytes, bytes]]]",
+        await redis.xrange(f"streamq:{{{queue_name}}}:stream"),
+    )
+    assert [fields[b"j"].decode() for _, fields in entries] == ids
     assert await queue.enqueue_many([]) == []
 
 

@@ -63,9 +63,7 @@ async def test_wait_for_times_out(qm: streamq.QueueManager, queue_name: str) -> 
         await queue.wait_for(job_id, timeout=0.2)
 
 
-async def test_many_waiters_on_one_job_all_wake(
-    qm: streamq.QueueManager, queue_name: str
-) -> None:
+async def test_many_waiters_on_one_job_all_wake(qm: streamq.QueueManager, queue_name: str) -> None:
     queue = qm.get_queue(queue_name)
     job_id = await queue.enqueue(5)
     results: list[Any] = []

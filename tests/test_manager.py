@@ -87,17 +87,19 @@ async def test_password_is_not_shown_in_errors() -> None:
 
 
 async def test_server_older_than_6_2_is_refused(old_redis_binary: str) -> None:
-    with LocalRedis(binary=old_redis_binary) as old:
-        with pytest.raises(streamq.ConnectionFailed, match=r"version 5\.0\.\d+.*>= 6\.2"):
-            async with streamq.QueueManager(old.url):
-                pass
+    with (
+        LocalRedis(binary=old_redis_binary) as old,
+        pytest.raises(streamq.ConnectionFailed, match=r"version 5\.0\.\d+.*>= 6\.2"),
+    ):
+        async with streamq.QueueManager(old.url):
+            pass
 
 
 @pytest.mark.parametrize(
     "url", ["http://localhost:6379", "redis+cluster://127.0.0.1:7000", "nonsense"]
 )
 async def test_unsupported_urls_are_clear_errors(url: str) -> None:
-    with pytest.raises(streamq.InvalidArgument, match="URL|not supported yet"):
+    with pytest.raises(streamq.InvalidArgument, match=r"URL|not supported yet"):
         async with streamq.QueueManager(url):
             pass
 

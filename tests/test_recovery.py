@@ -44,11 +44,15 @@ def spawn_worker(redis_url: str, queue_name: str) -> Iterator[SpawnWorker]:
         process.wait(10)
 
 
-async def next_start(redis: aioredis.Redis, queue_name: str, timeout: float = 15) -> tuple[str, int]:
+async def next_start(
+    redis: aioredis.Redis, queue_name: str, timeout: float = 15
+) -> tuple[str, int]:
     """The (job id, attempt) a worker process reported starting."""
     reply = await redis.blpop([f"test:{queue_name}:started"], timeout=timeout)
     assert reply is not None, f"no worker started a job within {timeout}s"
-    job_id, attempt, _pid = reply[1].decode().rsplit(":", 2)
+    value = reply[1]
+    text = value.decode() if isinstance(value, bytes) else value
+    job_id, attempt, _pid = text.rsplit(":", 2)
     return job_id, int(attempt)
 
 

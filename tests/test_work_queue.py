@@ -185,4 +185,6 @@ async def test_job_carries_its_metadata(qm: streamq.QueueManager, queue_name: st
     assert job.attempt == 1
     assert job.max_retries == 4
     assert job.priority == 0
-    assert abs(job.enqueued_at - (await queue.get_job(job_id)).enqueued_at) < 1e-3  # type: ignore[union-attr]
+    info = await queue.get_job(job_id)
+    assert info is not None and info.enqueued_at is not None
+    assert abs(job.enqueued_at - info.enqueued_at) < 1e-3

@@ -23,7 +23,9 @@ async def main(url: str, queue_name: str, mode: str, vt: float, max_retries: int
     async with streamq.QueueManager(url) as qm:
 
         async def handle(job: streamq.Job[Any]) -> None:
-            await marker.rpush(f"test:{queue_name}:started", f"{job.id}:{job.attempt}:{os.getpid()}")
+            await marker.rpush(
+                f"test:{queue_name}:started", f"{job.id}:{job.attempt}:{os.getpid()}"
+            )
             if mode == "die":
                 os._exit(17)
             await anyio.sleep(3600)
