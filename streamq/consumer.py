@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .backoff import Backoff, resolve_backoff
+from .backoff import Backoff, exponential, resolve_backoff
 from .job import Job
 from .scripts import Claimed, Completion, Failure
 from .serialization import DeadRecord, encode_dead_record, encode_result
@@ -49,6 +49,8 @@ TRIM_INTERVAL = 2.0
 ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 #: Entries per heartbeat call.
 HEARTBEAT_BATCH = 500
+#: Longest a stop spends writing the last completions and handing jobs back.
+FLUSH_SECONDS = 5.0
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -85,13 +87,12 @@ class ConsumerOptions:
 class _Held:
     """An entry this consumer holds: read or reclaimed, and not yet finished."""
 
-    __slots__ = ("delivery_count", "entry_id", "fields", "started")
+    __slots__ = ("delivery_count", "entry_id", "fields")
 
     def __init__(self, entry_id: bytes, fields: dict[bytes, bytes], delivery_count: int) -> None:
         self.entry_id = entry_id
         self.fields = fields
         self.delivery_count = delivery_count
-        self.started = False
 
 
 class Consumer(Generic[T]):
@@ -126,6 +127,7 @@ class Consumer(Generic[T]):
         self._capacity = anyio.Event()
         self._acks: list[Completion] = []
         self._acks_ready = anyio.Event()
+        self._ack_lock = anyio.Lock()
         self._acked_since_trim = False
 
         self._stopping = False
@@ -145,23 +147,28 @@ class Consumer(Generic[T]):
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`stop`; the manager starts this in its task group."""
+        await self._ensure_group()
+        task_status.started()
         try:
-            await self._ensure_group()
             send, receive = anyio.create_memory_object_stream[_Held](math.inf)
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(self._maintain)
-                outer.start_soon(self._ack_loop)
+            async with anyio.create_task_group() as upkeep:
+                upkeep.start_soon(self._maintain)
+                upkeep.start_soon(self._ack_loop)
                 async with anyio.create_task_group() as workers:
                     self._workers_scope = workers.cancel_scope
                     workers.start_soon(self._read_loop, send)
                     for _ in range(self._options.concurrency):
                         workers.start_soon(self._work_loop, receive.clone())
                     receive.close()
-                    task_status.started()
                 self._workers_done.set()
                 await self._flush_acks()
-                await self._release()
-                outer.cancel_scope.cancel()
+                upkeep.cancel_scope.cancel()  # no heartbeat may follow the hand-back below
+            await self._release()
+        except Exception:
+            # A bug must not take the manager's other consumers (and the user's code) down with
+            # it: what this consumer held stays pending and is reclaimed by the group.
+            log.exception("consumer %s of queue %r stopped on an unexpected error",
+                          self.name, self.queue.name)  # fmt: skip
         finally:
             self._workers_done.set()
             self._finished.set()
@@ -215,11 +222,13 @@ class Consumer(Generic[T]):
                         await self._read(send, block_ms)
                         errors = 0
                     except ResponseError as exc:
-                        if "NOGROUP" not in str(exc):
-                            raise
-                        log.warning("consumer %s: group %r is gone; recreating it",
-                                    self.name, self.group)  # fmt: skip
-                        await self._ensure_group()
+                        if "NOGROUP" in str(exc):
+                            log.warning("consumer %s: group %r is gone; recreating it",
+                                        self.name, self.group)  # fmt: skip
+                            await self._ensure_group()
+                            continue
+                        # READONLY during a failover, a script error ...: pause, then go on.
+                        errors = await self._pause_after_error("read", exc, errors)
                     except _CONNECTION_ERRORS as exc:
                         errors = await self._pause_after_error("read", exc, errors)
 
@@ -258,8 +267,8 @@ class Consumer(Generic[T]):
             held.delivery_count = claimed.delivery_count
             return
         log.warning(
-            "consumer %s reclaimed entry %s of queue %r (delivery %d): its consumer stopped"
-            " heart-beating", self.name, claimed.entry_id.decode(), self.queue.name,
+            "consumer %s took over entry %s of queue %r (delivery %d) from a consumer that"
+            " stopped or died", self.name, claimed.entry_id.decode(), self.queue.name,
             claimed.delivery_count,
         )  # fmt: skip
         self._take(send, _Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
@@ -287,6 +296,10 @@ class Consumer(Generic[T]):
                     continue  # never started: handed back to the group by _release
                 try:
                     await self._process(held)
+                except Exception:
+                    self._held.pop(held.entry_id, None)  # left pending: reclaimed later
+                    log.exception("consumer %s: unexpected error on entry %s",
+                                  self.name, held.entry_id.decode())  # fmt: skip
                 finally:
                     self._slot_done()
 
@@ -334,7 +347,6 @@ class Consumer(Generic[T]):
             enqueued_at=envelope.enqueued_at,
         )
         timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
-        held.started = True
         try:
             with anyio.move_on_after(timeout) as deadline:
                 result = await self._call(job)
@@ -343,6 +355,14 @@ class Consumer(Generic[T]):
                 held, job_id, attempt, f"{type(exc).__name__}: {exc}", payload,
                 retry=attempt <= max_retries,
             )  # fmt: skip
+            return
+        except anyio.get_cancelled_exc_class():
+            # anyio's cancellation is level-triggered: if a scope around us (stop past grace,
+            # the manager's exit) was cancelled, this checkpoint raises again. A CancelledError
+            # the handler raised on its own does not come back, and is a failed attempt.
+            await anyio.lowlevel.checkpoint()
+            error = "CancelledError: the handler raised CancelledError"
+            await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
             return
         if deadline.cancelled_caught:
             error = f"TimeoutError: the handler ran past its {timeout:g}s timeout"
@@ -373,7 +393,7 @@ class Consumer(Generic[T]):
     async def _fail(
         self, held: _Held, job_id: str, attempt: int, error: str, payload: bytes, retry: bool
     ) -> None:
-        retry_in = self._options.backoff(attempt) if retry else None
+        retry_in = self._backoff(attempt) if retry else None
         failed_at = time.time()
         record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at))
         failure = Failure(
@@ -405,6 +425,17 @@ class Consumer(Generic[T]):
         if retry_in is not None:
             self._on_retry(retry_in)
 
+    def _backoff(self, attempt: int) -> float:
+        try:
+            delay = float(self._options.backoff(attempt))
+            if not math.isfinite(delay) or delay < 0:
+                raise ValueError(f"returned {delay!r}, not seconds >= 0")
+        except Exception as exc:
+            log.error("consumer %s: the backoff callable failed (%s); using the default",
+                      self.name, exc)  # fmt: skip
+            return exponential(attempt)
+        return delay
+
     # -- finishing ------------------------------------------------------------------------
 
     def _queue_ack(self, completion: Completion) -> None:
@@ -415,7 +446,8 @@ class Consumer(Generic[T]):
         while True:
             await self._acks_ready.wait()
             self._acks_ready = anyio.Event()
-            await self._write_acks()
+            async with self._ack_lock:
+                await self._write_acks()
 
     async def _write_acks(self) -> None:
         """Finish every queued completion in one script call (acks coalesce while one is out)."""
@@ -446,22 +478,26 @@ class Consumer(Generic[T]):
                     )  # fmt: skip
 
     async def _flush_acks(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._write_acks()
+        """Write the last completions; bounded, so a stop never hangs on an unreachable Redis."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_SECONDS):
+            async with self._ack_lock:  # after a batch that is already on its way
+                await self._write_acks()
+        if self._acks:
+            log.warning("consumer %s: %d completions not written; those jobs run again",
+                        self.name, len(self._acks))  # fmt: skip
 
     async def _release(self) -> None:
-        """Hand every entry still held back to the group so another consumer takes it at once."""
-        entries = [
-            (h.entry_id, h.delivery_count if h.started else h.delivery_count - 1)
-            for h in self._held.values()
-        ]
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        """Hand every entry this consumer still owns back to its group, at once.
+
+        The script walks this consumer's pending list, so entries whose read reply was lost to
+        the stop (Redis delivered them, we never saw them) go back too.
+        """
+        with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_SECONDS):
             try:
-                await self._scripts.release(self._keys, self.group, self.name, entries)
+                await self._scripts.release(self._keys, self.group, self.name)
             except (RedisError, OSError) as exc:
-                log.warning("consumer %s: could not hand back %d entries (%s); they are"
-                            " reclaimed after the visibility timeout",
-                            self.name, len(entries), exc)  # fmt: skip
+                log.warning("consumer %s: could not hand back its jobs (%s); they are"
+                            " reclaimed after the visibility timeout", self.name, exc)  # fmt: skip
         self._held.clear()
 
     # -- upkeep ---------------------------------------------------------------------------
@@ -485,7 +521,7 @@ class Consumer(Generic[T]):
                         self._acked_since_trim = False
                         await self._scripts.trim(self._keys)
                 errors = 0
-            except _CONNECTION_ERRORS as exc:
+            except (RedisError, OSError) as exc:
                 errors = await self._pause_after_error("heartbeat", exc, errors)
 
     async def _heartbeat(self) -> None:

@@ -162,18 +162,27 @@ class Queue(Generic[T]):
         check_job_id(job_id)
         client = self._manager._connected().client
         done_key = self._keys.done(job_id)
-        with anyio.fail_after(timeout):
-            while True:
-                reply = await self._scripts.watch_job(self._keys, job_id)
-                if reply is None:
-                    raise JobNotFound(job_id, queue=self.name)
-                state, result, error = reply
-                if state == "completed":
-                    return decode_result(result)
-                if state in _TERMINAL:
-                    raise JobFailed(job_id, _text(error) or state, queue=self.name)
-                # The finishing script pushes here for each registered waiter.
-                await client.blpop([done_key], timeout=WAIT_SLICE)
+        registered = False
+        try:
+            with anyio.fail_after(timeout):
+                while True:
+                    reply = await self._scripts.watch_job(
+                        self._keys, job_id, "=" if registered else "+"
+                    )
+                    if reply is None:
+                        raise JobNotFound(job_id, queue=self.name)
+                    state, result, error = reply
+                    if state in _TERMINAL:
+                        registered = False  # the finishing script took the registration back
+                        if state == "completed":
+                            return decode_result(result)
+                        raise JobFailed(job_id, _text(error) or state, queue=self.name)
+                    registered = True  # once: the finishing script pushes once per waiter
+                    await client.blpop([done_key], timeout=WAIT_SLICE)
+        finally:
+            if registered:  # gave up (timeout, cancellation) before the job finished
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await self._scripts.watch_job(self._keys, job_id, "-")
 
     async def stats(self) -> QueueStats:
         s = await self._scripts.stats(self._keys)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from .keys import QueueKeys
 
@@ -155,14 +155,9 @@ class Scripts:
         )
         return cursor, [Claimed(row[0], int(row[1]), _pairs(row[2])) for row in rows]
 
-    async def release(
-        self, keys: QueueKeys, group: str, consumer: str, entries: Sequence[tuple[bytes, int]]
-    ) -> int:
-        """Hand ``(entry_id, delivery_count_to_keep)`` back to the group; drop an idle consumer."""
-        args: list[Any] = [group, consumer]
-        for entry_id, count in entries:
-            args += (entry_id, count)
-        released: int = await self._release(keys=[keys.stream], args=args)
+    async def release(self, keys: QueueKeys, group: str, consumer: str) -> int:
+        """Hand every entry the consumer owns back to the group; drop it if it owned none."""
+        released: int = await self._release(keys=[keys.stream], args=[group, consumer])
         return released
 
     async def trim(self, keys: QueueKeys) -> int:
@@ -177,10 +172,13 @@ class Scripts:
         return bool(reply[0]), _pairs(reply[1])
 
     async def watch_job(
-        self, keys: QueueKeys, job_id: str
+        self, keys: QueueKeys, job_id: str, waiter: Literal["+", "=", "-"]
     ) -> tuple[str, bytes | None, bytes | None] | None:
-        """A finished job's (state, result, error); else registers a waiter: (state, None, None)."""
-        reply = await self._watch_job(keys=[keys.job(job_id)])
+        """A finished job's (state, result, error), else (state, None, None); None if unknown.
+
+        ``waiter`` registers ("+"), keeps ("=") or takes back ("-") one waiter on the job.
+        """
+        reply = await self._watch_job(keys=[keys.job(job_id)], args=[waiter])
         if reply is None:
             return None
         state = reply[0].decode()

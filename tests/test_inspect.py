@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 
 import streamq
 
@@ -110,3 +111,18 @@ async def test_oldest_waiting_age_grows(qm: streamq.QueueManager, queue_name: st
 
 async def _age_at_least(queue: streamq.Queue[Any], seconds: float) -> bool:
     return (await queue.stats()).oldest_waiting_age >= seconds
+
+
+async def test_waiters_that_give_up_leave_no_registration_behind(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis
+) -> None:
+    queue = qm.get_queue(queue_name)
+    job_id = await queue.enqueue(1)  # nobody consumes yet
+    with pytest.raises(TimeoutError):
+        await queue.wait_for(job_id, timeout=2.5)  # several blocking slices
+    job_key = f"streamq:{{{queue_name}}}:job:{job_id}"
+    assert await redis.hget(job_key, "w") in (None, b"0")
+
+    await queue.consume(lambda job: "ok")
+    assert await queue.wait_for(job_id, timeout=5) == "ok"
+    assert await redis.hget(job_key, "w") is None

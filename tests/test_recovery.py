@@ -152,11 +152,12 @@ async def test_stop_past_grace_hands_unfinished_jobs_back_at_once(
     async def handle(job: streamq.Job[Any]) -> None:
         attempts[job.id] = job.attempt
 
-    await queue.consume(handle, visibility_timeout=60)
+    # max_retries=0: an interrupted run must not use up the only attempt.
+    await queue.consume(handle, visibility_timeout=60, max_retries=0)
     await queue.wait_for(job_id, timeout=5)
     await queue.wait_for(waiting_id, timeout=5)
-    # The interrupted job had started (attempt 2 now); the other one never ran (still attempt 1).
-    assert attempts == {job_id: 2, waiting_id: 1}
+    # An interrupted run is not a failed attempt: both come back as attempt 1.
+    assert attempts == {job_id: 1, waiting_id: 1}
 
 
 async def test_manager_exit_stops_consumers_gracefully(redis_url: str, queue_name: str) -> None:
@@ -203,3 +204,99 @@ async def test_poison_job_that_kills_its_worker_ends_in_the_dead_letters(
 
 async def _dead_count(queue: streamq.Queue[Any]) -> bool:
     return (await queue.stats()).dead == 1
+
+
+async def test_stopping_under_load_loses_no_job(qm: streamq.QueueManager, queue_name: str) -> None:
+    """Stops cut reads short; what Redis already delivered goes back to the group at once."""
+    queue = qm.get_queue(queue_name)
+    ids = await queue.enqueue_many(range(400))
+    runs: list[int] = []
+    progress = anyio.Event()
+    goal = 0
+
+    async def handle(job: streamq.Job[int]) -> None:
+        runs.append(job.data)
+        if len(runs) >= goal:
+            progress.set()
+        await anyio.sleep(0.001)
+
+    for _ in range(5):  # each round runs about 30 + 2 x concurrency jobs: 400 is plenty
+        goal, progress = len(runs) + 30, anyio.Event()
+        consumer = await queue.consume(handle, max_retries=0, visibility_timeout=60)
+        with anyio.fail_after(10):
+            await progress.wait()
+        await consumer.stop(grace=5)
+    await queue.consume(handle, max_retries=0, visibility_timeout=60)
+    for job_id in ids:
+        await queue.wait_for(job_id, timeout=10)
+    assert sorted(set(runs)) == list(range(400))
+    assert (await queue.stats()).dead == 0
+
+
+async def test_handler_raising_cancelled_error_is_a_failure_not_a_dead_consumer(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+
+    async def handle(job: streamq.Job[Any]) -> str:
+        if job.data == "cancel-me":
+            raise anyio.get_cancelled_exc_class()()
+        return "fine"
+
+    consumer = await queue.consume(handle, max_retries=0)
+    bad = await queue.enqueue("cancel-me")
+    with pytest.raises(streamq.JobFailed, match="CancelledError"):
+        await queue.wait_for(bad, timeout=5)
+    assert await queue.wait_for(await queue.enqueue("next"), timeout=5) == "fine"
+    assert consumer.running
+
+
+@pytest.mark.parametrize("backoff_result", ["raise", float("nan"), -1.0])
+async def test_a_broken_backoff_falls_back_to_the_default(
+    qm: streamq.QueueManager, queue_name: str, backoff_result: Any
+) -> None:
+    queue = qm.get_queue(queue_name)
+
+    def backoff(attempt: int) -> float:
+        if backoff_result == "raise":
+            raise RuntimeError("broken backoff")
+        return float(backoff_result)
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        raise ValueError("fails")
+
+    consumer = await queue.consume(handle, max_retries=1, backoff=backoff)
+    job_id = await queue.enqueue(1)
+    await wait_until(lambda: _is_state(queue, job_id, "retrying"), what="a scheduled retry")
+    assert consumer.running
+    with pytest.raises(streamq.JobFailed, match="fails"):
+        await queue.wait_for(job_id, timeout=10)  # the default backoff: about a second
+
+
+async def _is_state(queue: streamq.Queue[Any], job_id: str, state: str) -> bool:
+    info = await queue.get_job(job_id)
+    return info is not None and info.state == state
+
+
+async def test_stop_does_not_hang_when_redis_is_gone(queue_name: str) -> None:
+    from streamq.localserver import LocalRedis
+
+    server = LocalRedis().start()
+    try:
+        async with streamq.QueueManager(server.url, shutdown_grace=1) as qm:
+            queue = qm.get_queue(queue_name)
+            started = anyio.Event()
+
+            async def handle(job: streamq.Job[Any]) -> None:
+                started.set()
+                await anyio.sleep(0.5)
+
+            await queue.consume(handle)
+            await queue.enqueue(1)
+            with anyio.fail_after(5):
+                await started.wait()
+            server.stop()  # by its PID, while the job runs
+            with anyio.fail_after(20):
+                await qm.stop_consumers(grace=1)
+    finally:
+        server.stop()

@@ -92,7 +92,11 @@ async def test_a_new_group_receives_the_jobs_still_retained(
     queue = qm.get_queue(queue_name)
     await queue.enqueue_many(["before-1", "before-2"])
     seen: list[str] = []
-    await queue.consume(lambda job: seen.append(job.data), consumer_group="late")
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        seen.append(job.data)  # before any await: in the order the jobs started
+
+    await queue.consume(handle, consumer_group="late")
     await queue.enqueue("after")
     await wait_until(lambda: len(seen) == 3, what="all three jobs")
     assert seen == ["before-1", "before-2", "after"]

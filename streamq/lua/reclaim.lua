@@ -7,16 +7,19 @@ local limit, cursor = tonumber(ARGV[4]), ARGV[5]
 local claimed = {}
 -- Bounded, so a huge PEL is swept over several calls instead of one long script.
 for _ = 1, 20 do
+  -- JUSTID, then XRANGE: Redis 6.2 answers a deleted entry with a bare null (no id) otherwise.
+  -- JUSTID does not count the delivery, so the count is raised by hand below.
   local r = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[3], cursor,
-    'COUNT', limit - #claimed)
+    'COUNT', limit - #claimed, 'JUSTID')
   cursor = r[1]
-  for _, e in ipairs(r[2]) do
-    if type(e[2]) == 'table' then
-      local p = redis.call('XPENDING', stream, group, e[1], e[1], 1)
-      claimed[#claimed + 1] = { e[1], p[1][4], e[2] }
+  for _, id in ipairs(r[2]) do
+    local entry = redis.call('XRANGE', stream, id, id)
+    if #entry == 0 then
+      redis.call('XACK', stream, group, id) -- deleted from the stream: nothing to run
     else
-      -- Redis 6.2 returns an entry deleted from the stream without fields: nothing to run.
-      redis.call('XACK', stream, group, e[1])
+      local count = redis.call('XPENDING', stream, group, id, id, 1)[1][4] + 1
+      redis.call('XCLAIM', stream, group, consumer, 0, id, 'RETRYCOUNT', count, 'JUSTID')
+      claimed[#claimed + 1] = { id, count, entry[1][2] }
     end
   end
   if cursor == '0-0' or #claimed >= limit then break end

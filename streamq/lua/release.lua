@@ -1,20 +1,26 @@
--- On a graceful stop: hand the entries a consumer still holds back to its group at once, and
--- remove the consumer from the group when it owes nothing.
--- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer; then per entry: id, delivery count to keep
--- (the count minus one for an entry that never started, so the next delivery is the same attempt).
+-- On a graceful stop: hand every entry a consumer still owns back to its group at once, so the
+-- group's next reclaim sweep takes it. Walking the consumer's pending list (rather than trusting
+-- the caller's list) also returns entries whose read reply the stop cut off.
+-- The delivery count goes back by one: the next delivery is the same attempt, since an
+-- interrupted run is not a failure.
+-- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer
 -- Returns the number of entries handed back.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
--- Idle for a year: past any visibility timeout, so the group's next reclaim sweep takes it.
+-- Idle for a year: past any visibility timeout (and below the clock, which XCLAIM requires).
 local LONG_IDLE = 31536000000
-local released = 0
-for i = 3, #ARGV, 2 do
-  if owns(stream, group, consumer, ARGV[i]) then
-    redis.call('XCLAIM', stream, group, consumer, 0, ARGV[i], 'IDLE', LONG_IDLE,
-      'RETRYCOUNT', ARGV[i + 1], 'JUSTID')
+local PAGE = 500
+local released, start = 0, '-'
+for _ = 1, 100 do
+  local page = redis.call('XPENDING', stream, group, start, '+', PAGE, consumer)
+  for _, p in ipairs(page) do
+    redis.call('XCLAIM', stream, group, consumer, 0, p[1], 'IDLE', LONG_IDLE,
+      'RETRYCOUNT', math.max(0, p[4] - 1), 'JUSTID')
     released = released + 1
   end
+  if #page < PAGE then break end
+  start = '(' .. page[#page][1]
 end
-if #redis.call('XPENDING', stream, group, '-', '+', 1, consumer) == 0 then
+if released == 0 then
   redis.call('XGROUP', 'DELCONSUMER', stream, group, consumer)
 end
 return released

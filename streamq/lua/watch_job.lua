@@ -1,8 +1,14 @@
--- For wait_for: a finished job's {state, result, error}; otherwise register one more waiter
--- (the finishing script pushes to the job's done list for each) and return {state}.
--- KEYS[1] job key. Returns nil for an unknown job.
-local s = redis.call('HMGET', KEYS[1], 'state', 'result', 'error')
+-- For wait_for. ARGV[1] '+' registers a waiter (the finishing script pushes once to the job's
+-- done list for each), '=' only looks, '-' takes a waiter back (it stopped waiting).
+-- KEYS[1] job key
+-- Returns nil for an unknown job, {state, result, error} for a finished one, else {state}.
+local s = redis.call('HMGET', KEYS[1], 'state', 'result', 'error', 'w')
 if not s[1] then return nil end
-if s[1] == 'completed' or s[1] == 'dead' or s[1] == 'cancelled' then return s end
-redis.call('HINCRBY', KEYS[1], 'w', 1)
+local finished = s[1] == 'completed' or s[1] == 'dead' or s[1] == 'cancelled'
+if ARGV[1] == '+' and not finished then
+  redis.call('HINCRBY', KEYS[1], 'w', 1)
+elseif ARGV[1] == '-' and tonumber(s[4] or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'w', -1)
+end
+if finished then return { s[1], s[2], s[3] } end
 return { s[1] }
