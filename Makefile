@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 OLD_REDIS := .cache/redis-5.0/redis-server
+REDIS_62 := .cache/redis-6.2/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -16,8 +17,9 @@ PYTEST_ARGS ?=
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
 
-test: $(STAMP) redis-server $(OLD_REDIS)
-	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) redis-server $(OLD_REDIS) $(REDIS_62)
+	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) STREAMQ_REDIS_62_SERVER=$(CURDIR)/$(REDIS_62) \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check streamq tests
@@ -54,6 +56,10 @@ redis-server:
 # A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).
 $(OLD_REDIS): tests/tools/build_old_redis.sh $(STAMP)
 	PIP="$(BIN)/python -m pip" tests/tools/build_old_redis.sh $(dir $@)
+
+# Redis 6.2, the oldest server streamq supports: the suite runs against it too.
+$(REDIS_62): tests/tools/fetch_redis_62.sh $(STAMP)
+	PIP="$(BIN)/python -m pip" tests/tools/fetch_redis_62.sh $(dir $@)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -51,6 +51,11 @@ ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 HEARTBEAT_BATCH = 500
 #: Longest a stop spends writing the last completions and handing jobs back.
 FLUSH_SECONDS = 5.0
+#: A group member that owes nothing and has been idle this long is removed from the group, so
+#: the consumers of processes that stopped or died do not pile up. Removing a live one that owes
+#: nothing is harmless (Redis < 7.2 does not count empty reads as activity): its next read adds
+#: it again.
+PRUNE_CONSUMERS_AFTER = 3600.0
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -255,6 +260,7 @@ class Consumer(Generic[T]):
             min_idle_ms,
             self._options.concurrency - self._in_flight,
             cursor,
+            round(PRUNE_CONSUMERS_AFTER * 1000),
         )
         for c in claimed:
             self._take_claimed(send, c)

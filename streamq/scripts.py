@@ -148,10 +148,15 @@ class Scripts:
         min_idle_ms: int,
         limit: int,
         cursor: bytes,
+        prune_idle_ms: int,
     ) -> tuple[bytes, list[Claimed]]:
-        """Claim entries idle past ``min_idle_ms``; returns the cursor to go on from."""
+        """Claim entries idle past ``min_idle_ms``; returns the cursor to go on from.
+
+        At the end of a sweep, consumers that owe nothing and were idle past ``prune_idle_ms``
+        are removed from the group.
+        """
         cursor, rows = await self._reclaim(
-            keys=[keys.stream], args=[group, consumer, min_idle_ms, limit, cursor]
+            keys=[keys.stream], args=[group, consumer, min_idle_ms, limit, cursor, prune_idle_ms]
         )
         return cursor, [Claimed(row[0], int(row[1]), _pairs(row[2])) for row in rows]
 

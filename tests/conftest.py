@@ -35,10 +35,21 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return backend
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[LocalRedis]:
-    """One server for the session; tests keep apart by their queue names."""
-    with LocalRedis() as server:
+def _built_binary(variable: str, default: str) -> str:
+    path = os.environ.get(variable, default)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"no redis-server at {path}: run `make test`, which builds it into .cache/")
+    return path
+
+
+@pytest.fixture(scope="session", params=["system", "6.2"], ids=["redis", "redis6.2"])
+def redis_server(request: pytest.FixtureRequest) -> Iterator[LocalRedis]:
+    """One server per kind for the session (the system's, and 6.2, the oldest supported);
+    tests keep apart by their queue names."""
+    binary = None
+    if request.param == "6.2":
+        binary = _built_binary("STREAMQ_REDIS_62_SERVER", ".cache/redis-6.2/redis-server")
+    with LocalRedis(binary=binary) as server:
         yield server
 
 
@@ -71,10 +82,4 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture(scope="session")
 def old_redis_binary() -> str:
     """A real redis-server older than 6.2, built by `make test` (tests/tools/build_old_redis.sh)."""
-    path = os.environ.get("STREAMQ_OLD_REDIS_SERVER", ".cache/redis-5.0/redis-server")
-    if not os.access(path, os.X_OK):
-        pytest.fail(
-            f"no old redis-server at {path}: run `make test` (or tests/tools/build_old_redis.sh"
-            " .cache/redis-5.0/) to build it"
-        )
-    return path
+    return _built_binary("STREAMQ_OLD_REDIS_SERVER", ".cache/redis-5.0/redis-server")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -55,3 +55,26 @@ async def test_malformed_entries_are_dead_lettered_and_the_consumer_goes_on(
 
 async def _dead_count(queue: streamq.Queue[Any], n: int) -> bool:
     return (await queue.stats()).dead == n
+
+
+async def test_pending_entry_deleted_from_the_stream_is_dropped_by_reclaim(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis
+) -> None:
+    """A consumer died holding an entry that someone then deleted: nothing to run, no crash."""
+    queue = qm.get_queue(queue_name)
+    stream = f"streamq:{{{queue_name}}}:stream"
+    await redis.xgroup_create(stream, queue_name, id="0", mkstream=True)
+    await queue.enqueue("held by a dead consumer")
+    reply = await redis.xreadgroup(queue_name, "ghost", {stream: ">"}, count=1)
+    entry_id = cast("list[Any]", reply)[0][1][0][0]
+    await redis.xdel(stream, entry_id)
+
+    consumer = await queue.consume(lambda job: job.data, visibility_timeout=0.2)
+    await wait_until(lambda: _nothing_pending(redis, stream, queue_name), what="the PEL to empty")
+    assert await queue.wait_for(await queue.enqueue("after"), timeout=5) == "after"
+    assert consumer.running
+
+
+async def _nothing_pending(redis: aioredis.Redis, stream: str, group: str) -> bool:
+    summary = await redis.xpending(stream, group)
+    return bool(summary["pending"] == 0)

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -300,3 +300,36 @@ async def test_stop_does_not_hang_when_redis_is_gone(queue_name: str) -> None:
                 await qm.stop_consumers(grace=1)
     finally:
         server.stop()
+
+
+async def test_consumers_gone_for_long_are_removed_from_the_group(
+    qm: streamq.QueueManager,
+    queue_name: str,
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamq import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "PRUNE_CONSUMERS_AFTER", 0.5)
+    stream = f"streamq:{{{queue_name}}}:stream"
+    queue = qm.get_queue(queue_name)
+    await redis.xgroup_create(stream, queue_name, id="0", mkstream=True)
+    await queue.enqueue("taken by a consumer that then went away")
+    reply = await redis.xreadgroup(queue_name, "long-gone", {stream: ">"}, count=1)
+    await redis.xack(stream, queue_name, cast("list[Any]", reply)[0][1][0][0])  # owes nothing
+
+    async def members() -> set[str]:
+        return {m["name"].decode() for m in await redis.xinfo_consumers(stream, queue_name)}
+
+    assert await members() == {"long-gone"}
+    live = await queue.consume(lambda job: None, visibility_timeout=0.4)
+    await queue.wait_for(await queue.enqueue("makes the live consumer a member"), timeout=5)
+    assert live.name in await members()
+
+    async def gone_consumer_removed() -> bool:
+        return "long-gone" not in await members()
+
+    await wait_until(gone_consumer_removed, what="the gone consumer to be removed")
+    # A live consumer may be removed too while it owes nothing (Redis < 7.2 does not count an
+    # empty read as activity): harmless, its next read makes it a member again.
+    assert await queue.wait_for(await queue.enqueue("still served"), timeout=5) is None

@@ -1,6 +1,7 @@
 -- Claim entries whose consumer stopped heart-beating (idle past the visibility timeout).
 -- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] most entries,
--- ARGV[5] XAUTOCLAIM cursor to start from
+-- ARGV[5] XAUTOCLAIM cursor to start from, ARGV[6] idle ms after which a consumer that owes
+-- nothing is removed from the group (the trace of a process that stopped or died)
 -- Returns {next cursor ('0-0' at the end), {{entry id, delivery count, {field, value, ...}}, ...}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local limit, cursor = tonumber(ARGV[4]), ARGV[5]
@@ -23,5 +24,14 @@ for _ = 1, 20 do
     end
   end
   if cursor == '0-0' or #claimed >= limit then break end
+end
+if cursor == '0-0' then
+  for _, flat in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+    local c = {}
+    for i = 1, #flat, 2 do c[flat[i]] = flat[i + 1] end
+    if c['pending'] == 0 and c['idle'] > tonumber(ARGV[6]) then
+      redis.call('XGROUP', 'DELCONSUMER', stream, group, c['name'])
+    end
+  end
 end
 return { cursor, claimed }
