@@ -45,6 +45,13 @@ def show(title: str, rate: float, calls: dict[str, float]) -> None:
 
 async def main(url: str, jobs: int, concurrency: int) -> None:
     stats_client = aioredis.Redis.from_url(url, protocol=2)
+    # The floor to compare with: bare XADD round trips from the same client library.
+    start = time.perf_counter()
+    for n in range(jobs):
+        await stats_client.xadd("bench-raw-xadd", {"n": n})
+    print(f"{'bare XADD (redis-py)':<28} {jobs / (time.perf_counter() - start):>10,.0f} jobs/s")
+    await stats_client.delete("bench-raw-xadd")
+
     async with streamq.QueueManager(url) as qm:
         queue = qm.get_queue(f"bench-{time.time_ns()}")
 
