@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .backoff import Backoff, exponential, resolve_backoff
+from .errors import InvalidArgument
 from .job import Job
 from .scripts import Claimed, Completion, Failure
 from .serialization import DeadRecord, encode_dead_record, encode_result
@@ -51,6 +52,11 @@ ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 HEARTBEAT_BATCH = 500
 #: Longest a stop spends writing the last completions and handing jobs back.
 FLUSH_SECONDS = 5.0
+#: While jobs are staged, the stream holds about this many entries per consumer slot: enough
+#: to keep consumers fed, few enough that a high-priority job overtakes the backlog.
+READY_WINDOW_FACTOR = 2
+#: How often a consumer renews its place in the window; a registration lapses after three.
+REGISTER_EVERY = 5.0
 #: A group member that owes nothing and has been idle this long is removed from the group, so
 #: the consumers of processes that stopped or died do not pile up. Removing a live one that owes
 #: nothing is harmless (Redis < 7.2 does not count empty reads as activity): its next read adds
@@ -67,6 +73,14 @@ class ConsumerOptions:
     timeout: float | None
     backoff: Backoff
     visibility_timeout: float
+    #: At most this many job starts per ``rate_period`` seconds across the group, if set.
+    rate_limit: int | None = None
+    rate_period: float = 1.0
+
+    @property
+    def prefetch(self) -> int:
+        """What this consumer counts for in the queue's ready window."""
+        return READY_WINDOW_FACTOR * self.concurrency
 
     @classmethod
     def build(
@@ -78,7 +92,17 @@ class ConsumerOptions:
         timeout: float | None,
         backoff: Backoff | float | None,
         visibility_timeout: float,
+        rate_limit: tuple[int, float] | None = None,
     ) -> ConsumerOptions:
+        limit, period = None, 1.0
+        if rate_limit is not None:
+            if not isinstance(rate_limit, tuple) or len(rate_limit) != 2:
+                raise InvalidArgument(
+                    "rate_limit must be (max_jobs, per_seconds), e.g. (10, 1.0);"
+                    f" got {rate_limit!r}"
+                )
+            limit = check_count(rate_limit[0], what="rate_limit's max_jobs")
+            period = check_seconds(rate_limit[1], what="rate_limit's per_seconds")
         return cls(
             group=group,
             max_retries=check_max_retries(max_retries),
@@ -86,6 +110,8 @@ class ConsumerOptions:
             timeout=None if timeout is None else check_seconds(timeout, what="timeout"),
             backoff=resolve_backoff(backoff),
             visibility_timeout=check_seconds(visibility_timeout, what="visibility_timeout"),
+            rate_limit=limit,
+            rate_period=period,
         )
 
 
@@ -153,6 +179,7 @@ class Consumer(Generic[T]):
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`stop`; the manager starts this in its task group."""
         await self._ensure_group()
+        await self._register()
         task_status.started()
         try:
             send, receive = anyio.create_memory_object_stream[_Held](math.inf)
@@ -207,6 +234,12 @@ class Consumer(Generic[T]):
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def _register(self) -> None:
+        """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
+        await self._scripts.register(
+            self._keys, self.name, self._options.prefetch, round(3 * REGISTER_EVERY * 1000)
+        )
+
     async def _read_loop(self, send: MemoryObjectSendStream[_Held]) -> None:
         vt = self._options.visibility_timeout
         reclaim_interval = min(vt / 2, MAX_RECLAIM_INTERVAL)
@@ -247,8 +280,7 @@ class Consumer(Generic[T]):
         )
         streams = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
         for _stream, entries in streams:
-            for entry_id, fields in entries:
-                self._take(send, _Held(entry_id, fields, 1))
+            await self._admit(send, [self._hold(_Held(e, fields, 1)) for e, fields in entries])
 
     async def _reclaim(
         self, send: MemoryObjectSendStream[_Held], cursor: bytes, min_idle_ms: int
@@ -262,27 +294,44 @@ class Consumer(Generic[T]):
             cursor,
             round(PRUNE_CONSUMERS_AFTER * 1000),
         )
-        for c in claimed:
-            self._take_claimed(send, c)
+        await self._admit(send, [h for c in claimed if (h := self._take_claimed(c)) is not None])
         return cursor
 
-    def _take_claimed(self, send: MemoryObjectSendStream[_Held], claimed: Claimed) -> None:
+    def _take_claimed(self, claimed: Claimed) -> _Held | None:
         held = self._held.get(claimed.entry_id)
         if held is not None:
             # Our own entry went idle (a heartbeat came late): it is already running here.
             held.delivery_count = claimed.delivery_count
-            return
+            return None
         log.warning(
             "consumer %s took over entry %s of queue %r (delivery %d) from a consumer that"
             " stopped or died", self.name, claimed.entry_id.decode(), self.queue.name,
             claimed.delivery_count,
         )  # fmt: skip
-        self._take(send, _Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
+        return self._hold(_Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
 
-    def _take(self, send: MemoryObjectSendStream[_Held], held: _Held) -> None:
+    def _hold(self, held: _Held) -> _Held:
         self._held[held.entry_id] = held
         self._in_flight += 1
-        send.send_nowait(held)
+        return held
+
+    async def _admit(self, send: MemoryObjectSendStream[_Held], batch: list[_Held]) -> None:
+        """Hand entries to the workers, as fast as the group's rate limit allows."""
+        limit = self._options.rate_limit
+        if limit is None:
+            for held in batch:
+                send.send_nowait(held)
+            return
+        period_ms = round(self._options.rate_period * 1000)
+        while batch:
+            granted, wait = await self._scripts.rate_limit(
+                self._keys, self.group, len(batch), limit, period_ms
+            )
+            for held in batch[:granted]:
+                send.send_nowait(held)
+            batch = batch[granted:]
+            if batch:
+                await anyio.sleep(wait)  # until the oldest start leaves the window
 
     async def _wait_for_capacity(self) -> None:
         while self._in_flight >= self._options.concurrency:
@@ -509,18 +558,24 @@ class Consumer(Generic[T]):
     # -- upkeep ---------------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Heartbeat the held entries; trim what every group acknowledged."""
+        """Heartbeat the held entries, renew the window registration, trim what every group
+        acknowledged."""
         heartbeat_every = self._options.visibility_timeout / 3
         now = time.monotonic()
         next_heartbeat, next_trim = now + heartbeat_every, now + TRIM_INTERVAL
+        next_register = now + REGISTER_EVERY
         errors = 0
         while True:
-            await anyio.sleep(max(0.0, min(next_heartbeat, next_trim) - time.monotonic()))
+            wake_at = min(next_heartbeat, next_trim, next_register)
+            await anyio.sleep(max(0.0, wake_at - time.monotonic()))
             try:
                 now = time.monotonic()
                 if now >= next_heartbeat:
                     next_heartbeat = now + heartbeat_every
                     await self._heartbeat()
+                if now >= next_register:
+                    next_register = now + REGISTER_EVERY
+                    await self._register()
                 if now >= next_trim:
                     next_trim = now + TRIM_INTERVAL
                     if self._acked_since_trim:

@@ -46,13 +46,22 @@ class QueueKeys:
         "completed",
         "dead",
         "dead_records",
+        "delayed",
         "done_prefix",
         "job_prefix",
         "prefix",
         "queue",
+        "rate_log_prefix",
+        "rate_seq_prefix",
+        "recurring",
+        "recurring_defs",
         "retry",
         "retry_payloads",
+        "staged",
+        "staged_seq",
         "stream",
+        "wake",
+        "window",
     )
 
     def __init__(self, prefix: str, queue: str) -> None:
@@ -61,6 +70,26 @@ class QueueKeys:
         self.queue = queue
         #: The ready window: entries that consumers read with XREADGROUP.
         self.stream = base + "stream"
+        #: Sorted set of job ids waiting for room in the ready window, best first: scored
+        #: ``-priority * 2**32 + sequence`` (higher priority first, FIFO within a priority).
+        self.staged = base + "staged"
+        #: Counter giving staged jobs their FIFO sequence.
+        self.staged_seq = base + "staged:seq"
+        #: Sorted set of job ids scored by the time (server ms) they may start.
+        self.delayed = base + "delayed"
+        #: Hash ``consumer`` -> ``prefetch:expiry_ms`` and ``total``: how many entries the ready
+        #: window holds while jobs are staged (the live consumers' prefetch).
+        self.window = base + "window"
+        #: Sorted set of recurring schedule ids scored by their next run (server ms).
+        self.recurring = base + "recurring"
+        #: Hash schedule id -> encoded schedule.
+        self.recurring_defs = base + "recurring:defs"
+        #: ``rate_log_prefix + group``: sorted set of a group's recent job starts (rate limit),
+        #: ``rate_seq_prefix + group``: the counter naming them.
+        self.rate_log_prefix = base + "rate:"
+        self.rate_seq_prefix = base + "rate-seq:"
+        #: Pub/sub channel that wakes schedulers when an earlier due time appears.
+        self.wake = base + "wake"
         #: Sorted set of ``group<TAB>job_id`` scored by the due time (server ms) of a retry.
         self.retry = base + "retry"
         #: Hash ``group<TAB>job_id`` -> ``attempt<TAB>payload`` for the retries waiting above.

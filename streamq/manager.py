@@ -19,7 +19,7 @@ from .connection import connect, resolve_url
 from .errors import InvalidArgument, StreamqError
 from .keys import validate_name
 from .queue import Queue
-from .scheduler import Scheduler
+from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
 from .validation import check_count, check_seconds
 
@@ -71,6 +71,7 @@ class QueueManager:
         self._queues: dict[str, Queue[Any]] = {}
         self._consumers: list[Consumer[Any]] = []
         self._schedulers: dict[str, Scheduler] = {}
+        self._wake_listener: WakeListener | None = None
         self._consumer_numbers = itertools.count(1)
         self._connection: _Connection | None = None
 
@@ -103,6 +104,7 @@ class QueueManager:
             finally:
                 self._connection = None
                 self._schedulers.clear()
+                self._wake_listener = None
                 await connection.client.aclose()
         return suppress
 
@@ -152,6 +154,12 @@ class QueueManager:
         scheduler = self._schedulers.get(queue.name)
         if scheduler is None:
             scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, queue._keys)
+            if self._wake_listener is None:
+                self._wake_listener = WakeListener(connection.client)
+                self._wake_listener.add(scheduler)
+                connection.tasks.start_soon(self._wake_listener.run, name="streamq wake-ups")
+            else:
+                self._wake_listener.add(scheduler)
             connection.tasks.start_soon(scheduler.run, name=f"streamq scheduler {queue.name}")
         name = f"{self.instance_id}-{next(self._consumer_numbers)}"
         consumer = Consumer(queue, handler, options, name, on_retry=scheduler.wake)

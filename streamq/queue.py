@@ -9,16 +9,23 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import anyio
 
 from .backoff import Backoff
-from .errors import InvalidArgument, JobFailed, JobNotFound, StreamqError
+from .errors import InvalidArgument, JobFailed, JobNotFound
 from .job import DeadLetter, Job, JobInfo, QueueStats
 from .keys import QueueKeys, validate_group
-from .serialization import Codec, decode_dead_record, decode_result
+from .recurring import check_schedule, first_run_ms
+from .scripts import NewJob, Scripts
+from .serialization import (
+    Codec,
+    RecurringDef,
+    decode_dead_record,
+    decode_result,
+    encode_recurring,
+)
 from .validation import check_count, check_job_id, check_max_retries, check_seconds, new_job_id
 
 if TYPE_CHECKING:
     from .consumer import Consumer
     from .manager import QueueManager
-    from .scripts import Scripts
 
 __all__ = ("Handler", "Queue")
 
@@ -34,6 +41,8 @@ ENQUEUE_BATCH = 500
 #: How long one blocking wait in ``wait_for`` lasts before the job's record is read again.
 WAIT_SLICE = 1.0
 _TERMINAL = ("completed", "dead", "cancelled")
+#: Priorities are kept exact in the staged set's scores (doubles) up to 2**20.
+MAX_PRIORITY = 1_000_000
 
 
 class Queue(Generic[T]):
@@ -69,7 +78,7 @@ class Queue(Generic[T]):
 
         While a job with ``job_id`` is unfinished, enqueueing the id again changes nothing.
         """
-        _check_staging(priority, start_delay)
+        delay_ms = _check_staging(priority, start_delay)
         if max_retries is not None:
             check_max_retries(max_retries)
         if timeout is not None:
@@ -79,7 +88,7 @@ class Queue(Generic[T]):
         payload = self._codec.encode(
             data, enqueued_at=now, priority=priority, max_retries=max_retries, timeout=timeout
         )
-        await self._scripts.enqueue(self._keys, [(job_id, payload, now)])
+        await self._scripts.enqueue(self._keys, [NewJob(job_id, payload, now, priority, delay_ms)])
         return job_id
 
     async def enqueue_many(
@@ -89,15 +98,64 @@ class Queue(Generic[T]):
 
         Every item is encoded and checked before anything is written.
         """
-        _check_staging(priority, start_delay)
+        delay_ms = _check_staging(priority, start_delay)
         now = time.time()
+        encode = self._codec.encode
         jobs = [
-            (new_job_id(), self._codec.encode(item, enqueued_at=now, priority=priority), now)
+            NewJob(
+                new_job_id(), encode(item, enqueued_at=now, priority=priority), now, priority,
+                delay_ms,
+            )
             for item in items
-        ]
+        ]  # fmt: skip
         for start in range(0, len(jobs), ENQUEUE_BATCH):
             await self._scripts.enqueue(self._keys, jobs[start : start + ENQUEUE_BATCH])
-        return [job_id for job_id, _, _ in jobs]
+        return [job.job_id for job in jobs]
+
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting or delayed job (True if it was removed; its state is "cancelled").
+
+        A job a consumer already received, or one that finished, is not cancelled.
+        """
+        return await self._scripts.cancel(self._keys, check_job_id(job_id))
+
+    # -- recurring ------------------------------------------------------------------------
+
+    async def schedule_recurring(
+        self,
+        job_id: str,
+        data: T,
+        interval_seconds: float | None = None,
+        *,
+        cron: str | None = None,
+        start_delay: float = 0,
+        priority: int = 0,
+        tz: str | None = None,
+    ) -> bool:
+        """Run ``data`` every ``interval_seconds``, or on a 5-field ``cron`` (UTC unless ``tz``).
+
+        Idempotent by ``job_id``: the same arguments again change nothing (every instance may
+        call this at start-up); different ones replace the schedule. Each occurrence is enqueued
+        once however many managers run (its job id is ``f"{job_id}@{due_ms}"``); a run missed
+        while no manager was up happens once when one is back. The first run is after
+        ``start_delay``. Returns True if the schedule was created or replaced.
+        """
+        schedule_id = check_job_id(job_id)
+        interval_ms, expression, zone = check_schedule(interval_seconds, cron, tz)
+        delay_ms = _check_staging(priority, start_delay)
+        definition = RecurringDef(
+            interval_ms, expression, zone, delay_ms, priority, self._codec.encode_data(data)
+        )
+        client = self._manager._connected().client
+        seconds, micros = await client.time()
+        first = first_run_ms(definition, seconds * 1000 + micros // 1000)
+        return await self._scripts.recurring_set(
+            self._keys, schedule_id, encode_recurring(definition), first
+        )
+
+    async def cancel_recurring(self, job_id: str) -> bool:
+        """Stop a recurring schedule (True if there was one). Runs already enqueued stay."""
+        return await self._scripts.recurring_cancel(self._keys, check_job_id(job_id))
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -120,10 +178,6 @@ class Queue(Generic[T]):
         """
         from .consumer import ConsumerOptions  # the consumer loop is only imported by consumers
 
-        if rate_limit is not None:
-            raise InvalidArgument(
-                "rate_limit is not supported yet; limit starts with concurrency for now"
-            )
         options = ConsumerOptions.build(
             group=validate_group(self.name if consumer_group is None else consumer_group),
             max_retries=max_retries,
@@ -131,6 +185,7 @@ class Queue(Generic[T]):
             timeout=timeout,
             backoff=backoff,
             visibility_timeout=visibility_timeout,
+            rate_limit=rate_limit,
         )
         return await self._manager._start_consumer(self, handler, options)
 
@@ -189,7 +244,7 @@ class Queue(Generic[T]):
         return QueueStats(
             waiting=s.waiting,
             active=s.active,
-            delayed=0,
+            delayed=s.delayed,
             retrying=s.retrying,
             completed=s.completed,
             dead=s.dead,
@@ -233,12 +288,15 @@ class Queue(Generic[T]):
         return await self._scripts.purge_dead(self._keys)
 
 
-def _check_staging(priority: int, start_delay: float) -> None:
+def _check_staging(priority: int, start_delay: float) -> int:
+    """The start delay in ms, once priority and delay are checked."""
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise InvalidArgument(f"priority must be an int, got {priority!r}")
-    check_seconds(start_delay, what="start_delay", allow_zero=True)
-    if priority or start_delay:
-        raise StreamqError("priority and start_delay are not supported yet: enqueue without them")
+    if abs(priority) > MAX_PRIORITY:
+        raise InvalidArgument(
+            f"priority must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}, got {priority:,}"
+        )
+    return round(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 from .keys import QueueKeys
 
-__all__ = ("Claimed", "Completion", "Failure", "Scripts", "StatsReply")
+__all__ = (
+    "Claimed",
+    "Completion",
+    "DueSchedule",
+    "Failure",
+    "NewJob",
+    "Scripts",
+    "StatsReply",
+)
 
 Client = Any  # redis.asyncio.Redis; the stubs type replies loosely, the wrappers type them here
 Fields = dict[bytes, bytes]
@@ -24,6 +32,23 @@ _LIB = "_lib.lua"
 def _source(name: str) -> str:
     folder = resources.files(__package__).joinpath("lua")
     return folder.joinpath(_LIB).read_text() + folder.joinpath(name).read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    job_id: str
+    payload: bytes
+    enqueued_at: float
+    priority: int = 0
+    #: Milliseconds before it may start (0: now).
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DueSchedule:
+    schedule_id: str
+    due_ms: int
+    definition: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,7 @@ class StatsReply:
     completed: int
     oldest_waiting_ms: int
     groups: int
+    delayed: int
 
 
 def _pairs(flat: Sequence[bytes]) -> Fields:
@@ -90,15 +116,22 @@ class Scripts:
         self._dead_list = register(_source("dead_list.lua"))
         self._revive = register(_source("revive.lua"))
         self._purge_dead = register(_source("purge_dead.lua"))
+        self._register = register(_source("register.lua"))
+        self._cancel = register(_source("cancel.lua"))
+        self._recurring_set = register(_source("recurring_set.lua"))
+        self._recurring_cancel = register(_source("recurring_cancel.lua"))
+        self._recurring_due = register(_source("recurring_due.lua"))
+        self._recurring_fire = register(_source("recurring_fire.lua"))
+        self._rate_limit = register(_source("rate_limit.lua"))
 
-    async def enqueue(
-        self, keys: QueueKeys, jobs: Sequence[tuple[str, bytes, float]]
-    ) -> list[bool]:
-        """Add ``(job_id, payload, enqueued_at)`` jobs; False where an unfinished job has the id."""
-        args: list[Any] = [keys.job_prefix]
-        for job_id, payload, enqueued_at in jobs:
-            args += (job_id, payload, repr(enqueued_at))
-        added = await self._enqueue(keys=[keys.stream], args=args)
+    async def enqueue(self, keys: QueueKeys, jobs: Sequence[NewJob]) -> list[bool]:
+        """Add jobs; False where an unfinished job already has the id (nothing changed)."""
+        args: list[Any] = [keys.job_prefix, keys.wake]
+        for job in jobs:
+            args += (job.job_id, job.payload, repr(job.enqueued_at), job.priority, job.delay_ms)
+        added = await self._enqueue(
+            keys=[keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window], args=args
+        )
         return [bool(a) for a in added]
 
     async def complete(
@@ -108,14 +141,19 @@ class Scripts:
         args: list[Any] = [group, consumer, keys.job_prefix, keys.done_prefix, self._ttl]
         for c in done:
             args += (c.entry_id, c.job_id, c.attempt, c.result)
-        finished = await self._complete(keys=[keys.stream, keys.completed], args=args)
+        finished = await self._complete(
+            keys=[keys.stream, keys.completed, keys.staged, keys.window], args=args
+        )
         return [bool(f) for f in finished]
 
     async def fail(self, keys: QueueKeys, group: str, consumer: str, failure: Failure) -> bool:
         """Retry or dead-letter one entry; False if the consumer no longer owned it."""
         delay_ms = -1 if failure.retry_in is None else max(0, round(failure.retry_in * 1000))
         done = await self._fail(
-            keys=[keys.stream, keys.retry, keys.retry_payloads, keys.dead, keys.dead_records],
+            keys=[
+                keys.stream, keys.retry, keys.retry_payloads, keys.dead, keys.dead_records,
+                keys.staged, keys.window,
+            ],
             args=[
                 group, consumer, keys.job_prefix, keys.done_prefix, self._ttl,
                 failure.entry_id, failure.job_id, failure.attempt, failure.error, delay_ms,
@@ -125,10 +163,15 @@ class Scripts:
         return bool(done)
 
     async def promote(self, keys: QueueKeys, limit: int) -> tuple[int, float | None]:
-        """Move due retries to the stream: (how many, seconds until the next is due or None)."""
+        """Move due retries and delayed jobs on, fill the window: (how many moved, seconds
+        until the next is due or None)."""
         moved, wait_ms = await self._promote(
-            keys=[keys.stream, keys.retry, keys.retry_payloads], args=[keys.job_prefix, limit]
-        )
+            keys=[
+                keys.stream, keys.retry, keys.retry_payloads, keys.delayed, keys.staged,
+                keys.staged_seq, keys.window,
+            ],
+            args=[keys.job_prefix, limit],
+        )  # fmt: skip
         return int(moved), (None if wait_ms < 0 else wait_ms / 1000)
 
     async def heartbeat(
@@ -162,7 +205,7 @@ class Scripts:
 
     async def release(self, keys: QueueKeys, group: str, consumer: str) -> int:
         """Hand every entry the consumer owns back to the group; drop it if it owned none."""
-        released: int = await self._release(keys=[keys.stream], args=[group, consumer])
+        released: int = await self._release(keys=[keys.stream, keys.window], args=[group, consumer])
         return released
 
     async def trim(self, keys: QueueKeys) -> int:
@@ -192,7 +235,10 @@ class Scripts:
         return state, reply[1], reply[2]
 
     async def stats(self, keys: QueueKeys) -> StatsReply:
-        reply = await self._stats(keys=[keys.stream, keys.retry, keys.dead, keys.completed])
+        reply = await self._stats(
+            keys=[keys.stream, keys.retry, keys.dead, keys.completed, keys.staged, keys.delayed],
+            args=[keys.job_prefix],
+        )
         return StatsReply(*(int(v) for v in reply))
 
     async def dead_list(
@@ -214,3 +260,69 @@ class Scripts:
     async def purge_dead(self, keys: QueueKeys) -> int:
         purged: int = await self._purge_dead(keys=[keys.dead, keys.dead_records])
         return purged
+
+    async def register(self, keys: QueueKeys, consumer: str, prefetch: int, ttl_ms: int) -> int:
+        """Register (or renew, or with 0 remove) a consumer's prefetch in the window."""
+        total: int = await self._register(
+            keys=[keys.stream, keys.staged, keys.window],
+            args=[keys.job_prefix, consumer, prefetch, ttl_ms],
+        )
+        return total
+
+    async def cancel(self, keys: QueueKeys, job_id: str) -> bool:
+        cancelled = await self._cancel(
+            keys=[keys.stream, keys.staged, keys.delayed, keys.job(job_id)],
+            args=[job_id, keys.done(job_id), self._ttl],
+        )
+        return bool(cancelled)
+
+    async def recurring_set(
+        self, keys: QueueKeys, schedule_id: str, definition: bytes, first_run_ms: int
+    ) -> bool:
+        changed = await self._recurring_set(
+            keys=[keys.recurring, keys.recurring_defs],
+            args=[schedule_id, definition, first_run_ms, keys.wake],
+        )
+        return bool(changed)
+
+    async def recurring_cancel(self, keys: QueueKeys, schedule_id: str) -> bool:
+        removed = await self._recurring_cancel(
+            keys=[keys.recurring, keys.recurring_defs], args=[schedule_id]
+        )
+        return bool(removed)
+
+    async def recurring_due(
+        self, keys: QueueKeys, limit: int
+    ) -> tuple[int, float | None, list[DueSchedule]]:
+        """(server now in ms, seconds until the next later schedule or None, the due ones)."""
+        now_ms, wait_ms, rows = await self._recurring_due(
+            keys=[keys.recurring, keys.recurring_defs], args=[limit]
+        )
+        due = [DueSchedule(row[0].decode(), int(float(row[1])), row[2]) for row in rows]
+        return int(now_ms), (None if wait_ms < 0 else wait_ms / 1000), due
+
+    async def recurring_fire(
+        self, keys: QueueKeys, due: DueSchedule, next_ms: int, run: NewJob
+    ) -> bool:
+        """Enqueue one occurrence unless another scheduler already did; moves the schedule on."""
+        fired = await self._recurring_fire(
+            keys=[
+                keys.recurring, keys.recurring_defs, keys.stream, keys.staged, keys.staged_seq,
+                keys.window, keys.job(run.job_id),
+            ],
+            args=[
+                due.schedule_id, due.due_ms, next_ms, due.definition, run.job_id, run.payload,
+                repr(run.enqueued_at), run.priority,
+            ],
+        )  # fmt: skip
+        return bool(fired)
+
+    async def rate_limit(
+        self, keys: QueueKeys, group: str, wanted: int, limit: int, period_ms: int
+    ) -> tuple[int, float]:
+        """(starts granted, seconds until another may be granted)."""
+        granted, wait_ms = await self._rate_limit(
+            keys=[keys.rate_log_prefix + group, keys.rate_seq_prefix + group],
+            args=[wanted, limit, period_ms],
+        )
+        return int(granted), wait_ms / 1000

@@ -12,7 +12,15 @@ import msgspec
 
 from .errors import EncodeError
 
-__all__ = ("Codec", "DeadRecord", "Envelope", "decode_result", "encode_result")
+__all__ = (
+    "Codec",
+    "DeadRecord",
+    "Envelope",
+    "RecurringDef",
+    "decode_result",
+    "encode_result",
+    "envelope_of",
+)
 
 T = TypeVar("T")
 
@@ -28,6 +36,11 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True):
     data: T
 
 
+_raw_envelope_decoder: msgspec.msgpack.Decoder[Envelope[msgspec.Raw]] = msgspec.msgpack.Decoder(
+    Envelope[msgspec.Raw]
+)
+
+
 class DeadRecord(msgspec.Struct, array_like=True, frozen=True):
     """What the dead letters keep besides the payload (stored apart, so scripts can replay it)."""
 
@@ -38,6 +51,34 @@ class DeadRecord(msgspec.Struct, array_like=True, frozen=True):
 
 
 _dead_record_decoder = msgspec.msgpack.Decoder(DeadRecord)
+
+
+class RecurringDef(msgspec.Struct, array_like=True, frozen=True):
+    """A recurring schedule as stored; the same arguments always encode to the same bytes."""
+
+    interval_ms: int | None
+    cron: str | None
+    tz: str | None
+    start_delay_ms: int
+    priority: int
+    #: The job's data, encoded (and checked against the queue's type) once.
+    data: msgspec.Raw
+
+
+_recurring_decoder = msgspec.msgpack.Decoder(RecurringDef)
+
+
+def encode_recurring(definition: RecurringDef) -> bytes:
+    return _encoder.encode(definition)
+
+
+def decode_recurring(raw: bytes) -> RecurringDef:
+    return _recurring_decoder.decode(raw)
+
+
+def envelope_of(data: msgspec.Raw, *, enqueued_at: float, priority: int) -> bytes:
+    """A payload around data that is already encoded (a recurring job's occurrence)."""
+    return _encoder.encode(Envelope(enqueued_at, priority, None, None, data))
 
 
 class Codec(Generic[T]):
@@ -90,6 +131,11 @@ class Codec(Generic[T]):
                     queue=self.queue,
                 ) from exc
         return payload
+
+    def encode_data(self, data: Any) -> msgspec.Raw:
+        """``data`` alone, encoded and checked like :meth:`encode` does."""
+        payload = self.encode(data, enqueued_at=0.0)
+        return _raw_envelope_decoder.decode(payload).data
 
     def decode(self, payload: bytes) -> Envelope[T]:
         """Raises ``msgspec.DecodeError`` (including ``ValidationError``) on a bad payload."""

@@ -64,7 +64,7 @@ async def test_pending_entry_deleted_from_the_stream_is_dropped_by_reclaim(
     queue = qm.get_queue(queue_name)
     stream = f"streamq:{{{queue_name}}}:stream"
     await redis.xgroup_create(stream, queue_name, id="0", mkstream=True)
-    await queue.enqueue("held by a dead consumer")
+    await redis.xadd(stream, {"j": "held-by-a-dead-consumer", "p": b"\xc0"})
     reply = await redis.xreadgroup(queue_name, "ghost", {stream: ">"}, count=1)
     entry_id = cast("list[Any]", reply)[0][1][0][0]
     await redis.xdel(stream, entry_id)

@@ -314,7 +314,7 @@ async def test_consumers_gone_for_long_are_removed_from_the_group(
     stream = f"streamq:{{{queue_name}}}:stream"
     queue = qm.get_queue(queue_name)
     await redis.xgroup_create(stream, queue_name, id="0", mkstream=True)
-    await queue.enqueue("taken by a consumer that then went away")
+    await redis.xadd(stream, {"j": "taken-by-a-consumer-that-went-away", "p": b"\xc0"})
     reply = await redis.xreadgroup(queue_name, "long-gone", {stream: ">"}, count=1)
     await redis.xack(stream, queue_name, cast("list[Any]", reply)[0][1][0][0])  # owes nothing
 

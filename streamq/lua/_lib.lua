@@ -21,6 +21,17 @@ local function groups_of(stream)
   return groups
 end
 
+-- A stream id's two numbers, and whether id `a` comes before id `b`.
+local function parse_id(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local function older(a, b)
+  local am, as = parse_id(a)
+  local bm, bs = parse_id(b)
+  return am < bm or (am == bm and as < bs)
+end
+
 -- Whether `consumer` of `group` holds the pending entry `id`.
 local function owns(stream, group, consumer, id)
   local p = redis.call('XPENDING', stream, group, id, id, 1)
@@ -42,5 +53,94 @@ local function notify(job_key, done_key)
     redis.call('EXPIRE', done_key, 60)
     redis.call('HDEL', job_key, 'w')
   end
+end
+
+-- Entries waiting undelivered in the stream, for the group furthest ahead (the window serves
+-- the fastest reader); nil when no group reads the stream yet.
+local function undelivered(stream, groups)
+  if #groups == 0 then return nil end
+  local length = redis.call('XLEN', stream)
+  if #groups == 1 then return math.max(0, length - groups[1].pending) end -- acked = deleted
+  local least
+  for _, g in ipairs(groups) do
+    local behind = g.lag
+    if type(behind) ~= 'number' then behind = math.max(0, length - g.pending) end
+    if not least or behind < least then least = behind end
+  end
+  return least
+end
+
+-- How many more entries the ready window takes: the live consumers' prefetch less what already
+-- waits undelivered. 0 while no consumer is registered: jobs stay staged, in order.
+local function window_room(stream, window, groups)
+  local total = tonumber(redis.call('HGET', window, 'total') or '0')
+  local waiting = undelivered(stream, groups)
+  if total <= 0 or not waiting then return 0 end
+  return total - waiting
+end
+
+-- Recompute the window's total from the live registrations, dropping expired ones.
+local function recount_window(window, now_ms)
+  local total = 0
+  local fields = redis.call('HGETALL', window)
+  for i = 1, #fields, 2 do
+    if fields[i] ~= 'total' then
+      local prefetch, expiry = string.match(fields[i + 1], '^(%d+):(%d+)$')
+      if prefetch and tonumber(expiry) > now_ms then
+        total = total + tonumber(prefetch)
+      else
+        redis.call('HDEL', window, fields[i])
+      end
+    end
+  end
+  redis.call('HSET', window, 'total', total)
+  return total
+end
+
+-- Stage a job: higher priority first, FIFO within a priority (|priority| <= 2^20 keeps the
+-- score exact in a double).
+local function stage(staged, seq_key, id, priority)
+  if redis.call('EXISTS', staged) == 0 then redis.call('SET', seq_key, 0) end
+  local seq = redis.call('INCR', seq_key)
+  redis.call('ZADD', staged, -priority * 4294967296 + seq, id)
+end
+
+-- Move the best staged jobs into the stream, at most `room` of them. Returns how many moved.
+local function refill(stream, staged, job_prefix, room)
+  if room <= 0 then return 0 end
+  local popped = redis.call('ZPOPMIN', staged, room)
+  for i = 1, #popped, 2 do
+    local key = job_prefix .. popped[i]
+    local payload = redis.call('HGET', key, 'p')
+    if payload then
+      local entry = redis.call('XADD', stream, '*', 'j', popped[i], 'p', payload)
+      redis.call('HSET', key, 'entry', entry)
+      redis.call('HDEL', key, 'p')
+    end
+  end
+  return #popped / 2
+end
+
+-- After entries left the window (finished, failed): let staged jobs take their place.
+local function refill_after_ack(stream, staged, window, job_prefix)
+  if redis.call('EXISTS', staged) == 1 then
+    refill(stream, staged, job_prefix, window_room(stream, window, groups_of(stream)))
+  end
+end
+
+-- Add an immediate job: straight into the stream when it has default priority, nothing is
+-- staged and the window has room (the fast path), else staged by priority. `room` is the
+-- window's room as the caller last knew it (nil: look it up); returns the room left.
+local function add_ready(stream, staged, seq, window, key, id, payload, enqueued_at, priority, room)
+  room = room or window_room(stream, window, groups_of(stream))
+  if priority == 0 and room > 0 and redis.call('EXISTS', staged) == 0 then
+    local entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload)
+    redis.call('HSET', key, 'state', 'waiting', 'entry', entry, 'enqueued_at', enqueued_at)
+    return room - 1
+  end
+  stage(staged, seq, id, priority)
+  redis.call('HSET', key, 'state', 'waiting', 'p', payload, 'priority', priority,
+    'enqueued_at', enqueued_at)
+  return room
 end
 

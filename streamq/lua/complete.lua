@@ -1,8 +1,9 @@
 -- Finish entries that ran to completion (or that another group's retry targeted: ack only).
--- KEYS[1] stream, KEYS[2] completed counter
+-- KEYS[1] stream, KEYS[2] completed counter, KEYS[3] staged, KEYS[4] window
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] done key prefix,
 -- ARGV[5] result ttl (s); then per entry: entry id, job id ('' = only acknowledge), attempt, result
 -- An entry this consumer no longer owns (it was reclaimed) is left to its new owner.
+-- Staged jobs then take the room the finished entries left in the window.
 -- Returns per entry 1 (finished) or 0 (no longer ours).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local only_group = #groups_of(stream) == 1
@@ -30,4 +31,5 @@ for i = 6, #ARGV, 4 do
   end
 end
 if completed > 0 then redis.call('INCRBY', KEYS[2], completed) end
+refill_after_ack(stream, KEYS[3], KEYS[4], ARGV[3])
 return out

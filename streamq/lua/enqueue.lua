@@ -1,20 +1,38 @@
--- Add jobs to the stream, each unless an unfinished job already holds its id.
--- KEYS[1] stream
--- ARGV[1] job key prefix; then per job: id, payload, enqueued_at (unix seconds)
+-- Add jobs, each unless an unfinished job already holds its id.
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] staged seq, KEYS[4] delayed, KEYS[5] window
+-- ARGV[1] job key prefix, ARGV[2] wake channel;
+-- then per job: id, payload, enqueued_at (unix s), priority, delay (ms)
+-- A job goes straight into the stream (the fast path) when it is immediate, of default priority,
+-- nothing is staged and the window has room; a delayed job waits in the delayed set; the rest
+-- is staged by priority and moved into the stream as the window makes room.
 -- Returns per job 1 (added) or 0 (a duplicate: nothing changed).
 local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
-local stream, prefix = KEYS[1], ARGV[1]
-local added = {}
-for i = 2, #ARGV, 3 do
-  local key = prefix .. ARGV[i]
+local stream, staged, seq, delayed, window = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix = ARGV[1]
+local added, room, now_ms, wake = {}, nil, nil, false
+for i = 3, #ARGV, 5 do
+  local id, payload, enqueued_at = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local priority, delay = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local key = prefix .. id
   local state = redis.call('HGET', key, 'state')
   if state and UNFINISHED[state] then
     added[#added + 1] = 0
   else
     if state then redis.call('DEL', key) end
-    local entry = redis.call('XADD', stream, '*', 'j', ARGV[i], 'p', ARGV[i + 1])
-    redis.call('HSET', key, 'state', 'waiting', 'entry', entry, 'enqueued_at', ARGV[i + 2])
+    if delay > 0 then
+      now_ms = now_ms or server_time()
+      local due = now_ms + delay
+      local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+      if not first[2] or due < tonumber(first[2]) then wake = true end
+      redis.call('ZADD', delayed, due, id)
+      redis.call('HSET', key, 'state', 'delayed', 'p', payload, 'priority', priority,
+        'enqueued_at', enqueued_at)
+    else
+      room = add_ready(stream, staged, seq, window, key, id, payload, enqueued_at, priority, room)
+    end
     added[#added + 1] = 1
   end
 end
+if room and room > 0 then refill(stream, staged, prefix, room) end
+if wake then redis.call('PUBLISH', ARGV[2], 'due') end
 return added

@@ -1,10 +1,15 @@
--- Move due retries into the stream, each entry targeted at the group the job failed in.
--- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] retry payloads
--- ARGV[1] job key prefix, ARGV[2] most retries to move in one call
--- Returns {moved, ms until the next retry is due or -1 when none waits}.
-local stream, retry, payloads = KEYS[1], KEYS[2], KEYS[3]
+-- The scheduler's step: due retries go back into the stream (each targeted at the group it
+-- failed in), due delayed jobs are staged by priority, and staged jobs fill the window's room.
+-- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] retry payloads, KEYS[4] delayed, KEYS[5] staged,
+-- KEYS[6] staged seq, KEYS[7] window
+-- ARGV[1] job key prefix, ARGV[2] most jobs to move from each set in one call
+-- Returns {moved, ms until the next retry or delayed job is due (-1 when none waits)}.
+local stream, retry, payloads, delayed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local staged, seq, window = KEYS[5], KEYS[6], KEYS[7]
+local prefix, limit = ARGV[1], tonumber(ARGV[2])
 local now_ms = server_time()
-local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[2]))
+
+local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now_ms, 'LIMIT', 0, limit)
 for _, member in ipairs(due) do
   local tab = string.find(member, '\t', 1, true)
   local group, job = string.sub(member, 1, tab - 1), string.sub(member, tab + 1)
@@ -13,7 +18,7 @@ for _, member in ipairs(due) do
     local sep = string.find(value, '\t', 1, true)
     local entry = redis.call('XADD', stream, '*', 'j', job, 'p', string.sub(value, sep + 1),
       'a', string.sub(value, 1, sep - 1), 'g', group)
-    local key = ARGV[1] .. job
+    local key = prefix .. job
     if redis.call('HGET', key, 'state') == 'retrying' then
       redis.call('HSET', key, 'state', 'waiting', 'entry', entry)
     end
@@ -21,7 +26,25 @@ for _, member in ipairs(due) do
   end
   redis.call('ZREM', retry, member)
 end
-local next_due = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
+
+local ready = redis.call('ZRANGEBYSCORE', delayed, '-inf', now_ms, 'LIMIT', 0, limit)
+for _, job in ipairs(ready) do
+  local key = prefix .. job
+  local s = redis.call('HMGET', key, 'state', 'priority')
+  if s[1] == 'delayed' then
+    stage(staged, seq, job, tonumber(s[2] or '0'))
+    redis.call('HSET', key, 'state', 'waiting')
+  end
+  redis.call('ZREM', delayed, job)
+end
+refill(stream, staged, prefix, window_room(stream, window, groups_of(stream)))
+
 local wait = -1
-if next_due[2] then wait = math.max(0, tonumber(next_due[2]) - now_ms) end
-return { #due, wait }
+for _, set in ipairs({ retry, delayed }) do
+  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local ms = math.max(0, tonumber(first[2]) - now_ms)
+    if wait < 0 or ms < wait then wait = ms end
+  end
+end
+return { #due + #ready, wait }

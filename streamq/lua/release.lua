@@ -3,9 +3,13 @@
 -- the caller's list) also returns entries whose read reply the stop cut off.
 -- The delivery count goes back by one: the next delivery is the same attempt, since an
 -- interrupted run is not a failure.
--- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer
+-- It also takes the consumer's prefetch out of the queue's window.
+-- KEYS[1] stream, KEYS[2] window; ARGV[1] group, ARGV[2] consumer
 -- Returns the number of entries handed back.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+if redis.call('HDEL', KEYS[2], consumer) == 1 then
+  recount_window(KEYS[2], server_time())
+end
 -- Idle for a year: past any visibility timeout (and below the clock, which XCLAIM requires).
 local LONG_IDLE = 31536000000
 local PAGE = 500

@@ -1,6 +1,7 @@
 -- Counts of a queue's jobs by state.
--- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] dead zset, KEYS[4] completed counter
--- Returns {waiting, active, retrying, dead, completed, oldest waiting age ms, groups}.
+-- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] dead zset, KEYS[4] completed counter,
+-- KEYS[5] staged, KEYS[6] delayed; ARGV[1] job key prefix
+-- Returns {waiting, active, retrying, dead, completed, oldest waiting age ms, groups, delayed}.
 local stream = KEYS[1]
 local now_ms = server_time()
 local groups = groups_of(stream)
@@ -25,9 +26,24 @@ else
     if behind > 0 then consider(redis.call('XRANGE', stream, '(' .. g.last, '+', 'COUNT', 1)) end
   end
 end
+-- Staged jobs wait too. The oldest is the first of the lowest priority level (jobs starve
+-- there first) or the best job overall; their records hold their enqueue time.
+local staged = redis.call('ZCARD', KEYS[5])
+if staged > 0 then
+  local last = redis.call('ZRANGE', KEYS[5], -1, -1, 'WITHSCORES')
+  local level = math.floor(tonumber(last[2]) / 4294967296) * 4294967296
+  local candidates = {
+    redis.call('ZRANGEBYSCORE', KEYS[5], level, '+inf', 'LIMIT', 0, 1)[1],
+    redis.call('ZRANGE', KEYS[5], 0, 0)[1],
+  }
+  for _, job in ipairs(candidates) do
+    local at = tonumber(redis.call('HGET', ARGV[1] .. job, 'enqueued_at') or '')
+    if at and (not oldest or at * 1000 < oldest) then oldest = at * 1000 end
+  end
+end
 local age = 0
 if oldest then age = math.max(0, now_ms - oldest) end
 return {
-  waiting, active, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
-  tonumber(redis.call('GET', KEYS[4]) or '0'), age, #groups,
+  waiting + staged, active, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  tonumber(redis.call('GET', KEYS[4]) or '0'), age, #groups, redis.call('ZCARD', KEYS[6]),
 }

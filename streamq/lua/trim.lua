@@ -5,23 +5,13 @@ local stream = KEYS[1]
 local groups = groups_of(stream)
 if #groups == 0 then return 0 end -- no reader yet: the first group will want every entry
 
-local function parse(id)
-  local dash = string.find(id, '-', 1, true)
-  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
-end
-local function older(a, b)
-  local am, as = parse(a)
-  local bm, bs = parse(b)
-  return am < bm or (am == bm and as < bs)
-end
-
 local oldest_owed
 for _, g in ipairs(groups) do
   local owed
   if g.pending > 0 then
     owed = redis.call('XPENDING', stream, g.name)[2]
   else
-    local ms, seq = parse(g.last)
+    local ms, seq = parse_id(g.last)
     owed = ms .. '-' .. (seq + 1)
   end
   if not oldest_owed or older(owed, oldest_owed) then oldest_owed = owed end

@@ -1,0 +1,28 @@
+-- Cancel a waiting or delayed job: out of the delayed or staged set, or out of the stream while
+-- no group has been delivered it yet.
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] job key
+-- ARGV[1] job id, ARGV[2] done key, ARGV[3] result ttl (s)
+-- Returns 1 if the job was cancelled, else 0 (unknown, running, or finished).
+local stream, key, job = KEYS[1], KEYS[4], ARGV[1]
+local s = redis.call('HMGET', key, 'state', 'entry')
+local removed = false
+if s[1] == 'delayed' then
+  removed = redis.call('ZREM', KEYS[3], job) == 1
+elseif s[1] == 'waiting' then
+  if redis.call('ZREM', KEYS[2], job) == 1 then
+    removed = true
+  elseif s[2] then
+    local delivered = false
+    for _, g in ipairs(groups_of(stream)) do
+      if not older(g.last, s[2]) then delivered = true end
+    end
+    removed = not delivered and redis.call('XDEL', stream, s[2]) == 1
+  end
+end
+if not removed then return 0 end
+local _, now = server_time()
+redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
+redis.call('HDEL', key, 'p')
+redis.call('EXPIRE', key, ARGV[3])
+notify(key, ARGV[2])
+return 1

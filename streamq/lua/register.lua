@@ -1,0 +1,14 @@
+-- A live consumer registers (and, periodically, renews) its prefetch in the queue's window, so
+-- the window holds about what the live consumers can take; then staged jobs fill the room.
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] window
+-- ARGV[1] job key prefix, ARGV[2] consumer, ARGV[3] prefetch (0 to leave), ARGV[4] ttl ms
+-- Returns the window's new total.
+local now_ms = server_time()
+if tonumber(ARGV[3]) > 0 then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ':' .. (now_ms + tonumber(ARGV[4])))
+else
+  redis.call('HDEL', KEYS[3], ARGV[2])
+end
+local total = recount_window(KEYS[3], now_ms)
+refill(KEYS[1], KEYS[2], ARGV[1], window_room(KEYS[1], KEYS[3], groups_of(KEYS[1])))
+return total
