@@ -9,9 +9,11 @@ group's pending list until it is finished, so a consumer killed at any point los
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +23,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .backoff import Backoff, exponential, resolve_backoff
 from .errors import InvalidArgument
@@ -57,12 +57,20 @@ FLUSH_SECONDS = 5.0
 READY_WINDOW_FACTOR = 2
 #: How often a consumer renews its place in the window; a registration lapses after three.
 REGISTER_EVERY = 5.0
+#: Pause before a consumer that hit an unexpected error starts its loops again.
+RESTART_PAUSE = 1.0
+#: Most of its own pending entries a consumer looks at when adopting lost deliveries.
+ADOPT_PAGE = 1000
 #: A group member that owes nothing and has been idle this long is removed from the group, so
 #: the consumers of processes that stopped or died do not pile up. Removing a live one that owes
 #: nothing is harmless (Redis < 7.2 does not count empty reads as activity): its next read adds
 #: it again.
 PRUNE_CONSUMERS_AFTER = 3600.0
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _group_gone(exc: BaseException) -> bool:
+    """The group (or its whole stream) was destroyed: what it owed is gone with it."""
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +160,7 @@ class Consumer(Generic[T]):
         self._keys = queue._keys
         self._codec = queue._codec
         self._group_bytes = options.group.encode()
+        self._group_idle_ms = round(queue._manager.group_idle_timeout * 1000)
 
         self._held: dict[bytes, _Held] = {}
         self._in_flight = 0  # held and not yet done running (the ack may still be on its way)
@@ -182,28 +191,41 @@ class Consumer(Generic[T]):
         await self._register()
         task_status.started()
         try:
-            send, receive = anyio.create_memory_object_stream[_Held](math.inf)
-            async with anyio.create_task_group() as upkeep:
-                upkeep.start_soon(self._maintain)
-                upkeep.start_soon(self._ack_loop)
-                async with anyio.create_task_group() as workers:
-                    self._workers_scope = workers.cancel_scope
-                    workers.start_soon(self._read_loop, send)
-                    for _ in range(self._options.concurrency):
-                        workers.start_soon(self._work_loop, receive.clone())
-                    receive.close()
-                self._workers_done.set()
-                await self._flush_acks()
-                upkeep.cancel_scope.cancel()  # no heartbeat may follow the hand-back below
-            await self._release()
-        except Exception:
-            # A bug must not take the manager's other consumers (and the user's code) down with
-            # it: what this consumer held stays pending and is reclaimed by the group.
-            log.exception("consumer %s of queue %r stopped on an unexpected error",
-                          self.name, self.queue.name)  # fmt: skip
+            while True:
+                try:
+                    await self._run_loops()
+                except Exception:
+                    # A bug must not take the manager's other consumers (and the user's code)
+                    # down with it: write what finished, hand the rest back, start afresh.
+                    log.exception("consumer %s of queue %r hit an unexpected error; restarting",
+                                  self.name, self.queue.name)  # fmt: skip
+                    await self._flush_acks()
+                await self._release()
+                if self._stopping:
+                    break
+                await anyio.sleep(RESTART_PAUSE)
+                if self._stopping:
+                    break
+                self._in_flight = 0
+                self._workers_done = anyio.Event()
         finally:
             self._workers_done.set()
             self._finished.set()
+
+    async def _run_loops(self) -> None:
+        send, receive = anyio.create_memory_object_stream[_Held](math.inf)
+        async with anyio.create_task_group() as upkeep:
+            upkeep.start_soon(self._maintain)
+            upkeep.start_soon(self._ack_loop)
+            async with anyio.create_task_group() as workers:
+                self._workers_scope = workers.cancel_scope
+                workers.start_soon(self._read_loop, send)
+                for _ in range(self._options.concurrency):
+                    workers.start_soon(self._work_loop, receive.clone())
+                receive.close()
+            self._workers_done.set()
+            await self._flush_acks()
+            upkeep.cancel_scope.cancel()  # no heartbeat may follow the hand-back
 
     async def stop(self, grace: float = 30) -> None:
         """Stop taking jobs, give running handlers ``grace`` seconds, then cancel the rest.
@@ -237,8 +259,9 @@ class Consumer(Generic[T]):
     async def _register(self) -> None:
         """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
         await self._scripts.register(
-            self._keys, self.name, self._options.prefetch, round(3 * REGISTER_EVERY * 1000)
-        )
+            self._keys, self.group, self.name, self._options.prefetch,
+            round(3 * REGISTER_EVERY * 1000),
+        )  # fmt: skip
 
     async def _read_loop(self, send: MemoryObjectSendStream[_Held]) -> None:
         vt = self._options.visibility_timeout
@@ -247,11 +270,15 @@ class Consumer(Generic[T]):
         next_reclaim = 0.0
         cursor = b"0-0"
         errors = 0
+        adopt = False
         async with send:
             with anyio.CancelScope() as self._reader_scope:
                 while not self._stopping:
                     await self._wait_for_capacity()
                     try:
+                        if adopt:
+                            await self._adopt(send)
+                            adopt = False
                         if time.monotonic() >= next_reclaim:
                             cursor = await self._reclaim(send, cursor, round(vt * 1000))
                             if cursor == b"0-0":
@@ -259,15 +286,16 @@ class Consumer(Generic[T]):
                             continue
                         await self._read(send, block_ms)
                         errors = 0
-                    except ResponseError as exc:
-                        if "NOGROUP" in str(exc):
+                    except (RedisError, OSError) as exc:
+                        # A reply lost with the error may have delivered entries to us: adopt
+                        # them before reading on, or they would wait out a visibility timeout.
+                        adopt = True
+                        if _group_gone(exc):
                             log.warning("consumer %s: group %r is gone; recreating it",
                                         self.name, self.group)  # fmt: skip
-                            await self._ensure_group()
-                            continue
-                        # READONLY during a failover, a script error ...: pause, then go on.
-                        errors = await self._pause_after_error("read", exc, errors)
-                    except _CONNECTION_ERRORS as exc:
+                            with contextlib.suppress(RedisError, OSError):
+                                await self._ensure_group()
+                        # READONLY in a failover, BUSY, a lost connection ...: pause, go on.
                         errors = await self._pause_after_error("read", exc, errors)
 
     async def _read(self, send: MemoryObjectSendStream[_Held], block_ms: int) -> None:
@@ -296,6 +324,20 @@ class Consumer(Generic[T]):
         )
         await self._admit(send, [h for c in claimed if (h := self._take_claimed(c)) is not None])
         return cursor
+
+    async def _adopt(self, send: MemoryObjectSendStream[_Held]) -> None:
+        """Take up entries Redis delivered to this consumer whose reply never arrived."""
+        free = self._options.concurrency - self._in_flight
+        lost = [
+            c
+            for c in await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
+            if c.entry_id not in self._held
+        ][:free]
+        if lost:
+            log.warning("consumer %s: taking up %d entries whose delivery reply was lost",
+                        self.name, len(lost))  # fmt: skip
+        await self._admit(send, [self._hold(_Held(c.entry_id, c.fields, c.delivery_count))
+                                 for c in lost])  # fmt: skip
 
     def _take_claimed(self, claimed: Claimed) -> _Held | None:
         held = self._held.get(claimed.entry_id)
@@ -438,12 +480,32 @@ class Consumer(Generic[T]):
         if self._is_async:
             result = await self._handler(job)
         else:
-            result = await anyio.to_thread.run_sync(
-                self._handler, job, abandon_on_cancel=True, limiter=self._threads
-            )
+            result = await self._call_in_thread(job)
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    async def _call_in_thread(self, job: Job[T]) -> Any:
+        """Run a plain function in a worker thread. A thread cannot be interrupted: past the
+        timeout the attempt fails only once the function has returned, so a retry never runs
+        beside it (a stop past its grace does abandon the thread)."""
+        returned = threading.Event()
+
+        def call() -> Any:
+            try:
+                return self._handler(job)
+            finally:
+                returned.set()
+
+        try:
+            return await anyio.to_thread.run_sync(
+                call, abandon_on_cancel=True, limiter=self._threads
+            )
+        except anyio.get_cancelled_exc_class():
+            if not returned.is_set() and not self._stopping:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(returned.wait)
+            raise
 
     async def _fail(
         self, held: _Held, job_id: str, attempt: int, error: str, payload: bytes, retry: bool
@@ -465,17 +527,14 @@ class Consumer(Generic[T]):
             try:
                 await self._scripts.fail(self._keys, self.group, self.name, failure)
                 break
-            except _CONNECTION_ERRORS as exc:
-                if errors < len(ERROR_PAUSES):
+            except (RedisError, OSError) as exc:
+                if not _group_gone(exc) and errors < len(ERROR_PAUSES):
                     errors = await self._pause_after_error("record a failure", exc, errors)
                     continue
-                error_text = str(exc)
-            except RedisError as exc:
-                error_text = str(exc)
-            # Left pending: it is reclaimed and run again after the visibility timeout.
-            log.error("consumer %s: could not record the failure of job %s: %s",
-                      self.name, job_id, error_text)  # fmt: skip
-            break
+                # Left pending (if the group still exists): reclaimed after the timeout.
+                log.error("consumer %s: could not record the failure of job %s: %s",
+                          self.name, job_id, exc)  # fmt: skip
+                break
         self._held.pop(held.entry_id, None)
         if retry_in is not None:
             self._on_retry(retry_in)
@@ -511,16 +570,16 @@ class Consumer(Generic[T]):
             batch, self._acks = self._acks, []
             try:
                 finished = await self._scripts.complete(self._keys, self.group, self.name, batch)
-            except _CONNECTION_ERRORS as exc:
+            except (RedisError, OSError) as exc:
+                if _group_gone(exc):
+                    # The group or stream was destroyed under us: nothing is owed any more.
+                    log.error("consumer %s: could not acknowledge %d jobs: %s",
+                              self.name, len(batch), exc)  # fmt: skip
+                    for completion in batch:
+                        self._held.pop(completion.entry_id, None)
+                    continue
                 self._acks = batch + self._acks
                 errors = await self._pause_after_error("acknowledge", exc, errors)
-                continue
-            except ResponseError as exc:
-                # The group or stream was destroyed under us: nothing is owed any more.
-                log.error("consumer %s: could not acknowledge %d jobs: %s",
-                          self.name, len(batch), exc)  # fmt: skip
-                for completion in batch:
-                    self._held.pop(completion.entry_id, None)
                 continue
             errors = 0
             self._acked_since_trim = True
@@ -569,18 +628,20 @@ class Consumer(Generic[T]):
             wake_at = min(next_heartbeat, next_trim, next_register)
             await anyio.sleep(max(0.0, wake_at - time.monotonic()))
             try:
+                # Each due time moves on only once its step succeeded: a failed heartbeat is
+                # tried again after a short pause, not a third of a visibility timeout later.
                 now = time.monotonic()
                 if now >= next_heartbeat:
-                    next_heartbeat = now + heartbeat_every
                     await self._heartbeat()
+                    next_heartbeat = now + heartbeat_every
                 if now >= next_register:
-                    next_register = now + REGISTER_EVERY
                     await self._register()
+                    next_register = now + REGISTER_EVERY
                 if now >= next_trim:
-                    next_trim = now + TRIM_INTERVAL
                     if self._acked_since_trim:
+                        await self._scripts.trim(self._keys, self._group_idle_ms)
                         self._acked_since_trim = False
-                        await self._scripts.trim(self._keys)
+                    next_trim = now + TRIM_INTERVAL
                 errors = 0
             except (RedisError, OSError) as exc:
                 errors = await self._pause_after_error("heartbeat", exc, errors)

@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 DEFAULT_RESULT_TTL = 24 * 3600
 DEFAULT_SHUTDOWN_GRACE = 30.0
+DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class QueueManager:
         instance_id: str | None = None,
         result_ttl: int = DEFAULT_RESULT_TTL,
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        group_idle_timeout: float = DEFAULT_GROUP_IDLE_TIMEOUT,
         **options: Any,
     ) -> None:
         self.url = resolve_url(url)
@@ -67,6 +69,9 @@ class QueueManager:
         )
         self.result_ttl = check_count(result_ttl, what="result_ttl")
         self.shutdown_grace = check_seconds(shutdown_grace, what="shutdown_grace", allow_zero=True)
+        #: A consumer group with no live consumer for this long is removed, so the broadcast
+        #: groups of instances that are gone do not keep the stream from being trimmed.
+        self.group_idle_timeout = check_seconds(group_idle_timeout, what="group_idle_timeout")
         self._options = options
         self._queues: dict[str, Queue[Any]] = {}
         self._consumers: list[Consumer[Any]] = []

@@ -123,6 +123,7 @@ class Scripts:
         self._recurring_due = register(_source("recurring_due.lua"))
         self._recurring_fire = register(_source("recurring_fire.lua"))
         self._rate_limit = register(_source("rate_limit.lua"))
+        self._adopt = register(_source("adopt.lua"))
 
     async def enqueue(self, keys: QueueKeys, jobs: Sequence[NewJob]) -> list[bool]:
         """Add jobs; False where an unfinished job already has the id (nothing changed)."""
@@ -208,9 +209,15 @@ class Scripts:
         released: int = await self._release(keys=[keys.stream, keys.window], args=[group, consumer])
         return released
 
-    async def trim(self, keys: QueueKeys) -> int:
-        removed: int = await self._trim(keys=[keys.stream])
+    async def trim(self, keys: QueueKeys, group_idle_ms: int) -> int:
+        """Destroy groups silent past ``group_idle_ms``; trim what every group acknowledged."""
+        removed: int = await self._trim(keys=[keys.stream, keys.groups], args=[group_idle_ms])
         return removed
+
+    async def adopt(self, keys: QueueKeys, group: str, consumer: str, limit: int) -> list[Claimed]:
+        """The entries ``consumer`` owns, with their delivery counts."""
+        rows = await self._adopt(keys=[keys.stream], args=[group, consumer, limit])
+        return [Claimed(row[0], int(row[1]), _pairs(row[2])) for row in rows]
 
     async def get_job(self, keys: QueueKeys, job_id: str) -> tuple[bool, Fields] | None:
         """``(running, record)`` or None for an unknown job."""
@@ -261,11 +268,14 @@ class Scripts:
         purged: int = await self._purge_dead(keys=[keys.dead, keys.dead_records])
         return purged
 
-    async def register(self, keys: QueueKeys, consumer: str, prefetch: int, ttl_ms: int) -> int:
-        """Register (or renew, or with 0 remove) a consumer's prefetch in the window."""
+    async def register(
+        self, keys: QueueKeys, group: str, consumer: str, prefetch: int, ttl_ms: int
+    ) -> int:
+        """Register (or renew, or with 0 remove) a consumer's prefetch in the window; mark its
+        group alive."""
         total: int = await self._register(
-            keys=[keys.stream, keys.staged, keys.window],
-            args=[keys.job_prefix, consumer, prefetch, ttl_ms],
+            keys=[keys.stream, keys.staged, keys.window, keys.groups],
+            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group],
         )
         return total
 

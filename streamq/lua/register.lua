@@ -1,9 +1,12 @@
 -- A live consumer registers (and, periodically, renews) its prefetch in the queue's window, so
 -- the window holds about what the live consumers can take; then staged jobs fill the room.
--- KEYS[1] stream, KEYS[2] staged, KEYS[3] window
--- ARGV[1] job key prefix, ARGV[2] consumer, ARGV[3] prefetch (0 to leave), ARGV[4] ttl ms
+-- It also marks the consumer's group as alive.
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] window, KEYS[4] groups
+-- ARGV[1] job key prefix, ARGV[2] consumer, ARGV[3] prefetch (0 to leave), ARGV[4] ttl ms,
+-- ARGV[5] group
 -- Returns the window's new total.
 local now_ms = server_time()
+redis.call('HSET', KEYS[4], ARGV[5], now_ms)
 if tonumber(ARGV[3]) > 0 then
   redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ':' .. (now_ms + tonumber(ARGV[4])))
 else

@@ -17,8 +17,11 @@ local released, start = 0, '-'
 for _ = 1, 100 do
   local page = redis.call('XPENDING', stream, group, start, '+', PAGE, consumer)
   for _, p in ipairs(page) do
-    redis.call('XCLAIM', stream, group, consumer, 0, p[1], 'IDLE', LONG_IDLE,
-      'RETRYCOUNT', math.max(0, p[4] - 1), 'JUSTID')
+    -- Already handed back (this script ran twice: a client retried it): leave it be.
+    if p[3] < LONG_IDLE / 2 then
+      redis.call('XCLAIM', stream, group, consumer, 0, p[1], 'IDLE', LONG_IDLE,
+        'RETRYCOUNT', math.max(0, p[4] - 1), 'JUSTID')
+    end
     released = released + 1
   end
   if #page < PAGE then break end

@@ -1,7 +1,18 @@
 -- Remove the entries every group has acknowledged: trim below the oldest entry still owed.
--- KEYS[1] stream
+-- First, groups no live consumer has spoken for in ARGV[1] ms are destroyed (the broadcast
+-- groups of instances that are gone), so they do not pin the stream for ever. A group streamq
+-- never registered is left alone.
+-- KEYS[1] stream, KEYS[2] groups (name -> last seen, server ms); ARGV[1] group idle ms
 -- Returns the number of entries removed.
 local stream = KEYS[1]
+local now_ms = server_time()
+for _, g in ipairs(groups_of(stream)) do
+  local seen = tonumber(redis.call('HGET', KEYS[2], g.name) or '')
+  if seen and now_ms - seen > tonumber(ARGV[1]) then
+    redis.call('XGROUP', 'DESTROY', stream, g.name)
+    redis.call('HDEL', KEYS[2], g.name)
+  end
+end
 local groups = groups_of(stream)
 if #groups == 0 then return 0 end -- no reader yet: the first group will want every entry
 
