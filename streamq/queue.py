@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -296,7 +297,8 @@ def _check_staging(priority: int, start_delay: float) -> int:
         raise InvalidArgument(
             f"priority must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}, got {priority:,}"
         )
-    return round(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)
+    # Rounded up: a job never starts before the delay it was given.
+    return math.ceil(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)
 
 
 def _text(raw: bytes | None) -> str | None:
