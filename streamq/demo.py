@@ -1,4 +1,4 @@
-"""``python -m streamq.demo``: a work queue, a broadcast and a dead letter, doing real work.
+"""``python -m streamq.demo``: a work queue, a broadcast, a dead letter and scheduling at work.
 
 Uses ``$STREAMQ_REDIS_URL`` or starts a throwaway ``redis-server`` on a free port.
 """
@@ -126,8 +126,41 @@ async def dead_letters(url: str) -> None:
         print(f"   replayed: {await payments.wait_for(job_id, timeout=30)}\n")
 
 
+async def scheduling(url: str) -> None:
+    """Priorities across a backlog, a delayed job, a recurring health check."""
+    print("4. Scheduling: a backlog, an urgent job, a delayed reminder, a recurring health check")
+    order: list[str] = []
+    checks: list[float] = []
+    reminder_at: list[float] = []
+
+    async def work(job: streamq.Job[str]) -> None:
+        if job.data == "health-check":
+            checks.append(time.monotonic())
+        elif job.data == "reminder":
+            reminder_at.append(time.monotonic())
+        else:
+            order.append(job.data)
+            await anyio.sleep(0.002)
+
+    async with streamq.QueueManager(url) as qm:
+        queue = qm.get_queue(f"demo-scheduling-{time.time_ns()}", str)
+        await queue.enqueue_many(f"report-{n}" for n in range(200))
+        await queue.enqueue("URGENT", priority=100)
+        start = time.monotonic()
+        await queue.enqueue("reminder", start_delay=0.5)
+        await queue.schedule_recurring("health", "health-check", interval_seconds=0.25)
+        await queue.consume(work, concurrency=2)
+        with anyio.fail_after(30):
+            while len(order) < 201 or len(checks) < 4:
+                await anyio.sleep(0.05)
+        await queue.cancel_recurring("health")
+    print(f"   URGENT ran as job #{order.index('URGENT') + 1} of 201, ahead of the backlog")
+    print(f"   the reminder delayed 0.5 s started after {reminder_at[0] - start:.3f} s")
+    print(f"   the health check (every 0.25 s) ran {len(checks)} times, once per tick\n")
+
+
 async def throughput(url: str, jobs: int = 5000) -> None:
-    print(f"4. A short measurement: {jobs:,} no-op jobs, one consumer at concurrency 10")
+    print(f"5. A short measurement: {jobs:,} no-op jobs, one consumer at concurrency 10")
     async with streamq.QueueManager(url) as qm:
         queue = qm.get_queue(f"demo-throughput-{time.time_ns()}")
         start = time.perf_counter()
@@ -160,6 +193,7 @@ async def main(url: str) -> None:
     await work_queue(url)
     await broadcast(url)
     await dead_letters(url)
+    await scheduling(url)
     await throughput(url)
 
 
