@@ -132,6 +132,7 @@ async def scheduling(url: str) -> None:
     order: list[str] = []
     checks: list[float] = []
     reminder_at: list[float] = []
+    finished = anyio.Event()
 
     async def work(job: streamq.Job[str]) -> None:
         if job.data == "health-check":
@@ -141,6 +142,8 @@ async def scheduling(url: str) -> None:
         else:
             order.append(job.data)
             await anyio.sleep(0.002)
+        if len(order) == 201 and len(checks) >= 4 and reminder_at:
+            finished.set()
 
     async with streamq.QueueManager(url) as qm:
         queue = qm.get_queue(f"demo-scheduling-{time.time_ns()}", str)
@@ -151,8 +154,7 @@ async def scheduling(url: str) -> None:
         await queue.schedule_recurring("health", "health-check", interval_seconds=0.25)
         await queue.consume(work, concurrency=2)
         with anyio.fail_after(30):
-            while len(order) < 201 or len(checks) < 4:
-                await anyio.sleep(0.05)
+            await finished.wait()
         await queue.cancel_recurring("health")
     print(f"   URGENT ran as job #{order.index('URGENT') + 1} of 201, ahead of the backlog")
     print(f"   the reminder delayed 0.5 s started after {reminder_at[0] - start:.3f} s")
