@@ -9,6 +9,7 @@ group's pending list until it is finished, so a consumer killed at any point los
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -22,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import RedisError, ResponseError
 
 from .backoff import Backoff, exponential, resolve_backoff
@@ -134,6 +134,29 @@ class _Held:
         self.delivery_count = delivery_count
 
 
+class _Inbox:
+    """Entries read and not yet started, for the workers.
+
+    An asyncio queue: much cheaper per entry than an anyio memory stream, and redis-py's
+    asyncio client ties the consumer to asyncio anyway. ``None`` tells a worker to finish.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[_Held | None] = asyncio.Queue()
+
+    def put(self, held: _Held) -> None:
+        self._queue.put_nowait(held)
+
+    def close(self, workers: int) -> None:
+        for _ in range(workers):
+            self._queue.put_nowait(None)
+
+    async def get(self) -> _Held | None:
+        return await self._queue.get()
+
+
 class Consumer(Generic[T]):
     """A running consumer of one queue and group. Returned by :meth:`Queue.consume`."""
 
@@ -213,16 +236,15 @@ class Consumer(Generic[T]):
             self._finished.set()
 
     async def _run_loops(self) -> None:
-        send, receive = anyio.create_memory_object_stream[_Held](math.inf)
+        inbox = _Inbox()
         async with anyio.create_task_group() as upkeep:
             upkeep.start_soon(self._maintain)
             upkeep.start_soon(self._ack_loop)
             async with anyio.create_task_group() as workers:
                 self._workers_scope = workers.cancel_scope
-                workers.start_soon(self._read_loop, send)
+                workers.start_soon(self._read_loop, inbox)
                 for _ in range(self._options.concurrency):
-                    workers.start_soon(self._work_loop, receive.clone())
-                receive.close()
+                    workers.start_soon(self._work_loop, inbox)
             self._workers_done.set()
             await self._flush_acks()
             upkeep.cancel_scope.cancel()  # no heartbeat may follow the hand-back
@@ -263,7 +285,7 @@ class Consumer(Generic[T]):
             round(3 * REGISTER_EVERY * 1000),
         )  # fmt: skip
 
-    async def _read_loop(self, send: MemoryObjectSendStream[_Held]) -> None:
+    async def _read_loop(self, inbox: _Inbox) -> None:
         vt = self._options.visibility_timeout
         reclaim_interval = min(vt / 2, MAX_RECLAIM_INTERVAL)
         block_ms = max(1, round(min(MAX_BLOCK_SECONDS, reclaim_interval) * 1000))
@@ -271,20 +293,20 @@ class Consumer(Generic[T]):
         cursor = b"0-0"
         errors = 0
         adopt = False
-        async with send:
+        try:
             with anyio.CancelScope() as self._reader_scope:
                 while not self._stopping:
                     await self._wait_for_capacity()
                     try:
                         if adopt:
-                            await self._adopt(send)
+                            await self._adopt(inbox)
                             adopt = False
                         if time.monotonic() >= next_reclaim:
-                            cursor = await self._reclaim(send, cursor, round(vt * 1000))
+                            cursor = await self._reclaim(inbox, cursor, round(vt * 1000))
                             if cursor == b"0-0":
                                 next_reclaim = time.monotonic() + reclaim_interval
                             continue
-                        await self._read(send, block_ms)
+                        await self._read(inbox, block_ms)
                         errors = 0
                     except (RedisError, OSError) as exc:
                         # A reply lost with the error may have delivered entries to us: adopt
@@ -297,37 +319,37 @@ class Consumer(Generic[T]):
                                 await self._ensure_group()
                         # READONLY in a failover, BUSY, a lost connection ...: pause, go on.
                         errors = await self._pause_after_error("read", exc, errors)
+        finally:
+            inbox.close(self._options.concurrency)
 
-    async def _read(self, send: MemoryObjectSendStream[_Held], block_ms: int) -> None:
+    async def _read(self, inbox: _Inbox, block_ms: int) -> None:
         reply = await self._client.xreadgroup(
             self.group,
             self.name,
             {self._keys.stream: ">"},
-            count=self._options.concurrency - self._in_flight,
+            count=self._options.prefetch - self._in_flight,
             block=block_ms,
         )
         streams = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
         for _stream, entries in streams:
-            await self._admit(send, [self._hold(_Held(e, fields, 1)) for e, fields in entries])
+            await self._admit(inbox, [self._hold(_Held(e, fields, 1)) for e, fields in entries])
 
-    async def _reclaim(
-        self, send: MemoryObjectSendStream[_Held], cursor: bytes, min_idle_ms: int
-    ) -> bytes:
+    async def _reclaim(self, inbox: _Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
         cursor, claimed = await self._scripts.reclaim(
             self._keys,
             self.group,
             self.name,
             min_idle_ms,
-            self._options.concurrency - self._in_flight,
+            self._options.prefetch - self._in_flight,
             cursor,
             round(PRUNE_CONSUMERS_AFTER * 1000),
         )
-        await self._admit(send, [h for c in claimed if (h := self._take_claimed(c)) is not None])
+        await self._admit(inbox, [h for c in claimed if (h := self._take_claimed(c)) is not None])
         return cursor
 
-    async def _adopt(self, send: MemoryObjectSendStream[_Held]) -> None:
+    async def _adopt(self, inbox: _Inbox) -> None:
         """Take up entries Redis delivered to this consumer whose reply never arrived."""
-        free = self._options.concurrency - self._in_flight
+        free = self._options.prefetch - self._in_flight
         lost = [
             c
             for c in await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
@@ -336,7 +358,7 @@ class Consumer(Generic[T]):
         if lost:
             log.warning("consumer %s: taking up %d entries whose delivery reply was lost",
                         self.name, len(lost))  # fmt: skip
-        await self._admit(send, [self._hold(_Held(c.entry_id, c.fields, c.delivery_count))
+        await self._admit(inbox, [self._hold(_Held(c.entry_id, c.fields, c.delivery_count))
                                  for c in lost])  # fmt: skip
 
     def _take_claimed(self, claimed: Claimed) -> _Held | None:
@@ -357,12 +379,12 @@ class Consumer(Generic[T]):
         self._in_flight += 1
         return held
 
-    async def _admit(self, send: MemoryObjectSendStream[_Held], batch: list[_Held]) -> None:
+    async def _admit(self, inbox: _Inbox, batch: list[_Held]) -> None:
         """Hand entries to the workers, as fast as the group's rate limit allows."""
         limit = self._options.rate_limit
         if limit is None:
             for held in batch:
-                send.send_nowait(held)
+                inbox.put(held)
             return
         period_ms = round(self._options.rate_period * 1000)
         while batch:
@@ -370,13 +392,13 @@ class Consumer(Generic[T]):
                 self._keys, self.group, len(batch), limit, period_ms
             )
             for held in batch[:granted]:
-                send.send_nowait(held)
+                inbox.put(held)
             batch = batch[granted:]
             if batch:
                 await anyio.sleep(wait)  # until the oldest start leaves the window
 
     async def _wait_for_capacity(self) -> None:
-        while self._in_flight >= self._options.concurrency:
+        while self._in_flight >= self._options.prefetch:
             self._capacity = anyio.Event()
             await self._capacity.wait()
 
@@ -386,19 +408,18 @@ class Consumer(Generic[T]):
 
     # -- running --------------------------------------------------------------------------
 
-    async def _work_loop(self, receive: MemoryObjectReceiveStream[_Held]) -> None:
-        async with receive:
-            async for held in receive:
-                if self._stopping:
-                    continue  # never started: handed back to the group by _release
-                try:
-                    await self._process(held)
-                except Exception:
-                    self._held.pop(held.entry_id, None)  # left pending: reclaimed later
-                    log.exception("consumer %s: unexpected error on entry %s",
-                                  self.name, held.entry_id.decode())  # fmt: skip
-                finally:
-                    self._slot_done()
+    async def _work_loop(self, inbox: _Inbox) -> None:
+        while (held := await inbox.get()) is not None:
+            if self._stopping:
+                continue  # never started: handed back to the group by _release
+            try:
+                await self._process(held)
+            except Exception:
+                self._held.pop(held.entry_id, None)  # left pending: reclaimed later
+                log.exception("consumer %s: unexpected error on entry %s",
+                              self.name, held.entry_id.decode())  # fmt: skip
+            finally:
+                self._slot_done()
 
     async def _process(self, held: _Held) -> None:
         fields = held.fields
@@ -444,9 +465,14 @@ class Consumer(Generic[T]):
             enqueued_at=envelope.enqueued_at,
         )
         timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
+        timed_out = False
         try:
-            with anyio.move_on_after(timeout) as deadline:
+            if timeout is None:
                 result = await self._call(job)
+            else:
+                with anyio.move_on_after(timeout) as deadline:
+                    result = await self._call(job)
+                timed_out = deadline.cancelled_caught
         except Exception as exc:
             await self._fail(
                 held, job_id, attempt, f"{type(exc).__name__}: {exc}", payload,
@@ -461,7 +487,7 @@ class Consumer(Generic[T]):
             error = "CancelledError: the handler raised CancelledError"
             await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
             return
-        if deadline.cancelled_caught:
+        if timed_out:
             error = f"TimeoutError: the handler ran past its {timeout:g}s timeout"
             await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
             return

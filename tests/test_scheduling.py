@@ -200,14 +200,22 @@ async def test_cancel_waiting_and_delayed_jobs(
         busy = await queue.enqueue("busy")
         with anyio.fail_after(5):
             await running.wait()
+        # The consumer prefetches one more than it runs (concurrency 1): fill that slot first.
+        buffered = await queue.enqueue("buffered")
+        await wait_until(lambda: _active(queue, 2), what="the prefetch slot to be taken")
         in_window = await queue.enqueue("in the window")
         assert not await queue.cancel(busy), "a running job is not cancelled"
+        assert not await queue.cancel(buffered), "a delivered job is not cancelled"
         assert await queue.cancel(in_window)
         release.set()
         await queue.wait_for(busy, timeout=5)
         assert await queue.enqueue("reused", job_id=staged) == staged
         await queue.wait_for(staged, timeout=5)
-        assert seen == ["busy", "reused"]
+        assert seen == ["busy", "buffered", "reused"]
+
+
+async def _active(queue: streamq.Queue[Any], n: int) -> bool:
+    return (await queue.stats()).active == n
 
 
 async def test_recurring_job_runs_once_per_tick_under_two_managers(
