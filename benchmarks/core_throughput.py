@@ -24,7 +24,10 @@ TOP_LEVEL = {"evalsha", "eval", "xreadgroup", "xgroup|create", "blpop", "info", 
 
 async def commandstats(client: aioredis.Redis) -> dict[str, int]:
     stats = await client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    cpu = await client.info("cpu")
+    calls["cpu_us"] = round((cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6)
+    return calls
 
 
 def per_job(before: dict[str, int], after: dict[str, int], jobs: int) -> dict[str, float]:
@@ -36,10 +39,12 @@ def per_job(before: dict[str, int], after: dict[str, int], jobs: int) -> dict[st
 
 
 def show(title: str, rate: float, calls: dict[str, float]) -> None:
+    cpu = calls.pop("cpu_us", 0.0)
     trips = sum(v for k, v in calls.items() if k in TOP_LEVEL)
     inner = ", ".join(f"{k} {v:.2f}" for k, v in calls.items() if k not in TOP_LEVEL)
     top = ", ".join(f"{k} {v:.3f}" for k, v in calls.items() if k in TOP_LEVEL)
-    print(f"{title:<28} {rate:>10,.0f} jobs/s   round trips/job {trips:.3f} ({top})")
+    print(f"{title:<28} {rate:>10,.0f} jobs/s   redis-server CPU {cpu:.1f} us/job   "
+          f"round trips/job {trips:.3f} ({top})")  # fmt: skip
     print(f"{'':<28} inside scripts per job: {inner}")
 
 

@@ -6,22 +6,22 @@
 -- Staged jobs then take the room the finished entries left in the window.
 -- Returns per entry 1 (finished) or 0 (no longer ours).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local only_group = #groups_of(stream) == 1
 local _, now = server_time()
-local out, completed = {}, 0
+local out, owned, completed = {}, {}, 0
 for i = 6, #ARGV, 4 do
   local entry, job = ARGV[i], ARGV[i + 1]
   if owns(stream, group, consumer, entry) then
-    ack(stream, group, entry, only_group)
+    owned[#owned + 1] = entry
     if job ~= '' then
       local key = ARGV[3] .. job
+      local record = redis.call('HMGET', key, 'entry', 'w', 'error')
       -- A later delivery of the job (a retry in another group) owns the record.
-      if redis.call('HGET', key, 'entry') == entry then
+      if record[1] == entry then
         redis.call('HSET', key, 'state', 'completed', 'attempts', ARGV[i + 2],
           'result', ARGV[i + 3], 'finished_at', now)
-        redis.call('HDEL', key, 'error')
+        if record[3] then redis.call('HDEL', key, 'error') end
         redis.call('EXPIRE', key, ARGV[5])
-        notify(key, ARGV[4] .. job)
+        if record[2] then notify(key, ARGV[4] .. job) end
       end
       completed = completed + 1
     end
@@ -29,6 +29,11 @@ for i = 6, #ARGV, 4 do
   else
     out[#out + 1] = 0
   end
+end
+if #owned > 0 then
+  redis.call('XACK', stream, group, unpack(owned))
+  -- The only group reading the stream: delete at once (else the periodic trim does).
+  if #groups_of(stream) == 1 then redis.call('XDEL', stream, unpack(owned)) end
 end
 if completed > 0 then redis.call('INCRBY', KEYS[2], completed) end
 refill_after_ack(stream, KEYS[3], KEYS[4], ARGV[3])
