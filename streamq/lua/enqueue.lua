@@ -33,6 +33,8 @@ for i = 3, #ARGV, 5 do
     added[#added + 1] = 1
   end
 end
-if room and room > 0 then refill(stream, staged, prefix, room) end
+if room and room > 0 and redis.call('EXISTS', staged) == 1 then
+  refill(stream, staged, prefix, room)
+end
 if wake then redis.call('PUBLISH', ARGV[2], 'due') end
 return added
