@@ -1,5 +1,5 @@
 # make run   - install what is missing, start a throwaway redis-server (unless STREAMQ_REDIS_URL
-#              is set) and run the demo
+#              is set), run the demo, then a short benchmark
 # make test  - install what is missing and run the whole suite against real redis-server
 # make lint  - ruff and mypy --strict
 
@@ -16,6 +16,8 @@ PYTEST_ARGS ?=
 
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
+	@echo "A short benchmark (the full one: $(BIN)/python -m streamq.bench --help):"
+	$(BIN)/python -m streamq.bench --jobs 5000 --seconds 2 --scenario enqueue --scenario process --scenario latency
 
 test: $(STAMP) redis-server $(OLD_REDIS) $(REDIS_62)
 	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) STREAMQ_REDIS_62_SERVER=$(CURDIR)/$(REDIS_62) \

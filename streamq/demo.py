@@ -161,42 +161,11 @@ async def scheduling(url: str) -> None:
     print(f"   the health check (every 0.25 s) ran {len(checks)} times, once per tick\n")
 
 
-async def throughput(url: str, jobs: int = 5000) -> None:
-    print(f"5. A short measurement: {jobs:,} no-op jobs, one consumer at concurrency 10")
-    async with streamq.QueueManager(url) as qm:
-        queue = qm.get_queue(f"demo-throughput-{time.time_ns()}")
-        start = time.perf_counter()
-        for n in range(jobs // 5):
-            await queue.enqueue(n)
-        one_by_one = (jobs // 5) / (time.perf_counter() - start)
-        start = time.perf_counter()
-        ids = await queue.enqueue_many(range(jobs - jobs // 5))
-        bulk = len(ids) / (time.perf_counter() - start)
-        finished = anyio.Event()
-        count = 0
-
-        async def noop(job: streamq.Job[Any]) -> None:
-            nonlocal count
-            count += 1
-            if count == jobs:
-                finished.set()
-
-        start = time.perf_counter()
-        await queue.consume(noop, concurrency=10)
-        with anyio.fail_after(120):
-            await finished.wait()
-        processed = jobs / (time.perf_counter() - start)
-    print(f"   enqueue one at a time: {one_by_one:8,.0f} jobs/s")
-    print(f"   enqueue_many:          {bulk:8,.0f} jobs/s")
-    print(f"   processing:            {processed:8,.0f} jobs/s")
-
-
 async def main(url: str) -> None:
     await work_queue(url)
     await broadcast(url)
     await dead_letters(url)
     await scheduling(url)
-    await throughput(url)
 
 
 def run() -> None:

@@ -1,0 +1,445 @@
+"""``python -m streamq.bench``: streamq's throughput and latency against a real Redis.
+
+Uses ``--url``, else ``$STREAMQ_REDIS_URL``, else a throwaway local ``redis-server``. Every
+scenario reports jobs per second and what each job cost Redis (commands, round trips and
+redis-server CPU from INFO deltas). ``--json`` prints one JSON document for machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+import streamq
+from streamq.localserver import local_redis
+
+__all__ = ("main",)
+
+SCENARIOS = ("enqueue", "process", "latency", "delayed", "priority", "mixed")
+#: Commands a client sends itself; the others in INFO commandstats run inside scripts.
+ROUND_TRIP_COMMANDS = ("evalsha", "eval", "xreadgroup", "blpop", "xgroup|create", "zrange")
+
+
+@dataclass
+class Result:
+    scenario: str
+    label: str
+    jobs: int
+    seconds: float
+    #: Jobs per second.
+    rate: float
+    #: Per processed job: redis-server CPU (µs), commands, round trips.
+    redis_cpu_us: float = 0.0
+    commands: float = 0.0
+    round_trips: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class RedisMeter:
+    """INFO deltas around a measured piece of work."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._before: tuple[float, dict[str, int]] = (0.0, {})
+
+    async def _snapshot(self) -> tuple[float, dict[str, int]]:
+        cpu = await self._client.info("cpu")
+        stats = await self._client.info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
+
+    async def start(self) -> None:
+        self._before = await self._snapshot()
+
+    async def finish(self, result: Result) -> Result:
+        cpu, calls = await self._snapshot()
+        cpu_before, calls_before = self._before
+        delta = {k: v - calls_before.get(k, 0) for k, v in calls.items() if k != "info"}
+        jobs = max(result.jobs, 1)
+        result.redis_cpu_us = (cpu - cpu_before) * 1e6 / jobs
+        result.commands = sum(delta.values()) / jobs
+        result.round_trips = sum(delta.get(k, 0) for k in ROUND_TRIP_COMMANDS) / jobs
+        return result
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def _queue_name(scenario: str) -> str:
+    return f"bench-{scenario}-{time.time_ns()}"
+
+
+async def _give_room(qm: streamq.QueueManager, queue: streamq.Queue[Any]) -> None:
+    """A group and a window with room, as a consumer keeping up would make: the fast path."""
+    client = qm._connected().client
+    await client.xgroup_create(queue._keys.stream, "bench", id="0", mkstream=True)
+    await client.hset(queue._keys.window, mapping={"total": 10**9})
+
+
+async def scenario_enqueue(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    jobs, results = args.jobs, []
+    async with streamq.QueueManager(url) as qm:
+        queue = qm.get_queue(_queue_name("enqueue"))
+        await _give_room(qm, queue)
+        await meter.start()
+        start = time.perf_counter()
+        for n in range(jobs):
+            await queue.enqueue(n)
+        seconds = time.perf_counter() - start
+        results.append(await meter.finish(
+            Result("enqueue", "one at a time", jobs, seconds, jobs / seconds)
+        ))  # fmt: skip
+
+        queue = qm.get_queue(_queue_name("enqueue"))
+        await _give_room(qm, queue)
+        per_producer = jobs // args.producers
+
+        async def produce() -> None:
+            for n in range(per_producer):
+                await queue.enqueue(n)
+
+        await meter.start()
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(args.producers):
+                tg.start_soon(produce)
+        seconds = time.perf_counter() - start
+        done = per_producer * args.producers
+        results.append(await meter.finish(
+            Result("enqueue", f"{args.producers} producers", done, seconds, done / seconds)
+        ))  # fmt: skip
+
+        queue = qm.get_queue(_queue_name("enqueue"))
+        await _give_room(qm, queue)
+        await meter.start()
+        start = time.perf_counter()
+        await queue.enqueue_many(range(jobs))
+        seconds = time.perf_counter() - start
+        results.append(await meter.finish(
+            Result("enqueue", "enqueue_many", jobs, seconds, jobs / seconds)
+        ))  # fmt: skip
+    return results
+
+
+async def _drain(
+    queue: streamq.Queue[Any], jobs: int, concurrency: int, on_start: Callable[[Any], None]
+) -> float:
+    """Consume ``jobs`` jobs with a no-op handler; seconds from start to the last one."""
+    finished = anyio.Event()
+    count = 0
+
+    async def noop(job: streamq.Job[Any]) -> None:
+        nonlocal count
+        on_start(job)
+        count += 1
+        if count == jobs:
+            finished.set()
+
+    start = time.perf_counter()
+    consumer = await queue.consume(noop, concurrency=concurrency)
+    with anyio.fail_after(max(60.0, jobs / 500)):
+        await finished.wait()
+    seconds = time.perf_counter() - start
+    await consumer.stop()
+    return seconds
+
+
+async def scenario_process(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    async with streamq.QueueManager(url) as qm:
+        queue = qm.get_queue(_queue_name("process"))
+        await queue.enqueue_many(range(args.jobs))
+        await meter.start()
+        seconds = await _drain(queue, args.jobs, args.concurrency, lambda job: None)
+        label = f"1 consumer, concurrency {args.concurrency}"
+        return [
+            await meter.finish(Result("process", label, args.jobs, seconds, args.jobs / seconds))
+        ]
+
+
+async def scenario_priority(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    """Jobs of ten priorities enqueued first, then drained: everything goes through staging."""
+    async with streamq.QueueManager(url) as qm:
+        queue = qm.get_queue(_queue_name("priority"))
+        per_level = args.jobs // 10
+        for level in range(10):
+            await queue.enqueue_many(range(per_level), priority=level)
+        jobs = per_level * 10
+        await meter.start()
+        seconds = await _drain(queue, jobs, args.concurrency, lambda job: None)
+        label = f"staged, 10 priorities, concurrency {args.concurrency}"
+        return [await meter.finish(Result("priority", label, jobs, seconds, jobs / seconds))]
+
+
+async def scenario_latency(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    """Enqueue→start latency at an offered rate, to an otherwise idle consumer."""
+    jobs = max(100, min(args.jobs, round(args.rate * args.seconds)))
+    latencies: list[float] = []
+    async with (
+        streamq.QueueManager(url) as consumer_side,
+        streamq.QueueManager(url) as producer_side,
+    ):
+        name = _queue_name("latency")
+        finished = anyio.Event()
+
+        async def handle(job: streamq.Job[float]) -> None:
+            latencies.append(time.perf_counter() - job.data)
+            if len(latencies) == jobs:
+                finished.set()
+
+        await consumer_side.get_queue(name, float).consume(handle, concurrency=args.concurrency)
+        queue = producer_side.get_queue(name, float)
+        await meter.start()
+        start = time.perf_counter()
+        for n in range(jobs):
+            # Paced to the offered rate; perf_counter is shared by both sides of this process.
+            await anyio.sleep(max(0.0, start + n / args.rate - time.perf_counter()))
+            await queue.enqueue(time.perf_counter())
+        with anyio.fail_after(60):
+            await finished.wait()
+        seconds = time.perf_counter() - start
+    ms = [v * 1000 for v in latencies]
+    result = Result(
+        "latency", f"{args.rate:g} jobs/s offered", jobs, seconds, jobs / seconds,
+        extra={
+            "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90),
+            "p99_ms": percentile(ms, 99), "p99.9_ms": percentile(ms, 99.9), "max_ms": max(ms),
+        },
+    )  # fmt: skip
+    return [await meter.finish(result)]
+
+
+async def scenario_delayed(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    """Lateness of delayed jobs (start less due time), enqueued by another manager."""
+    jobs = min(args.jobs, 300)
+    late: list[float] = []
+    async with streamq.QueueManager(url) as consumer_side, streamq.QueueManager(url) as producer:
+        name = _queue_name("delayed")
+        finished = anyio.Event()
+
+        async def handle(job: streamq.Job[float]) -> None:
+            late.append(time.time() * 1000 - (job.enqueued_at * 1000 + job.data))
+            if len(late) == jobs:
+                finished.set()
+
+        await consumer_side.get_queue(name, float).consume(handle, concurrency=50)
+        queue = producer.get_queue(name, float)
+        await meter.start()
+        start = time.perf_counter()
+        for _ in range(jobs):
+            delay_ms = random.uniform(50, 550)
+            await queue.enqueue(delay_ms, start_delay=delay_ms / 1000)
+            await anyio.sleep(random.uniform(0, 0.005))
+        with anyio.fail_after(60):
+            await finished.wait()
+        seconds = time.perf_counter() - start
+    result = Result(
+        "delayed", "lateness, 50-550 ms delays", jobs, seconds, jobs / seconds,
+        extra={
+            "p50_ms": percentile(late, 50), "p99_ms": percentile(late, 99), "max_ms": max(late),
+            "min_ms": min(late),
+        },
+    )  # fmt: skip
+    return [await meter.finish(result)]
+
+
+async def scenario_mixed(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    """Producers and a consumer at once: default, prioritised and slightly delayed jobs."""
+    jobs = args.jobs
+    async with streamq.QueueManager(url) as consumer_side, streamq.QueueManager(url) as producer:
+        name = _queue_name("mixed")
+        finished = anyio.Event()
+        count = 0
+
+        async def handle(job: streamq.Job[Any]) -> None:
+            nonlocal count
+            count += 1
+            if count == jobs:
+                finished.set()
+
+        await consumer_side.get_queue(name).consume(handle, concurrency=args.concurrency)
+        queue = producer.get_queue(name)
+        await meter.start()
+        start = time.perf_counter()
+        for n in range(jobs):
+            kind = n % 10
+            if kind < 7:
+                await queue.enqueue(n)
+            elif kind < 9:
+                await queue.enqueue(n, priority=kind)
+            else:
+                await queue.enqueue(n, start_delay=0.01)
+        with anyio.fail_after(max(60.0, jobs / 500)):
+            await finished.wait()
+        seconds = time.perf_counter() - start
+    label = "70% default, 20% priority, 10% delayed"
+    return [await meter.finish(Result("mixed", label, jobs, seconds, jobs / seconds))]
+
+
+RUNNERS: dict[str, Callable[[str, argparse.Namespace, RedisMeter], Awaitable[list[Result]]]] = {
+    "enqueue": scenario_enqueue,
+    "process": scenario_process,
+    "latency": scenario_latency,
+    "delayed": scenario_delayed,
+    "priority": scenario_priority,
+    "mixed": scenario_mixed,
+}
+
+
+async def environment(client: aioredis.Redis, args: argparse.Namespace) -> dict[str, Any]:
+    server = await client.info("server")
+    config = await client.config_get("appendonly")
+    config.update(await client.config_get("appendfsync"))
+    config.update(await client.config_get("save"))
+    import msgspec
+    import redis
+
+    return {
+        "streamq": streamq.__version__,
+        "python": platform.python_version(),
+        "redis_py": redis.__version__,
+        "msgspec": msgspec.__version__,
+        "anyio": anyio.__version__ if hasattr(anyio, "__version__") else "",
+        "event_loop": "uvloop" if args.uvloop else "asyncio",
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "redis_server": server.get("redis_version"),
+        "redis_config": {k: str(v) for k, v in config.items()},
+        "jobs": args.jobs,
+        "concurrency": args.concurrency,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+async def run(url: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    client = aioredis.Redis.from_url(url, protocol=2)
+    try:
+        env = await environment(client, args)
+        meter = RedisMeter(client)
+        results: list[Result] = []
+        with Progress(console=console, transient=True, disable=args.json) as progress:
+            task = progress.add_task("benchmark", total=len(args.scenario) * args.repeat)
+            for _ in range(args.repeat):
+                for scenario in args.scenario:
+                    progress.update(task, description=scenario)
+                    results += await RUNNERS[scenario](url, args, meter)
+                    progress.advance(task)
+    finally:
+        await client.aclose()
+    return {"environment": env, "results": [asdict(r) for r in _medians(results)]}
+
+
+def _medians(results: list[Result]) -> list[Result]:
+    """One row per (scenario, label): the median run by rate."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.scenario, r.label), []).append(r)
+    rows = []
+    for runs in groups.values():
+        middle = statistics.median_low([r.rate for r in runs])
+        rows.append(next(r for r in runs if r.rate == middle))
+    return rows
+
+
+def show(report: dict[str, Any], console: Console) -> None:
+    env = report["environment"]
+    console.print(
+        f"streamq {env['streamq']} · Python {env['python']} ({env['event_loop']}) · redis-py"
+        f" {env['redis_py']} · Redis {env['redis_server']} · {env['cpu']} x {env['cpus']}"
+    )
+    table = Table(title="streamq benchmark (medians)")
+    for column in ("scenario", "what", "jobs", "jobs/s", "Redis µs/job", "cmds/job",
+                   "round trips/job", "details"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("scenario", "what") else "right")
+    for r in report["results"]:
+        details = "  ".join(f"{k} {v:.2f}" for k, v in r["extra"].items())
+        table.add_row(
+            r["scenario"], r["label"], f"{r['jobs']:,}", f"{r['rate']:,.0f}",
+            f"{r['redis_cpu_us']:.1f}", f"{r['commands']:.2f}", f"{r['round_trips']:.3f}", details,
+        )  # fmt: skip
+    console.print(table)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m streamq.bench",
+        description="Measure streamq's throughput and latency against a real Redis.",
+    )
+    parser.add_argument("--url", help="Redis URL (default: $STREAMQ_REDIS_URL, else a "
+                        "throwaway local redis-server)")  # fmt: skip
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
+                        help="scenario to run (repeatable; default: all)")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per scenario")
+    parser.add_argument("--concurrency", type=int, default=10, help="consumer concurrency")
+    parser.add_argument("--producers", type=int, default=8, help="concurrent producers")
+    parser.add_argument("--rate", type=float, default=400.0, help="offered jobs/s (latency)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (median)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--no-uvloop", dest="uvloop", action="store_false",
+                        help="plain asyncio instead of uvloop")  # fmt: skip
+    args = parser.parse_args(argv)
+    args.scenario = args.scenario or list(SCENARIOS)
+    for name in ("jobs", "concurrency", "producers", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.rate <= 0 or args.seconds <= 0:
+        parser.error("--rate and --seconds must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Wide enough for the table when the output is a file or a pipe.
+    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 160)
+    options: dict[str, Any] = {}
+    if args.uvloop:
+        try:
+            import uvloop  # noqa: F401
+
+            options = {"use_uvloop": True}
+        except ImportError:
+            args.uvloop = False
+    try:
+        with local_redis(args.url) as url:
+            report = anyio.run(run, url, args, console, backend_options=options)
+    except streamq.StreamqError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        show(report, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
