@@ -14,7 +14,7 @@ from .errors import InvalidArgument, JobFailed, JobNotFound
 from .job import DeadLetter, Job, JobInfo, QueueStats
 from .keys import QueueKeys, validate_group
 from .recurring import check_schedule, first_run_ms
-from .scripts import NewJob, Scripts
+from .scripts import Scripts
 from .serialization import (
     Codec,
     RecurringDef,
@@ -89,7 +89,7 @@ class Queue(Generic[T]):
         payload = self._codec.encode(
             data, enqueued_at=now, priority=priority, max_retries=max_retries, timeout=timeout
         )
-        await self._scripts.enqueue(self._keys, [NewJob(job_id, payload, now, priority, delay_ms)])
+        await self._scripts.enqueue(self._keys, [(job_id, payload)], now, priority, delay_ms)
         return job_id
 
     async def enqueue_many(
@@ -102,16 +102,11 @@ class Queue(Generic[T]):
         delay_ms = _check_staging(priority, start_delay)
         now = time.time()
         encode = self._codec.encode
-        jobs = [
-            NewJob(
-                new_job_id(), encode(item, enqueued_at=now, priority=priority), now, priority,
-                delay_ms,
-            )
-            for item in items
-        ]  # fmt: skip
+        jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
         for start in range(0, len(jobs), ENQUEUE_BATCH):
-            await self._scripts.enqueue(self._keys, jobs[start : start + ENQUEUE_BATCH])
-        return [job.job_id for job in jobs]
+            batch = jobs[start : start + ENQUEUE_BATCH]
+            await self._scripts.enqueue(self._keys, batch, now, priority, delay_ms)
+        return [job_id for job_id, _ in jobs]
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job (True if it was removed; its state is "cancelled").

@@ -125,11 +125,19 @@ class Scripts:
         self._rate_limit = register(_source("rate_limit.lua"))
         self._adopt = register(_source("adopt.lua"))
 
-    async def enqueue(self, keys: QueueKeys, jobs: Sequence[NewJob]) -> list[bool]:
-        """Add jobs; False where an unfinished job already has the id (nothing changed)."""
-        args: list[Any] = [keys.job_prefix, keys.wake]
-        for job in jobs:
-            args += (job.job_id, job.payload, repr(job.enqueued_at), job.priority, job.delay_ms)
+    async def enqueue(
+        self,
+        keys: QueueKeys,
+        jobs: Sequence[tuple[str, bytes]],
+        enqueued_at: float,
+        priority: int = 0,
+        delay_ms: int = 0,
+    ) -> list[bool]:
+        """Add ``(job_id, payload)`` jobs sharing their enqueue time, priority and delay;
+        False where an unfinished job already has the id (nothing changed)."""
+        args: list[Any] = [keys.job_prefix, keys.wake, repr(enqueued_at), priority, delay_ms]
+        for job_id, payload in jobs:
+            args += (job_id, payload)
         added = await self._enqueue(
             keys=[keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window], args=args
         )

@@ -1,18 +1,18 @@
 -- Add jobs, each unless an unfinished job already holds its id.
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] staged seq, KEYS[4] delayed, KEYS[5] window
--- ARGV[1] job key prefix, ARGV[2] wake channel;
--- then per job: id, payload, enqueued_at (unix s), priority, delay (ms)
+-- ARGV[1] job key prefix, ARGV[2] wake channel, and for the whole batch ARGV[3] enqueued_at
+-- (unix s), ARGV[4] priority, ARGV[5] delay (ms); then per job: id, payload
 -- A job goes straight into the stream (the fast path) when it is immediate, of default priority,
 -- nothing is staged and the window has room; a delayed job waits in the delayed set; the rest
 -- is staged by priority and moved into the stream as the window makes room.
 -- Returns per job 1 (added) or 0 (a duplicate: nothing changed).
 local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
 local stream, staged, seq, delayed, window = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prefix = ARGV[1]
+local prefix, enqueued_at = ARGV[1], ARGV[3]
+local priority, delay = tonumber(ARGV[4]), tonumber(ARGV[5])
 local added, room, now_ms, wake = {}, nil, nil, false
-for i = 3, #ARGV, 5 do
-  local id, payload, enqueued_at = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local priority, delay = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+for i = 6, #ARGV, 2 do
+  local id, payload = ARGV[i], ARGV[i + 1]
   local key = prefix .. id
   local state = redis.call('HGET', key, 'state')
   if state and UNFINISHED[state] then
