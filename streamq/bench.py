@@ -31,8 +31,9 @@ from streamq.localserver import local_redis
 __all__ = ("main",)
 
 SCENARIOS = ("enqueue", "process", "latency", "delayed", "priority", "mixed")
-#: Commands a client sends itself; the others in INFO commandstats run inside scripts.
-ROUND_TRIP_COMMANDS = ("evalsha", "eval", "xreadgroup", "blpop", "xgroup|create", "zrange")
+
+
+_READS = "total_reads_processed"
 
 
 @dataclass
@@ -61,6 +62,9 @@ class RedisMeter:
         cpu = await self._client.info("cpu")
         stats = await self._client.info("commandstats")
         calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        # Socket reads the server processed: requests that came in one round trip each (the
+        # commands inside scripts are in commandstats but are no round trips).
+        calls[_READS] = int((await self._client.info("stats"))["total_reads_processed"])
         return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
 
     async def start(self) -> None:
@@ -71,9 +75,11 @@ class RedisMeter:
         cpu_before, calls_before = self._before
         delta = {k: v - calls_before.get(k, 0) for k, v in calls.items() if k != "info"}
         jobs = max(result.jobs, 1)
+        # Less the meter's own INFO requests (three at each end).
+        reads = delta.pop(_READS) - 3
         result.redis_cpu_us = (cpu - cpu_before) * 1e6 / jobs
         result.commands = sum(delta.values()) / jobs
-        result.round_trips = sum(delta.get(k, 0) for k in ROUND_TRIP_COMMANDS) / jobs
+        result.round_trips = reads / jobs
         return result
 
 

@@ -191,6 +191,10 @@ class Consumer(Generic[T]):
         self._acks: list[Completion] = []
         self._acks_ready = anyio.Event()
         self._ack_lock = anyio.Lock()
+        self._acks_idle = anyio.Event()
+        self._acks_idle.set()
+        self._reading = False  # in a blocking XREADGROUP
+        self._inbox: _Inbox | None = None
         self._acked_since_trim = False
 
         self._stopping = False
@@ -236,7 +240,7 @@ class Consumer(Generic[T]):
             self._finished.set()
 
     async def _run_loops(self) -> None:
-        inbox = _Inbox()
+        inbox = self._inbox = _Inbox()
         async with anyio.create_task_group() as upkeep:
             upkeep.start_soon(self._maintain)
             upkeep.start_soon(self._ack_loop)
@@ -306,6 +310,7 @@ class Consumer(Generic[T]):
                             if cursor == b"0-0":
                                 next_reclaim = time.monotonic() + reclaim_interval
                             continue
+                        await self._wait_for_turn_to_read()
                         await self._read(inbox, block_ms)
                         errors = 0
                     except (RedisError, OSError) as exc:
@@ -323,13 +328,17 @@ class Consumer(Generic[T]):
             inbox.close(self._options.concurrency)
 
     async def _read(self, inbox: _Inbox, block_ms: int) -> None:
-        reply = await self._client.xreadgroup(
-            self.group,
-            self.name,
-            {self._keys.stream: ">"},
-            count=self._options.prefetch - self._in_flight,
-            block=block_ms,
-        )
+        self._reading = True  # before any await: see _wait_for_turn_to_read
+        try:
+            reply = await self._client.xreadgroup(
+                self.group,
+                self.name,
+                {self._keys.stream: ">"},
+                count=self._options.prefetch - self._in_flight,
+                block=block_ms,
+            )
+        finally:
+            self._reading = False
         streams = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
         for _stream, entries in streams:
             await self._admit(inbox, [self._hold(_Held(e, fields, 1)) for e, fields in entries])
@@ -582,20 +591,49 @@ class Consumer(Generic[T]):
         self._acks.append(completion)
         self._acks_ready.set()
 
+    def _fetch_with_acks(self) -> int:
+        """How many new entries the finishing script should read for us: while jobs flow, the
+        next batch rides on the acks' round trip. None while the reader is blocked in its own
+        read (it would get them), while stopping, or under a rate limit (starts are metered)."""
+        if self._reading or self._stopping or self._options.rate_limit is not None:
+            return 0
+        return max(0, self._options.prefetch - self._in_flight)
+
     async def _ack_loop(self) -> None:
         while True:
             await self._acks_ready.wait()
             self._acks_ready = anyio.Event()
-            async with self._ack_lock:
-                await self._write_acks()
+            self._acks_idle = anyio.Event()
+            try:
+                async with self._ack_lock:
+                    await self._write_acks()
+            finally:
+                self._acks_idle.set()
+
+    async def _wait_for_turn_to_read(self) -> None:
+        """Wait for free slots and for the acks to be written: while completions are on their
+        way the finishing script reads for us, and two reads at once could deliver out of
+        order. Returns with both true and no await after the check, so the reader's own read
+        (which sets ``_reading`` first) cannot overlap a read riding on the acks."""
+        while True:
+            if self._in_flight >= self._options.prefetch:
+                await self._wait_for_capacity()
+            elif self._acks or not self._acks_idle.is_set():
+                await self._acks_idle.wait()
+                await anyio.lowlevel.checkpoint()
+            else:
+                return
 
     async def _write_acks(self) -> None:
         """Finish every queued completion in one script call (acks coalesce while one is out)."""
         errors = 0
         while self._acks:
             batch, self._acks = self._acks, []
+            fetch = self._fetch_with_acks()
             try:
-                finished = await self._scripts.complete(self._keys, self.group, self.name, batch)
+                finished, entries = await self._scripts.complete(
+                    self._keys, self.group, self.name, batch, fetch
+                )
             except (RedisError, OSError) as exc:
                 if _group_gone(exc):
                     # The group or stream was destroyed under us: nothing is owed any more.
@@ -609,6 +647,9 @@ class Consumer(Generic[T]):
                 continue
             errors = 0
             self._acked_since_trim = True
+            if self._inbox is not None:
+                for entry_id, fields in entries:
+                    self._inbox.put(self._hold(_Held(entry_id, fields, 1)))
             for completion, ok in zip(batch, finished, strict=True):
                 self._held.pop(completion.entry_id, None)
                 if not ok:

@@ -144,16 +144,22 @@ class Scripts:
         return [bool(a) for a in added]
 
     async def complete(
-        self, keys: QueueKeys, group: str, consumer: str, done: Sequence[Completion]
-    ) -> list[bool]:
-        """Finish entries; False where the consumer no longer owned the entry."""
-        args: list[Any] = [group, consumer, keys.job_prefix, keys.done_prefix, self._ttl]
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        done: Sequence[Completion],
+        fetch: int = 0,
+    ) -> tuple[list[bool], list[tuple[bytes, Fields]]]:
+        """Finish entries (False where the consumer no longer owned one), then read up to
+        ``fetch`` new entries for it in the same round trip."""
+        args: list[Any] = [group, consumer, keys.job_prefix, keys.done_prefix, self._ttl, fetch]
         for c in done:
             args += (c.entry_id, c.job_id, c.attempt, c.result)
-        finished = await self._complete(
+        finished, entries = await self._complete(
             keys=[keys.stream, keys.completed, keys.staged, keys.window], args=args
         )
-        return [bool(f) for f in finished]
+        return [bool(f) for f in finished], [(e[0], _pairs(e[1])) for e in entries]
 
     async def fail(self, keys: QueueKeys, group: str, consumer: str, failure: Failure) -> bool:
         """Retry or dead-letter one entry; False if the consumer no longer owned it."""

@@ -14,7 +14,7 @@ HIREDIS="hiredis==3.5.0"
 # name -> packages (pinned)
 declare -A PACKAGES=(
   [arq]="arq==0.28.0 $UVLOOP $HIREDIS"
-  [saq]="saq==0.26.4 $UVLOOP $HIREDIS"
+  [saq]="saq[redis,hiredis]==0.26.4 typing_extensions==4.16.0 $UVLOOP"  # saq imports typing_extensions without declaring it
   [streaq]="streaq==7.2.0 $UVLOOP"
   [taskiq]="taskiq==0.13.0 taskiq-redis==1.2.4 $UVLOOP $HIREDIS"
   [bullmq]="bullmq==3.4.4 $UVLOOP $HIREDIS"
@@ -37,7 +37,9 @@ for name in "${names[@]}"; do
     "$PYTHON" -m venv "$venv"
   fi
   # shellcheck disable=SC2086
-  if "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $pkgs; then
+  # (grep drops pip's noise about find-links folders missing on this machine)
+  if "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $pkgs \
+      2> >(grep -v "^WARNING: Location" >&2); then
     "$venv/bin/python" -m pip freeze --disable-pip-version-check > "$CACHE/$name/freeze.txt"
   else
     echo "!! $name: install failed" >&2

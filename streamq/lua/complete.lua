@@ -1,14 +1,16 @@
 -- Finish entries that ran to completion (or that another group's retry targeted: ack only).
 -- KEYS[1] stream, KEYS[2] completed counter, KEYS[3] staged, KEYS[4] window
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] done key prefix,
--- ARGV[5] result ttl (s); then per entry: entry id, job id ('' = only acknowledge), attempt, result
+-- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none);
+-- then per entry: entry id, job id ('' = only acknowledge), attempt, result
 -- An entry this consumer no longer owns (it was reclaimed) is left to its new owner.
--- Staged jobs then take the room the finished entries left in the window.
--- Returns per entry 1 (finished) or 0 (no longer ours).
+-- Staged jobs then take the room the finished entries left in the window, and the consumer's
+-- next entries come back in the same round trip (a non-blocking XREADGROUP).
+-- Returns {per entry 1 (finished) or 0 (no longer ours), {{entry id, {field, value, ...}}, ...}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local _, now = server_time()
 local out, owned, completed = {}, {}, 0
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local entry, job = ARGV[i], ARGV[i + 1]
   if owns(stream, group, consumer, entry) then
     owned[#owned + 1] = entry
@@ -37,4 +39,10 @@ if #owned > 0 then
 end
 if completed > 0 then redis.call('INCRBY', KEYS[2], completed) end
 refill_after_ack(stream, KEYS[3], KEYS[4], ARGV[3])
-return out
+local entries = {}
+if tonumber(ARGV[6]) > 0 then
+  local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[6],
+    'STREAMS', stream, '>')
+  if reply then entries = reply[1][2] end
+end
+return { out, entries }
