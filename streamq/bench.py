@@ -170,15 +170,72 @@ async def _drain(
 
 
 async def scenario_process(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    results = []
     async with streamq.QueueManager(url) as qm:
         queue = qm.get_queue(_queue_name("process"))
         await queue.enqueue_many(range(args.jobs))
         await meter.start()
         seconds = await _drain(queue, args.jobs, args.concurrency, lambda job: None)
         label = f"1 consumer, concurrency {args.concurrency}"
-        return [
-            await meter.finish(Result("process", label, args.jobs, seconds, args.jobs / seconds))
-        ]
+        results.append(await meter.finish(
+            Result("process", label, args.jobs, seconds, args.jobs / seconds)
+        ))  # fmt: skip
+        if args.processes > 1:
+            results.append(await _process_in_workers(url, args, meter, qm))
+    return results
+
+
+async def _process_in_workers(
+    url: str, args: argparse.Namespace, meter: RedisMeter, qm: streamq.QueueManager
+) -> Result:
+    """The same drain by ``--processes`` worker processes (each one consumer)."""
+    queue = qm.get_queue(_queue_name("process"))
+    await queue.enqueue_many(range(args.jobs))
+    command = [sys.executable, "-m", "streamq.bench", "--worker", url, queue.name,
+               str(args.concurrency)]  # fmt: skip
+    workers = [await anyio.open_process(command) for _ in range(args.processes)]
+    try:
+        await meter.start()
+        client = qm._connected().client
+
+        async def completed() -> int:  # the counter alone: a cheap poll
+            return int(await client.get(queue._keys.completed) or 0)
+
+        with anyio.fail_after(max(120.0, args.jobs / 200)):
+            await _poll_until(lambda n: n >= 1, completed, 0.005)
+            start = time.perf_counter()
+            done = await _poll_until(lambda n: n >= args.jobs, completed, 0.02)
+        seconds = time.perf_counter() - start
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            await worker.wait()
+    label = f"{args.processes} processes, concurrency {args.concurrency} each"
+    jobs = done - 1  # timed from the first completion
+    return await meter.finish(Result("process", label, jobs, seconds, jobs / seconds))
+
+
+async def _poll_until(
+    done: Callable[[int], bool], read: Callable[[], Awaitable[int]], interval: float
+) -> int:
+    """Read a value from other processes (here: Redis) until it satisfies ``done``."""
+    while True:
+        value = await read()
+        if done(value):
+            return value
+        await anyio.sleep(interval)
+
+
+async def _worker(url: str, queue_name: str, concurrency: int) -> None:
+    """A worker process for ``--processes``: consumes no-op jobs until SIGTERM."""
+    import signal
+
+    async with streamq.QueueManager(url) as qm:
+        await qm.get_queue(queue_name).consume(lambda job: None, concurrency=concurrency)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                return
 
 
 async def scenario_priority(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
@@ -405,6 +462,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="scenario to run (repeatable; default: all)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per scenario")
     parser.add_argument("--concurrency", type=int, default=10, help="consumer concurrency")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="also drain with this many worker processes (process scenario)",
+    )
+    parser.add_argument("--worker", nargs=3, metavar=("URL", "QUEUE", "CONCURRENCY"),
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--producers", type=int, default=8, help="concurrent producers")
     parser.add_argument("--rate", type=float, default=400.0, help="offered jobs/s (latency)")
     parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
@@ -414,7 +479,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="plain asyncio instead of uvloop")  # fmt: skip
     args = parser.parse_args(argv)
     args.scenario = args.scenario or list(SCENARIOS)
-    for name in ("jobs", "concurrency", "producers", "repeat"):
+    for name in ("jobs", "concurrency", "producers", "repeat", "processes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.rate <= 0 or args.seconds <= 0:
@@ -424,16 +489,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.worker:
+        url, queue_name, concurrency = args.worker
+        anyio.run(_worker, url, queue_name, int(concurrency), backend_options=_loop_options(True))
+        return 0
     # Wide enough for the table when the output is a file or a pipe.
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 160)
-    options: dict[str, Any] = {}
-    if args.uvloop:
-        try:
-            import uvloop  # noqa: F401
-
-            options = {"use_uvloop": True}
-        except ImportError:
-            args.uvloop = False
+    options = _loop_options(args.uvloop)
+    args.uvloop = bool(options)
     try:
         with local_redis(args.url) as url:
             report = anyio.run(run, url, args, console, backend_options=options)
@@ -445,6 +508,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         show(report, console)
     return 0
+
+
+def _loop_options(uvloop: bool) -> dict[str, Any]:
+    if not uvloop:
+        return {}
+    try:
+        import uvloop as _  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
 
 
 if __name__ == "__main__":

@@ -52,3 +52,16 @@ def test_bad_arguments_are_clear_errors() -> None:
     assert done.returncode == 2 and "--jobs must be at least 1" in done.stderr
     done = run_bench("--scenario", "nope")
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_worker_processes_drain_the_queue(redis_url: str) -> None:
+    done = run_bench(
+        "--jobs", "400", "--scenario", "process", "--processes", "2", "--json", url=redis_url
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["results"]
+    assert [r["label"] for r in rows] == [
+        "1 consumer, concurrency 10",
+        "2 processes, concurrency 10 each",
+    ]
+    assert rows[1]["jobs"] == 399 and rows[1]["rate"] > 0
