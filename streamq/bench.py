@@ -30,7 +30,9 @@ from streamq.localserver import local_redis
 
 __all__ = ("main",)
 
-SCENARIOS = ("enqueue", "process", "latency", "delayed", "priority", "mixed")
+SCENARIOS = ("enqueue", "process", "latency", "delayed", "priority", "mixed", "memory")
+#: Run when no --scenario is given (``memory`` is long: ask for it).
+DEFAULT_SCENARIOS = SCENARIOS[:-1]
 
 
 _READS = "total_reads_processed"
@@ -357,6 +359,56 @@ async def scenario_mixed(url: str, args: argparse.Namespace, meter: RedisMeter) 
     return [await meter.finish(Result("mixed", label, jobs, seconds, jobs / seconds))]
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), in MiB."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+async def scenario_memory(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
+    """A long run through one consumer: its RSS after 10 % of the jobs and at the end, and the
+    longest the stream got (it should stay within what consumers hold plus the window)."""
+    jobs, batch = args.jobs, 1000
+    samples: dict[str, float] = {}
+    longest = 0
+    async with streamq.QueueManager(url) as qm:
+        queue = qm.get_queue(_queue_name("memory"))
+        client = qm._connected().client
+        done = 0
+        progress = anyio.Event()
+
+        async def noop(job: streamq.Job[Any]) -> None:
+            nonlocal done, progress
+            done += 1
+            if done % batch == 0:
+                progress.set()
+                progress = anyio.Event()
+
+        await queue.consume(noop, concurrency=args.concurrency)
+        await meter.start()
+        start = time.perf_counter()
+        for sent in range(0, jobs, batch):
+            while sent - done > 20 * batch:  # a bounded backlog: the producer waits
+                await progress.wait()
+            await queue.enqueue_many(range(min(batch, jobs - sent)))
+            longest = max(longest, int(await client.xlen(queue._keys.stream)))
+            if "rss_at_10pct_mb" not in samples and done >= jobs // 10:
+                samples["rss_at_10pct_mb"] = _rss_mb()
+        with anyio.fail_after(max(120.0, jobs / 500)):
+            while done < jobs:
+                await progress.wait()
+        seconds = time.perf_counter() - start
+        samples["rss_at_end_mb"] = _rss_mb()
+    samples["longest_stream"] = longest
+    samples["in_flight_plus_window"] = 2 * (2 * args.concurrency)
+    label = f"{jobs:,} jobs through one consumer"
+    result = Result("memory", label, jobs, seconds, jobs / seconds, extra=samples)
+    return [await meter.finish(result)]
+
+
 RUNNERS: dict[str, Callable[[str, argparse.Namespace, RedisMeter], Awaitable[list[Result]]]] = {
     "enqueue": scenario_enqueue,
     "process": scenario_process,
@@ -364,6 +416,7 @@ RUNNERS: dict[str, Callable[[str, argparse.Namespace, RedisMeter], Awaitable[lis
     "delayed": scenario_delayed,
     "priority": scenario_priority,
     "mixed": scenario_mixed,
+    "memory": scenario_memory,
 }
 
 
@@ -459,7 +512,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", help="Redis URL (default: $STREAMQ_REDIS_URL, else a "
                         "throwaway local redis-server)")  # fmt: skip
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
-                        help="scenario to run (repeatable; default: all)")  # fmt: skip
+                        help="scenario to run (repeatable; default: all but memory)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per scenario")
     parser.add_argument("--concurrency", type=int, default=10, help="consumer concurrency")
     parser.add_argument(
@@ -478,7 +531,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false",
                         help="plain asyncio instead of uvloop")  # fmt: skip
     args = parser.parse_args(argv)
-    args.scenario = args.scenario or list(SCENARIOS)
+    args.scenario = args.scenario or list(DEFAULT_SCENARIOS)
     for name in ("jobs", "concurrency", "producers", "repeat", "processes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
