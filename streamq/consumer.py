@@ -126,12 +126,14 @@ class ConsumerOptions:
 class _Held:
     """An entry this consumer holds: read or reclaimed, and not yet finished."""
 
-    __slots__ = ("delivery_count", "entry_id", "fields")
+    __slots__ = ("delivery_count", "entry_id", "fields", "finishing")
 
     def __init__(self, entry_id: bytes, fields: dict[bytes, bytes], delivery_count: int) -> None:
         self.entry_id = entry_id
         self.fields = fields
         self.delivery_count = delivery_count
+        #: Its completion is queued or on its way (it may be acknowledged any moment).
+        self.finishing = False
 
 
 class _Inbox:
@@ -435,6 +437,7 @@ class Consumer(Generic[T]):
         target = fields.get(b"g")
         if target is not None and target != self._group_bytes:
             # A retry another group scheduled for itself: acknowledge it here without running.
+            held.finishing = True
             self._queue_ack(Completion(held.entry_id, "", 0, b""))
             return
         raw_job_id = fields.get(b"j")
@@ -509,6 +512,7 @@ class Consumer(Generic[T]):
             )
             await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
             return
+        held.finishing = True
         self._queue_ack(Completion(held.entry_id, job_id, attempt, encoded))
 
     async def _call(self, job: Job[T]) -> Any:
@@ -720,7 +724,10 @@ class Consumer(Generic[T]):
                 self._keys, self.group, self.name, ids[start : start + HEARTBEAT_BATCH]
             )
             for entry_id in lost:
-                self._held.pop(entry_id, None)  # its new owner runs it; our finish is ignored
+                held = self._held.pop(entry_id, None)
+                if held is None or held.finishing:
+                    continue  # acknowledged while the heartbeat was on its way: not lost
+                # Its new owner runs it; our finish, if any, is ignored.
                 log.warning("consumer %s lost entry %s of queue %r to another consumer",
                             self.name, entry_id.decode(), self.queue.name)  # fmt: skip
 
