@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 
 from .backoff import Backoff
+from .batching import Coalescer
 from .errors import InvalidArgument, JobFailed, JobNotFound
 from .job import DeadLetter, Job, JobInfo, QueueStats
 from .keys import QueueKeys, validate_group
@@ -42,6 +43,8 @@ ENQUEUE_BATCH = 500
 #: How long one blocking wait in ``wait_for`` lasts before the job's record is read again.
 WAIT_SLICE = 1.0
 _TERMINAL = ("completed", "dead", "cancelled")
+#: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
+_Enqueue = tuple[str, bytes, float, int, int]
 #: Priorities are kept exact in the staged set's scores (doubles) up to 2**20.
 MAX_PRIORITY = 1_000_000
 
@@ -55,6 +58,7 @@ class Queue(Generic[T]):
         self._manager = manager
         self._keys = QueueKeys(manager.prefix, name)
         self._codec: Codec[T] = Codec(name, type_)
+        self._coalescer: Coalescer[_Enqueue] = Coalescer(self._send_enqueues)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} of {getattr(self.type, '__name__', self.type)}>"
@@ -89,8 +93,18 @@ class Queue(Generic[T]):
         payload = self._codec.encode(
             data, enqueued_at=now, priority=priority, max_retries=max_retries, timeout=timeout
         )
-        await self._scripts.enqueue(self._keys, [(job_id, payload)], now, priority, delay_ms)
+        await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
         return job_id
+
+    async def _send_enqueues(self, jobs: Sequence[_Enqueue]) -> None:
+        """One script call per (priority, delay) among jobs that arrived together."""
+        groups: dict[tuple[int, int], list[_Enqueue]] = {}
+        for job in jobs:
+            groups.setdefault((job[3], job[4]), []).append(job)
+        for (priority, delay_ms), group in groups.items():
+            await self._scripts.enqueue(
+                self._keys, [(j[0], j[1]) for j in group], group[0][2], priority, delay_ms
+            )
 
     async def enqueue_many(
         self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0
@@ -286,6 +300,8 @@ class Queue(Generic[T]):
 
 def _check_staging(priority: int, start_delay: float) -> int:
     """The start delay in ms, once priority and delay are checked."""
+    if priority.__class__ is int and start_delay.__class__ is int and not priority | start_delay:
+        return 0  # the defaults: the common case, checked cheaply
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise InvalidArgument(f"priority must be an int, got {priority!r}")
     if abs(priority) > MAX_PRIORITY:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, cast
 
+import anyio
 import msgspec
 import pytest
 import redis.asyncio as aioredis
@@ -121,3 +122,54 @@ async def test_bad_enqueue_arguments(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await qm.get_queue(queue_name).enqueue("x", **kwargs)
+
+
+async def test_concurrent_enqueues_share_round_trips_and_all_land(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis
+) -> None:
+    queue = qm.get_queue(queue_name)
+    ids: list[str] = []
+
+    async def produce(n: int) -> None:
+        for k in range(10):
+            kwargs: dict[str, Any] = {"priority": k % 3} if n % 2 else {}
+            ids.append(await queue.enqueue((n, k), **kwargs))
+
+    before = int((await redis.info("stats"))["total_reads_processed"])
+    async with anyio.create_task_group() as tg:
+        for n in range(20):
+            tg.start_soon(produce, n)
+    reads = int((await redis.info("stats"))["total_reads_processed"]) - before
+    assert len(set(ids)) == 200
+    assert reads < 150, f"{reads} requests for 200 concurrent enqueues"
+    seen: list[Any] = []
+    await queue.consume(lambda job: seen.append(tuple(job.data)))
+    for job_id in ids:
+        await queue.wait_for(job_id, timeout=10)
+    assert sorted(seen) == sorted((n, k) for n in range(20) for k in range(10))
+
+
+async def test_a_failed_batch_raises_in_every_producer_in_it(queue_name: str) -> None:
+    from streamq.localserver import LocalRedis
+
+    server = LocalRedis().start()
+    try:
+        async with streamq.QueueManager(server.url) as qm:
+            queue = qm.get_queue(queue_name)
+            await queue.enqueue("fine")
+            server.stop()  # by its PID
+            failures: list[BaseException] = []
+
+            async def produce() -> None:
+                try:
+                    await queue.enqueue("lost")
+                except Exception as exc:
+                    failures.append(exc)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(5):
+                        tg.start_soon(produce)
+            assert len(failures) == 5
+    finally:
+        server.stop()
