@@ -7,14 +7,20 @@ concurrent producers share round trips instead of each paying one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ("Coalescer",)
+from .errors import StreamqError
+
+__all__ = ("Coalescer", "Outcomes")
 
 T = TypeVar("T")
+
+#: What a send reports: per item, None when it was written, else its error.
+Outcomes = Sequence[BaseException | None]
 
 
 class _Pending(Generic[T]):
@@ -28,40 +34,59 @@ class _Pending(Generic[T]):
 
 
 class Coalescer(Generic[T]):
-    def __init__(self, send: Callable[[Sequence[T]], Awaitable[None]]) -> None:
+    def __init__(self, send: Callable[[Sequence[T]], Awaitable[Outcomes]]) -> None:
         self._send = send
         self._queue: list[_Pending[T]] = []
         self._busy = False
 
     async def submit(self, item: T) -> None:
-        """Return once ``item`` was sent (raising what the send raised)."""
+        """Return once ``item`` was written; raise its error otherwise."""
         if not self._busy:  # nothing on its way: send at once, no waiting structures
             self._busy = True
-            batch: list[_Pending[T]] = []
-            items = [item]
-        else:
-            me = _Pending(item)
-            self._queue.append(me)
             try:
-                await me.done.wait()
-            except BaseException:
-                if me.lead:  # cancelled just as the duty to send came: pass it on
-                    self._queue.remove(me)
-                    self._hand_over()
-                raise
-            if not me.lead:
-                if me.error is not None:
-                    raise me.error
-                return
-            batch, self._queue = self._queue, []  # ours is the first of them
-            items = [p.item for p in batch]
+                (error,) = await self._send([item])
+            finally:
+                self._hand_over()
+            if error is not None:
+                raise error
+            return
+        me = _Pending(item)
+        self._queue.append(me)
         try:
-            # Shielded: the jobs of everyone in the batch are on this call, written or not.
-            with anyio.CancelScope(shield=True):
-                await self._send(items)
-        except Exception as exc:
+            await me.done.wait()
+        except BaseException:
+            # Cancelled while waiting: not sent, so take the job back; if the duty to send
+            # had just come to us, pass it on.
+            if me in self._queue:
+                self._queue.remove(me)
+                if me.lead:
+                    self._hand_over()
+            raise
+        if me.lead:
+            batch, self._queue = self._queue, []  # ours is the first of them
+            # The batch is sent by a task of its own: whatever happens to this caller (even a
+            # plain asyncio cancellation, which anyio's shield does not stop), everyone in the
+            # batch learns what became of their job.
+            sending = asyncio.ensure_future(self._send_batch(batch))
+            await asyncio.shield(sending)
+        if me.error is not None:
+            raise me.error
+
+    async def _send_batch(self, batch: list[_Pending[T]]) -> None:
+        try:
+            outcomes = await self._send([p.item for p in batch])
+            for pending, error in zip(batch, outcomes, strict=True):
+                pending.error = error
+        except BaseException as exc:
             for pending in batch:
-                pending.error = exc
+                pending.error = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else StreamqError(
+                        f"the enqueue was interrupted ({type(exc).__name__}); the job may or may"
+                        " not have been added"
+                    )
+                )
             raise
         finally:
             for pending in batch:

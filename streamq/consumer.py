@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -196,6 +196,7 @@ class Consumer(Generic[T]):
         self._acks_idle = anyio.Event()
         self._acks_idle.set()
         self._reading = False  # in a blocking XREADGROUP
+        self._adopt_needed = False  # a read's reply may have been lost: take up what we own
         self._inbox: _Inbox | None = None
         self._acked_since_trim = False
 
@@ -230,6 +231,7 @@ class Consumer(Generic[T]):
                                   self.name, self.queue.name)  # fmt: skip
                     await self._flush_acks()
                 await self._release()
+                self._acks.clear()  # not written: those entries were just handed back
                 if self._stopping:
                     break
                 await anyio.sleep(RESTART_PAUSE)
@@ -298,27 +300,27 @@ class Consumer(Generic[T]):
         next_reclaim = 0.0
         cursor = b"0-0"
         errors = 0
-        adopt = False
         try:
             with anyio.CancelScope() as self._reader_scope:
                 while not self._stopping:
                     await self._wait_for_capacity()
                     try:
-                        if adopt:
+                        if self._adopt_needed:
+                            self._adopt_needed = False
                             await self._adopt(inbox)
-                            adopt = False
                         if time.monotonic() >= next_reclaim:
                             cursor = await self._reclaim(inbox, cursor, round(vt * 1000))
                             if cursor == b"0-0":
                                 next_reclaim = time.monotonic() + reclaim_interval
                             continue
-                        await self._wait_for_turn_to_read()
+                        if not await self._wait_for_turn_to_read(next_reclaim):
+                            continue  # time for a reclaim sweep first
                         await self._read(inbox, block_ms)
                         errors = 0
                     except (RedisError, OSError) as exc:
                         # A reply lost with the error may have delivered entries to us: adopt
                         # them before reading on, or they would wait out a visibility timeout.
-                        adopt = True
+                        self._adopt_needed = True
                         if _group_gone(exc):
                             log.warning("consumer %s: group %r is gone; recreating it",
                                         self.name, self.group)  # fmt: skip
@@ -343,7 +345,7 @@ class Consumer(Generic[T]):
             self._reading = False
         streams = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
         for _stream, entries in streams:
-            await self._admit(inbox, [self._hold(_Held(e, fields, 1)) for e, fields in entries])
+            await self._admit(inbox, self._hold_all(_Held(e, fields, 1) for e, fields in entries))
 
     async def _reclaim(self, inbox: _Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
         cursor, claimed = await self._scripts.reclaim(
@@ -359,18 +361,20 @@ class Consumer(Generic[T]):
         return cursor
 
     async def _adopt(self, inbox: _Inbox) -> None:
-        """Take up entries Redis delivered to this consumer whose reply never arrived."""
-        free = self._options.prefetch - self._in_flight
-        lost = [
-            c
-            for c in await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
-            if c.entry_id not in self._held
-        ][:free]
-        if lost:
+        """Take up entries Redis delivered to this consumer whose reply never arrived.
+
+        Under the ack lock: a finishing script that reads for us must not be on its way, or
+        its entries (delivered, not yet held) would be taken up twice.
+        """
+        async with self._ack_lock:
+            free = self._options.prefetch - self._in_flight
+            owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
+            lost = [c for c in owned if c.entry_id not in self._held][:free]
+            adopted = self._hold_all(_Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
+        if adopted:
             log.warning("consumer %s: taking up %d entries whose delivery reply was lost",
-                        self.name, len(lost))  # fmt: skip
-        await self._admit(inbox, [self._hold(_Held(c.entry_id, c.fields, c.delivery_count))
-                                 for c in lost])  # fmt: skip
+                        self.name, len(adopted))  # fmt: skip
+        await self._admit(inbox, adopted)
 
     def _take_claimed(self, claimed: Claimed) -> _Held | None:
         held = self._held.get(claimed.entry_id)
@@ -385,7 +389,13 @@ class Consumer(Generic[T]):
         )  # fmt: skip
         return self._hold(_Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
 
-    def _hold(self, held: _Held) -> _Held:
+    def _hold_all(self, entries: Iterable[_Held]) -> list[_Held]:
+        return [held for held in entries if self._hold(held) is not None]
+
+    def _hold(self, held: _Held) -> _Held | None:
+        """Hold a new entry; None for one already held (adopted and read at once)."""
+        if held.entry_id in self._held:
+            return None
         self._held[held.entry_id] = held
         self._in_flight += 1
         return held
@@ -549,6 +559,7 @@ class Consumer(Generic[T]):
     async def _fail(
         self, held: _Held, job_id: str, attempt: int, error: str, payload: bytes, retry: bool
     ) -> None:
+        held.finishing = True
         retry_in = self._backoff(attempt) if retry else None
         failed_at = time.time()
         record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at))
@@ -614,19 +625,23 @@ class Consumer(Generic[T]):
             finally:
                 self._acks_idle.set()
 
-    async def _wait_for_turn_to_read(self) -> None:
+    async def _wait_for_turn_to_read(self, until: float) -> bool:
         """Wait for free slots and for the acks to be written: while completions are on their
         way the finishing script reads for us, and two reads at once could deliver out of
-        order. Returns with both true and no await after the check, so the reader's own read
-        (which sets ``_reading`` first) cannot overlap a read riding on the acks."""
-        while True:
-            if self._in_flight >= self._options.prefetch:
-                await self._wait_for_capacity()
-            elif self._acks or not self._acks_idle.is_set():
-                await self._acks_idle.wait()
-                await anyio.lowlevel.checkpoint()
-            else:
-                return
+        order. True with both true and no await after the check, so the reader's own read
+        (which sets ``_reading`` first) cannot overlap a read riding on the acks; False when
+        the monotonic time ``until`` (the next reclaim sweep) came first: under a steady flow
+        of acks the reader would otherwise never get back to reclaiming."""
+        with anyio.move_on_after(max(0.0, until - time.monotonic())):
+            while True:
+                if self._in_flight >= self._options.prefetch:
+                    await self._wait_for_capacity()
+                elif self._acks or not self._acks_idle.is_set():
+                    await self._acks_idle.wait()
+                    await anyio.lowlevel.checkpoint()
+                else:
+                    return True
+        return False
 
     async def _write_acks(self) -> None:
         """Finish every queued completion in one script call (acks coalesce while one is out)."""
@@ -647,13 +662,17 @@ class Consumer(Generic[T]):
                         self._held.pop(completion.entry_id, None)
                     continue
                 self._acks = batch + self._acks
+                if fetch:
+                    # The script may have run and read entries for us with its reply lost.
+                    self._adopt_needed = True
                 errors = await self._pause_after_error("acknowledge", exc, errors)
                 continue
             errors = 0
             self._acked_since_trim = True
             if self._inbox is not None:
                 for entry_id, fields in entries:
-                    self._inbox.put(self._hold(_Held(entry_id, fields, 1)))
+                    if (held := self._hold(_Held(entry_id, fields, 1))) is not None:
+                        self._inbox.put(held)
             for completion, ok in zip(batch, finished, strict=True):
                 self._held.pop(completion.entry_id, None)
                 if not ok:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import anyio
 
 from .backoff import Backoff
-from .batching import Coalescer
+from .batching import Coalescer, Outcomes
 from .errors import InvalidArgument, JobFailed, JobNotFound
 from .job import DeadLetter, Job, JobInfo, QueueStats
 from .keys import QueueKeys, validate_group
@@ -96,15 +96,30 @@ class Queue(Generic[T]):
         await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
         return job_id
 
-    async def _send_enqueues(self, jobs: Sequence[_Enqueue]) -> None:
-        """One script call per (priority, delay) among jobs that arrived together."""
-        groups: dict[tuple[int, int], list[_Enqueue]] = {}
-        for job in jobs:
-            groups.setdefault((job[3], job[4]), []).append(job)
-        for (priority, delay_ms), group in groups.items():
+    async def _send_enqueues(self, jobs: Sequence[_Enqueue]) -> Outcomes:
+        """One script call per (priority, delay) among jobs that arrived together; each job's
+        outcome is its group's. (The group's records share the first job's enqueue time; each
+        payload keeps its own.)"""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, job in enumerate(jobs):
+            groups.setdefault((job[3], job[4]), []).append(index)
+        outcomes: list[BaseException | None] = [None] * len(jobs)
+        for (priority, delay_ms), indexes in groups.items():
+            error = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
+            for i in indexes:
+                outcomes[i] = error
+        return outcomes
+
+    async def _enqueue_group(
+        self, jobs: list[_Enqueue], priority: int, delay_ms: int
+    ) -> Exception | None:
+        try:
             await self._scripts.enqueue(
-                self._keys, [(j[0], j[1]) for j in group], group[0][2], priority, delay_ms
+                self._keys, [(j[0], j[1]) for j in jobs], jobs[0][2], priority, delay_ms
             )
+        except Exception as exc:
+            return exc
+        return None
 
     async def enqueue_many(
         self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0

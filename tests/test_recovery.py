@@ -333,3 +333,31 @@ async def test_consumers_gone_for_long_are_removed_from_the_group(
     # A live consumer may be removed too while it owes nothing (Redis < 7.2 does not count an
     # empty read as activity): harmless, its next read makes it a member again.
     assert await queue.wait_for(await queue.enqueue("still served"), timeout=5) is None
+
+
+async def test_a_busy_consumer_still_reclaims_a_dead_consumers_jobs(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis
+) -> None:
+    stream = f"streamq:{{{queue_name}}}:stream"
+    queue = qm.get_queue(queue_name)
+    await redis.xgroup_create(stream, queue_name, id="0", mkstream=True)
+    for n in range(3):
+        await redis.xadd(stream, {"j": f"orphan-{n}", "p": _payload(f"orphan-{n}")})
+    await redis.xreadgroup(queue_name, "died", {stream: ">"}, count=3)  # and never acks
+    await queue.enqueue_many(f"backlog-{n}" for n in range(20_000))
+    seen: list[str] = []
+
+    async def handle(job: streamq.Job[str]) -> None:
+        seen.append(job.data)
+        await anyio.sleep(0.001)
+
+    await queue.consume(handle, visibility_timeout=1.0)
+    await wait_until(lambda: all(f"orphan-{n}" in seen for n in range(3)), timeout=8,
+                     what="the dead consumer's jobs to be reclaimed")  # fmt: skip
+    assert len(seen) < 20_000, "the backlog ran dry before the reclaim: not a busy consumer"
+
+
+def _payload(data: Any) -> bytes:
+    import msgspec
+
+    return msgspec.msgpack.encode([time.time(), 0, None, None, data])
