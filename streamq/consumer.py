@@ -17,7 +17,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
@@ -25,17 +24,17 @@ import msgspec
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
-from .backoff import Backoff, exponential, resolve_backoff
-from .errors import InvalidArgument
+from .backoff import exponential
 from .job import Job
 from .scripts import Claimed, Completion, Failure
 from .serialization import DeadRecord, encode_dead_record, encode_result
-from .validation import check_count, check_max_retries, check_seconds
+from .validation import check_seconds
 
 if TYPE_CHECKING:
+    from .consumer_options import ConsumerOptions
     from .queue import Handler, Queue
 
-__all__ = ("Consumer", "ConsumerOptions")
+__all__ = ("Consumer",)
 
 log = logging.getLogger("streamq")
 T = TypeVar("T")
@@ -52,9 +51,6 @@ ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 HEARTBEAT_BATCH = 500
 #: Longest a stop spends writing the last completions and handing jobs back.
 FLUSH_SECONDS = 5.0
-#: While jobs are staged, the stream holds about this many entries per consumer slot: enough
-#: to keep consumers fed, few enough that a high-priority job overtakes the backlog.
-READY_WINDOW_FACTOR = 2
 #: How often a consumer renews its place in the window; a registration lapses after three.
 REGISTER_EVERY = 5.0
 #: Pause before a consumer that hit an unexpected error starts its loops again.
@@ -71,56 +67,6 @@ PRUNE_CONSUMERS_AFTER = 3600.0
 def _group_gone(exc: BaseException) -> bool:
     """The group (or its whole stream) was destroyed: what it owed is gone with it."""
     return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerOptions:
-    group: str
-    max_retries: int
-    concurrency: int
-    timeout: float | None
-    backoff: Backoff
-    visibility_timeout: float
-    #: At most this many job starts per ``rate_period`` seconds across the group, if set.
-    rate_limit: int | None = None
-    rate_period: float = 1.0
-
-    @property
-    def prefetch(self) -> int:
-        """What this consumer counts for in the queue's ready window."""
-        return READY_WINDOW_FACTOR * self.concurrency
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        group: str,
-        max_retries: int,
-        concurrency: int,
-        timeout: float | None,
-        backoff: Backoff | float | None,
-        visibility_timeout: float,
-        rate_limit: tuple[int, float] | None = None,
-    ) -> ConsumerOptions:
-        limit, period = None, 1.0
-        if rate_limit is not None:
-            if not isinstance(rate_limit, tuple) or len(rate_limit) != 2:
-                raise InvalidArgument(
-                    "rate_limit must be (max_jobs, per_seconds), e.g. (10, 1.0);"
-                    f" got {rate_limit!r}"
-                )
-            limit = check_count(rate_limit[0], what="rate_limit's max_jobs")
-            period = check_seconds(rate_limit[1], what="rate_limit's per_seconds")
-        return cls(
-            group=group,
-            max_retries=check_max_retries(max_retries),
-            concurrency=check_count(concurrency, what="concurrency"),
-            timeout=None if timeout is None else check_seconds(timeout, what="timeout"),
-            backoff=resolve_backoff(backoff),
-            visibility_timeout=check_seconds(visibility_timeout, what="visibility_timeout"),
-            rate_limit=limit,
-            rate_period=period,
-        )
 
 
 class _Held:

@@ -24,7 +24,8 @@ from .scripts import Scripts
 from .validation import check_count, check_seconds
 
 if TYPE_CHECKING:
-    from .consumer import Consumer, ConsumerOptions
+    from .consumer import Consumer
+    from .consumer_options import ConsumerOptions
     from .queue import Handler
 
 __all__ = ("QueueManager",)

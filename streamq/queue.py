@@ -201,7 +201,7 @@ class Queue(Generic[T]):
         Consumers sharing ``consumer_group`` (default: the queue's name) share the work; every
         distinct group receives every job.
         """
-        from .consumer import ConsumerOptions  # the consumer loop is only imported by consumers
+        from .consumer_options import ConsumerOptions
 
         options = ConsumerOptions.build(
             group=validate_group(self.name if consumer_group is None else consumer_group),
