@@ -88,6 +88,28 @@ class Adapter:
         return None
 
 
+async def cancel_and_wait(task: asyncio.Task[Any], timeout: float = 30.0) -> None:
+    """Cancel a worker's task and wait for it to end, cancelling again if a library swallowed
+    the cancellation; raises if it is still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+        if not task.done() and time.monotonic() >= deadline:
+            raise RuntimeError(f"the worker task did not stop within {timeout:.0f} s")
+    if not task.cancelled() and task.exception() is not None:
+        log(f"the worker task ended with {task.exception()!r}")
+
+
+async def stop(adapter: Adapter, worker: Any) -> None:
+    # asyncio.timeout, not wait_for: the worker is stopped in this task (anyio needs that).
+    try:
+        async with asyncio.timeout(90):
+            await adapter.stop_worker(worker)
+    except TimeoutError:
+        raise RuntimeError("stopping the worker took longer than 90 s") from None
+
+
 class Counter:
     def __init__(self, target: int) -> None:
         self.target = target
@@ -146,7 +168,7 @@ async def workload(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]
             try:
                 await counter.wait(timeout, "process")
             finally:
-                await adapter.stop_worker(worker)
+                await stop(adapter, worker)
             seconds = counter.last - start
             result["process"] = jobs / seconds
             left = await adapter.remaining(QUEUE_ENQUEUE)
@@ -177,7 +199,7 @@ async def workload(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]
                 offered = n_jobs / (time.perf_counter() - start)
                 await counter.wait(timeout, "latency")
             finally:
-                await adapter.stop_worker(worker)
+                await stop(adapter, worker)
             ms = [v * 1000 for v in latencies]
             result["p50_ms"] = percentile(ms, 50)
             result["p99_ms"] = percentile(ms, 99)

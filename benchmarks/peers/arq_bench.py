@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from importlib.metadata import version
 from typing import Any
 
-from _common import Adapter, OnJob, main
+from _common import Adapter, OnJob, cancel_and_wait, main
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
@@ -60,9 +59,7 @@ class ArqAdapter(Adapter):
             if not any(not t.done() for t in worker.tasks.values()):
                 break
             await asyncio.sleep(0.05)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         await worker.close()
 
     async def remaining(self, queue: str) -> int | None:

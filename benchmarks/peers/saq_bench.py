@@ -10,12 +10,11 @@ own connection pool), with saq's other defaults (blocking dequeue, no polling).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from importlib.metadata import version
 from typing import Any
 
-from _common import Adapter, OnJob, main
+from _common import Adapter, OnJob, cancel_and_wait, main
 from saq import Queue, Worker
 
 
@@ -61,9 +60,7 @@ class SaqAdapter(Adapter):
                 break
             await asyncio.sleep(0.05)
         await worker.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         await q.disconnect()
 
     async def remaining(self, queue: str) -> int | None:

@@ -7,6 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="$ROOT/.cache/peers"
 PYTHON="${PYTHON:-python3}"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "the adapters need Python 3.11+ (asyncio.timeout); set PYTHON=..." >&2; exit 2; }
 
 UVLOOP="uvloop==0.23.0"
 HIREDIS="hiredis==3.5.0"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from importlib.metadata import version
 from typing import Any
 
-from _common import Adapter, OnJob, main
+from _common import Adapter, OnJob, cancel_and_wait, main
 from streaq import Worker
 
 
@@ -70,9 +70,7 @@ class StreaqAdapter(Adapter):
             if worker.running() == 0:
                 break
             await asyncio.sleep(0.05)
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def remaining(self, queue: str) -> int | None:
         return int(await self.producers[queue][0].queue_size())
