@@ -1,6 +1,6 @@
 """Fixtures: real redis-server processes on free loopback ports, stopped by their PID.
 
-No fakeredis and no mocks: every test talks to a real server that this suite started.
+No in-memory stand-ins and no mocks: every test talks to a real server this suite started.
 """
 
 from __future__ import annotations
