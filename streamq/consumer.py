@@ -115,7 +115,7 @@ class Consumer(Generic[T]):
         options: ConsumerOptions,
         name: str,
         *,
-        on_retry: Callable[[float], None],
+        on_retry: Callable[[], None],
     ) -> None:
         self.queue = queue
         self.group = options.group
@@ -533,7 +533,7 @@ class Consumer(Generic[T]):
                 break
         self._held.pop(held.entry_id, None)
         if retry_in is not None:
-            self._on_retry(retry_in)
+            self._on_retry()  # the scheduler looks again: this retry may be due soonest
 
     def _backoff(self, attempt: int) -> float:
         try:

@@ -43,7 +43,7 @@ class Scheduler:
         self._wake = anyio.Event()
         self.channel = keys.wake.encode()
 
-    def wake(self, _due_in: float = 0.0) -> None:
+    def wake(self) -> None:
         """Look at the sets again now: something may be due sooner than planned."""
         self._wake.set()
 

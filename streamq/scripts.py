@@ -36,12 +36,12 @@ def _source(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
+    """One job to add at once (a recurring occurrence)."""
+
     job_id: str
     payload: bytes
     enqueued_at: float
     priority: int = 0
-    #: Milliseconds before it may start (0: now).
-    delay_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
