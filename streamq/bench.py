@@ -104,18 +104,32 @@ async def _give_room(qm: streamq.QueueManager, queue: streamq.Queue[Any]) -> Non
 
 
 async def scenario_enqueue(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
-    jobs, results = args.jobs, []
+    jobs, results = args.jobs, list[Result]()
     async with streamq.QueueManager(url) as qm:
+        # The reference: the same entries written by bare XADDs through redis-py, one at a time.
+        client = qm._connected().client
         queue = qm.get_queue(_queue_name("enqueue"))
+        stream = _queue_name("xadd")
+        payload = queue._codec.encode(0, enqueued_at=time.time(), priority=0)
+        await meter.start()
+        start = time.perf_counter()
+        for n in range(jobs):
+            await client.xadd(stream, {"j": str(n), "p": payload})
+        seconds = time.perf_counter() - start
+        bare = await meter.finish(
+            Result("enqueue", "bare XADD, redis-py (reference)", jobs, seconds, jobs / seconds)
+        )
+        await client.delete(stream)
+
         await _give_room(qm, queue)
         await meter.start()
         start = time.perf_counter()
         for n in range(jobs):
             await queue.enqueue(n)
         seconds = time.perf_counter() - start
-        results.append(await meter.finish(
-            Result("enqueue", "one at a time", jobs, seconds, jobs / seconds)
-        ))  # fmt: skip
+        one = await meter.finish(Result("enqueue", "one at a time", jobs, seconds, jobs / seconds))
+        one.extra["vs_bare_xadd"] = one.rate / bare.rate
+        results += (bare, one)
 
         queue = qm.get_queue(_queue_name("enqueue"))
         await _give_room(qm, queue)

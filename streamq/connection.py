@@ -14,7 +14,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ConnectionFailed, InvalidArgument
 
-__all__ = ("DEFAULT_URL", "MIN_SERVER_VERSION", "connect", "redacted", "resolve_url")
+__all__ = (
+    "DEFAULT_URL",
+    "MIN_SERVER_VERSION",
+    "connect",
+    "lane_timeout",
+    "redacted",
+    "resolve_url",
+)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "STREAMQ_REDIS_URL"
@@ -90,6 +97,12 @@ async def connect(url: str, **options: Any) -> aioredis.Redis:
         await client.aclose()
         raise
     return client
+
+
+def lane_timeout(client: aioredis.Redis) -> float:
+    """How long a lane's command may wait for its reply: the client's socket timeout."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return float(timeout) if timeout else SOCKET_TIMEOUT
 
 
 def check_server_version(info: dict[str, Any], url: str) -> None:

@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import msgspec
@@ -26,7 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .backoff import exponential
 from .job import Job
-from .scripts import Claimed, Completion, Failure
+from .scripts import Claimed, Completion, Failure, pairs
 from .serialization import DeadRecord, encode_dead_record, encode_result
 from .validation import check_seconds
 
@@ -126,8 +126,12 @@ class Consumer(Generic[T]):
         self._is_async = inspect.iscoroutinefunction(handler)
         self._threads = anyio.CapacityLimiter(options.concurrency)
         self._on_retry = on_retry
-        self._client = queue._manager._connected().client
-        self._scripts = queue._manager._connected().scripts
+        connection = queue._manager._connected()
+        self._client = connection.client
+        self._scripts = connection.scripts
+        #: Blocking reads get a connection of their own: on the shared lane they would hold
+        #: up every command behind them.
+        self._read_lane = connection.new_lane()
         self._keys = queue._keys
         self._codec = queue._codec
         self._group_bytes = options.group.encode()
@@ -186,6 +190,7 @@ class Consumer(Generic[T]):
                 self._in_flight = 0
                 self._workers_done = anyio.Event()
         finally:
+            self._read_lane.close()
             self._workers_done.set()
             self._finished.set()
 
@@ -280,18 +285,26 @@ class Consumer(Generic[T]):
     async def _read(self, inbox: _Inbox, block_ms: int) -> None:
         self._reading = True  # before any await: see _wait_for_turn_to_read
         try:
-            reply = await self._client.xreadgroup(
-                self.group,
-                self.name,
-                {self._keys.stream: ">"},
-                count=self._options.prefetch - self._in_flight,
-                block=block_ms,
-            )
+            reply = await self._read_lane.execute(
+                "XREADGROUP", "GROUP", self.group, self.name,
+                "COUNT", self._options.prefetch - self._in_flight, "BLOCK", block_ms,
+                "STREAMS", self._keys.stream, ">",
+            )  # fmt: skip
+        except ResponseError:
+            raise  # answered: nothing is left blocked in Redis
+        except BaseException:
+            # Cancelled (a stop) or failed with the read still blocked in Redis: drop the
+            # connection so a late reply cannot hold up the next read, and take up whatever
+            # that reply would have delivered.
+            self._read_lane.disconnect()
+            self._adopt_needed = True
+            raise
         finally:
             self._reading = False
-        streams = cast("list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]", reply or [])
-        for _stream, entries in streams:
-            await self._admit(inbox, self._hold_all(_Held(e, fields, 1) for e, fields in entries))
+        for _stream, entries in reply or ():
+            await self._admit(
+                inbox, self._hold_all(_Held(e, pairs(fields), 1) for e, fields in entries)
+            )
 
     async def _reclaim(self, inbox: _Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
         cursor, claimed = await self._scripts.reclaim(

@@ -129,7 +129,8 @@ def _wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: 
             try:
                 s.connect(("127.0.0.1", port))
                 s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
+                # A server with a password answers NOAUTH: it is listening all the same.
+                if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                     return True
             except OSError:
                 pass

@@ -15,9 +15,10 @@ import anyio
 import redis.asyncio as aioredis
 from anyio.abc import TaskGroup
 
-from .connection import connect, resolve_url
+from .connection import connect, lane_timeout, resolve_url
 from .errors import InvalidArgument, StreamqError
 from .keys import validate_name
+from .lane import Lane
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
@@ -40,8 +41,14 @@ DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 @dataclass(frozen=True, slots=True)
 class _Connection:
     client: aioredis.Redis
+    #: The hot path's pipelined connection (every script call).
+    lane: Lane
     scripts: Scripts
     tasks: TaskGroup
+
+    def new_lane(self) -> Lane:
+        """A lane of its own (for a consumer's blocking reads)."""
+        return Lane(self.client, lane_timeout(self.client))
 
 
 class QueueManager:
@@ -88,9 +95,10 @@ class QueueManager:
         if self._connection is not None:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
         client = await connect(self.url, **self._options)
+        lane = Lane(client, lane_timeout(client))
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
-        self._connection = _Connection(client, Scripts(client, self.result_ttl), tasks)
+        self._connection = _Connection(client, lane, Scripts(lane, self.result_ttl), tasks)
         return self
 
     async def __aexit__(
@@ -111,6 +119,7 @@ class QueueManager:
                 self._connection = None
                 self._schedulers.clear()
                 self._wake_listener = None
+                connection.lane.close()
                 await connection.client.aclose()
         return suppress
 

@@ -1,17 +1,22 @@
 """Typed wrappers over the Lua scripts in ``lua/``; call sites never build KEYS or ARGV by hand.
 
-Each script is ``lua/_lib.lua`` followed by the script's own file, registered once per client
-(redis-py sends EVALSHA and loads the script again after a ``SCRIPT FLUSH`` or a restart).
+Each script is ``lua/_lib.lua`` followed by the script's own file. Calls go through the
+manager's lane as EVALSHA; a server that does not know the script (a restart, ``SCRIPT FLUSH``)
+is sent it once and the call is made again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from hashlib import sha1
 from importlib import resources
 from typing import Any, Literal
 
+from redis.exceptions import NoScriptError
+
 from .keys import QueueKeys
+from .lane import Arg, Lane
 
 __all__ = (
     "Claimed",
@@ -21,9 +26,9 @@ __all__ = (
     "NewJob",
     "Scripts",
     "StatsReply",
+    "pairs",
 )
 
-Client = Any  # redis.asyncio.Redis; the stubs type replies loosely, the wrappers type them here
 Fields = dict[bytes, bytes]
 
 _LIB = "_lib.lua"
@@ -92,16 +97,38 @@ class StatsReply:
     delayed: int
 
 
-def _pairs(flat: Sequence[bytes]) -> Fields:
+class _Script:
+    """One script, called by its SHA1 and loaded when the server does not have it."""
+
+    __slots__ = ("_lane", "_sha", "_source")
+
+    def __init__(self, lane: Lane, source: str) -> None:
+        self._lane = lane
+        self._source = source
+        self._sha = sha1(source.encode()).hexdigest()
+
+    async def __call__(self, *, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> Any:
+        try:
+            return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._lane.execute("SCRIPT", "LOAD", self._source)
+            return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+
+
+def pairs(flat: Sequence[bytes]) -> Fields:
+    """A flat ``[field, value, ...]`` reply as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class Scripts:
-    """The queue's scripts, registered on one client."""
+    """The scripts, called through one lane."""
 
-    def __init__(self, client: Client, result_ttl: int) -> None:
+    def __init__(self, lane: Lane, result_ttl: int) -> None:
         self._ttl = result_ttl
-        register = client.register_script
+
+        def register(source: str) -> _Script:
+            return _Script(lane, source)
+
         self._enqueue = register(_source("enqueue.lua"))
         self._complete = register(_source("complete.lua"))
         self._fail = register(_source("fail.lua"))
@@ -159,7 +186,7 @@ class Scripts:
         finished, entries = await self._complete(
             keys=[keys.stream, keys.completed, keys.staged, keys.window], args=args
         )
-        return [bool(f) for f in finished], [(e[0], _pairs(e[1])) for e in entries]
+        return [bool(f) for f in finished], [(e[0], pairs(e[1])) for e in entries]
 
     async def fail(self, keys: QueueKeys, group: str, consumer: str, failure: Failure) -> bool:
         """Retry or dead-letter one entry; False if the consumer no longer owned it."""
@@ -216,7 +243,7 @@ class Scripts:
         cursor, rows = await self._reclaim(
             keys=[keys.stream], args=[group, consumer, min_idle_ms, limit, cursor, prune_idle_ms]
         )
-        return cursor, [Claimed(row[0], int(row[1]), _pairs(row[2])) for row in rows]
+        return cursor, [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
 
     async def release(self, keys: QueueKeys, group: str, consumer: str) -> int:
         """Hand every entry the consumer owns back to the group; drop it if it owned none."""
@@ -231,14 +258,14 @@ class Scripts:
     async def adopt(self, keys: QueueKeys, group: str, consumer: str, limit: int) -> list[Claimed]:
         """The entries ``consumer`` owns, with their delivery counts."""
         rows = await self._adopt(keys=[keys.stream], args=[group, consumer, limit])
-        return [Claimed(row[0], int(row[1]), _pairs(row[2])) for row in rows]
+        return [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
 
     async def get_job(self, keys: QueueKeys, job_id: str) -> tuple[bool, Fields] | None:
         """``(running, record)`` or None for an unknown job."""
         reply = await self._get_job(keys=[keys.stream, keys.job(job_id)])
         if reply is None:
             return None
-        return bool(reply[0]), _pairs(reply[1])
+        return bool(reply[0]), pairs(reply[1])
 
     async def watch_job(
         self, keys: QueueKeys, job_id: str, waiter: Literal["+", "=", "-"]

@@ -1,0 +1,209 @@
+"""A lean, pipelined connection for the hot path: every script call and the consumers' reads.
+
+redis-py's pool costs about as much per command as Redis spends on it (a connection checked out
+and back in, response callbacks), and streamq's hot path is one command per job or per batch,
+so that cost was the client's share of every round trip. A lane is one connection that redis-py
+opens and hand-shakes (TLS, AUTH, SELECT and the client name stay redis-py's), then taken over
+and spoken to directly: a command is one write and one future, hiredis parses the replies, and
+they answer the futures in order, so concurrent callers pipeline on the one socket.
+
+A lane connects on first use and again after its connection is lost; the commands that were on
+their way fail with redis-py's ``ConnectionError`` (or ``TimeoutError`` when Redis stopped
+answering), and error replies are redis-py's exceptions, so callers handle one family of errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import hiredis
+import redis.asyncio as aioredis
+from redis._parsers import BaseParser
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ("Lane", "pack")
+
+Arg = bytes | str | int | float
+
+
+def pack(args: tuple[Arg, ...]) -> bytes:
+    """One command in RESP."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, int):
+            data = b"%d" % arg
+        elif isinstance(arg, float):
+            data = repr(arg).encode()
+        else:
+            raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r}")
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _error(message: str) -> RedisError:
+    """The redis-py exception for an error reply (NOSCRIPT, READONLY, BUSY, NOGROUP ...)."""
+    error: RedisError = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
+    return error
+
+
+class _Protocol(asyncio.Protocol):
+    """Replies answer the waiting futures in the order the commands went out."""
+
+    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+        self.transport = transport
+        self.writer: asyncio.StreamWriter | None = None
+        self.timeout = timeout
+        self.lost: RedisError | None = None
+        self._parser = hiredis.Reader()
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._sent_at: collections.deque[float] = collections.deque()
+        self._loop = asyncio.get_running_loop()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._writable: asyncio.Event | None = None  # set while the transport's buffer is full
+
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        if self.lost is not None:
+            raise type(self.lost)(*self.lost.args)
+        future = self._loop.create_future()
+        self._waiting.append(future)
+        self._sent_at.append(self._loop.time())
+        self.transport.write(command)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self.timeout, self._check_stalled)
+        return future
+
+    async def drain(self) -> None:
+        while self._writable is not None and self.lost is None:
+            await self._writable.wait()
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        try:
+            while (reply := self._parser.gets()) is not False:
+                self._sent_at.popleft()
+                future = self._waiting.popleft()
+                if future.done():
+                    continue  # its caller was cancelled: the reply is dropped
+                if isinstance(reply, hiredis.ReplyError):
+                    future.set_exception(_error(str(reply)))
+                else:
+                    future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as exc:
+            self._abort(RedisConnectionError(f"garbled reply from Redis ({exc!r})"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f" ({exc})" if exc else ""
+        self._fail_all(RedisConnectionError(f"the connection to Redis was lost{reason}"))
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
+
+    def _check_stalled(self) -> None:
+        """Fail everything when the oldest command has waited past the timeout: a stalled
+        connection must not block its callers forever."""
+        self._watchdog = None
+        if not self._sent_at:
+            return
+        waited = self._loop.time() - self._sent_at[0]
+        if waited >= self.timeout:
+            self._abort(RedisTimeoutError(f"Redis did not answer within {self.timeout:g}s"))
+        else:
+            self._watchdog = self._loop.call_later(self.timeout - waited, self._check_stalled)
+
+    def _abort(self, error: RedisError) -> None:
+        self._fail_all(error)
+        self.transport.abort()
+
+    def _fail_all(self, error: RedisError) -> None:
+        if self.lost is None:
+            self.lost = error
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._sent_at.clear()
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        self.resume_writing()
+
+
+class Lane:
+    """One pipelined connection to the server ``client`` talks to.
+
+    ``timeout`` bounds how long a command may wait for its reply (longer than any blocking read
+    sent on the lane).
+    """
+
+    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
+        self._pool = client.connection_pool
+        self._timeout = timeout
+        self._protocol: _Protocol | None = None
+        self._connecting = asyncio.Lock()
+        self._closed = False
+
+    async def execute(self, *args: Arg) -> Any:
+        command = pack(args)
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        future = protocol.send(command)
+        await protocol.drain()
+        return await future
+
+    def close(self) -> None:
+        """Close the connection (a blocking read on it ends at once)."""
+        self._closed = True
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        """Drop the connection; the next command opens a new one."""
+        if self._protocol is not None:
+            self._protocol.transport.close()
+            self._protocol = None
+
+    async def _connect(self) -> _Protocol:
+        async with self._connecting:
+            if self._closed:
+                raise RedisConnectionError("the connection was closed")
+            if self._protocol is not None and self._protocol.lost is None:
+                return self._protocol  # another caller connected meanwhile
+            self._protocol = await self._take_over()
+            return self._protocol
+
+    async def _take_over(self) -> _Protocol:
+        connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.connect()
+        except BaseException:
+            await connection.disconnect()
+            raise
+        # redis-py keeps its stream pair privately; after the handshake nothing is buffered in
+        # them, and the transport is handed to our protocol. Forgetting the pair keeps redis-py
+        # from closing the transport when its connection object is collected; the protocol
+        # keeps the writer, which would close the transport when collected too.
+        reader, writer = connection._reader, connection._writer
+        if reader is None or writer is None:
+            raise RedisConnectionError("redis-py opened no stream for the connection")
+        if reader.at_eof() or len(getattr(reader, "_buffer", b"")):
+            await connection.disconnect()
+            raise RedisConnectionError("unexpected data after the connection's handshake")
+        transport = writer.transport
+        connection._reader = connection._writer = None
+        protocol = _Protocol(transport, self._timeout)
+        protocol.writer = writer
+        transport.set_protocol(protocol)
+        return protocol

@@ -1,0 +1,164 @@
+"""The lane: the hot path's pipelined connection, against real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+import streamq
+from streamq.lane import Lane, pack
+from streamq.localserver import LocalRedis
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def lane(redis: aioredis.Redis) -> AsyncIterator[Lane]:
+    lane = Lane(redis, timeout=10)
+    try:
+        yield lane
+    finally:
+        lane.close()
+
+
+@pytest.fixture
+def own_server() -> Iterator[LocalRedis]:
+    with LocalRedis() as server:
+        yield server
+
+
+async def test_concurrent_callers_each_get_their_own_reply(lane: Lane) -> None:
+    replies: dict[int, Any] = {}
+
+    async def call(n: int) -> None:
+        if n % 7 == 0:  # error replies in the middle must not shift the others
+            with pytest.raises(ResponseError, match="unknown command"):
+                await lane.execute("NO-SUCH-COMMAND", n)
+            replies[n] = "error"
+        else:
+            replies[n] = await lane.execute("ECHO", f"reply-{n}")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(500):
+            tg.start_soon(call, n)
+    for n in range(500):
+        assert replies[n] == ("error" if n % 7 == 0 else f"reply-{n}".encode())
+
+
+async def test_a_cancelled_caller_does_not_shift_the_replies(lane: Lane, queue_name: str) -> None:
+    with anyio.move_on_after(0.05):
+        # Blocks in Redis for 0.3 s: its caller gives up first, its reply comes later.
+        await lane.execute("BLPOP", f"{queue_name}:empty", "0.3")
+    assert await lane.execute("ECHO", "after") == b"after"
+
+
+async def test_error_replies_are_redis_py_exceptions(lane: Lane) -> None:
+    with pytest.raises(NoScriptError):
+        await lane.execute("EVALSHA", "0" * 40, 0)
+    assert await lane.execute("SET", "lane-key", 5) == b"OK"
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await lane.execute("LPUSH", "lane-key", "x")
+
+
+async def test_large_commands_and_replies(lane: Lane, queue_name: str) -> None:
+    big = os.urandom(8 * 1024 * 1024)
+    assert await lane.execute("SET", queue_name, big) == b"OK"
+    assert await lane.execute("GET", queue_name) == big
+    await lane.execute("DEL", queue_name)
+
+
+async def test_a_killed_connection_fails_its_commands_then_reconnects(
+    lane: Lane, redis: aioredis.Redis, queue_name: str
+) -> None:
+    client_id = await lane.execute("CLIENT", "ID")
+    with anyio.fail_after(5):
+        blocked = anyio.Event()
+
+        async def blocked_read() -> None:
+            with pytest.raises(RedisConnectionError, match="lost"):
+                blocked.set()
+                await lane.execute("BLPOP", f"{queue_name}:empty", "5")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocked_read)
+            await blocked.wait()
+            await anyio.sleep(0.05)
+            assert await redis.client_kill_filter(_id=client_id) == 1
+    assert await lane.execute("ECHO", "again") == b"again"
+    assert await lane.execute("CLIENT", "ID") != client_id
+
+
+async def test_a_stalled_server_times_out_instead_of_blocking_forever(
+    own_server: LocalRedis,
+) -> None:
+    client = aioredis.Redis.from_url(own_server.url, protocol=2)
+    lane = Lane(client, timeout=0.5)
+    try:
+        assert await lane.execute("PING") == b"PONG"
+        os.kill(own_server.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with anyio.fail_after(5), pytest.raises(RedisTimeoutError, match=r"within 0\.5s"):
+                await lane.execute("PING")
+            assert 0.4 < time.monotonic() - started < 2
+        finally:
+            os.kill(own_server.pid, signal.SIGCONT)
+        assert await lane.execute("PING") == b"PONG"  # on a new connection
+    finally:
+        lane.close()
+        await client.aclose()
+
+
+async def test_a_closed_lane_refuses_commands(redis: aioredis.Redis) -> None:
+    lane = Lane(redis, timeout=5)
+    assert await lane.execute("PING") == b"PONG"
+    lane.close()
+    with pytest.raises(RedisConnectionError, match="closed"):
+        await lane.execute("PING")
+
+
+def test_pack_refuses_what_redis_cannot_take() -> None:
+    assert pack(("SET", b"k", 1, 0.5)) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n0.5\r\n"
+    with pytest.raises(TypeError, match="cannot send list"):
+        pack(("SET", [1]))  # type: ignore[arg-type]
+
+
+async def test_password_and_database_from_the_url_hold_on_the_lanes(queue_name: str) -> None:
+    # The lanes take over connections redis-py hand-shook: AUTH and SELECT must carry over.
+    with LocalRedis(extra_args=["--requirepass", "s3cret"]) as server:
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+        async with streamq.QueueManager(url) as qm:
+            queue = qm.get_queue(queue_name)
+            consumer = await queue.consume(lambda job: job.data * 2)
+            assert await queue.wait_for(await queue.enqueue(21), timeout=10) == 42
+            await consumer.stop()
+        assert server.port is not None
+        db3 = aioredis.Redis(port=server.port, password="s3cret", db=3, protocol=2)
+        db0 = aioredis.Redis(port=server.port, password="s3cret", db=0, protocol=2)
+        try:
+            assert await db3.exists(f"streamq:{{{queue_name}}}:completed") == 1
+            assert await db0.dbsize() == 0
+        finally:
+            await db3.aclose()
+            await db0.aclose()
+
+
+async def test_scripts_are_loaded_again_after_script_flush(
+    qm: streamq.QueueManager, redis: aioredis.Redis, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    consumer = await queue.consume(lambda job: job.data)
+    assert await queue.wait_for(await queue.enqueue("one"), timeout=10) == "one"
+    await redis.script_flush()
+    assert await queue.wait_for(await queue.enqueue("two"), timeout=10) == "two"
+    await consumer.stop()
