@@ -99,10 +99,10 @@ async def connect(url: str, **options: Any) -> aioredis.Redis:
     return client
 
 
-def lane_timeout(client: aioredis.Redis) -> float:
+def lane_timeout(client: aioredis.Redis) -> float | None:
     """How long a lane's command may wait for its reply: the client's socket timeout."""
-    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
-    return float(timeout) if timeout else SOCKET_TIMEOUT
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout", SOCKET_TIMEOUT)
+    return None if timeout is None else float(timeout)
 
 
 def check_server_version(info: dict[str, Any], url: str) -> None:

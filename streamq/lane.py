@@ -57,7 +57,7 @@ def _error(message: str) -> RedisError:
 class _Protocol(asyncio.Protocol):
     """Replies answer the waiting futures in the order the commands went out."""
 
-    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+    def __init__(self, transport: asyncio.Transport, timeout: float | None) -> None:
         self.transport = transport
         self.writer: asyncio.StreamWriter | None = None
         self.timeout = timeout
@@ -76,9 +76,15 @@ class _Protocol(asyncio.Protocol):
         self._waiting.append(future)
         self._sent_at.append(self._loop.time())
         self.transport.write(command)
-        if self._watchdog is None:
+        if self._watchdog is None and self.timeout is not None:
             self._watchdog = self._loop.call_later(self.timeout, self._check_stalled)
         return future
+
+    @property
+    def usable(self) -> bool:
+        # Closing: the server hung up and connection_lost has not run yet (asyncio runs it a
+        # loop turn later); a command written now would be dropped.
+        return self.lost is None and not self.transport.is_closing()
 
     async def drain(self) -> None:
         while self._writable is not None and self.lost is None:
@@ -115,7 +121,7 @@ class _Protocol(asyncio.Protocol):
         """Fail everything when the oldest command has waited past the timeout: a stalled
         connection must not block its callers forever."""
         self._watchdog = None
-        if not self._sent_at:
+        if not self._sent_at or self.timeout is None:
             return
         waited = self._loop.time() - self._sent_at[0]
         if waited >= self.timeout:
@@ -145,23 +151,29 @@ class Lane:
     """One pipelined connection to the server ``client`` talks to.
 
     ``timeout`` bounds how long a command may wait for its reply (longer than any blocking read
-    sent on the lane).
+    sent on the lane); ``None`` waits as long as it takes. When it passes, every command on the
+    lane fails with it, as on any connection that stops answering: whether Redis ran them is
+    unknown.
     """
 
-    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
+    def __init__(self, client: aioredis.Redis, timeout: float | None) -> None:
         self._pool = client.connection_pool
         self._timeout = timeout
         self._protocol: _Protocol | None = None
-        self._connecting = asyncio.Lock()
+        self._connecting: asyncio.Task[_Protocol] | None = None
         self._closed = False
 
     async def execute(self, *args: Arg) -> Any:
         command = pack(args)
         protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
+        if protocol is None or not protocol.usable:
             protocol = await self._connect()
         future = protocol.send(command)
-        await protocol.drain()
+        try:
+            await protocol.drain()
+        except BaseException:
+            future.cancel()  # its reply, or its error, is then dropped
+            raise
         return await future
 
     def close(self) -> None:
@@ -176,13 +188,30 @@ class Lane:
             self._protocol = None
 
     async def _connect(self) -> _Protocol:
-        async with self._connecting:
-            if self._closed:
-                raise RedisConnectionError("the connection was closed")
-            if self._protocol is not None and self._protocol.lost is None:
-                return self._protocol  # another caller connected meanwhile
-            self._protocol = await self._take_over()
-            return self._protocol
+        """The lane's connection, opened by one attempt that every caller waiting shares: one
+        failure fails them all at once rather than one timeout after another."""
+        if self._closed:
+            raise RedisConnectionError("the connection was closed")
+        if self._protocol is not None and self._protocol.usable:
+            return self._protocol  # another caller's attempt connected meanwhile
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+            self._connecting.add_done_callback(self._connected)
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> _Protocol:
+        protocol = await self._take_over()
+        if self._closed:  # closed while connecting: nobody may use this connection
+            protocol.transport.close()
+            raise RedisConnectionError("the connection was closed")
+        self.disconnect()  # the broken connection this one replaces
+        self._protocol = protocol
+        return protocol
+
+    def _connected(self, attempt: asyncio.Task[_Protocol]) -> None:
+        self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: every caller may have given up waiting
 
     async def _take_over(self) -> _Protocol:
         connection = self._pool.make_connection()  # type: ignore[no-untyped-call]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -162,3 +164,105 @@ async def test_scripts_are_loaded_again_after_script_flush(
     await redis.script_flush()
     assert await queue.wait_for(await queue.enqueue("two"), timeout=10) == "two"
     await consumer.stop()
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[tuple[int, list[asyncio.StreamReader]]]:
+    """A TCP server that accepts connections and never answers (a hung Redis)."""
+    async with _fake_server(answer_after=None) as server:
+        yield server
+
+
+@pytest.fixture
+async def slow_server() -> AsyncIterator[tuple[int, list[asyncio.StreamReader]]]:
+    """A TCP server that answers every command with +OK, each 0.3 s late."""
+    async with _fake_server(answer_after=0.3) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def _fake_server(
+    answer_after: float | None,
+) -> AsyncIterator[tuple[int, list[asyncio.StreamReader]]]:
+    readers: list[asyncio.StreamReader] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        readers.append(reader)
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                if answer_after is not None:
+                    await asyncio.sleep(answer_after)
+                    commands = sum(line.startswith(b"*") for line in data.split(b"\r\n"))
+                    writer.write(b"+OK\r\n" * commands)
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], readers
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_callers_waiting_on_one_connect_attempt_fail_together(
+    silent_server: tuple[int, list[asyncio.StreamReader]],
+) -> None:
+    port, _ = silent_server
+    # As streamq's clients are made: from a URL (redis-py retries nothing then).
+    client = aioredis.Redis.from_url(
+        f"redis://127.0.0.1:{port}", socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    lane = Lane(client, timeout=0.5)
+    failed_after: list[float] = []
+
+    async def ping() -> None:
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await lane.execute("PING")
+        failed_after.append(time.monotonic() - started)
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(ping)
+        # One attempt shared by all four, not four attempts one after another.
+        assert len(failed_after) == 4 and max(failed_after) < 1.2
+    finally:
+        lane.close()
+        await client.aclose()
+
+
+async def test_closing_a_lane_while_it_connects_leaves_no_connection(
+    slow_server: tuple[int, list[asyncio.StreamReader]],
+) -> None:
+    port, readers = slow_server
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}", socket_timeout=5)
+    lane = Lane(client, timeout=5)
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def ping() -> None:
+                    with pytest.raises(RedisConnectionError, match="closed"):
+                        await lane.execute("PING")
+
+                tg.start_soon(ping)
+                while not readers:
+                    await anyio.sleep(0.01)
+                lane.close()  # the handshake is still being answered
+            # The server sees the connection hang up: nothing was left open.
+            while not readers[0].at_eof():
+                await anyio.sleep(0.01)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("rounds", [100])
+async def test_a_command_right_after_the_server_hung_up_goes_on_a_new_connection(
+    lane: Lane, redis: aioredis.Redis, rounds: int
+) -> None:
+    for _ in range(rounds):
+        client_id = await lane.execute("CLIENT", "ID")
+        assert await redis.client_kill_filter(_id=client_id) == 1
+        assert await lane.execute("PING") == b"PONG"
