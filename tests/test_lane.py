@@ -166,48 +166,57 @@ async def test_scripts_are_loaded_again_after_script_flush(
     await consumer.stop()
 
 
-@pytest.fixture
-async def silent_server() -> AsyncIterator[tuple[int, list[asyncio.StreamReader]]]:
-    """A TCP server that accepts connections and never answers (a hung Redis)."""
-    async with _fake_server(answer_after=None) as server:
-        yield server
+class FakeServer:
+    """A TCP server standing in for a Redis that hangs or answers late."""
 
+    def __init__(self, answer_after: float | None) -> None:
+        self.answer_after = answer_after
+        self.port = 0
+        self.connected = asyncio.Event()
+        self.hung_up = asyncio.Event()  # a client closed its connection
 
-@pytest.fixture
-async def slow_server() -> AsyncIterator[tuple[int, list[asyncio.StreamReader]]]:
-    """A TCP server that answers every command with +OK, each 0.3 s late."""
-    async with _fake_server(answer_after=0.3) as server:
-        yield server
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connected.set()
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                if self.answer_after is not None:
+                    await asyncio.sleep(self.answer_after)
+                    commands = sum(line.startswith(b"*") for line in data.split(b"\r\n"))
+                    writer.write(b"+OK\r\n" * commands)
+        self.hung_up.set()
+        writer.close()
 
 
 @contextlib.asynccontextmanager
-async def _fake_server(
-    answer_after: float | None,
-) -> AsyncIterator[tuple[int, list[asyncio.StreamReader]]]:
-    readers: list[asyncio.StreamReader] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        readers.append(reader)
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                if answer_after is not None:
-                    await asyncio.sleep(answer_after)
-                    commands = sum(line.startswith(b"*") for line in data.split(b"\r\n"))
-                    writer.write(b"+OK\r\n" * commands)
-        writer.close()
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+async def _fake_server(answer_after: float | None) -> AsyncIterator[FakeServer]:
+    fake = FakeServer(answer_after)
+    server = await asyncio.start_server(fake.accept, "127.0.0.1", 0)
+    fake.port = server.sockets[0].getsockname()[1]
     try:
-        yield server.sockets[0].getsockname()[1], readers
+        yield fake
     finally:
         server.close()
         await server.wait_closed()
 
 
+@pytest.fixture
+async def silent_server() -> AsyncIterator[FakeServer]:
+    """Accepts connections and never answers (a hung Redis)."""
+    async with _fake_server(answer_after=None) as server:
+        yield server
+
+
+@pytest.fixture
+async def slow_server() -> AsyncIterator[FakeServer]:
+    """Answers every command with +OK, each 0.3 s late."""
+    async with _fake_server(answer_after=0.3) as server:
+        yield server
+
+
 async def test_callers_waiting_on_one_connect_attempt_fail_together(
-    silent_server: tuple[int, list[asyncio.StreamReader]],
+    silent_server: FakeServer,
 ) -> None:
-    port, _ = silent_server
+    port = silent_server.port
     # As streamq's clients are made: from a URL (redis-py retries nothing then).
     client = aioredis.Redis.from_url(
         f"redis://127.0.0.1:{port}", socket_timeout=0.5, socket_connect_timeout=0.5
@@ -234,9 +243,9 @@ async def test_callers_waiting_on_one_connect_attempt_fail_together(
 
 
 async def test_closing_a_lane_while_it_connects_leaves_no_connection(
-    slow_server: tuple[int, list[asyncio.StreamReader]],
+    slow_server: FakeServer,
 ) -> None:
-    port, readers = slow_server
+    port = slow_server.port
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}", socket_timeout=5)
     lane = Lane(client, timeout=5)
     try:
@@ -248,12 +257,10 @@ async def test_closing_a_lane_while_it_connects_leaves_no_connection(
                         await lane.execute("PING")
 
                 tg.start_soon(ping)
-                while not readers:
-                    await anyio.sleep(0.01)
+                await slow_server.connected.wait()
                 lane.close()  # the handshake is still being answered
             # The server sees the connection hang up: nothing was left open.
-            while not readers[0].at_eof():
-                await anyio.sleep(0.01)
+            await slow_server.hung_up.wait()
     finally:
         await client.aclose()
 
