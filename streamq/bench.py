@@ -8,6 +8,7 @@ redis-server CPU from INFO deltas). ``--json`` prints one JSON document for mach
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -247,8 +248,11 @@ async def _worker(url: str, queue_name: str, concurrency: int) -> None:
     """A worker process for ``--processes``: consumes no-op jobs until SIGTERM."""
     import signal
 
+    async def noop(job: streamq.Job[Any]) -> None:
+        return None  # async, as in the one-process drain (a plain function runs in a thread)
+
     async with streamq.QueueManager(url) as qm:
-        await qm.get_queue(queue_name).consume(lambda job: None, concurrency=concurrency)
+        await qm.get_queue(queue_name).consume(noop, concurrency=concurrency)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 return
@@ -439,15 +443,10 @@ async def environment(client: aioredis.Redis, args: argparse.Namespace) -> dict[
     config = await client.config_get("appendonly")
     config.update(await client.config_get("appendfsync"))
     config.update(await client.config_get("save"))
-    import msgspec
-    import redis
-
     return {
         "streamq": streamq.__version__,
         "python": platform.python_version(),
-        "redis_py": redis.__version__,
-        "msgspec": msgspec.__version__,
-        "anyio": anyio.__version__ if hasattr(anyio, "__version__") else "",
+        **{name.replace("-", "_"): _version_of(name) for name in _LIBRARIES},
         "event_loop": "uvloop" if args.uvloop else "asyncio",
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
@@ -456,6 +455,16 @@ async def environment(client: aioredis.Redis, args: argparse.Namespace) -> dict[
         "jobs": args.jobs,
         "concurrency": args.concurrency,
     }
+
+
+_LIBRARIES = ("redis", "hiredis", "msgspec", "anyio", "uvloop")
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _cpu_model() -> str:
@@ -503,7 +512,8 @@ def show(report: dict[str, Any], console: Console) -> None:
     env = report["environment"]
     console.print(
         f"streamq {env['streamq']} · Python {env['python']} ({env['event_loop']}) · redis-py"
-        f" {env['redis_py']} · Redis {env['redis_server']} · {env['cpu']} x {env['cpus']}"
+        f" {env['redis']} (hiredis {env['hiredis']}) · Redis {env['redis_server']}"
+        f" · {env['cpu']} x {env['cpus']}"
     )
     table = Table(title="streamq benchmark (medians)")
     for column in ("scenario", "what", "jobs", "jobs/s", "Redis µs/job", "cmds/job",

@@ -31,12 +31,16 @@ def test_a_short_run_reports_rates_and_redis_cost_as_json(redis_url: str) -> Non
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["environment"]["redis_server"]
+    environment = report["environment"]
+    assert environment["redis_server"]
+    for library in ("redis", "hiredis", "msgspec", "anyio", "uvloop"):
+        assert environment[library][0].isdigit(), (library, environment[library])
     rows = {(r["scenario"], r["label"]): r for r in report["results"]}
     assert {s for s, _ in rows} == {"enqueue", "process", "latency", "priority"}
     for row in rows.values():
         assert row["rate"] > 0 and row["jobs"] > 0
         assert row["redis_cpu_us"] > 0 and row["round_trips"] > 0
+    assert rows["enqueue", "one at a time"]["extra"]["vs_bare_xadd"] > 0
     latency = next(r for (s, _), r in rows.items() if s == "latency")
     assert 0 < latency["extra"]["p50_ms"] <= latency["extra"]["p99_ms"]
 
