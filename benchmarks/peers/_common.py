@@ -10,6 +10,8 @@ An adapter subclasses :class:`Adapter` and calls :func:`main`. Phases, in this o
    ``null``, when the adapter has none).
 3. ``process``: one worker at ``--concurrency`` consumes the ``--jobs`` jobs already in queue ``A``;
    the time runs from just before the worker is created to the handler call of the last job.
+   redis-server's CPU time (``INFO cpu``, user + sys) over the same span, per job, is
+   ``process_redis_us``.
 4. ``latency``: a worker on an empty queue ``C``; after a short warm-up, ``--rate`` jobs/s for
    ``--seconds`` are enqueued one at a time, each carrying ``time.perf_counter()``; the handler
    records ``perf_counter() - payload`` when it starts (same process, same clock).
@@ -27,6 +29,7 @@ import logging
 import math
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -132,13 +135,30 @@ class Counter:
             ) from None
 
 
+async def redis_cpu_seconds(url: str) -> float:
+    """redis-server's CPU time so far (``INFO cpu``), over a bare socket: every peer's venv has
+    its own Redis client, and this module uses none of them."""
+    parts = urllib.parse.urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 6379)
+    try:
+        writer.write(b"*2\r\n$4\r\nINFO\r\n$3\r\ncpu\r\n")
+        header = await reader.readline()  # $<length>
+        body = await reader.readexactly(int(header[1:]) + 2)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    fields = dict(line.split(":", 1) for line in body.decode().splitlines() if ":" in line)
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
 async def workload(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
     jobs = args.jobs
     timeout = max(120.0, jobs / 100)
     phases = set(args.phases.split(","))
     result: dict[str, Any] = {
         "library": adapter.library, "version": adapter.version,
-        "enqueue": None, "bulk": None, "process": None, "p50_ms": None, "p99_ms": None,
+        "enqueue": None, "bulk": None, "process": None, "process_redis_us": None,
+        "p50_ms": None, "p99_ms": None,
     }  # fmt: skip
     await adapter.setup()
     try:
@@ -163,14 +183,17 @@ async def workload(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]
 
         if "process" in phases:
             counter = Counter(jobs)
+            cpu_before = await redis_cpu_seconds(adapter.url)
             start = time.perf_counter()
             worker = await adapter.start_worker(QUEUE_ENQUEUE, counter.hit)
             try:
                 await counter.wait(timeout, "process")
+                cpu = await redis_cpu_seconds(adapter.url) - cpu_before
             finally:
                 await stop(adapter, worker)
             seconds = counter.last - start
             result["process"] = jobs / seconds
+            result["process_redis_us"] = cpu * 1e6 / jobs
             left = await adapter.remaining(QUEUE_ENQUEUE)
             log(f"{adapter.library}: process {jobs / seconds:,.0f}/s ({counter.count} handled,"
                 f" {'?' if left is None else left} left unfinished in Redis)")  # fmt: skip

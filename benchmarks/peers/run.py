@@ -36,8 +36,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PEER_VENVS = ROOT / ".cache" / "peers"
 LIBRARIES = ("streamq", "arq", "saq", "streaq", "taskiq", "bullmq")
-METRICS = ("enqueue", "bulk", "process", "p50_ms", "p99_ms")
-LOWER_IS_BETTER = {"p50_ms", "p99_ms"}
+METRICS = ("enqueue", "bulk", "process", "process_redis_us", "p50_ms", "p99_ms")
+LOWER_IS_BETTER = {"process_redis_us", "p50_ms", "p99_ms"}
 
 
 def log(message: str) -> None:
@@ -125,14 +125,18 @@ def fmt_ms(value: float | None) -> str:
     return "–" if value is None else (f"{value:.1f}" if value >= 10 else f"{value:.2f}")
 
 
+def fmt_us(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
 def fmt_ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
 def table(rows: list[dict[str, Any]], ratio: dict[str, float | None]) -> str:
     lines = [
-        "| library | version | enqueue/s | bulk/s | process/s | p50/p99 ms |",
-        "|---|---|---:|---:|---:|---:|",
+        "| library | version | enqueue/s | bulk/s | process/s | Redis µs/job | p50/p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         note = "" if not r["failed"] else f" ({r['failed']} failed)"
@@ -141,11 +145,12 @@ def table(rows: list[dict[str, Any]], ratio: dict[str, float | None]) -> str:
             latency = "–"
         lines.append(
             f"| {r['library']}{note} | {r['version']} | {fmt_rate(r['enqueue'])} |"
-            f" {fmt_rate(r['bulk'])} | {fmt_rate(r['process'])} | {latency} |"
+            f" {fmt_rate(r['bulk'])} | {fmt_rate(r['process'])} |"
+            f" {fmt_us(r['process_redis_us'])} | {latency} |"
         )
     lines.append(
         f"| streamq ÷ best peer | | {fmt_ratio(ratio['enqueue'])} | {fmt_ratio(ratio['bulk'])} |"
-        f" {fmt_ratio(ratio['process'])} |"
+        f" {fmt_ratio(ratio['process'])} | {fmt_ratio(ratio['process_redis_us'])} |"
         f" {fmt_ratio(ratio['p50_ms'])} / {fmt_ratio(ratio['p99_ms'])} |"
     )
     return "\n".join(lines)
