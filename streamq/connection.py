@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -27,7 +28,11 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "STREAMQ_REDIS_URL"
 MIN_SERVER_VERSION = (6, 2)
 _SCHEMES = ("redis", "rediss", "unix")
-_LATER_SCHEMES = ("redis+cluster", "redis+sentinel")
+CLUSTER_SCHEME = "redis+cluster"
+_LATER_SCHEMES = ("redis+sentinel",)
+
+#: A client for one server, or for a Redis Cluster.
+Client = aioredis.Redis | RedisCluster
 
 #: Longer than any blocking read streamq issues (consumers block for at most 5 s), so a stalled
 #: connection is noticed instead of blocking a reader forever.
@@ -52,24 +57,28 @@ def _parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
 
 
-async def connect(url: str, **options: Any) -> aioredis.Redis:
+async def connect(url: str, **options: Any) -> Client:
     """A client for ``url``, after checking that the server answers and is recent enough."""
     scheme = urlsplit(url).scheme
     if scheme in _LATER_SCHEMES:
         raise InvalidArgument(
             f"{scheme}:// URLs are not supported yet; connect to one node with redis:// for now"
         )
-    if scheme not in _SCHEMES:
+    if scheme not in (*_SCHEMES, CLUSTER_SCHEME):
         raise InvalidArgument(
             f"unsupported Redis URL {redacted(url)!r}: use redis://host:port/db,"
-            " rediss:// for TLS or unix:///path/to/socket"
+            " rediss:// for TLS, unix:///path/to/socket or redis+cluster://host:port,host:port"
         )
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
-    options.setdefault("health_check_interval", 15)
+    client: Client
     try:
         # RESP2 pinned: the replies of scripts and stream commands are parsed in that shape.
-        client = aioredis.Redis.from_url(url, protocol=2, decode_responses=False, **options)
+        if scheme == CLUSTER_SCHEME:
+            client = _cluster_client(url, options)
+        else:
+            options.setdefault("health_check_interval", 15)
+            client = aioredis.Redis.from_url(url, protocol=2, decode_responses=False, **options)
     except (ValueError, TypeError) as exc:
         raise InvalidArgument(f"bad Redis URL or option for {redacted(url)!r}: {exc}") from exc
     try:
@@ -80,7 +89,7 @@ async def connect(url: str, **options: Any) -> aioredis.Redis:
             f"Redis at {redacted(url)} refused the credentials ({exc}): check the user and"
             " password in the URL"
         ) from exc
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
         await client.aclose()
         raise ConnectionFailed(
             f"cannot connect to Redis at {redacted(url)} ({exc}): check that the server is"
@@ -97,6 +106,25 @@ async def connect(url: str, **options: Any) -> aioredis.Redis:
         await client.aclose()
         raise
     return client
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
+    """``redis+cluster://[user:password@]host:port[,host:port...]``: the nodes to start from."""
+    parts = urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    if credentials:
+        username, _, password = credentials.partition(":")
+        options.setdefault("username", unquote(username) or None)
+        options.setdefault("password", unquote(password) or None)
+    nodes = []
+    for address in hosts.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{address!r} is not host:port")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    return RedisCluster(startup_nodes=nodes, protocol=2, decode_responses=False, **options)
 
 
 def lane_timeout(client: aioredis.Redis) -> float | None:

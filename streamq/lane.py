@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
@@ -25,9 +25,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ("Lane", "pack")
+__all__ = ("CommandLane", "Lane", "pack")
 
 Arg = bytes | str | int | float
+
+
+class CommandLane(Protocol):
+    """Where the hot path sends its commands: a :class:`Lane`, or on a Redis Cluster the
+    cluster client, which routes each command by its keys (``streamq.cluster``)."""
+
+    async def execute(self, *args: Arg) -> Any: ...
+
+    async def load_script(self, source: str) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def pack(args: tuple[Arg, ...]) -> bytes:
@@ -175,6 +188,9 @@ class Lane:
             future.cancel()  # its reply, or its error, is then dropped
             raise
         return await future
+
+    async def load_script(self, source: str) -> None:
+        await self.execute("SCRIPT", "LOAD", source)
 
     def close(self) -> None:
         """Close the connection (a blocking read on it ends at once)."""

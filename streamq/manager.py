@@ -12,13 +12,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
-import redis.asyncio as aioredis
 from anyio.abc import TaskGroup
+from redis.asyncio.cluster import RedisCluster
 
-from .connection import connect, lane_timeout, resolve_url
+from .cluster import ClusterLane
+from .connection import Client, connect, lane_timeout, resolve_url
 from .errors import InvalidArgument, StreamqError
 from .keys import validate_name
-from .lane import Lane
+from .lane import CommandLane, Lane
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
@@ -40,15 +41,21 @@ DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class _Connection:
-    client: aioredis.Redis
+    client: Client
     #: The hot path's pipelined connection (every script call).
-    lane: Lane
+    lane: CommandLane
     scripts: Scripts
     tasks: TaskGroup
 
-    def new_lane(self) -> Lane:
+    def new_lane(self) -> CommandLane:
         """A lane of its own (for a consumer's blocking reads)."""
-        return Lane(self.client, lane_timeout(self.client))
+        return _lane_for(self.client)
+
+
+def _lane_for(client: Client) -> CommandLane:
+    if isinstance(client, RedisCluster):
+        return ClusterLane(client)
+    return Lane(client, lane_timeout(client))
 
 
 class QueueManager:
@@ -95,7 +102,7 @@ class QueueManager:
         if self._connection is not None:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
         client = await connect(self.url, **self._options)
-        lane = Lane(client, lane_timeout(client))
+        lane = _lane_for(client)
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._connection = _Connection(client, lane, Scripts(lane, self.result_ttl), tasks)

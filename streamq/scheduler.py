@@ -16,6 +16,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .connection import Client
 from .keys import QueueKeys
 from .recurring import next_run_ms, run_job_id
 from .scripts import DueSchedule, NewJob, Scripts
@@ -109,7 +110,7 @@ class Scheduler:
 class WakeListener:
     """One pub/sub subscription per manager, waking the scheduler of the queue it names."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
         self._schedulers: dict[bytes, Scheduler] = {}
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from redis.exceptions import NoScriptError
 
 from .keys import QueueKeys
-from .lane import Arg, Lane
+from .lane import Arg, CommandLane
 
 __all__ = (
     "Claimed",
@@ -102,7 +102,7 @@ class _Script:
 
     __slots__ = ("_lane", "_sha", "_source")
 
-    def __init__(self, lane: Lane, source: str) -> None:
+    def __init__(self, lane: CommandLane, source: str) -> None:
         self._lane = lane
         self._source = source
         self._sha = sha1(source.encode()).hexdigest()
@@ -111,7 +111,7 @@ class _Script:
         try:
             return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._lane.execute("SCRIPT", "LOAD", self._source)
+            await self._lane.load_script(self._source)
             return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
 
 
@@ -123,7 +123,7 @@ def pairs(flat: Sequence[bytes]) -> Fields:
 class Scripts:
     """The scripts, called through one lane."""
 
-    def __init__(self, lane: Lane, result_ttl: int) -> None:
+    def __init__(self, lane: CommandLane, result_ttl: int) -> None:
         self._ttl = result_ttl
 
         def register(source: str) -> _Script:

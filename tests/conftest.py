@@ -9,13 +9,24 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 import streamq
+from streamq.localcluster import LocalCluster
 from streamq.localserver import INSTALL_HINT, LocalRedis
+
+
+def plain_client(url: str) -> aioredis.Redis:
+    """A redis-py client for ``url``; a cluster client for a ``redis+cluster://`` URL (typed as
+    a plain client: the tests use the commands both have)."""
+    if url.startswith("redis+cluster://"):  # any node: the client finds the others
+        first = url.removeprefix("redis+cluster://").split(",")[0]
+        return cast("aioredis.Redis", RedisCluster.from_url(f"redis://{first}", protocol=2))
+    return aioredis.Redis.from_url(url, protocol=2)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,10 +53,30 @@ def _built_binary(variable: str, default: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session", params=["system", "6.2"], ids=["redis", "redis6.2"])
-def redis_server(request: pytest.FixtureRequest) -> Iterator[LocalRedis]:
-    """One server per kind for the session (the system's, and 6.2, the oldest supported);
-    tests keep apart by their queue names."""
+#: The servers every test that needs one runs against, by id; tests marked ``cluster`` also run
+#: against a real Redis Cluster (3 primaries, 3 replicas).
+SERVER_KINDS = {"redis": "system", "redis6.2": "6.2"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_server" not in metafunc.fixturenames:
+        return
+    kinds = dict(SERVER_KINDS)
+    if metafunc.definition.get_closest_marker("cluster"):
+        kinds["cluster"] = "cluster"
+    metafunc.parametrize(
+        "redis_server", list(kinds.values()), ids=list(kinds), indirect=True, scope="session"
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[LocalRedis | LocalCluster]:
+    """One server (or cluster) per kind for the session: the system's Redis, 6.2 (the oldest
+    supported) and a cluster of the system's; tests keep apart by their queue names."""
+    if request.param == "cluster":
+        with LocalCluster() as cluster:
+            yield cluster
+        return
     binary = None
     if request.param == "6.2":
         binary = _built_binary("STREAMQ_REDIS_62_SERVER", ".cache/redis-6.2/redis-server")
@@ -54,7 +85,7 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[LocalRedis]:
 
 
 @pytest.fixture
-def redis_url(redis_server: LocalRedis) -> str:
+def redis_url(redis_server: LocalRedis | LocalCluster) -> str:
     return redis_server.url
 
 
@@ -72,7 +103,7 @@ async def qm(redis_url: str) -> AsyncIterator[streamq.QueueManager]:
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """A plain client for looking at (and tampering with) what streamq wrote."""
-    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    client = plain_client(redis_url)
     try:
         yield client
     finally:

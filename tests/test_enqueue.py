@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 import streamq
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
 class Export(msgspec.Struct):

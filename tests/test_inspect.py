@@ -12,7 +12,7 @@ import streamq
 
 from .helpers import wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
 async def test_job_states_through_its_life(qm: streamq.QueueManager, queue_name: str) -> None:

@@ -96,10 +96,28 @@ async def test_server_older_than_6_2_is_refused(old_redis_binary: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://localhost:6379", "redis+cluster://127.0.0.1:7000", "nonsense"]
+    "url",
+    [
+        "http://localhost:6379",
+        "redis+sentinel://127.0.0.1:26379/main",
+        "nonsense",
+        "redis+cluster://127.0.0.1",
+        "redis+cluster://127.0.0.1:7000,:7001",
+        "redis+cluster://127.0.0.1:7000/3",
+    ],
 )
 async def test_unsupported_urls_are_clear_errors(url: str) -> None:
-    with pytest.raises(streamq.InvalidArgument, match=r"URL|not supported yet"):
+    with pytest.raises(
+        streamq.InvalidArgument, match=r"URL|not supported yet|host:port|only database 0"
+    ):
+        async with streamq.QueueManager(url):
+            pass
+
+
+async def test_unreachable_cluster_is_a_clear_error() -> None:
+    ports = [free_port(), free_port()]
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    with pytest.raises(streamq.ConnectionFailed, match="cannot connect to Redis"):
         async with streamq.QueueManager(url):
             pass
 

@@ -18,7 +18,7 @@ import streamq
 
 from .helpers import wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 WORKER = Path(__file__).parent / "tools" / "worker.py"
 SpawnWorker = Callable[..., subprocess.Popen[bytes]]

@@ -11,7 +11,7 @@ import streamq
 
 from .helpers import wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
 async def test_failing_job_runs_max_retries_plus_one_times_then_is_dead_and_replayable(

@@ -15,7 +15,7 @@ import streamq
 
 from .helpers import wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
 async def test_each_job_of_a_shared_group_runs_exactly_once_across_two_managers(
