@@ -98,13 +98,27 @@ def _cluster_args(node_timeout_ms: int) -> list[str]:
 
 
 def _cluster_ok(port: int | None) -> bool:
+    """The node sees every slot served, and, if it is a replica, has synced with its primary
+    (a replica that never synced cannot take over when its primary dies)."""
+    cluster = _ask(port, b"CLUSTER INFO")
+    if b"cluster_state:ok" not in cluster or b"cluster_slots_ok:16384" not in cluster:
+        return False
+    replication = _ask(port, b"INFO replication")
+    return b"role:master" in replication or b"master_link_status:up" in replication
+
+
+def _ask(port: int | None, command: bytes) -> bytes:
+    """One inline command's bulk reply, over a bare socket."""
     assert port is not None
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-        s.sendall(b"CLUSTER INFO\r\n")
+        s.sendall(command + b"\r\n")
         reply = b""
-        while b"cluster_stats_messages" not in reply and len(reply) < 65536:
+        while not reply.endswith(b"\r\n\r\n") and len(reply) < 65536:
             chunk = s.recv(4096)
             if not chunk:
                 break
             reply += chunk
-    return b"cluster_state:ok" in reply and b"cluster_slots_ok:16384" in reply
+            header, _, body = reply.partition(b"\r\n")
+            if header.startswith(b"$") and len(body) >= int(header[1:]):
+                break
+    return reply

@@ -42,7 +42,7 @@ DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 @dataclass(frozen=True, slots=True)
 class _Connection:
     client: Client
-    #: The hot path's pipelined connection (every script call).
+    #: Where every script call goes: the pipelined lane, or on a cluster the routing client.
     lane: CommandLane
     scripts: Scripts
     tasks: TaskGroup
