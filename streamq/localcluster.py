@@ -113,12 +113,9 @@ def _ask(port: int | None, command: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
         s.sendall(command + b"\r\n")
         reply = b""
-        while not reply.endswith(b"\r\n\r\n") and len(reply) < 65536:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
+        while chunk := s.recv(65536):
             reply += chunk
-            header, _, body = reply.partition(b"\r\n")
-            if header.startswith(b"$") and len(body) >= int(header[1:]):
+            header, found, body = reply.partition(b"\r\n")
+            if found and (not header.startswith(b"$") or len(body) >= int(header[1:])):
                 break
     return reply

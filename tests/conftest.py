@@ -13,20 +13,11 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 
 import streamq
+from streamq.connection import connect
 from streamq.localcluster import LocalCluster
 from streamq.localserver import INSTALL_HINT, LocalRedis
-
-
-def plain_client(url: str) -> aioredis.Redis:
-    """A redis-py client for ``url``; a cluster client for a ``redis+cluster://`` URL (typed as
-    a plain client: the tests use the commands both have)."""
-    if url.startswith("redis+cluster://"):  # any node: the client finds the others
-        first = url.removeprefix("redis+cluster://").split(",")[0]
-        return cast("aioredis.Redis", RedisCluster.from_url(f"redis://{first}", protocol=2))
-    return aioredis.Redis.from_url(url, protocol=2)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,7 +94,9 @@ async def qm(redis_url: str) -> AsyncIterator[streamq.QueueManager]:
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """A plain client for looking at (and tampering with) what streamq wrote."""
-    client = plain_client(redis_url)
+    # streamq's own client maker: a cluster client for a redis+cluster:// URL (typed as a plain
+    # client: the tests use the commands both have).
+    client = cast("aioredis.Redis", await connect(redis_url))
     try:
         yield client
     finally:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -15,16 +15,16 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 import streamq
+from streamq.connection import connect
 from streamq.localcluster import LocalCluster
 
-from .conftest import plain_client
 from .helpers import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 @pytest.fixture
-def own_cluster() -> Any:
+def own_cluster() -> Iterator[LocalCluster]:
     """A cluster of this test's own: the test kills one of its primaries."""
     with LocalCluster() as cluster:
         yield cluster
@@ -33,9 +33,8 @@ def own_cluster() -> Any:
 async def test_consumers_resume_after_the_queues_primary_is_killed(
     own_cluster: LocalCluster, queue_name: str
 ) -> None:
-    client = plain_client(own_cluster.url)
+    client = await connect(own_cluster.url)
     assert isinstance(client, RedisCluster)
-    await client.initialize()
     stream_key = f"streamq:{{{queue_name}}}:stream".encode()
     primary = client.nodes_manager.get_node_from_slot(key_slot(stream_key))
     victim = next(n for n in own_cluster.nodes if n.port == primary.port)

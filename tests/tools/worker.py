@@ -10,24 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, cast
+from typing import Any
 
 import anyio
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 
 import streamq
-
-
-def marker_client(url: str) -> aioredis.Redis:
-    if url.startswith("redis+cluster://"):  # any node: the client finds the others
-        first = url.removeprefix("redis+cluster://").split(",")[0]
-        return cast("aioredis.Redis", RedisCluster.from_url(f"redis://{first}"))
-    return aioredis.Redis.from_url(url)
+from streamq.connection import connect
 
 
 async def main(url: str, queue_name: str, mode: str, vt: float, max_retries: int) -> None:
-    marker = marker_client(url)
+    marker = await connect(url)  # a cluster client for a redis+cluster:// URL
     async with streamq.QueueManager(url) as qm:
 
         async def handle(job: streamq.Job[Any]) -> None:
