@@ -1,0 +1,34 @@
+"""Handlers for the tests of ``python -m streamq worker`` (imported by the worker processes).
+
+A job's result is the worker's PID, so a test can tell which process ran it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import msgspec
+
+import streamq
+
+
+class Nap(msgspec.Struct):
+    seconds: float
+
+
+async def report_pid(job: streamq.Job[int]) -> int:
+    return os.getpid()
+
+
+async def nap(job: streamq.Job[Nap]) -> int:
+    """Sleeps ``job.data.seconds`` (a job that is still running when the worker is stopped)."""
+    await anyio.sleep(job.data.seconds)
+    return os.getpid()
+
+
+def sync_report_pid(job: streamq.Job[int]) -> int:
+    return os.getpid()
+
+
+NOT_A_FUNCTION = 42
