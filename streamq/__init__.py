@@ -7,6 +7,7 @@ from .errors import (
     InvalidArgument,
     JobFailed,
     JobNotFound,
+    NotReplicated,
     StreamqError,
 )
 from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
@@ -25,6 +26,7 @@ __all__ = (
     "JobInfo",
     "JobNotFound",
     "JobState",
+    "NotReplicated",
     "Queue",
     "QueueManager",
     "QueueStats",

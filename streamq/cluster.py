@@ -1,37 +1,149 @@
-"""What differs on a Redis Cluster: commands go through redis-py's cluster client.
+"""The hot path on a Redis Cluster: a pipelined :class:`~streamq.lane.Lane` per primary.
 
-Every key of a queue carries the queue's hash tag, so every script and every command of a queue
-runs on the one node that owns its slot; the cluster client finds that node, follows MOVED and
-ASK, and finds the new primary after a failover. (The lean :class:`~streamq.lane.Lane` speaks to
-one server; on a cluster the client's routing is worth more than the pool's cost.)
+Every key of a queue carries the queue's hash tag, so every script and every read of a queue
+runs on the one primary that owns its slot. redis-py's cluster client keeps the slot map (and
+all the commands off the hot path); a command here goes over the lane of its slot's primary, so
+a cluster gets the same lean round trip as a single server, and commands sent together (a
+script call and its ``WAIT``) share one connection.
+
+Redirections are followed here: MOVED updates the slot map and goes again, ASK sends
+``ASKING`` and the command to the node named, TRYAGAIN (a slot migrating mid-operation) waits
+a little and goes again. A lost connection is raised to the caller, as on a single server (the
+command may have run), after marking the map for a refresh, so the next command finds the
+replica promoted in a failover.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
+import anyio
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .lane import Arg
+from .lane import Arg, Command, Lane
 
 __all__ = ("ClusterLane",)
 
+#: Redirections followed for one command before its error is raised.
+MAX_REDIRECTS = 5
+#: Wait before sending again after TRYAGAIN or CLUSTERDOWN.
+RETRY_PAUSE = 0.05
+
 
 class ClusterLane:
-    """The hot path's commands on a cluster: routed by their keys."""
+    """Routes each command (and each group of commands) to its slot's primary."""
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, client: RedisCluster, timeout: float | None) -> None:
         self._client = client
+        self._timeout = timeout
+        self._lanes: dict[str, Lane] = {}
+        self._stale = False  # the slot map needs a refresh before the next command
+        self._closed = False
 
     async def execute(self, *args: Arg) -> Any:
-        return await self._client.execute_command(*args)
+        (reply,) = await self.execute_many([args])
+        return reply
+
+    async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        if self._closed:
+            raise RedisConnectionError("the connection was closed")
+        slot = self._client.keyslot(_key_of(commands[0]))
+        asking: ClusterNode | None = None
+        for attempt in range(MAX_REDIRECTS + 1):
+            if self._stale:
+                await self._refresh()
+            node = asking or self._client.nodes_manager.get_node_from_slot(slot)
+            sent = [("ASKING",), *commands] if asking else list(commands)
+            asking = None
+            try:
+                replies = await self._lane(node).execute_many(sent)
+            except MovedError as exc:
+                if attempt == MAX_REDIRECTS:
+                    raise
+                await self._client.nodes_manager.move_slot(exc)
+            except AskError as exc:
+                if attempt == MAX_REDIRECTS:
+                    raise
+                asking = self._node_at(exc.host, exc.port)
+            except (TryAgainError, ClusterDownError, SlotNotCoveredError):
+                if attempt == MAX_REDIRECTS:
+                    raise
+                self._stale = True
+                await anyio.sleep(RETRY_PAUSE * (attempt + 1))
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                self._forget(node)
+                raise
+            else:
+                return replies[-len(commands) :]
+        raise AssertionError("unreachable")  # every path above returns or raises
 
     async def load_script(self, source: str) -> None:
-        await self._client.script_load(source)  # on every primary
+        """On every primary: the next call may go to any of them after a failover."""
+        for node in self._client.get_primaries():
+            await self._lane(node).execute("SCRIPT", "LOAD", source)
 
     def disconnect(self) -> None:
-        """Nothing to drop: the client's connections are per command (a cancelled blocking
-        read takes its connection down with it)."""
+        for lane in self._lanes.values():
+            lane.disconnect()
 
     def close(self) -> None:
-        """The manager closes the client itself."""
+        self._closed = True
+        for lane in self._lanes.values():
+            lane.close()
+        self._lanes.clear()
+
+    def _lane(self, node: ClusterNode) -> Lane:
+        lane = self._lanes.get(node.name)
+        if lane is None:
+            kwargs = node.connection_kwargs
+            lane = self._lanes[node.name] = Lane(
+                lambda: node.connection_class(**kwargs), self._timeout
+            )
+        return lane
+
+    def _forget(self, node: ClusterNode) -> None:
+        """The node stopped answering: drop its lane and refresh the map before the next
+        command (the node may be a primary that died, its replica promoted meanwhile)."""
+        lane = self._lanes.pop(node.name, None)
+        if lane is not None:
+            lane.close()
+        self._client.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+        self._stale = True
+
+    async def _refresh(self) -> None:
+        self._stale = False
+        try:
+            await self._client.nodes_manager.initialize()
+        except BaseException:
+            self._stale = True
+            raise
+
+    def _node_at(self, host: str, port: int | str) -> ClusterNode:
+        node = self._client.get_node(host=host, port=int(port))
+        if node is None:
+            node = ClusterNode(host, int(port), **self._client.nodes_manager.connection_kwargs)
+        return node
+
+
+def _key_of(command: Command) -> Arg:
+    """The key that routes a hot-path command: a script's first key, a read's stream."""
+    words = [_word(arg) for arg in command]
+    if words[0] in ("EVALSHA", "EVAL") and int(command[2]) > 0:
+        return command[3]
+    if words[0] == "XREADGROUP" and "STREAMS" in words:
+        return command[words.index("STREAMS") + 1]
+    raise ValueError(f"no key to route {words[0]} by on a cluster")
+
+
+def _word(arg: Arg) -> str:
+    return (arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)).upper()

@@ -19,7 +19,6 @@ __all__ = (
     "DEFAULT_URL",
     "MIN_SERVER_VERSION",
     "connect",
-    "lane_timeout",
     "redacted",
     "resolve_url",
 )
@@ -125,12 +124,6 @@ def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     if parts.path.strip("/") not in ("", "0"):
         raise ValueError("a Redis Cluster has only database 0")
     return RedisCluster(startup_nodes=nodes, protocol=2, decode_responses=False, **options)
-
-
-def lane_timeout(client: aioredis.Redis) -> float | None:
-    """How long a lane's command may wait for its reply: the client's socket timeout."""
-    timeout = client.connection_pool.connection_kwargs.get("socket_timeout", SOCKET_TIMEOUT)
-    return None if timeout is None else float(timeout)
 
 
 def check_server_version(info: dict[str, Any], url: str) -> None:

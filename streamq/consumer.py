@@ -69,11 +69,6 @@ def _group_gone(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
 
 
-def _fields(raw: Any) -> dict[bytes, bytes]:
-    """An entry's fields: a flat list from a lane; the cluster client has already made a dict."""
-    return raw if isinstance(raw, dict) else pairs(raw)
-
-
 class _Held:
     """An entry this consumer holds: read or reclaimed, and not yet finished."""
 
@@ -307,9 +302,7 @@ class Consumer(Generic[T]):
         finally:
             self._reading = False
         for _stream, entries in reply or ():
-            await self._admit(
-                inbox, self._hold_all(_Held(e, _fields(raw), 1) for e, raw in entries)
-            )
+            await self._admit(inbox, self._hold_all(_Held(e, pairs(raw), 1) for e, raw in entries))
 
     async def _reclaim(self, inbox: _Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
         cursor, claimed = await self._scripts.reclaim(

@@ -8,8 +8,9 @@
     ├── InvalidArgument (ValueError)
     │                           a bad name, option or value passed to the API
     ├── JobFailed               a job went to the dead letters (raised by ``Queue.wait_for``)
-    └── JobNotFound (LookupError)
-                                no such job (never enqueued, or its record expired)
+    ├── JobNotFound (LookupError)
+    │                           no such job (never enqueued, or its record expired)
+    └── NotReplicated           an enqueue reached fewer replicas than ``min_replicas`` asks
 
 Waiting past a deadline raises the built-in :class:`TimeoutError`.
 """
@@ -22,6 +23,7 @@ __all__ = (
     "InvalidArgument",
     "JobFailed",
     "JobNotFound",
+    "NotReplicated",
     "StreamqError",
 )
 
@@ -69,3 +71,26 @@ class JobNotFound(StreamqError, LookupError):
         )
         self.job_id = job_id
         self.queue = queue
+
+
+class NotReplicated(StreamqError):
+    """Fewer replicas than the manager's ``min_replicas`` confirmed an enqueue in time.
+
+    The jobs *were* written to the primary and will run, unless the primary fails before they
+    reach a replica. Enqueueing them again with the same ``job_id`` is safe (deduplicated).
+    """
+
+    def __init__(
+        self, *, queue: str, job_ids: list[str], replicas: int, wanted: int, timeout: float
+    ) -> None:
+        shown = ", ".join(map(repr, job_ids[:3])) + (" ..." if len(job_ids) > 3 else "")
+        super().__init__(
+            f"queue {queue!r}: {len(job_ids)} job(s) ({shown}) reached {replicas} of the"
+            f" {wanted} replica(s) min_replicas asks for within {timeout:g}s; they are on the"
+            " primary and would be lost if it failed now. Check the replicas (INFO replication),"
+            " or enqueue again with the same job_id (deduplicated)"
+        )
+        self.queue = queue
+        self.job_ids = job_ids
+        self.replicas = replicas
+        self.wanted = wanted

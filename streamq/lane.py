@@ -16,25 +16,35 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 import hiredis
 import redis.asyncio as aioredis
 from redis._parsers import BaseParser
+from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ("CommandLane", "Lane", "pack")
+__all__ = ("Command", "CommandLane", "ConnectionFactory", "Lane", "lane_to", "pack")
 
 Arg = bytes | str | int | float
+Command = tuple[Arg, ...]
+#: Opens a redis-py connection (not yet connected) to the server a lane speaks to.
+ConnectionFactory = Callable[[], Connection]
 
 
 class CommandLane(Protocol):
-    """Where the hot path sends its commands: a :class:`Lane`, or on a Redis Cluster the
-    cluster client, which routes each command by its keys (``streamq.cluster``)."""
+    """Where the hot path sends its commands: a :class:`Lane`, or on a Redis Cluster a lane
+    per node, each command routed by its key (``streamq.cluster``)."""
 
     async def execute(self, *args: Arg) -> Any: ...
+
+    async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        """Commands sent together on one connection (of one node), replies in order; the first
+        error reply is raised once every reply is in."""
+        ...
 
     async def load_script(self, source: str) -> None: ...
 
@@ -92,6 +102,18 @@ class _Protocol(asyncio.Protocol):
         if self._watchdog is None and self.timeout is not None:
             self._watchdog = self._loop.call_later(self.timeout, self._check_stalled)
         return future
+
+    def send_many(self, commands: Sequence[bytes]) -> list[asyncio.Future[Any]]:
+        """Several commands in one write; their replies come back in order."""
+        if self.lost is not None:
+            raise type(self.lost)(*self.lost.args)
+        futures = [self._loop.create_future() for _ in commands]
+        self._waiting.extend(futures)
+        self._sent_at.extend([self._loop.time()] * len(commands))
+        self.transport.write(b"".join(commands))
+        if self._watchdog is None and self.timeout is not None:
+            self._watchdog = self._loop.call_later(self.timeout, self._check_stalled)
+        return futures
 
     @property
     def usable(self) -> bool:
@@ -160,8 +182,15 @@ class _Protocol(asyncio.Protocol):
         self.resume_writing()
 
 
+def lane_to(client: aioredis.Redis) -> Lane:
+    """A lane to the server ``client`` talks to, with the client's socket timeout."""
+    pool = client.connection_pool
+    timeout = pool.connection_kwargs.get("socket_timeout")
+    return Lane(pool.make_connection, None if timeout is None else float(timeout))
+
+
 class Lane:
-    """One pipelined connection to the server ``client`` talks to.
+    """One pipelined connection, opened by ``new_connection`` (redis-py hand-shakes it).
 
     ``timeout`` bounds how long a command may wait for its reply (longer than any blocking read
     sent on the lane); ``None`` waits as long as it takes. When it passes, every command on the
@@ -169,8 +198,8 @@ class Lane:
     unknown.
     """
 
-    def __init__(self, client: aioredis.Redis, timeout: float | None) -> None:
-        self._pool = client.connection_pool
+    def __init__(self, new_connection: ConnectionFactory, timeout: float | None) -> None:
+        self._new_connection = new_connection
         self._timeout = timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
@@ -188,6 +217,23 @@ class Lane:
             future.cancel()  # its reply, or its error, is then dropped
             raise
         return await future
+
+    async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        protocol = self._protocol
+        if protocol is None or not protocol.usable:
+            protocol = await self._connect()
+        futures = protocol.send_many([pack(command) for command in commands])
+        try:
+            await protocol.drain()
+            replies = await asyncio.gather(*futures, return_exceptions=True)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
 
     async def load_script(self, source: str) -> None:
         await self.execute("SCRIPT", "LOAD", source)
@@ -230,9 +276,9 @@ class Lane:
             attempt.exception()  # retrieved: every caller may have given up waiting
 
     async def _take_over(self) -> _Protocol:
-        connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        connection = self._new_connection()
         try:
-            await connection.connect()
+            await connection.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             await connection.disconnect()
             raise
@@ -246,7 +292,7 @@ class Lane:
         if reader.at_eof() or len(getattr(reader, "_buffer", b"")):
             await connection.disconnect()
             raise RedisConnectionError("unexpected data after the connection's handshake")
-        transport = writer.transport
+        transport = cast("asyncio.Transport", writer.transport)
         connection._reader = connection._writer = None
         protocol = _Protocol(transport, self._timeout)
         protocol.writer = writer

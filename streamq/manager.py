@@ -16,14 +16,14 @@ from anyio.abc import TaskGroup
 from redis.asyncio.cluster import RedisCluster
 
 from .cluster import ClusterLane
-from .connection import Client, connect, lane_timeout, resolve_url
+from .connection import SOCKET_TIMEOUT, Client, connect, resolve_url
 from .errors import InvalidArgument, StreamqError
 from .keys import validate_name
-from .lane import CommandLane, Lane
+from .lane import CommandLane, lane_to
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
-from .validation import check_count, check_seconds
+from .validation import check_count, check_non_negative, check_seconds
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -42,20 +42,28 @@ DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 @dataclass(frozen=True, slots=True)
 class _Connection:
     client: Client
-    #: Where every script call goes: the pipelined lane, or on a cluster the routing client.
+    #: Where every script call goes: the pipelined lane, or on a cluster a lane per primary.
     lane: CommandLane
     scripts: Scripts
+    #: ``scripts``, or with ``min_replicas`` scripts on a lane of their own whose enqueues wait
+    #: for the replicas (a WAIT blocks its connection: the other calls must not queue behind it).
+    enqueue_scripts: Scripts
     tasks: TaskGroup
 
     def new_lane(self) -> CommandLane:
         """A lane of its own (for a consumer's blocking reads)."""
         return _lane_for(self.client)
 
+    def close_lanes(self) -> None:
+        self.lane.close()
+        self.enqueue_scripts.lane.close()
+
 
 def _lane_for(client: Client) -> CommandLane:
     if isinstance(client, RedisCluster):
-        return ClusterLane(client)
-    return Lane(client, lane_timeout(client))
+        timeout = client.nodes_manager.connection_kwargs.get("socket_timeout")
+        return ClusterLane(client, None if timeout is None else float(timeout))
+    return lane_to(client)
 
 
 class QueueManager:
@@ -64,6 +72,10 @@ class QueueManager:
     ``async with QueueManager(url) as qm:`` connects and checks the server; leaving the block
     stops every consumer gracefully and closes the connections. ``options`` go to the redis-py
     client (``max_connections``, ``ssl_ca_certs`` ...).
+
+    ``min_replicas``: an enqueue returns only once that many replicas have the job (Redis
+    ``WAIT``), or raises :class:`~streamq.NotReplicated` after ``replica_timeout`` seconds; so
+    a failover to one of those replicas cannot lose a job that ``enqueue`` returned for.
     """
 
     def __init__(
@@ -75,6 +87,8 @@ class QueueManager:
         result_ttl: int = DEFAULT_RESULT_TTL,
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         group_idle_timeout: float = DEFAULT_GROUP_IDLE_TIMEOUT,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
         **options: Any,
     ) -> None:
         self.url = resolve_url(url)
@@ -87,6 +101,14 @@ class QueueManager:
         #: A consumer group with no live consumer for this long is removed, so the broadcast
         #: groups of instances that are gone do not keep the stream from being trimmed.
         self.group_idle_timeout = check_seconds(group_idle_timeout, what="group_idle_timeout")
+        self.min_replicas = check_non_negative(min_replicas, what="min_replicas")
+        self.replica_timeout = check_seconds(replica_timeout, what="replica_timeout")
+        socket_timeout = options.get("socket_timeout", SOCKET_TIMEOUT)
+        if socket_timeout is not None and self.replica_timeout >= socket_timeout:
+            raise InvalidArgument(
+                f"replica_timeout ({replica_timeout}s) must be shorter than socket_timeout"
+                f" ({socket_timeout}s), or the wait would be taken for a dead connection"
+            )
         self._options = options
         self._queues: dict[str, Queue[Any]] = {}
         self._consumers: list[Consumer[Any]] = []
@@ -103,9 +125,16 @@ class QueueManager:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
         client = await connect(self.url, **self._options)
         lane = _lane_for(client)
+        scripts = Scripts(lane, self.result_ttl)
+        enqueue_scripts = scripts
+        if self.min_replicas:
+            enqueue_scripts = Scripts(
+                _lane_for(client), self.result_ttl,
+                min_replicas=self.min_replicas, replica_timeout=self.replica_timeout,
+            )  # fmt: skip
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
-        self._connection = _Connection(client, lane, Scripts(lane, self.result_ttl), tasks)
+        self._connection = _Connection(client, lane, scripts, enqueue_scripts, tasks)
         return self
 
     async def __aexit__(
@@ -126,7 +155,7 @@ class QueueManager:
                 self._connection = None
                 self._schedulers.clear()
                 self._wake_listener = None
-                connection.lane.close()
+                connection.close_lanes()
                 await connection.client.aclose()
         return suppress
 

@@ -67,6 +67,11 @@ class Queue(Generic[T]):
     def _scripts(self) -> Scripts:
         return self._manager._connected().scripts
 
+    @property
+    def _enqueue_scripts(self) -> Scripts:
+        """Where enqueues go: with ``min_replicas``, a lane of their own that waits for them."""
+        return self._manager._connected().enqueue_scripts
+
     # -- producing ------------------------------------------------------------------------
 
     async def enqueue(
@@ -114,7 +119,7 @@ class Queue(Generic[T]):
         self, jobs: list[_Enqueue], priority: int, delay_ms: int
     ) -> Exception | None:
         try:
-            await self._scripts.enqueue(
+            await self._enqueue_scripts.enqueue(
                 self._keys, [(j[0], j[1]) for j in jobs], jobs[0][2], priority, delay_ms
             )
         except Exception as exc:
@@ -134,7 +139,7 @@ class Queue(Generic[T]):
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
         for start in range(0, len(jobs), ENQUEUE_BATCH):
             batch = jobs[start : start + ENQUEUE_BATCH]
-            await self._scripts.enqueue(self._keys, batch, now, priority, delay_ms)
+            await self._enqueue_scripts.enqueue(self._keys, batch, now, priority, delay_ms)
         return [job_id for job_id, _ in jobs]
 
     async def cancel(self, job_id: str) -> bool:

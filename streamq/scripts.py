@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from redis.exceptions import NoScriptError
 
+from .errors import NotReplicated
 from .keys import QueueKeys
-from .lane import Arg, CommandLane
+from .lane import Arg, Command, CommandLane
 
 __all__ = (
     "Claimed",
@@ -114,6 +115,19 @@ class _Script:
             await self._lane.load_script(self._source)
             return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
 
+    async def call_then(
+        self, then: Command, *, keys: Sequence[Arg], args: Sequence[Arg] = ()
+    ) -> tuple[Any, Any]:
+        """The script's reply and that of ``then``, sent right after it on the same connection
+        (``WAIT`` counts the replicas that have what this connection wrote)."""
+        commands = [("EVALSHA", self._sha, len(keys), *keys, *args), then]
+        try:
+            reply, then_reply = await self._lane.execute_many(commands)
+        except NoScriptError:
+            await self._lane.load_script(self._source)
+            reply, then_reply = await self._lane.execute_many(commands)
+        return reply, then_reply
+
 
 def pairs(flat: Sequence[bytes]) -> Fields:
     """A flat ``[field, value, ...]`` reply as a dict."""
@@ -121,10 +135,24 @@ def pairs(flat: Sequence[bytes]) -> Fields:
 
 
 class Scripts:
-    """The scripts, called through one lane."""
+    """The scripts, called through one lane.
 
-    def __init__(self, lane: CommandLane, result_ttl: int) -> None:
+    With ``min_replicas``, an enqueue returns only once that many replicas have it, or raises
+    :class:`NotReplicated` after ``replica_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        lane: CommandLane,
+        result_ttl: int,
+        *,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
+    ) -> None:
+        self.lane = lane
         self._ttl = result_ttl
+        self._min_replicas = min_replicas
+        self._replica_timeout = replica_timeout
 
         def register(source: str) -> _Script:
             return _Script(lane, source)
@@ -165,9 +193,17 @@ class Scripts:
         args: list[Any] = [keys.job_prefix, keys.wake, repr(enqueued_at), priority, delay_ms]
         for job_id, payload in jobs:
             args += (job_id, payload)
-        added = await self._enqueue(
-            keys=[keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window], args=args
-        )
+        script_keys = [keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window]
+        if not self._min_replicas:
+            added = await self._enqueue(keys=script_keys, args=args)
+            return [bool(a) for a in added]
+        wait = ("WAIT", self._min_replicas, round(self._replica_timeout * 1000))
+        added, replicas = await self._enqueue.call_then(wait, keys=script_keys, args=args)
+        if replicas < self._min_replicas:
+            raise NotReplicated(
+                queue=keys.queue, job_ids=[job_id for job_id, _ in jobs], replicas=replicas,
+                wanted=self._min_replicas, timeout=self._replica_timeout,
+            )  # fmt: skip
         return [bool(a) for a in added]
 
     async def complete(

@@ -11,6 +11,7 @@ __all__ = (
     "check_count",
     "check_job_id",
     "check_max_retries",
+    "check_non_negative",
     "check_seconds",
     "new_job_id",
 )
@@ -32,6 +33,12 @@ def check_max_retries(max_retries: object) -> int:
             f"max_retries must be an int >= 0 (0 means one attempt only), got {max_retries!r}"
         )
     return max_retries
+
+
+def check_non_negative(value: object, *, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{what} must be an int >= 0, got {value!r}")
+    return value
 
 
 def check_count(value: object, *, what: str) -> int:

@@ -19,6 +19,7 @@ PUBLIC = {
     "JobInfo",
     "JobNotFound",
     "JobState",
+    "NotReplicated",
     "Queue",
     "QueueManager",
     "QueueStats",

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def lane(redis: aioredis.Redis) -> AsyncIterator[Lane]:
-    lane = Lane(redis, timeout=10)
+    lane = Lane(redis.connection_pool.make_connection, timeout=10)
     try:
         yield lane
     finally:
@@ -104,7 +104,7 @@ async def test_a_stalled_server_times_out_instead_of_blocking_forever(
     own_server: LocalRedis,
 ) -> None:
     client = aioredis.Redis.from_url(own_server.url, protocol=2)
-    lane = Lane(client, timeout=0.5)
+    lane = Lane(client.connection_pool.make_connection, timeout=0.5)
     try:
         assert await lane.execute("PING") == b"PONG"
         os.kill(own_server.pid, signal.SIGSTOP)
@@ -122,7 +122,7 @@ async def test_a_stalled_server_times_out_instead_of_blocking_forever(
 
 
 async def test_a_closed_lane_refuses_commands(redis: aioredis.Redis) -> None:
-    lane = Lane(redis, timeout=5)
+    lane = Lane(redis.connection_pool.make_connection, timeout=5)
     assert await lane.execute("PING") == b"PONG"
     lane.close()
     with pytest.raises(RedisConnectionError, match="closed"):
@@ -221,7 +221,7 @@ async def test_callers_waiting_on_one_connect_attempt_fail_together(
     client = aioredis.Redis.from_url(
         f"redis://127.0.0.1:{port}", socket_timeout=0.5, socket_connect_timeout=0.5
     )
-    lane = Lane(client, timeout=0.5)
+    lane = Lane(client.connection_pool.make_connection, timeout=0.5)
     failed_after: list[float] = []
 
     async def ping() -> None:
@@ -247,7 +247,7 @@ async def test_closing_a_lane_while_it_connects_leaves_no_connection(
 ) -> None:
     port = slow_server.port
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}", socket_timeout=5)
-    lane = Lane(client, timeout=5)
+    lane = Lane(client.connection_pool.make_connection, timeout=5)
     try:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
