@@ -2,6 +2,10 @@
 #              is set), run the demo, then a short benchmark
 # make test  - install what is missing and run the whole suite against real redis-server
 # make lint  - ruff and mypy --strict
+# make up    - Docker Compose: a Redis with AOF, a 6-node Redis Cluster, and the example app's
+#              producer and worker on each (docker-compose.yml; README: "Running it with Docker
+#              Compose")
+# make down  - stop all of that and remove its containers and volumes (the queues' data too)
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,8 +15,9 @@ OLD_REDIS := .cache/redis-5.0/redis-server
 REDIS_62 := .cache/redis-6.2/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+COMPOSE ?= docker compose
 
-.PHONY: run test lint format redis-server clean
+.PHONY: run test lint format redis-server clean up down compose-ready
 
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
@@ -31,6 +36,23 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format streamq tests
 	$(BIN)/ruff check --fix streamq tests
+
+up: compose-ready
+	$(COMPOSE) up -d --build
+	$(COMPOSE) ps
+	@echo "Follow the example app with: $(COMPOSE) logs -f producer worker producer-cluster worker-cluster"
+
+down: compose-ready
+	$(COMPOSE) down -v --remove-orphans
+
+# Compose and an engine it can reach, or a message saying which is missing.
+compose-ready:
+	@$(COMPOSE) version >/dev/null 2>&1 || { \
+		echo "'$(COMPOSE)' is not available: install Docker Engine with the Compose plugin" \
+		     "(or Docker Desktop), or set COMPOSE to your compose command" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { \
+		echo "no Docker engine answers ('docker info' failed): start it (sudo systemctl start" \
+		     "docker, or open Docker Desktop) and retry" >&2; exit 1; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
