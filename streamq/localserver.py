@@ -56,7 +56,10 @@ class LocalRedis:
         return self.process.pid
 
     def start(self, timeout: float = 10.0) -> LocalRedis:
-        self._dir = tempfile.TemporaryDirectory(prefix="streamq-redis-")
+        """Start the server; after :meth:`crash`, again on the same port and folder (with
+        whatever it kept there: its AOF, a cluster node's ``nodes.conf``)."""
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="streamq-redis-")
         last_error = ""
         for _ in range(5):  # a free port can be taken between the probe and the bind
             port = self.port or free_port()
@@ -82,6 +85,14 @@ class LocalRedis:
         """Stop this server (by its PID) and remove its files."""
         self._kill()
         self._cleanup()
+
+    def crash(self) -> None:
+        """SIGKILL the server, keeping its files, so that :meth:`start` brings it back."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            if self.process.stderr:
+                self.process.stderr.close()
 
     def _kill(self) -> None:
         if self.process is None:
