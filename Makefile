@@ -78,11 +78,11 @@ redis-server:
 	@redis-server --version
 
 # A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).
-$(OLD_REDIS): tests/tools/build_old_redis.sh $(STAMP)
+$(OLD_REDIS): tests/tools/build_old_redis.sh | $(STAMP)
 	PIP="$(BIN)/python -m pip" tests/tools/build_old_redis.sh $(dir $@)
 
 # Redis 6.2, the oldest server streamq supports: the suite runs against it too.
-$(REDIS_62): tests/tools/fetch_redis_62.sh $(STAMP)
+$(REDIS_62): tests/tools/fetch_redis_62.sh | $(STAMP)
 	PIP="$(BIN)/python -m pip" tests/tools/fetch_redis_62.sh $(dir $@)
 
 clean:

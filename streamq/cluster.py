@@ -15,6 +15,7 @@ replica promoted in a failover.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +37,10 @@ __all__ = ("ClusterLane",)
 
 #: Redirections followed for one command before its error is raised.
 MAX_REDIRECTS = 5
-#: Wait before sending again after TRYAGAIN or CLUSTERDOWN.
-RETRY_PAUSE = 0.05
+#: How long a command waits out TRYAGAIN or CLUSTERDOWN (a slot moving, a failover) before
+#: the error is raised; the pauses between tries double up to the last.
+SETTLE_PATIENCE = 10.0
+SETTLE_PAUSES = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 class ClusterLane:
@@ -59,7 +62,9 @@ class ClusterLane:
             raise RedisConnectionError("the connection was closed")
         slot = self._client.keyslot(_key_of(commands[0]))
         asking: ClusterNode | None = None
-        for attempt in range(MAX_REDIRECTS + 1):
+        redirects = 0
+        settling = _Settling()
+        while True:
             if self._stale:
                 await self._refresh()
             node = asking or self._client.nodes_manager.get_node_from_slot(slot)
@@ -67,25 +72,26 @@ class ClusterLane:
             asking = None
             try:
                 replies = await self._lane(node).execute_many(sent)
-            except MovedError as exc:
-                if attempt == MAX_REDIRECTS:
+            except (MovedError, AskError) as exc:
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
                     raise
-                await self._client.nodes_manager.move_slot(exc)
-            except AskError as exc:
-                if attempt == MAX_REDIRECTS:
-                    raise
-                asking = self._node_at(exc.host, exc.port)
-            except (TryAgainError, ClusterDownError, SlotNotCoveredError):
-                if attempt == MAX_REDIRECTS:
-                    raise
-                self._stale = True
-                await anyio.sleep(RETRY_PAUSE * (attempt + 1))
+                if isinstance(exc, AskError):
+                    asking = self._node_at(exc.host, exc.port)
+                else:
+                    await self._client.nodes_manager.move_slot(exc)
+            except TryAgainError as exc:
+                # A script whose keys a resharding has split over two nodes: it did not run,
+                # and runs once the slot's keys are all moved.
+                await settling.pause_or_raise(exc)
+            except (ClusterDownError, SlotNotCoveredError) as exc:
+                self._stale = True  # a failover under way: the map changes
+                await settling.pause_or_raise(exc)
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 self._forget(node)
                 raise
             else:
                 return replies[-len(commands) :]
-        raise AssertionError("unreachable")  # every path above returns or raises
 
     async def load_script(self, source: str) -> None:
         """On every primary: the next call may go to any of them after a failover."""
@@ -133,6 +139,21 @@ class ClusterLane:
         if node is None:
             node = ClusterNode(host, int(port), **self._client.nodes_manager.connection_kwargs)
         return node
+
+
+class _Settling:
+    """Pauses between the tries of a command the cluster asked to try again."""
+
+    def __init__(self) -> None:
+        self._deadline = time.monotonic() + SETTLE_PATIENCE
+        self._tries = 0
+
+    async def pause_or_raise(self, error: Exception) -> None:
+        """Pause before the next try; past the patience, raise ``error``."""
+        if time.monotonic() >= self._deadline:
+            raise error
+        await anyio.sleep(SETTLE_PAUSES[min(self._tries, len(SETTLE_PAUSES) - 1)])
+        self._tries += 1
 
 
 def _key_of(command: Command) -> Arg:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
@@ -123,3 +125,88 @@ async def _promoted(port: int | None, slot: int, old_primary: int | None) -> boo
             if start <= slot <= end:
                 return bool(int(owner[1]) != old_primary)
     return False
+
+
+@dataclass
+class _Primary:
+    client: aioredis.Redis
+    port: int
+    node_id: str
+
+    async def command(self, *args: object) -> Any:
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+async def test_work_goes_on_while_the_queues_slot_moves_to_another_primary(
+    own_cluster: LocalCluster, queue_name: str
+) -> None:
+    """A live resharding: the slot migrates a few keys at a time (ASK for what has moved,
+    TRYAGAIN for a script whose keys are split), then the cluster hands it over (MOVED)."""
+    slot = key_slot(f"streamq:{{{queue_name}}}:stream".encode())
+    clients = [aioredis.Redis(port=n.port or 0, socket_timeout=5) for n in own_cluster.nodes]
+    try:
+        primaries = []
+        for client, server in zip(clients, own_cluster.nodes, strict=True):
+            role = await client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+            if role[0] == b"master":
+                node_id = await client.execute_command("CLUSTER", "MYID")  # type: ignore[no-untyped-call]
+                primaries.append(_Primary(client, server.port or 0, node_id.decode()))
+        source = await _serving(primaries, slot)
+        target = next(p for p in primaries if p is not source)
+
+        done: set[int] = set()
+        acknowledged: set[int] = set()
+        refused = 0
+        async with streamq.QueueManager(own_cluster.url) as qm:
+            queue = qm.get_queue(queue_name)
+            await queue.consume(lambda job: done.add(job.data), concurrency=10)
+
+            async def produce(numbers: range) -> None:
+                nonlocal refused
+                for n in numbers:
+                    while True:
+                        try:
+                            await queue.enqueue(n, job_id=f"job-{n}")
+                        except (RedisError, streamq.StreamqError):  # noqa: PERF203
+                            refused += 1
+                            await anyio.sleep(0.05)
+                        else:
+                            acknowledged.add(n)
+                            break
+                    await anyio.sleep(0.002)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce, range(600))
+                await wait_until(lambda: len(done) >= 100, what="jobs flowing")
+                await _migrate(source, target, slot, primaries)
+            await wait_until(lambda: acknowledged <= done, timeout=30, what="every job to run")
+            assert await _serving(primaries, slot) is target
+            # The consumer is alive and reads from the new owner.
+            last = await queue.enqueue(600)
+            assert await queue.wait_for(last, timeout=10) is None
+        print(f"resharding: {refused} enqueues refused meanwhile")
+        assert acknowledged == set(range(600))
+        assert refused == 0  # redirects and TRYAGAIN are followed, not raised
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def _serving(primaries: list[_Primary], slot: int) -> _Primary:
+    """The primary that owns ``slot``."""
+    slots = await primaries[0].command("CLUSTER", "SLOTS")
+    port = next(int(owner[1]) for start, end, owner, *_ in slots if start <= slot <= end)
+    return next(p for p in primaries if p.port == port)
+
+
+async def _migrate(
+    source: _Primary, target: _Primary, slot: int, primaries: list[_Primary]
+) -> None:
+    """What ``redis-cli --cluster reshard`` does for one slot, a few keys at a time."""
+    await target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+    await source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    while keys := await source.command("CLUSTER", "GETKEYSINSLOT", slot, 3):
+        await source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        await anyio.sleep(0.05)  # jobs flow meanwhile, against a slot split over two nodes
+    for node in primaries:
+        await node.command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
