@@ -2,6 +2,8 @@
 #              is set), run the demo, then a short benchmark
 # make test  - install what is missing and run the whole suite against real redis-server
 # make lint  - ruff and mypy --strict
+# make bench-cluster - the Redis Cluster figures of benchmarks/README.md: one queue on a throwaway
+#              server, then on a throwaway cluster with and without replicas, and 6 queues there
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +14,7 @@ REDIS_62 := .cache/redis-6.2/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format redis-server clean
+.PHONY: run test lint format redis-server clean bench-cluster
 
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
@@ -22,6 +24,11 @@ run: $(STAMP) redis-server
 test: $(STAMP) redis-server $(OLD_REDIS) $(REDIS_62)
 	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) STREAMQ_REDIS_62_SERVER=$(CURDIR)/$(REDIS_62) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench-cluster: $(STAMP) redis-server
+	$(BIN)/python -m streamq.bench --scenario enqueue --scenario process --processes 2 --repeat 3
+	$(BIN)/python -m streamq.bench --cluster --processes 2 --repeat 3
+	$(BIN)/python -m streamq.bench --cluster --cluster-replicas 0 --processes 2 --repeat 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check streamq tests
