@@ -118,8 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f" default scenarios {', '.join(CLUSTER_SCENARIOS)}",
     )
     parser.add_argument("--cluster-replicas", type=int, default=1, metavar="N",
-                        help="replicas per primary of the throwaway cluster (0 leaves"
-                        " replication's cost out)")  # fmt: skip
+                        help="replicas per primary of the throwaway cluster (default 1;"
+                        " 0 leaves replication's cost out)")  # fmt: skip
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="scenario to run (repeatable; default: all but memory and shards;"
                         " shards needs --cluster)")  # fmt: skip

@@ -53,7 +53,7 @@ def place_queues(target: Target, prefix: str, per_primary: int) -> dict[str, lis
         names = placement[target.shard_of(QueueKeys(prefix, name).stream).primary.address]
         if len(names) < per_primary:
             names.append(name)
-        if all(len(names) == per_primary for names in placement.values()):
+        if all(len(found) == per_primary for found in placement.values()):
             return placement
     raise StreamqError(f"found no queue names hashing to every primary in {_MAX_TRIES} tries")
 
