@@ -1,4 +1,5 @@
-"""`python -m streamq.bench`: its help, a short real run, and bad arguments."""
+"""`python -m streamq.bench`: its help, short real runs (on a server and on a cluster), and bad
+arguments."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import json
 import subprocess
 import sys
 
+import pytest
+from redis.crc import key_slot
 
-def run_bench(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+
+def run_bench(
+    *args: str, url: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin"}
     if url:
         env["STREAMQ_REDIS_URL"] = url
     return subprocess.run(
         [sys.executable, "-m", "streamq.bench", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 
 
@@ -69,3 +75,51 @@ def test_worker_processes_drain_the_queue(redis_url: str) -> None:
         "2 processes, concurrency 10 each",
     ]
     assert rows[1]["jobs"] == 399 and rows[1]["rate"] > 0
+
+
+#: The slot ranges ``redis-cli --cluster create`` gives three primaries.
+_THIRDS = ((0, 5460), (5461, 10922), (10923, 16383))
+
+
+def _third(queue: str) -> int:
+    slot = key_slot(f"streamq:{{{queue}}}:stream".encode())
+    return next(n for n, (first, last) in enumerate(_THIRDS) if first <= slot <= last)
+
+
+@pytest.mark.timeout(200)
+def test_on_a_throwaway_cluster_queues_spread_two_per_primary() -> None:
+    # No URL: the bench starts a LocalCluster; its default scenarios are enqueue, process, shards.
+    done = run_bench("--cluster", "--jobs", "50", "--processes", "2", "--json", timeout=180)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["environment"]["cluster"] == {"primaries": 3, "replicas": 3}
+    rows = {(r["scenario"], r["label"]): r for r in report["results"]}
+    assert {s for s, _ in rows} == {"enqueue", "process", "shards"}
+    for row in rows.values():
+        assert row["rate"] > 0 and row["jobs"] > 0 and row["redis_cpu_us"] > 0, row
+        assert row["extra"]["replicas_cpu_us"] > 0, row
+    assert rows["process", "2 processes, concurrency 10 each"]["jobs"] == 49
+    shards = [rows["shards", f"6 queues on 3 primaries, {n}"] for n in ("1 process", "2 processes")]
+    assert [r["jobs"] for r in shards] == [300, 299]
+    for row in shards:
+        primaries = row["primaries"]
+        assert len({p["primary"] for p in primaries}) == 3
+        # Each primary's two queues hash into its own third of the slots, checked here apart
+        # from the bench's own slot map.
+        assert sorted([_third(q) for q in p["queues"]] for p in primaries) == [
+            [0, 0],
+            [1, 1],
+            [2, 2],
+        ]
+        for p in primaries:
+            assert len(p["queues"]) == 2 and p["jobs"] == 100 and len(p["replicas"]) == 1
+            assert p["redis_cpu_us"] > 0 and p["replicas_cpu_us"] > 0 and p["cpu_pct"] > 0
+            assert p["commands"] > 1 and p["round_trips"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_cluster_arguments_are_checked() -> None:
+    done = run_bench("--scenario", "shards")
+    assert done.returncode == 2 and "shards scenario needs a Redis Cluster" in done.stderr
+    done = run_bench("--cluster", "--url", "redis://127.0.0.1:6379/0")
+    assert done.returncode == 2 and "--cluster needs a redis+cluster://" in done.stderr
