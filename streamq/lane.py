@@ -10,6 +10,10 @@ they answer the futures in order, so concurrent callers pipeline on the one sock
 A lane connects on first use and again after its connection is lost; the commands that were on
 their way fail with redis-py's ``ConnectionError`` (or ``TimeoutError`` when Redis stopped
 answering), and error replies are redis-py's exceptions, so callers handle one family of errors.
+A READONLY reply means the server is now a replica (a demoted primary): the lane stops using that
+connection, and the next command connects again, to whatever server the client's pool names then.
+Under Sentinel the pool also knows the primary's address, and a lane whose connection goes
+elsewhere (a failover happened) reconnects before its next command (``streamq.sentinel``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Protocol
 import hiredis
 import redis.asyncio as aioredis
 from redis._parsers import BaseParser
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -67,6 +72,12 @@ def _error(message: str) -> RedisError:
     return error
 
 
+def _is_readonly(message: str) -> bool:
+    """The reply of a write sent to a replica (Redis 7 says so first; 6.2 inside a script's
+    error)."""
+    return message.startswith("READONLY ") or "-READONLY " in message
+
+
 class _Protocol(asyncio.Protocol):
     """Replies answer the waiting futures in the order the commands went out."""
 
@@ -75,6 +86,10 @@ class _Protocol(asyncio.Protocol):
         self.writer: asyncio.StreamWriter | None = None
         self.timeout = timeout
         self.lost: RedisError | None = None
+        #: (host, port) the connection went to.
+        self.address: tuple[Any, Any] | None = None
+        #: The server answered READONLY: it is a replica now, and no new command goes to it.
+        self.demoted = False
         self._parser = hiredis.Reader()
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._sent_at: collections.deque[float] = collections.deque()
@@ -97,7 +112,7 @@ class _Protocol(asyncio.Protocol):
     def usable(self) -> bool:
         # Closing: the server hung up and connection_lost has not run yet (asyncio runs it a
         # loop turn later); a command written now would be dropped.
-        return self.lost is None and not self.transport.is_closing()
+        return self.lost is None and not self.demoted and not self.transport.is_closing()
 
     async def drain(self) -> None:
         while self._writable is not None and self.lost is None:
@@ -109,9 +124,12 @@ class _Protocol(asyncio.Protocol):
             while (reply := self._parser.gets()) is not False:
                 self._sent_at.popleft()
                 future = self._waiting.popleft()
+                error = isinstance(reply, hiredis.ReplyError)
+                if error and _is_readonly(str(reply)):
+                    self.demoted = True
                 if future.done():
                     continue  # its caller was cancelled: the reply is dropped
-                if isinstance(reply, hiredis.ReplyError):
+                if error:
                     future.set_exception(_error(str(reply)))
                 else:
                     future.set_result(reply)
@@ -171,6 +189,7 @@ class Lane:
 
     def __init__(self, client: aioredis.Redis, timeout: float | None) -> None:
         self._pool = client.connection_pool
+        self._sentinel_pool = self._pool if isinstance(self._pool, SentinelConnectionPool) else None
         self._timeout = timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
@@ -179,7 +198,7 @@ class Lane:
     async def execute(self, *args: Arg) -> Any:
         command = pack(args)
         protocol = self._protocol
-        if protocol is None or not protocol.usable:
+        if protocol is None or not self._current(protocol):
             protocol = await self._connect()
         future = protocol.send(command)
         try:
@@ -197,6 +216,12 @@ class Lane:
         self._closed = True
         self.disconnect()
 
+    def _current(self, protocol: _Protocol) -> bool:
+        """Whether commands may go on this connection: it is up, and under Sentinel it goes to
+        the primary the pool last heard of (a failover moves it)."""
+        pool = self._sentinel_pool
+        return protocol.usable and (pool is None or pool.master_address in (None, protocol.address))
+
     def disconnect(self) -> None:
         """Drop the connection; the next command opens a new one."""
         if self._protocol is not None:
@@ -208,7 +233,7 @@ class Lane:
         failure fails them all at once rather than one timeout after another."""
         if self._closed:
             raise RedisConnectionError("the connection was closed")
-        if self._protocol is not None and self._protocol.usable:
+        if self._protocol is not None and self._current(self._protocol):
             return self._protocol  # another caller's attempt connected meanwhile
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._open())
@@ -250,5 +275,6 @@ class Lane:
         connection._reader = connection._writer = None
         protocol = _Protocol(transport, self._timeout)
         protocol.writer = writer
+        protocol.address = (getattr(connection, "host", None), getattr(connection, "port", None))
         transport.set_protocol(protocol)
         return protocol

@@ -23,6 +23,7 @@ from .lane import CommandLane, Lane
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
+from .sentinel import SentinelRedis
 from .validation import check_count, check_seconds
 
 if TYPE_CHECKING:
@@ -105,6 +106,8 @@ class QueueManager:
         lane = _lane_for(client)
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
+        if isinstance(client, SentinelRedis):
+            tasks.start_soon(client.follow_failovers, name="streamq sentinel failovers")
         self._connection = _Connection(client, lane, Scripts(lane, self.result_ttl), tasks)
         return self
 
