@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ConnectionFailed, InvalidArgument
+from .sentinel import NoPrimaryFound, SentinelRedis, no_primary_message, primary_client
 
 __all__ = (
     "DEFAULT_URL",
@@ -28,7 +29,7 @@ URL_ENV = "STREAMQ_REDIS_URL"
 MIN_SERVER_VERSION = (6, 2)
 _SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
-_LATER_SCHEMES = ("redis+sentinel",)
+SENTINEL_SCHEME = "redis+sentinel"
 
 #: A client for one server, or for a Redis Cluster.
 Client = aioredis.Redis | RedisCluster
@@ -59,14 +60,11 @@ def _parse_version(text: str) -> tuple[int, ...]:
 async def connect(url: str, **options: Any) -> Client:
     """A client for ``url``, after checking that the server answers and is recent enough."""
     scheme = urlsplit(url).scheme
-    if scheme in _LATER_SCHEMES:
-        raise InvalidArgument(
-            f"{scheme}:// URLs are not supported yet; connect to one node with redis:// for now"
-        )
-    if scheme not in (*_SCHEMES, CLUSTER_SCHEME):
+    if scheme not in (*_SCHEMES, CLUSTER_SCHEME, SENTINEL_SCHEME):
         raise InvalidArgument(
             f"unsupported Redis URL {redacted(url)!r}: use redis://host:port/db,"
-            " rediss:// for TLS, unix:///path/to/socket or redis+cluster://host:port,host:port"
+            " rediss:// for TLS, unix:///path/to/socket, redis+cluster://host:port,host:port"
+            " or redis+sentinel://host:port,host:port/service_name"
         )
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
@@ -75,6 +73,8 @@ async def connect(url: str, **options: Any) -> Client:
         # RESP2 pinned: the replies of scripts and stream commands are parsed in that shape.
         if scheme == CLUSTER_SCHEME:
             client = _cluster_client(url, options)
+        elif scheme == SENTINEL_SCHEME:
+            client = _sentinel_client(url, options)
         else:
             options.setdefault("health_check_interval", 15)
             client = aioredis.Redis.from_url(url, protocol=2, decode_responses=False, **options)
@@ -82,6 +82,9 @@ async def connect(url: str, **options: Any) -> Client:
         raise InvalidArgument(f"bad Redis URL or option for {redacted(url)!r}: {exc}") from exc
     try:
         info = await client.info("server")
+    except NoPrimaryFound as exc:
+        await client.aclose()
+        raise ConnectionFailed(no_primary_message(exc, redacted(url))) from exc
     except AuthenticationError as exc:
         await client.aclose()
         raise ConnectionFailed(
@@ -110,20 +113,51 @@ async def connect(url: str, **options: Any) -> Client:
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     """``redis+cluster://[user:password@]host:port[,host:port...]``: the nodes to start from."""
     parts = urlsplit(url)
-    credentials, _, hosts = parts.netloc.rpartition("@")
+    nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc, options)]
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    return RedisCluster(startup_nodes=nodes, protocol=2, decode_responses=False, **options)
+
+
+def _hosts(netloc: str, options: dict[str, Any]) -> list[tuple[str, int]]:
+    """``[user:password@]host:port[,host:port...]``; the credentials go to ``options``."""
+    credentials, _, hosts = netloc.rpartition("@")
     if credentials:
         username, _, password = credentials.partition(":")
         options.setdefault("username", unquote(username) or None)
         options.setdefault("password", unquote(password) or None)
-    nodes = []
+    addresses = []
     for address in hosts.split(","):
         host, _, port = address.strip().rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"{address!r} is not host:port")
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))
-    if parts.path.strip("/") not in ("", "0"):
-        raise ValueError("a Redis Cluster has only database 0")
-    return RedisCluster(startup_nodes=nodes, protocol=2, decode_responses=False, **options)
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+def _sentinel_client(url: str, options: dict[str, Any]) -> SentinelRedis:
+    """``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[?db=N]``: the
+    sentinels to ask, and the name they monitor the primary by (``sentinel monitor <name>``)."""
+    parts = urlsplit(url)
+    sentinels = _hosts(parts.netloc, options)
+    service_name, _, rest = unquote(parts.path).strip("/").partition("/")
+    if not service_name or rest:
+        raise ValueError(
+            "name the service the sentinels monitor as the URL's path, once:"
+            " redis+sentinel://host:port,host:port/service_name"
+        )
+    query = parse_qs(parts.query, strict_parsing=bool(parts.query))
+    db = query.pop("db", None)
+    if query:
+        raise ValueError(
+            f"unknown URL option {', '.join(query)}: pass options to QueueManager as keywords"
+        )
+    if db is not None:
+        if len(db) != 1 or not db[0].isdigit():
+            raise ValueError("db must be one database number, e.g. ?db=0")
+        options.setdefault("db", int(db[0]))
+    options.setdefault("health_check_interval", 15)
+    return primary_client(sentinels, service_name, options)
 
 
 def check_server_version(info: dict[str, Any], url: str) -> None:

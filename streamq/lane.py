@@ -10,6 +10,10 @@ they answer the futures in order, so concurrent callers pipeline on the one sock
 A lane connects on first use and again after its connection is lost; the commands that were on
 their way fail with redis-py's ``ConnectionError`` (or ``TimeoutError`` when Redis stopped
 answering), and error replies are redis-py's exceptions, so callers handle one family of errors.
+A READONLY reply means the server is now a replica (a demoted primary): the lane stops using that
+connection, and the next command connects again, to whatever server the client's pool names then.
+Under Sentinel the pool also knows the primary's address, and a lane whose connection goes
+elsewhere (a failover happened) reconnects before its next command (``streamq.sentinel``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis._parsers import BaseParser
 from redis.asyncio.connection import Connection
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,6 +38,7 @@ Arg = bytes | str | int | float
 Command = tuple[Arg, ...]
 #: Opens a redis-py connection (not yet connected) to the server a lane speaks to.
 ConnectionFactory = Callable[[], Connection]
+Address = tuple[Any, Any]
 
 
 class CommandLane(Protocol):
@@ -77,6 +83,12 @@ def _error(message: str) -> RedisError:
     return error
 
 
+def _is_readonly(message: str) -> bool:
+    """The reply of a write sent to a replica (Redis 7 says so first; 6.2 inside a script's
+    error)."""
+    return message.startswith("READONLY ") or "-READONLY " in message
+
+
 class _Protocol(asyncio.Protocol):
     """Replies answer the waiting futures in the order the commands went out."""
 
@@ -85,6 +97,10 @@ class _Protocol(asyncio.Protocol):
         self.writer: asyncio.StreamWriter | None = None
         self.timeout = timeout
         self.lost: RedisError | None = None
+        #: (host, port) the connection went to.
+        self.address: Address | None = None
+        #: The server answered READONLY: it is a replica now, and no new command goes to it.
+        self.demoted = False
         self._parser = hiredis.Reader()
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._sent_at: collections.deque[float] = collections.deque()
@@ -119,7 +135,7 @@ class _Protocol(asyncio.Protocol):
     def usable(self) -> bool:
         # Closing: the server hung up and connection_lost has not run yet (asyncio runs it a
         # loop turn later); a command written now would be dropped.
-        return self.lost is None and not self.transport.is_closing()
+        return self.lost is None and not self.demoted and not self.transport.is_closing()
 
     async def drain(self) -> None:
         while self._writable is not None and self.lost is None:
@@ -131,9 +147,12 @@ class _Protocol(asyncio.Protocol):
             while (reply := self._parser.gets()) is not False:
                 self._sent_at.popleft()
                 future = self._waiting.popleft()
+                error = isinstance(reply, hiredis.ReplyError)
+                if error and _is_readonly(str(reply)):
+                    self.demoted = True
                 if future.done():
                     continue  # its caller was cancelled: the reply is dropped
-                if isinstance(reply, hiredis.ReplyError):
+                if error:
                     future.set_exception(_error(str(reply)))
                 else:
                     future.set_result(reply)
@@ -186,7 +205,10 @@ def lane_to(client: aioredis.Redis) -> Lane:
     """A lane to the server ``client`` talks to, with the client's socket timeout."""
     pool = client.connection_pool
     timeout = pool.connection_kwargs.get("socket_timeout")
-    return Lane(pool.make_connection, None if timeout is None else float(timeout))
+    primary: Callable[[], Address | None] | None = None
+    if isinstance(pool, SentinelConnectionPool):
+        primary = lambda: pool.master_address  # noqa: E731
+    return Lane(pool.make_connection, None if timeout is None else float(timeout), primary)
 
 
 class Lane:
@@ -198,9 +220,16 @@ class Lane:
     unknown.
     """
 
-    def __init__(self, new_connection: ConnectionFactory, timeout: float | None) -> None:
+    def __init__(
+        self,
+        new_connection: ConnectionFactory,
+        timeout: float | None,
+        primary: Callable[[], Address | None] | None = None,
+    ) -> None:
         self._new_connection = new_connection
         self._timeout = timeout
+        #: Under Sentinel: where the primary is now, as far as the client knows.
+        self._primary = primary
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
         self._closed = False
@@ -208,7 +237,7 @@ class Lane:
     async def execute(self, *args: Arg) -> Any:
         command = pack(args)
         protocol = self._protocol
-        if protocol is None or not protocol.usable:
+        if protocol is None or not self._current(protocol):
             protocol = await self._connect()
         future = protocol.send(command)
         try:
@@ -220,7 +249,7 @@ class Lane:
 
     async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
         protocol = self._protocol
-        if protocol is None or not protocol.usable:
+        if protocol is None or not self._current(protocol):
             protocol = await self._connect()
         futures = protocol.send_many([pack(command) for command in commands])
         try:
@@ -243,6 +272,14 @@ class Lane:
         self._closed = True
         self.disconnect()
 
+    def _current(self, protocol: _Protocol) -> bool:
+        """Whether commands may go on this connection: it is up, and under Sentinel it goes to
+        the primary the client last heard of (a failover moves it)."""
+        if not protocol.usable:
+            return False
+        primary = None if self._primary is None else self._primary()
+        return primary is None or primary == protocol.address
+
     def disconnect(self) -> None:
         """Drop the connection; the next command opens a new one."""
         if self._protocol is not None:
@@ -254,7 +291,7 @@ class Lane:
         failure fails them all at once rather than one timeout after another."""
         if self._closed:
             raise RedisConnectionError("the connection was closed")
-        if self._protocol is not None and self._protocol.usable:
+        if self._protocol is not None and self._current(self._protocol):
             return self._protocol  # another caller's attempt connected meanwhile
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._open())
@@ -296,5 +333,6 @@ class Lane:
         connection._reader = connection._writer = None
         protocol = _Protocol(transport, self._timeout)
         protocol.writer = writer
+        protocol.address = (getattr(connection, "host", None), getattr(connection, "port", None))
         transport.set_protocol(protocol)
         return protocol

@@ -35,7 +35,12 @@ class LocalRedis:
     """One ``redis-server`` process; ``url`` reaches it once :meth:`start` returned."""
 
     def __init__(
-        self, binary: str | None = None, extra_args: Sequence[str] = (), port: int | None = None
+        self,
+        binary: str | None = None,
+        extra_args: Sequence[str] = (),
+        port: int | None = None,
+        *,
+        config_file: str | None = None,
     ) -> None:
         found = binary or shutil.which("redis-server")
         if found is None:
@@ -43,6 +48,9 @@ class LocalRedis:
         self.binary = found
         self.extra_args = list(extra_args)
         self.port = port
+        #: Read first (redis-server takes a config file only as its first argument); a
+        #: sentinel needs one it can rewrite.
+        self.config_file = config_file
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -66,7 +74,8 @@ class LocalRedis:
             log_path = Path(self._dir.name) / "redis.log"
             self.process = subprocess.Popen(
                 [
-                    self.binary, "--port", str(port), "--bind", "127.0.0.1",
+                    self.binary, *([self.config_file] if self.config_file else []),
+                    "--port", str(port), "--bind", "127.0.0.1",
                     "--save", "", "--appendonly", "no", "--dir", self._dir.name,
                     "--logfile", str(log_path), "--daemonize", "no", *self.extra_args,
                 ],

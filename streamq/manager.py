@@ -23,6 +23,7 @@ from .lane import CommandLane, lane_to
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
+from .sentinel import SentinelRedis
 from .validation import check_count, check_non_negative, check_seconds
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ class QueueManager:
             )  # fmt: skip
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
+        if isinstance(client, SentinelRedis):
+            tasks.start_soon(client.follow_failovers, name="streamq sentinel failovers")
         self._connection = _Connection(client, lane, scripts, enqueue_scripts, tasks)
         return self
 

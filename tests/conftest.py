@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import streamq
 from streamq.connection import connect
 from streamq.localcluster import LocalCluster
+from streamq.localsentinel import LocalSentinel
 from streamq.localserver import INSTALL_HINT, LocalRedis
 
 
@@ -107,3 +108,11 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 def old_redis_binary() -> str:
     """A real redis-server older than 6.2, built by `make test` (tests/tools/build_old_redis.sh)."""
     return _built_binary("STREAMQ_OLD_REDIS_SERVER", ".cache/redis-5.0/redis-server")
+
+
+@pytest.fixture(scope="session")
+def sentinel_setup() -> Iterator[LocalSentinel]:
+    """A primary, its replica and three sentinels for the session (tests that kill one of them
+    start their own)."""
+    with LocalSentinel() as setup:
+        yield setup

@@ -14,7 +14,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import streamq
@@ -119,6 +119,36 @@ async def test_a_stalled_server_times_out_instead_of_blocking_forever(
     finally:
         lane.close()
         await client.aclose()
+
+
+@pytest.mark.parametrize("version", ["system", "6.2"])
+async def test_a_server_that_turned_replica_is_left_for_a_new_connection(
+    version: str, queue_name: str
+) -> None:
+    """A READONLY reply (a demoted primary): the next command reconnects, to wherever the
+    client's pool points then (under Sentinel, the new primary)."""
+    binary = None
+    if version == "6.2":
+        binary = os.environ.get("STREAMQ_REDIS_62_SERVER", ".cache/redis-6.2/redis-server")
+        if not os.access(binary, os.X_OK):
+            pytest.fail(f"no redis-server at {binary}: run `make test`, which builds it")
+    with LocalRedis(binary=binary) as server, LocalRedis(binary=binary) as primary:
+        client = aioredis.Redis.from_url(server.url, protocol=2)
+        lane = Lane(client.connection_pool.make_connection, timeout=5)
+        try:
+            client_id = await lane.execute("CLIENT", "ID")
+            await client.replicaof("127.0.0.1", primary.port)
+            with pytest.raises(ReadOnlyError):
+                await lane.execute("SET", queue_name, 1)
+            assert await lane.execute("CLIENT", "ID") != client_id
+            # A script's write: Redis 6.2 says READONLY inside the script's error.
+            client_id = await lane.execute("CLIENT", "ID")
+            with pytest.raises(ResponseError, match="read only replica"):
+                await lane.execute("EVAL", "return redis.call('SET', KEYS[1], 1)", 1, queue_name)
+            assert await lane.execute("CLIENT", "ID") != client_id
+        finally:
+            lane.close()
+            await client.aclose()
 
 
 async def test_a_closed_lane_refuses_commands(redis: aioredis.Redis) -> None:
