@@ -45,8 +45,9 @@ MAX_BLOCK_SECONDS = 5.0
 MAX_RECLAIM_INTERVAL = 5.0
 #: How often acknowledged entries are trimmed when several groups read a stream.
 TRIM_INTERVAL = 2.0
-#: Pauses after a Redis error, doubling up to the last one.
-ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+#: Pauses after a Redis error, doubling up to the last one: short enough that a consumer is
+#: back within ~2 s of a failover or restart however long the outage was.
+ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 #: Entries per heartbeat call.
 HEARTBEAT_BATCH = 500
 #: Longest a stop spends writing the last completions and handing jobs back.

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import anyio
+from redis.exceptions import RedisError
+
+import streamq
 
 
 async def wait_until(
@@ -24,3 +28,46 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await anyio.sleep(0.02)
+
+
+class Producer:
+    """Enqueues numbered jobs (id ``job-<n>``, data ``n``) through failovers and reshardings:
+    each is tried again until Redis acknowledges it (the same id, so a retry adds nothing).
+    ``acknowledged`` holds what Redis acknowledged, ``acknowledged_at`` when; ``refused``
+    counts the tries that failed."""
+
+    def __init__(self, queue: streamq.Queue[Any], pause: float = 0.1) -> None:
+        self.queue = queue
+        self.pause = pause
+        self.acknowledged: set[int] = set()
+        self.acknowledged_at: dict[int, float] = {}
+        self.refused = 0
+
+    async def produce(self, n: int) -> None:
+        while True:
+            try:
+                await self.queue.enqueue(n, job_id=f"job-{n}")
+            except (RedisError, streamq.StreamqError, OSError):  # noqa: PERF203
+                self.refused += 1
+                await anyio.sleep(self.pause)
+            else:
+                self.acknowledged.add(n)
+                self.acknowledged_at[n] = time.monotonic()
+                return
+
+    async def produce_all(
+        self, numbers: Iterable[int], producers: int = 1, pace: float = 0.0
+    ) -> None:
+        """``producers`` at a time, each taking the next number in turn (and pausing ``pace``
+        seconds after each)."""
+        pending = iter(numbers)
+
+        async def producer() -> None:
+            for n in pending:
+                await self.produce(n)
+                if pace:
+                    await anyio.sleep(pace)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(producers):
+                tg.start_soon(producer)

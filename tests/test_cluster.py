@@ -13,13 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
 import streamq
 from streamq.connection import connect
 from streamq.localcluster import LocalCluster
 
-from .helpers import wait_until
+from .helpers import Producer, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -44,8 +43,6 @@ async def test_consumers_resume_after_the_queues_primary_is_killed(
 
     done: set[int] = set()
     finished_at: list[float] = []  # when each job finished
-    acknowledged: set[int] = set()
-    refused = 0
     async with streamq.QueueManager(
         own_cluster.url, min_replicas=min_replicas, replica_timeout=0.5
     ) as qm:
@@ -56,38 +53,14 @@ async def test_consumers_resume_after_the_queues_primary_is_killed(
             finished_at.append(time.monotonic())
 
         await queue.consume(handle, concurrency=10)
-
-        async def produce(n: int) -> None:
-            """Enqueue job n until Redis acknowledges it (the same id: a retry adds nothing)."""
-            nonlocal refused
-            while True:
-                try:
-                    await queue.enqueue(n, job_id=f"job-{n}")
-                except (RedisError, streamq.StreamqError, OSError):  # noqa: PERF203
-                    refused += 1  # the failover, or (min_replicas) no replica yet
-                    await anyio.sleep(0.1)
-                else:
-                    acknowledged.add(n)
-                    return
-
-        async def produce_all(numbers: range) -> None:
-            """Ten producers at a time, taking the next number in turn."""
-            pending = iter(numbers)
-
-            async def producer() -> None:
-                for n in pending:
-                    await produce(n)
-
-            async with anyio.create_task_group() as tg:
-                for _ in range(10):
-                    tg.start_soon(producer)
-
-        await produce_all(range(300))
+        # Ten producers; refusals: the failover, or (min_replicas) no replica yet.
+        producer = Producer(queue)
+        await producer.produce_all(range(300), producers=10)
         await wait_until(lambda: len(done) >= 300, what="the first 300 jobs")
         async with anyio.create_task_group() as tg:
             # Killed while enqueues are on their way.
-            tg.start_soon(produce_all, range(300, 600))
-            await wait_until(lambda: len(acknowledged) >= 350, what="more enqueues")
+            tg.start_soon(producer.produce_all, range(300, 600), 10)
+            await wait_until(lambda: len(producer.acknowledged) >= 350, what="more enqueues")
             victim.crash()
             killed_at = time.monotonic()
             await wait_until(
@@ -102,14 +75,14 @@ async def test_consumers_resume_after_the_queues_primary_is_killed(
         all_ran_after = time.monotonic() - promoted_at
         resumed_after = min(t for t in finished_at if t > promoted_at) - promoted_at
         with contextlib.suppress(AssertionError):  # what is still missing then is lost
-            await wait_until(lambda: acknowledged <= done, timeout=5)
+            await wait_until(lambda: producer.acknowledged <= done, timeout=5)
     await client.aclose()
     # Replication is asynchronous: without min_replicas, a job the dead primary acknowledged
     # but had not yet sent to its replica is lost with it. Reported, never hidden.
-    lost = sorted(acknowledged - done)
+    lost = sorted(producer.acknowledged - done)
     print(
         f"failover, min_replicas={min_replicas}: promoted {promoted_at - killed_at:.1f}s after"
-        f" the kill; {refused} enqueues refused meanwhile and retried; consumers resumed"
+        f" the kill; {producer.refused} enqueues refused meanwhile and retried; consumers resumed"
         f" {resumed_after:.1f}s and every job had run {all_ran_after:.1f}s after the promotion;"
         f" acknowledged jobs lost: {len(lost)} {lost[:10]}"
     )
@@ -155,38 +128,24 @@ async def test_work_goes_on_while_the_queues_slot_moves_to_another_primary(
         target = next(p for p in primaries if p is not source)
 
         done: set[int] = set()
-        acknowledged: set[int] = set()
-        refused = 0
         async with streamq.QueueManager(own_cluster.url) as qm:
             queue = qm.get_queue(queue_name)
             await queue.consume(lambda job: done.add(job.data), concurrency=10)
-
-            async def produce(numbers: range) -> None:
-                nonlocal refused
-                for n in numbers:
-                    while True:
-                        try:
-                            await queue.enqueue(n, job_id=f"job-{n}")
-                        except (RedisError, streamq.StreamqError):  # noqa: PERF203
-                            refused += 1
-                            await anyio.sleep(0.05)
-                        else:
-                            acknowledged.add(n)
-                            break
-                    await anyio.sleep(0.002)
-
+            producer = Producer(queue, pause=0.05)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(produce, range(600))
+                tg.start_soon(producer.produce_all, range(600), 1, 0.002)
                 await wait_until(lambda: len(done) >= 100, what="jobs flowing")
                 await _migrate(source, target, slot, primaries)
-            await wait_until(lambda: acknowledged <= done, timeout=30, what="every job to run")
+            await wait_until(
+                lambda: producer.acknowledged <= done, timeout=30, what="every job to run"
+            )
             assert await _serving(primaries, slot) is target
             # The consumer is alive and reads from the new owner.
             last = await queue.enqueue(600)
             assert await queue.wait_for(last, timeout=10) is None
-        print(f"resharding: {refused} enqueues refused meanwhile")
-        assert acknowledged == set(range(600))
-        assert refused == 0  # redirects and TRYAGAIN are followed, not raised
+        print(f"resharding: {producer.refused} enqueues refused meanwhile")
+        assert producer.acknowledged == set(range(600))
+        assert producer.refused == 0  # redirects and TRYAGAIN are followed, not raised
     finally:
         for client in clients:
             await client.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import time
@@ -11,14 +12,13 @@ from collections.abc import Iterator
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 import streamq
 from streamq.connection import connect
 from streamq.localsentinel import LocalSentinel
 from streamq.localserver import free_port
 
-from .helpers import wait_until
+from .helpers import Producer, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -137,47 +137,33 @@ async def test_consumers_resume_after_the_primary_is_killed(
     setup = own_sentinel_setup
     victim = setup.server_at(setup.primary_port())
     done: set[int] = set()
-    acknowledged: set[int] = set()
-    enqueue_errors = 0
     async with streamq.QueueManager(setup.url, shutdown_grace=5) as qm:
         queue = qm.get_queue(queue_name)
         await queue.consume(lambda job: done.add(job.data), concurrency=10)
-
-        async def produce(numbers: range) -> None:
-            nonlocal enqueue_errors
-            for n in numbers:
-                while True:
-                    try:
-                        await queue.enqueue(n, job_id=f"job-{n}")
-                        acknowledged.add(n)
-                        break
-                    except (RedisError, streamq.StreamqError, OSError):
-                        enqueue_errors += 1  # the failover: try again
-                        await anyio.sleep(0.1)
-
-        await produce(range(300))
+        producer = Producer(queue)  # refusals: the failover
+        await producer.produce_all(range(300))
         await wait_until(lambda: len(done) >= 300, what="the first 300 jobs")
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         with anyio.fail_after(30):
-            await produce(range(300, 600))
+            await producer.produce_all(range(300, 600))
         recovered_at = time.monotonic()
         after_failover = set(range(300, 600))
         # Consumers resume on the promoted replica.
         await wait_until(lambda: after_failover <= done, what="the jobs after the failover")
         resumed_after = time.monotonic() - recovered_at
         with contextlib.suppress(AssertionError):  # what is still missing then is lost
-            await wait_until(lambda: acknowledged <= done, timeout=5)
+            await wait_until(lambda: producer.acknowledged <= done, timeout=5)
     await wait_until(
         lambda: len(ports := setup.primary_ports()) == 1 and victim.port not in ports,
         what="every sentinel to name the new primary",
     )
     # Replication is asynchronous: a job the dead primary acknowledged but had not yet sent to
     # its replica is lost with it. Reported, never hidden.
-    lost = sorted(acknowledged - done)
+    lost = sorted(producer.acknowledged - done)
     print(
         f"sentinel failover: enqueues back {recovered_at - killed_at:.1f}s after the kill"
-        f" ({enqueue_errors} refused meanwhile); jobs enqueued after it all ran"
+        f" ({producer.refused} refused meanwhile); jobs enqueued after it all ran"
         f" {resumed_after:.1f}s later; acknowledged jobs lost: {len(lost)} {lost[:10]}"
     )
     assert resumed_after < 5
@@ -194,25 +180,14 @@ async def test_a_failover_of_a_running_primary_moves_every_connection_at_once(
     setup = own_sentinel_setup
     old_port = setup.primary_port()
     done: set[int] = set()
-    acknowledged_at: dict[int, float] = {}
-    stop = anyio.Event()
     async with streamq.QueueManager(setup.url, shutdown_grace=5) as qm:
         queue = qm.get_queue(queue_name)
         await queue.consume(lambda job: done.add(job.data), concurrency=10)
-
-        async def produce() -> None:
-            n = 0
-            while not stop.is_set():
-                try:
-                    await queue.enqueue(n, job_id=f"job-{n}")
-                    acknowledged_at[n] = time.monotonic()
-                    n += 1
-                except (RedisError, streamq.StreamqError, OSError):
-                    await anyio.sleep(0.05)
-                await anyio.sleep(0.002)
+        producer = Producer(queue, pause=0.05)
+        acknowledged_at = producer.acknowledged_at
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(produce)
+            tg.start_soon(producer.produce_all, itertools.count(), 1, 0.002)
             await wait_until(lambda: len(done) >= 100, what="the first 100 jobs")
             # Not the sentinel the manager asks first: the others learn of it a little later.
             leader = aioredis.Redis(port=setup.sentinels[-1].port or 0, protocol=2)
@@ -231,7 +206,7 @@ async def test_a_failover_of_a_running_primary_moves_every_connection_at_once(
             switched_at = time.monotonic()
             # Well before the sentinels demote the old primary.
             await anyio.sleep(2)
-            stop.set()
+            tg.cancel_scope.cancel()
         moved = {n for n, at in acknowledged_at.items() if at > switched_at}
         await wait_until(lambda: moved <= done, what="the jobs after the failover")
     await wait_until(
