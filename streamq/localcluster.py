@@ -52,6 +52,9 @@ class LocalCluster:
             )
         try:
             for node in self.nodes:
+                # Chosen now, not at construction: a port picked earlier may since have become
+                # another node's client port.
+                node.extra_args += ["--cluster-port", str(free_port())]
                 node.start()
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             done = subprocess.run(
@@ -93,24 +96,28 @@ class LocalCluster:
 def _cluster_args(node_timeout_ms: int) -> list[str]:
     return [
         "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-        "--cluster-node-timeout", str(node_timeout_ms), "--cluster-port", str(free_port()),
+        "--cluster-node-timeout", str(node_timeout_ms),
     ]  # fmt: skip
 
 
 def _cluster_ok(port: int | None) -> bool:
     """The node sees every slot served, and, if it is a replica, has synced with its primary
-    (a replica that never synced cannot take over when its primary dies)."""
-    cluster = _ask(port, b"CLUSTER INFO")
-    if b"cluster_state:ok" not in cluster or b"cluster_slots_ok:16384" not in cluster:
+    (a replica that never synced cannot take over when its primary dies). A node that does not
+    answer in time is not ready yet."""
+    try:
+        cluster = _ask(port, b"CLUSTER INFO")
+        if b"cluster_state:ok" not in cluster or b"cluster_slots_ok:16384" not in cluster:
+            return False
+        replication = _ask(port, b"INFO replication")
+    except OSError:
         return False
-    replication = _ask(port, b"INFO replication")
     return b"role:master" in replication or b"master_link_status:up" in replication
 
 
 def _ask(port: int | None, command: bytes) -> bytes:
     """One inline command's bulk reply, over a bare socket."""
     assert port is not None
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
         s.sendall(command + b"\r\n")
         reply = b""
         while chunk := s.recv(65536):
