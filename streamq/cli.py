@@ -12,13 +12,13 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import anyio
 import click
 
 from .connection import URL_ENV, connect, resolve_url
 from .errors import StreamqError
+from .eventloop import run
 from .supervisor import Supervisor
-from .worker import WorkerSpec, load_handler, run_worker
+from .worker import WorkerSpec, run_worker
 
 __all__ = ("main",)
 
@@ -32,19 +32,21 @@ def _fail_cleanly(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except StreamqError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            error = _own_error(exc)
+            if error is None:
+                raise
+            raise click.ClickException(str(error)) from exc
 
     return wrapper  # type: ignore[return-value]
 
 
-def _run(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a coroutine function on uvloop when it is installed, else on asyncio."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return anyio.run(function, *args)
-    return anyio.run(function, *args, backend_options={"use_uvloop": True})
+def _own_error(exc: BaseException) -> StreamqError | None:
+    """``exc``, or the one error in a task group's exception group, if streamq raised it."""
+    if isinstance(exc, StreamqError):
+        return exc
+    inner: tuple[BaseException, ...] = getattr(exc, "exceptions", ())
+    return _own_error(inner[0]) if len(inner) == 1 else None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -116,15 +118,15 @@ def worker(
         concurrency=concurrency, max_retries=max_retries, timeout=timeout,
         visibility_timeout=visibility_timeout, grace=grace,
     )  # fmt: skip
+    spec.check()  # a bad target or name is one error here, not N workers failing to start
     if processes == 1:
-        _run(functools.partial(run_worker, spec, parent_pid=supervisor_pid))
+        run(functools.partial(run_worker, spec, parent_pid=supervisor_pid))
         return
-    load_handler(target)  # a bad target is one error here, not N crashing workers
-    _run(_check_server, url)
+    run(_check_server, url)
     command = [sys.executable, "-m", "streamq", *_worker_args(spec, log_level)]
     # The URL goes to the workers in their environment: a password in it stays out of `ps`.
     env = {**os.environ, URL_ENV: url} if url else None
-    sys.exit(_run(Supervisor(command, processes, grace, env=env).run))
+    sys.exit(run(Supervisor(command, processes, grace, env=env).run))
 
 
 async def _check_server(url: str | None) -> None:

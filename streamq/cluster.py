@@ -25,6 +25,7 @@ from redis.exceptions import (
     AskError,
     ClusterDownError,
     MovedError,
+    RedisClusterException,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -54,32 +55,39 @@ class ClusterLane:
         self._closed = False
 
     async def execute(self, *args: Arg) -> Any:
-        (reply,) = await self.execute_many([args])
+        (reply,) = await self._route([args], single=True)
         return reply
 
     async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
-        if self._closed:
-            raise RedisConnectionError("the connection was closed")
-        slot = self._client.keyslot(_key_of(commands[0]))
+        return await self._route(commands, single=False)
+
+    async def _route(self, commands: Sequence[Command], *, single: bool) -> list[Any]:
+        slot = self._client.keyslot(_key_of(commands))
         asking: ClusterNode | None = None
         redirects = 0
         settling = _Settling()
         while True:
-            if self._stale:
-                await self._refresh()
-            node = asking or self._client.nodes_manager.get_node_from_slot(slot)
-            sent = [("ASKING",), *commands] if asking else list(commands)
-            asking = None
+            node: ClusterNode | None = None
             try:
-                replies = await self._lane(node).execute_many(sent)
+                if self._stale:
+                    await self._refresh()
+                node = asking or self._client.nodes_manager.get_node_from_slot(slot)
+                lane = self._lane(node)
+                if asking:
+                    asking = None
+                    replies = await lane.execute_many([("ASKING",), *commands])
+                    return replies[1:]
+                if single:
+                    return [await lane.execute(*commands[0])]
+                return await lane.execute_many(commands)
             except (MovedError, AskError) as exc:
                 redirects += 1
                 if redirects > MAX_REDIRECTS:
                     raise
-                if isinstance(exc, AskError):
-                    asking = self._node_at(exc.host, exc.port)
-                else:
+                if isinstance(exc, MovedError):  # (a MovedError is an AskError too)
                     await self._client.nodes_manager.move_slot(exc)
+                else:
+                    asking = self._node_at(exc.host, exc.port)
             except TryAgainError as exc:
                 # A script whose keys a resharding has split over two nodes: it did not run,
                 # and runs once the slot's keys are all moved.
@@ -87,16 +95,18 @@ class ClusterLane:
             except (ClusterDownError, SlotNotCoveredError) as exc:
                 self._stale = True  # a failover under way: the map changes
                 await settling.pause_or_raise(exc)
+            except RedisClusterException as exc:
+                # No node answered the refresh: the caller pauses and retries, as for any
+                # lost connection.
+                self._stale = True
+                raise RedisConnectionError(f"the Redis Cluster is unreachable ({exc})") from exc
             except (RedisConnectionError, RedisTimeoutError, OSError):
-                self._forget(node)
+                # The node may be a primary that died: look for its replica before the next
+                # command (the lane reconnects by itself if the node comes back).
+                if node is not None:
+                    self._client.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+                self._stale = True
                 raise
-            else:
-                return replies[-len(commands) :]
-
-    async def load_script(self, source: str) -> None:
-        """On every primary: the next call may go to any of them after a failover."""
-        for node in self._client.get_primaries():
-            await self._lane(node).execute("SCRIPT", "LOAD", source)
 
     def disconnect(self) -> None:
         for lane in self._lanes.values():
@@ -109,6 +119,8 @@ class ClusterLane:
         self._lanes.clear()
 
     def _lane(self, node: ClusterNode) -> Lane:
+        if self._closed:
+            raise RedisConnectionError("the connection was closed")
         lane = self._lanes.get(node.name)
         if lane is None:
             kwargs = node.connection_kwargs
@@ -116,15 +128,6 @@ class ClusterLane:
                 lambda: node.connection_class(**kwargs), self._timeout
             )
         return lane
-
-    def _forget(self, node: ClusterNode) -> None:
-        """The node stopped answering: drop its lane and refresh the map before the next
-        command (the node may be a primary that died, its replica promoted meanwhile)."""
-        lane = self._lanes.pop(node.name, None)
-        if lane is not None:
-            lane.close()
-        self._client.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
-        self._stale = True
 
     async def _refresh(self) -> None:
         self._stale = False
@@ -156,15 +159,13 @@ class _Settling:
         self._tries += 1
 
 
-def _key_of(command: Command) -> Arg:
-    """The key that routes a hot-path command: a script's first key, a read's stream."""
-    words = [_word(arg) for arg in command]
-    if words[0] in ("EVALSHA", "EVAL") and int(command[2]) > 0:
-        return command[3]
-    if words[0] == "XREADGROUP" and "STREAMS" in words:
-        return command[words.index("STREAMS") + 1]
-    raise ValueError(f"no key to route {words[0]} by on a cluster")
-
-
-def _word(arg: Arg) -> str:
-    return (arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)).upper()
+def _key_of(commands: Sequence[Command]) -> Arg:
+    """The key that routes commands sent together: the first script's first key, or the
+    stream a read blocks on (``SCRIPT LOAD`` and ``WAIT`` go where it goes)."""
+    for command in commands:
+        name = command[0]
+        if name == "EVALSHA" and command[2] != 0:
+            return command[3]
+        if name == "XREADGROUP":
+            return command[command.index("STREAMS") + 1]
+    raise ValueError(f"no key to route {[c[0] for c in commands]} by on a cluster")

@@ -94,3 +94,16 @@ class NotReplicated(StreamqError):
         self.job_ids = job_ids
         self.replicas = replicas
         self.wanted = wanted
+        self.timeout = timeout
+
+    @classmethod
+    def merged(cls, errors: list[NotReplicated]) -> NotReplicated:
+        """One error for the batches of one call that were not confirmed."""
+        first = errors[0]
+        return cls(
+            queue=first.queue,
+            job_ids=[job_id for error in errors for job_id in error.job_ids],
+            replicas=min(error.replicas for error in errors),
+            wanted=first.wanted,
+            timeout=first.timeout,
+        )

@@ -15,12 +15,12 @@ import itertools
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 import msgspec
 
 import streamq
+from streamq.eventloop import run
 
 __all__ = ("QUEUE", "Sent", "WelcomeEmail", "build_parser", "handle", "main", "produce")
 
@@ -122,21 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rate < 0 or (args.count is not None and args.count < 0):
         parser.error("--rate and --count cannot be negative")
     try:
-        anyio.run(produce, args.url, args.queue, args.rate, args.count, backend_options=_uvloop())
+        run(produce, args.url, args.queue, args.rate, args.count)
     except streamq.StreamqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-def _uvloop() -> dict[str, Any]:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ("Command", "CommandLane", "ConnectionFactory", "Lane", "lane_to", "pack")
+__all__ = ("Command", "CommandLane", "ConnectionFactory", "Lane", "LanePool", "lane_to", "pack")
 
 Arg = bytes | str | int | float
 Command = tuple[Arg, ...]
@@ -51,8 +51,6 @@ class CommandLane(Protocol):
         """Commands sent together on one connection (of one node), replies in order; the first
         error reply is raised once every reply is in."""
         ...
-
-    async def load_script(self, source: str) -> None: ...
 
     def disconnect(self) -> None: ...
 
@@ -264,9 +262,6 @@ class Lane:
                 raise reply
         return replies
 
-    async def load_script(self, source: str) -> None:
-        await self.execute("SCRIPT", "LOAD", source)
-
     def close(self) -> None:
         """Close the connection (a blocking read on it ends at once)."""
         self._closed = True
@@ -336,3 +331,51 @@ class Lane:
         protocol.address = (getattr(connection, "host", None), getattr(connection, "port", None))
         transport.set_protocol(protocol)
         return protocol
+
+
+class LanePool:
+    """Up to ``size`` lanes; each call (or group of commands) goes over one that is idle.
+
+    For commands that hold their connection, such as ``WAIT``: on a shared lane every call would
+    queue behind the one before it.
+    """
+
+    def __init__(self, new_lane: Callable[[], CommandLane], size: int) -> None:
+        self._new_lane = new_lane
+        self._idle: list[CommandLane] = []
+        self._lanes: list[CommandLane] = []
+        self._free = asyncio.Semaphore(size)
+
+    async def execute(self, *args: Arg) -> Any:
+        async with self._free:
+            lane = self._take()
+            try:
+                return await lane.execute(*args)
+            finally:
+                self._idle.append(lane)
+
+    async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        async with self._free:
+            lane = self._take()
+            try:
+                return await lane.execute_many(commands)
+            except asyncio.CancelledError:
+                lane.disconnect()  # what it sent may still hold the connection
+                raise
+            finally:
+                self._idle.append(lane)
+
+    def disconnect(self) -> None:
+        for lane in self._lanes:
+            lane.disconnect()
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
+
+    def _take(self) -> CommandLane:
+        if self._idle:
+            return self._idle.pop()
+        lane = self._new_lane()
+        self._lanes.append(lane)
+        return lane

@@ -19,7 +19,7 @@ from .cluster import ClusterLane
 from .connection import SOCKET_TIMEOUT, Client, connect, resolve_url
 from .errors import InvalidArgument, StreamqError
 from .keys import validate_name
-from .lane import CommandLane, lane_to
+from .lane import CommandLane, LanePool, lane_to
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
@@ -38,6 +38,8 @@ T = TypeVar("T")
 DEFAULT_RESULT_TTL = 24 * 3600
 DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
+#: Connections that durable enqueues (``min_replicas``) may wait for replicas on at once.
+DURABLE_LANES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +48,8 @@ class _Connection:
     #: Where every script call goes: the pipelined lane, or on a cluster a lane per primary.
     lane: CommandLane
     scripts: Scripts
-    #: ``scripts``, or with ``min_replicas`` scripts on a lane of their own whose enqueues wait
-    #: for the replicas (a WAIT blocks its connection: the other calls must not queue behind it).
+    #: ``scripts``, or with ``min_replicas`` scripts on lanes of their own whose enqueues wait
+    #: for the replicas (a WAIT holds its connection: nothing else may queue behind it).
     enqueue_scripts: Scripts
     tasks: TaskGroup
 
@@ -129,8 +131,9 @@ class QueueManager:
         scripts = Scripts(lane, self.result_ttl)
         enqueue_scripts = scripts
         if self.min_replicas:
+            lanes = LanePool(lambda: _lane_for(client), DURABLE_LANES)
             enqueue_scripts = Scripts(
-                _lane_for(client), self.result_ttl,
+                lanes, self.result_ttl,
                 min_replicas=self.min_replicas, replica_timeout=self.replica_timeout,
             )  # fmt: skip
         tasks = anyio.create_task_group()

@@ -11,7 +11,7 @@ import anyio
 
 from .backoff import Backoff
 from .batching import Coalescer, Outcomes
-from .errors import InvalidArgument, JobFailed, JobNotFound
+from .errors import InvalidArgument, JobFailed, JobNotFound, NotReplicated
 from .job import DeadLetter, Job, JobInfo, QueueStats
 from .keys import QueueKeys, validate_group
 from .recurring import check_schedule, first_run_ms
@@ -131,15 +131,23 @@ class Queue(Generic[T]):
     ) -> list[str]:
         """Add many jobs in few round trips; returns their ids in order.
 
-        Every item is encoded and checked before anything is written.
+        Every item is encoded and checked before anything is written. With ``min_replicas``,
+        every batch is written even when one is not confirmed; :class:`NotReplicated` then names
+        every job that was not.
         """
         delay_ms = _check_staging(priority, start_delay)
         now = time.time()
         encode = self._codec.encode
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
+        unconfirmed: list[NotReplicated] = []
         for start in range(0, len(jobs), ENQUEUE_BATCH):
             batch = jobs[start : start + ENQUEUE_BATCH]
-            await self._enqueue_scripts.enqueue(self._keys, batch, now, priority, delay_ms)
+            try:
+                await self._enqueue_scripts.enqueue(self._keys, batch, now, priority, delay_ms)
+            except NotReplicated as exc:
+                unconfirmed.append(exc)
+        if unconfirmed:
+            raise NotReplicated.merged(unconfirmed)
         return [job_id for job_id, _ in jobs]
 
     async def cancel(self, job_id: str) -> bool:

@@ -7,6 +7,7 @@ is sent it once and the call is made again.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha1
@@ -112,21 +113,28 @@ class _Script:
         try:
             return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._lane.load_script(self._source)
-            return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+            return (await self._load_and_run([self._command(keys, args)]))[0]
 
     async def call_then(
         self, then: Command, *, keys: Sequence[Arg], args: Sequence[Arg] = ()
     ) -> tuple[Any, Any]:
         """The script's reply and that of ``then``, sent right after it on the same connection
         (``WAIT`` counts the replicas that have what this connection wrote)."""
-        commands = [("EVALSHA", self._sha, len(keys), *keys, *args), then]
+        commands = [self._command(keys, args), then]
         try:
             reply, then_reply = await self._lane.execute_many(commands)
         except NoScriptError:
-            await self._lane.load_script(self._source)
-            reply, then_reply = await self._lane.execute_many(commands)
+            reply, then_reply = await self._load_and_run(commands)
         return reply, then_reply
+
+    def _command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Command:
+        return ("EVALSHA", self._sha, len(keys), *keys, *args)
+
+    async def _load_and_run(self, commands: list[Command]) -> list[Any]:
+        """The server does not have the script (a restart, ``SCRIPT FLUSH``, a new primary):
+        load it and run again in one write, on the node the script runs on."""
+        replies = await self._lane.execute_many([("SCRIPT", "LOAD", self._source), *commands])
+        return replies[1:]
 
 
 def pairs(flat: Sequence[bytes]) -> Fields:
@@ -197,7 +205,8 @@ class Scripts:
         if not self._min_replicas:
             added = await self._enqueue(keys=script_keys, args=args)
             return [bool(a) for a in added]
-        wait = ("WAIT", self._min_replicas, round(self._replica_timeout * 1000))
+        # At least 1 ms: WAIT's 0 means "for ever".
+        wait = ("WAIT", self._min_replicas, max(1, math.ceil(self._replica_timeout * 1000)))
         added, replicas = await self._enqueue.call_then(wait, keys=script_keys, args=args)
         if replicas < self._min_replicas:
             raise NotReplicated(

@@ -22,6 +22,7 @@ import anyio
 from .consumer import Consumer
 from .errors import InvalidArgument
 from .job import Job
+from .keys import validate_group, validate_name
 from .manager import QueueManager
 from .queue import Handler
 
@@ -51,6 +52,14 @@ class WorkerSpec:
     def queue_name(self, handler: Handler[Any]) -> str:
         """``--queue``, else the handler's name."""
         return self.queue or str(getattr(handler, "__name__", ""))
+
+    def check(self) -> None:
+        """Raise :class:`InvalidArgument` for a target that cannot be loaded, or a queue or
+        group name that cannot be used."""
+        handler, _ = load_handler(self.target)
+        validate_name(self.queue_name(handler), what="queue name (--queue)")
+        if self.group is not None:
+            validate_group(self.group)
 
 
 def load_handler(target: str) -> tuple[Handler[Any], Any]:

@@ -159,6 +159,25 @@ def test_a_bad_target_is_one_clear_line(target: str, message: str, processes: st
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--queue", "a{b"], "queue name (--queue) 'a{b' contains '{'"),
+        (["--group", "two words"], "consumer group 'two words' contains ' '"),
+    ],
+)
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_bad_queue_or_group_name_is_one_clear_line(
+    args: list[str], message: str, processes: str
+) -> None:
+    result = CliRunner().invoke(
+        main, ["worker", f"{HANDLERS}:report_pid", *args, "--processes", processes]
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_an_unreachable_server_is_one_clear_line(processes: str) -> None:
     port = free_port()  # nothing listens there

@@ -100,6 +100,30 @@ async def _promoted(port: int | None, slot: int, old_primary: int | None) -> boo
     return False
 
 
+async def test_consumers_ride_out_the_whole_cluster_going_down(
+    own_cluster: LocalCluster, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every node down: no node can even tell the slot map. The consumer pauses and retries,
+    as it does when a single server is down, and carries on once the cluster is back."""
+    done: set[int] = set()
+    async with streamq.QueueManager(own_cluster.url) as qm:
+        queue = qm.get_queue(queue_name)
+        await queue.consume(lambda job: done.add(job.data))
+        await queue.enqueue(1)
+        await wait_until(lambda: 1 in done, what="the first job")
+        for node in own_cluster.nodes:
+            node.crash()
+        await wait_until(
+            lambda: "the Redis Cluster is unreachable" in caplog.text,
+            what="the consumer to find no node",
+        )
+        for node in own_cluster.nodes:
+            node.start()  # with its nodes.conf: the same cluster, empty
+        producer = Producer(queue)  # refused until the cluster is ok again
+        await producer.produce_all([2])
+        await wait_until(lambda: 2 in done, timeout=30, what="a job after the outage")
+
+
 @dataclass
 class _Primary:
     client: aioredis.Redis
@@ -140,15 +164,25 @@ async def test_work_goes_on_while_the_queues_slot_moves_to_another_primary(
                 lambda: producer.acknowledged <= done, timeout=30, what="every job to run"
             )
             assert await _serving(primaries, slot) is target
-            # The consumer is alive and reads from the new owner.
-            last = await queue.enqueue(600)
-            assert await queue.wait_for(last, timeout=10) is None
+            # The MOVED replies updated the slot map: later commands go to the new owner at
+            # once (the old one answers them with MOVED no more), and the consumer reads there.
+            moved_before = await _moved_replies(source)
+            for n in range(600, 800):
+                await queue.enqueue(n)
+            await wait_until(lambda: len(done) >= 800, what="the jobs after the move")
+            assert await _moved_replies(source) - moved_before <= 5
         print(f"resharding: {producer.refused} enqueues refused meanwhile")
         assert producer.acknowledged == set(range(600))
         assert producer.refused == 0  # redirects and TRYAGAIN are followed, not raised
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def _moved_replies(node: _Primary) -> int:
+    """How many MOVED redirections the node has answered."""
+    stats = await node.client.info("errorstats")
+    return int(stats.get("errorstat_MOVED", {}).get("count", 0))
 
 
 async def _serving(primaries: list[_Primary], slot: int) -> _Primary:

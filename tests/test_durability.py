@@ -112,6 +112,44 @@ async def test_a_stalled_replica_makes_the_enqueue_raise_not_replicated(
         assert await on_replica.exists(job_key(queue_name, "kept"))
 
 
+async def test_concurrent_durable_enqueues_wait_side_by_side_not_in_turn(
+    primary: LocalRedis, replica: LocalRedis, queue_name: str
+) -> None:
+    # A WAIT holds its connection: five queues enqueueing at once must not wait in turn.
+    async with streamq.QueueManager(primary.url, min_replicas=1, replica_timeout=0.5) as qm:
+        failed_after: list[float] = []
+
+        async def enqueue(queue: streamq.Queue[int]) -> None:
+            with pytest.raises(streamq.NotReplicated):
+                await queue.enqueue(1)
+            failed_after.append(time.monotonic() - started)
+
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                for n in range(5):
+                    tg.start_soon(enqueue, qm.get_queue(f"{queue_name}-{n}", int))
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        assert len(failed_after) == 5 and max(failed_after) < 1.2, failed_after
+
+
+async def test_enqueue_many_writes_every_batch_and_names_every_unconfirmed_job(
+    primary: LocalRedis, replica: LocalRedis, queue_name: str
+) -> None:
+    async with streamq.QueueManager(primary.url, min_replicas=1, replica_timeout=0.2) as qm:
+        queue = qm.get_queue(queue_name, int)
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(streamq.NotReplicated) as info:
+                await queue.enqueue_many(range(1200))  # three script calls
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        assert len(set(info.value.job_ids)) == 1200
+        assert (await queue.stats()).waiting == 1200
+
+
 async def test_more_replicas_than_the_server_has_is_not_replicated(
     primary: LocalRedis, replica: LocalRedis, queue_name: str
 ) -> None:

@@ -16,6 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import streamq
+from streamq.eventloop import backend_options
 
 from .measure import RedisMeter, Result, environment, is_cluster_url, open_target, server_url
 from .scenarios import RUNNERS, Runner, worker
@@ -167,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         url, queue_names, concurrency = args.worker
-        anyio.run(worker, url, queue_names, int(concurrency), backend_options=_loop_options(True))
+        anyio.run(worker, url, queue_names, int(concurrency), backend_options=backend_options(True))
         return 0
     # Wide enough for the table when the output is a file or a pipe.
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 160)
-    options = _loop_options(args.uvloop)
+    options = backend_options(args.uvloop)
     args.uvloop = bool(options)
     try:
         with server_url(args.url, args.cluster, args.cluster_replicas) as url:
@@ -184,13 +185,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         show(report, console)
     return 0
-
-
-def _loop_options(uvloop: bool) -> dict[str, Any]:
-    if not uvloop:
-        return {}
-    try:
-        import uvloop as _  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
