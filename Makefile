@@ -6,6 +6,7 @@
 #              producer and worker on each (docker-compose.yml; README: "Running it with Docker
 #              Compose")
 # make down  - stop all of that and remove its containers and volumes (the queues' data too)
+# make chaos - the fault-injection suite at full scale; prints its figures table
 # make bench-cluster - the Redis Cluster figures of benchmarks/README.md: one queue on a throwaway
 #              server, then on a throwaway cluster with and without replicas, and 6 queues there
 
@@ -19,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 COMPOSE ?= docker compose
 
-.PHONY: run test lint format redis-server clean up down compose-ready bench-cluster
+.PHONY: run test lint format redis-server clean up down compose-ready bench-cluster chaos
 
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
@@ -29,6 +30,9 @@ run: $(STAMP) redis-server
 test: $(STAMP) redis-server $(OLD_REDIS) $(REDIS_62)
 	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) STREAMQ_REDIS_62_SERVER=$(CURDIR)/$(REDIS_62) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chaos: $(STAMP) redis-server
+	STREAMQ_CHAOS=full $(BIN)/python -m pytest -m chaos -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench-cluster: $(STAMP) redis-server
 	$(BIN)/python -m streamq.bench --scenario enqueue --scenario process --processes 2 --repeat 3

@@ -21,6 +21,17 @@ from streamq.localsentinel import LocalSentinel
 from streamq.localserver import INSTALL_HINT, LocalRedis
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault suite's figures (tests/chaos), when it ran."""
+    from .chaos import figures
+
+    if figures.FIGURES:
+        scale = "full" if figures.full() else "short (STREAMQ_CHAOS=full: make chaos)"
+        terminalreporter.write_sep("=", f"fault injection figures, {scale} run")
+        terminalreporter.write_line(figures.table())
+        figures.save()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if shutil.which("redis-server") is None:
         raise pytest.UsageError(f"{INSTALL_HINT} (`make test` installs it where it can)")
