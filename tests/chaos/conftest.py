@@ -1,5 +1,6 @@
 """Fixtures of the fault suite: asyncio only (the workers run on uvloop), and servers of each
-test's own, since the faults damage them."""
+test's own, since the faults damage them. Every module here sets
+``pytestmark = [pytest.mark.chaos, pytest.mark.anyio]`` and records a :mod:`figures` row."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from collections.abc import Iterator
 import pytest
 
 from streamq.localserver import LocalRedis
-
-pytestmark = [pytest.mark.chaos]
 
 
 @pytest.fixture(scope="session")
