@@ -45,6 +45,9 @@ MAX_BLOCK_SECONDS = 5.0
 MAX_RECLAIM_INTERVAL = 5.0
 #: How often acknowledged entries are trimmed when several groups read a stream.
 TRIM_INTERVAL = 2.0
+#: After the first error of a run, every this many errors is logged as a warning (the others at
+#: debug level): about once a minute once the pauses reach their longest.
+QUIET_ERRORS = 30
 #: Pauses after a Redis error, doubling up to the last one: short enough that a consumer is
 #: back within ~2 s of a failover or restart however long the outage was.
 ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -268,16 +271,22 @@ class Consumer(Generic[T]):
                         if not await self._wait_for_turn_to_read(next_reclaim):
                             continue  # time for a reclaim sweep first
                         await self._read(inbox, block_ms)
+                        if errors:
+                            log.info("consumer %s: reading again after %d failed tries",
+                                     self.name, errors)  # fmt: skip
                         errors = 0
                     except (RedisError, OSError) as exc:
                         # A reply lost with the error may have delivered entries to us: adopt
                         # them before reading on, or they would wait out a visibility timeout.
                         self._adopt_needed = True
                         if _group_gone(exc):
+                            # Destroyed, or the server came back empty: set up again, the
+                            # registration too (until it, enqueues would only be staged).
                             log.warning("consumer %s: group %r is gone; recreating it",
                                         self.name, self.group)  # fmt: skip
                             with contextlib.suppress(RedisError, OSError):
                                 await self._ensure_group()
+                                await self._register()
                         # READONLY in a failover, BUSY, a lost connection ...: pause, go on.
                         errors = await self._pause_after_error("read", exc, errors)
         finally:
@@ -710,7 +719,10 @@ class Consumer(Generic[T]):
 
     async def _pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
         pause = ERROR_PAUSES[min(errors, len(ERROR_PAUSES) - 1)]
-        log.warning("consumer %s: Redis error while trying to %s (%s); retrying in %.2fs",
-                    self.name, doing, exc, pause)  # fmt: skip
+        # The first error of a run, then one line a minute or so while it lasts: an outage is
+        # told, not flooded.
+        level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
+        log.log(level, "consumer %s: Redis error while trying to %s (%s); retrying in %.2fs"
+                " (try %d)", self.name, doing, exc, pause, errors + 1)  # fmt: skip
         await anyio.sleep(pause)
         return errors + 1
