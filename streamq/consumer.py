@@ -251,7 +251,10 @@ class Consumer(Generic[T]):
     async def _read_loop(self, inbox: _Inbox) -> None:
         vt = self._options.visibility_timeout
         reclaim_interval = min(vt / 2, MAX_RECLAIM_INTERVAL)
-        block_ms = max(1, round(min(MAX_BLOCK_SECONDS, reclaim_interval) * 1000))
+        # Well within the socket timeout: an idle read must not be taken for a stalled one.
+        socket_timeout = self.queue._manager.socket_timeout or math.inf
+        block = min(MAX_BLOCK_SECONDS, reclaim_interval, socket_timeout / 2)
+        block_ms = max(1, round(block * 1000))
         next_reclaim = 0.0
         cursor = b"0-0"
         errors = 0

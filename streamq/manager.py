@@ -107,6 +107,11 @@ class QueueManager:
         self.min_replicas = check_non_negative(min_replicas, what="min_replicas")
         self.replica_timeout = check_seconds(replica_timeout, what="replica_timeout")
         socket_timeout = options.get("socket_timeout", SOCKET_TIMEOUT)
+        #: How long a command may wait for its reply before its connection is taken for dead;
+        #: consumers block in their reads for at most half of it.
+        self.socket_timeout: float | None = (
+            None if socket_timeout is None else check_seconds(socket_timeout, what="socket_timeout")
+        )
         if socket_timeout is not None and self.replica_timeout >= socket_timeout:
             raise InvalidArgument(
                 f"replica_timeout ({replica_timeout}s) must be shorter than socket_timeout"
