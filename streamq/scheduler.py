@@ -33,6 +33,7 @@ RECURRING_BATCH = 100
 #: listener reconnects (it then wakes every scheduler anyway).
 MAX_SLEEP = 5.0
 ERROR_PAUSE = 1.0
+QUIET_ERRORS = 30
 #: How long the listener waits for a message before it looks for new channels to subscribe.
 LISTEN_SLICE = 1.0
 
@@ -49,12 +50,17 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
+        errors = 0
         while True:
             try:
                 sleep = await self._step()
+                errors = 0
             except (RedisError, OSError) as exc:
-                log.warning("scheduler of queue %r: Redis error (%s); retrying in %.1fs",
-                            self._keys.queue, exc, ERROR_PAUSE)  # fmt: skip
+                # The first error of a run, then one line in QUIET_ERRORS: told, not flooded.
+                level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
+                log.log(level, "scheduler of queue %r: Redis error (%s); retrying in %.1fs",
+                        self._keys.queue, exc, ERROR_PAUSE)  # fmt: skip
+                errors += 1
                 sleep = ERROR_PAUSE
             if sleep > 0:
                 with anyio.move_on_after(sleep):
@@ -113,21 +119,23 @@ class WakeListener:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._schedulers: dict[bytes, Scheduler] = {}
+        self._errors = 0  # in a row: a subscription that worked starts the count again
 
     def add(self, scheduler: Scheduler) -> None:
         self._schedulers[scheduler.channel] = scheduler
 
     async def run(self) -> None:
-        errors = 0
         while True:
             pubsub = self._client.pubsub()
             try:
                 await self._listen(pubsub)
             except (RedisError, OSError) as exc:
-                pause = min(ERROR_PAUSE * 2**errors, MAX_SLEEP)
-                errors += 1
-                log.warning("scheduler wake-ups: Redis error (%s); resubscribing in %.1fs",
-                            exc, pause)  # fmt: skip
+                errors = self._errors
+                pause = min(ERROR_PAUSE * 2 ** min(errors, 8), MAX_SLEEP)
+                level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
+                self._errors += 1
+                log.log(level, "scheduler wake-ups: Redis error (%s); resubscribing in %.1fs",
+                        exc, pause)  # fmt: skip
                 await anyio.sleep(pause)
                 for scheduler in self._schedulers.values():
                     scheduler.wake()  # a message may have been missed meanwhile
@@ -141,6 +149,7 @@ class WakeListener:
             if new := self._schedulers.keys() - subscribed:
                 await pubsub.subscribe(*new)
                 subscribed |= new
+                self._errors = 0
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_SLICE)
             if message is not None:
                 scheduler = self._schedulers.get(message["channel"])
