@@ -155,8 +155,15 @@ class QueueManager:
                 await self.stop_consumers(self.shutdown_grace)
         finally:
             connection.tasks.cancel_scope.cancel()  # the schedulers
+            # The block's own error goes on as it is (given to the task group, it would come out
+            # wrapped in an ExceptionGroup); a cancellation is the task group's to handle.
+            own_error = isinstance(exc, Exception)
             try:
-                suppress = await connection.tasks.__aexit__(exc_type, exc, tb)
+                if own_error:
+                    await connection.tasks.__aexit__(None, None, None)
+                    suppress = False  # never swallow it
+                else:
+                    suppress = await connection.tasks.__aexit__(exc_type, exc, tb)
             finally:
                 self._connection = None
                 self._schedulers.clear()
