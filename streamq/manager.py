@@ -24,6 +24,7 @@ from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
 from .sentinel import SentinelRedis
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .validation import check_count, check_non_negative, check_seconds
 
 if TYPE_CHECKING:
@@ -79,6 +80,11 @@ class QueueManager:
     ``min_replicas``: an enqueue returns only once that many replicas have the job (Redis
     ``WAIT``), or raises :class:`~streamq.NotReplicated` after ``replica_timeout`` seconds; so
     a failover to one of those replicas cannot lose a job that ``enqueue`` returned for.
+
+    ``max_payload_bytes``: the largest encoded job (its data as MessagePack, plus ~20 bytes of
+    metadata) that ``enqueue`` accepts; a bigger one is an :class:`~streamq.EncodeError`. A
+    consumer dead-letters, without decoding, an entry over its own manager's limit (one written
+    by another program): give producers and consumers the same value.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class QueueManager:
         group_idle_timeout: float = DEFAULT_GROUP_IDLE_TIMEOUT,
         min_replicas: int = 0,
         replica_timeout: float = 1.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         **options: Any,
     ) -> None:
         self.url = resolve_url(url)
@@ -106,6 +113,7 @@ class QueueManager:
         self.group_idle_timeout = check_seconds(group_idle_timeout, what="group_idle_timeout")
         self.min_replicas = check_non_negative(min_replicas, what="min_replicas")
         self.replica_timeout = check_seconds(replica_timeout, what="replica_timeout")
+        self.max_payload_bytes = check_count(max_payload_bytes, what="max_payload_bytes")
         socket_timeout = options.get("socket_timeout", SOCKET_TIMEOUT)
         if socket_timeout is not None and self.replica_timeout >= socket_timeout:
             raise InvalidArgument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
@@ -17,6 +17,7 @@ from .keys import QueueKeys, validate_group
 from .recurring import check_schedule, first_run_ms
 from .scripts import Scripts
 from .serialization import (
+    MAX_PRIORITY,
     Codec,
     RecurringDef,
     decode_dead_record,
@@ -37,16 +38,19 @@ T = TypeVar("T")
 #: is the job's result and raising is a failure.
 Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
 
-#: Jobs per script call in ``enqueue_many``: big enough for throughput, small enough that one
-#: call never holds the server for long.
+#: Jobs per script call in ``enqueue_many`` (and for enqueues that arrive together): big enough
+#: for throughput, small enough that one call never holds the server for long.
 ENQUEUE_BATCH = 500
+#: Payload bytes per script call: a batch of big jobs is split by size too. Redis reads a whole
+#: command before it runs it and copies each payload in the script, so this bounds the time one
+#: call holds the server (about 2 ms for 1 MiB; 500 small jobs take about 5) and the memory its
+#: command takes.
+ENQUEUE_BATCH_BYTES = 1024 * 1024
 #: How long one blocking wait in ``wait_for`` lasts before the job's record is read again.
 WAIT_SLICE = 1.0
 _TERMINAL = ("completed", "dead", "cancelled")
 #: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
 _Enqueue = tuple[str, bytes, float, int, int]
-#: Priorities are kept exact in the staged set's scores (doubles) up to 2**20.
-MAX_PRIORITY = 1_000_000
 
 
 class Queue(Generic[T]):
@@ -57,7 +61,7 @@ class Queue(Generic[T]):
         self.type = type_
         self._manager = manager
         self._keys = QueueKeys(manager.prefix, name)
-        self._codec: Codec[T] = Codec(name, type_)
+        self._codec: Codec[T] = Codec(name, type_, manager.max_payload_bytes)
         self._coalescer: Coalescer[_Enqueue] = Coalescer(self._send_enqueues)
 
     def __repr__(self) -> str:
@@ -110,21 +114,25 @@ class Queue(Generic[T]):
             groups.setdefault((job[3], job[4]), []).append(index)
         outcomes: list[BaseException | None] = [None] * len(jobs)
         for (priority, delay_ms), indexes in groups.items():
-            error = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
-            for i in indexes:
+            group = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
+            for i, error in zip(indexes, group, strict=True):
                 outcomes[i] = error
         return outcomes
 
     async def _enqueue_group(
         self, jobs: list[_Enqueue], priority: int, delay_ms: int
-    ) -> Exception | None:
-        try:
-            await self._enqueue_scripts.enqueue(
-                self._keys, [(j[0], j[1]) for j in jobs], jobs[0][2], priority, delay_ms
-            )
-        except Exception as exc:
-            return exc
-        return None
+    ) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for batch in _batches([(j[0], j[1]) for j in jobs]):
+            try:
+                await self._enqueue_scripts.enqueue(
+                    self._keys, batch, jobs[0][2], priority, delay_ms
+                )
+            except Exception as exc:  # noqa: PERF203 (a round trip per batch dwarfs the try)
+                outcomes += [exc] * len(batch)
+            else:
+                outcomes += [None] * len(batch)
+        return outcomes
 
     async def enqueue_many(
         self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0
@@ -140,11 +148,10 @@ class Queue(Generic[T]):
         encode = self._codec.encode
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
         unconfirmed: list[NotReplicated] = []
-        for start in range(0, len(jobs), ENQUEUE_BATCH):
-            batch = jobs[start : start + ENQUEUE_BATCH]
+        for batch in _batches(jobs):
             try:
                 await self._enqueue_scripts.enqueue(self._keys, batch, now, priority, delay_ms)
-            except NotReplicated as exc:
+            except NotReplicated as exc:  # noqa: PERF203 (a round trip per batch dwarfs the try)
                 unconfirmed.append(exc)
         if unconfirmed:
             raise NotReplicated.merged(unconfirmed)
@@ -182,7 +189,12 @@ class Queue(Generic[T]):
         interval_ms, expression, zone = check_schedule(interval_seconds, cron, tz)
         delay_ms = _check_staging(priority, start_delay)
         definition = RecurringDef(
-            interval_ms, expression, zone, delay_ms, priority, self._codec.encode_data(data)
+            interval_ms,
+            expression,
+            zone,
+            delay_ms,
+            priority,
+            self._codec.encode_data(data, priority),
         )
         client = self._manager._connected().client
         seconds, micros = await client.time()
@@ -324,6 +336,24 @@ class Queue(Generic[T]):
     async def purge_dead(self) -> int:
         """Drop every dead letter; returns how many there were."""
         return await self._scripts.purge_dead(self._keys)
+
+
+def _batches(jobs: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """``(job_id, payload)`` jobs in order, in script calls of at most ``ENQUEUE_BATCH`` jobs
+    and ``ENQUEUE_BATCH_BYTES`` of payload (a bigger job goes alone)."""
+    if len(jobs) <= ENQUEUE_BATCH and sum(len(p) for _, p in jobs) <= ENQUEUE_BATCH_BYTES:
+        yield jobs  # the common case: one call
+        return
+    batch: list[tuple[str, bytes]] = []
+    size = 0
+    for job in jobs:
+        if batch and (len(batch) >= ENQUEUE_BATCH or size + len(job[1]) > ENQUEUE_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(job)
+        size += len(job[1])
+    if batch:
+        yield batch
 
 
 def _check_staging(priority: int, start_delay: float) -> int:
