@@ -24,6 +24,7 @@ import msgspec
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
+from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .backoff import exponential
 from .job import Job
 from .scripts import Claimed, Completion, Failure, pairs
@@ -577,7 +578,7 @@ class Consumer(Generic[T]):
                 await self._scripts.fail(self._keys, self.group, self.name, failure)
                 break
             except (RedisError, OSError) as exc:
-                if not _group_gone(exc) and errors < len(ERROR_PAUSES):
+                if not _group_gone(exc) and not is_denied(exc) and errors < len(ERROR_PAUSES):
                     errors = await self._pause_after_error("record a failure", exc, errors)
                     continue
                 # Left pending (if the group still exists): reclaimed after the timeout.
@@ -750,6 +751,12 @@ class Consumer(Generic[T]):
                             self.name, entry_id.decode(), self.queue.name)  # fmt: skip
 
     async def _pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
+        if is_denied(exc):
+            # Retrying in milliseconds cannot help: one clear line, then a long pause.
+            denied = permission_denied(exc, self._keys.prefix, f"consumer {self.name}: {doing}")
+            log.error("%s; retrying in %.0fs", denied, PERMISSION_PAUSE)
+            await anyio.sleep(PERMISSION_PAUSE)
+            return errors + 1
         pause = ERROR_PAUSES[min(errors, len(ERROR_PAUSES) - 1)]
         log.warning("consumer %s: Redis error while trying to %s (%s); retrying in %.2fs",
                     self.name, doing, exc, pause)  # fmt: skip

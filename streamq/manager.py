@@ -134,7 +134,7 @@ class QueueManager:
     async def __aenter__(self) -> QueueManager:
         if self._connection is not None:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
-        client = await connect(self.url, **self._options)
+        client = await connect(self.url, key_prefix=self.prefix, **self._options)
         lane = _lane_for(client)
         scripts = Scripts(lane, self.result_ttl)
         enqueue_scripts = scripts
@@ -227,7 +227,7 @@ class QueueManager:
         if scheduler is None:
             scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, queue._keys)
             if self._wake_listener is None:
-                self._wake_listener = WakeListener(connection.client)
+                self._wake_listener = WakeListener(connection.client, self.prefix)
                 self._wake_listener.add(scheduler)
                 connection.tasks.start_soon(self._wake_listener.run, name="streamq wake-ups")
             else:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import anyio
+from redis.exceptions import NoPermissionError
 
+from .acl import permission_denied
 from .backoff import Backoff
 from .batching import Coalescer, Outcomes
 from .errors import InvalidArgument, JobFailed, JobNotFound, NotReplicated
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ("Handler", "Queue")
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+Q = TypeVar("Q", bound="Queue[Any]")
 
 #: ``handler(job)``: an ``async def`` (a plain function runs in a worker thread); its return value
 #: is the job's result and raising is a failure.
@@ -51,6 +57,23 @@ WAIT_SLICE = 1.0
 _TERMINAL = ("completed", "dead", "cancelled")
 #: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
 _Enqueue = tuple[str, bytes, float, int, int]
+
+
+def _permissions(
+    method: Callable[Concatenate[Q, P], Awaitable[R]],
+) -> Callable[Concatenate[Q, P], Awaitable[R]]:
+    """A command the Redis user may not run (its ACL) is a :class:`PermissionDenied` naming it
+    and the ACL rules that fix it, rather than redis-py's bare ``NoPermissionError``."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except NoPermissionError as exc:
+            doing = f"queue {self.name!r}: {method.__name__}"
+            raise permission_denied(exc, self._keys.prefix, doing) from exc
+
+    return wrapper
 
 
 class Queue(Generic[T]):
@@ -78,6 +101,7 @@ class Queue(Generic[T]):
 
     # -- producing ------------------------------------------------------------------------
 
+    @_permissions
     async def enqueue(
         self,
         data: T,
@@ -134,6 +158,7 @@ class Queue(Generic[T]):
                 outcomes += [None] * len(batch)
         return outcomes
 
+    @_permissions
     async def enqueue_many(
         self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0
     ) -> list[str]:
@@ -157,6 +182,7 @@ class Queue(Generic[T]):
             raise NotReplicated.merged(unconfirmed)
         return [job_id for job_id, _ in jobs]
 
+    @_permissions
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job (True if it was removed; its state is "cancelled").
 
@@ -166,6 +192,7 @@ class Queue(Generic[T]):
 
     # -- recurring ------------------------------------------------------------------------
 
+    @_permissions
     async def schedule_recurring(
         self,
         job_id: str,
@@ -203,12 +230,14 @@ class Queue(Generic[T]):
             self._keys, schedule_id, encode_recurring(definition), first
         )
 
+    @_permissions
     async def cancel_recurring(self, job_id: str) -> bool:
         """Stop a recurring schedule (True if there was one). Runs already enqueued stay."""
         return await self._scripts.recurring_cancel(self._keys, check_job_id(job_id))
 
     # -- consuming ------------------------------------------------------------------------
 
+    @_permissions
     async def consume(
         self,
         handler: Handler[T],
@@ -241,6 +270,7 @@ class Queue(Generic[T]):
 
     # -- inspecting -----------------------------------------------------------------------
 
+    @_permissions
     async def get_job(self, job_id: str) -> JobInfo | None:
         """The job's state, or None if it is unknown (or finished longer than result_ttl ago)."""
         reply = await self._scripts.get_job(self._keys, check_job_id(job_id))
@@ -258,6 +288,7 @@ class Queue(Generic[T]):
             finished_at=_float(record.get(b"finished_at")),
         )
 
+    @_permissions
     async def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
         """The job's result once it completes.
 
@@ -289,6 +320,7 @@ class Queue(Generic[T]):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                     await self._scripts.watch_job(self._keys, job_id, "-")
 
+    @_permissions
     async def stats(self) -> QueueStats:
         s = await self._scripts.stats(self._keys)
         return QueueStats(
@@ -302,6 +334,7 @@ class Queue(Generic[T]):
             groups=s.groups,
         )
 
+    @_permissions
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Jobs that failed past their retries, oldest failure first."""
         check_count(limit, what="limit")
@@ -320,6 +353,7 @@ class Queue(Generic[T]):
             )
         return letters
 
+    @_permissions
     async def retry_dead(self, job_id: str | None = None) -> int:
         """Replay one dead job (or all when ``job_id`` is None) with fresh attempts."""
         scripts = self._scripts
@@ -333,6 +367,7 @@ class Queue(Generic[T]):
             revived += await scripts.revive(self._keys, [i.decode() for i in ids])
         return revived
 
+    @_permissions
     async def purge_dead(self) -> int:
         """Drop every dead letter; returns how many there were."""
         return await self._scripts.purge_dead(self._keys)

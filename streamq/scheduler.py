@@ -16,6 +16,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .connection import Client
 from .keys import QueueKeys
 from .recurring import next_run_ms, run_job_id
@@ -53,9 +54,9 @@ class Scheduler:
             try:
                 sleep = await self._step()
             except (RedisError, OSError) as exc:
-                log.warning("scheduler of queue %r: Redis error (%s); retrying in %.1fs",
-                            self._keys.queue, exc, ERROR_PAUSE)  # fmt: skip
-                sleep = ERROR_PAUSE
+                sleep = PERMISSION_PAUSE if is_denied(exc) else ERROR_PAUSE
+                who = f"scheduler of queue {self._keys.queue!r}"
+                _log_error(exc, self._keys.prefix, who, "retrying", sleep)
             if sleep > 0:
                 with anyio.move_on_after(sleep):
                     await self._wake.wait()
@@ -107,11 +108,20 @@ class Scheduler:
         return next_ms
 
 
+def _log_error(exc: Exception, prefix: str, who: str, doing: str, pause: float) -> None:
+    """A missing permission is an error naming its fix; anything else a warning."""
+    if is_denied(exc):
+        log.error("%s; %s in %.0fs", permission_denied(exc, prefix, who), doing, pause)
+    else:
+        log.warning("%s: Redis error (%s); %s in %.1fs", who, exc, doing, pause)
+
+
 class WakeListener:
     """One pub/sub subscription per manager, waking the scheduler of the queue it names."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, prefix: str) -> None:
         self._client = client
+        self._prefix = prefix
         self._schedulers: dict[bytes, Scheduler] = {}
 
     def add(self, scheduler: Scheduler) -> None:
@@ -125,9 +135,10 @@ class WakeListener:
                 await self._listen(pubsub)
             except (RedisError, OSError) as exc:
                 pause = min(ERROR_PAUSE * 2**errors, MAX_SLEEP)
+                if is_denied(exc):
+                    pause = PERMISSION_PAUSE
                 errors += 1
-                log.warning("scheduler wake-ups: Redis error (%s); resubscribing in %.1fs",
-                            exc, pause)  # fmt: skip
+                _log_error(exc, self._prefix, "scheduler wake-ups", "resubscribing", pause)
                 await anyio.sleep(pause)
                 for scheduler in self._schedulers.values():
                     scheduler.wake()  # a message may have been missed meanwhile
