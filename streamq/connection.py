@@ -104,8 +104,8 @@ async def connect(url: str, *, key_prefix: str = "streamq", **options: Any) -> C
         user = unquote(urlsplit(url).username or "") or options.get("username") or "default"
         raise ConnectionFailed(
             f"Redis at {redacted(url)} refused the credentials of user {user!r} ({exc}): check"
-            " the user name and password (in the URL, redis://user:password@host:port/db, or"
-            " the username= and password= options)"
+            " the user and password (in the URL, as user:password@ before the host, or the"
+            " username= and password= options)"
         ) from exc
     except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
         await client.aclose()
