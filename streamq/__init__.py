@@ -8,6 +8,7 @@ from .errors import (
     JobFailed,
     JobNotFound,
     NotReplicated,
+    PermissionDenied,
     StreamqError,
 )
 from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
@@ -27,6 +28,7 @@ __all__ = (
     "JobNotFound",
     "JobState",
     "NotReplicated",
+    "PermissionDenied",
     "Queue",
     "QueueManager",
     "QueueStats",

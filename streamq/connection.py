@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import ssl
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AuthenticationError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .acl import denial_in, permission_denied
 from .errors import ConnectionFailed, InvalidArgument
 from .sentinel import NoPrimaryFound, SentinelRedis, no_primary_message, primary_client
 
@@ -20,9 +29,12 @@ __all__ = (
     "DEFAULT_URL",
     "MIN_SERVER_VERSION",
     "connect",
+    "eviction_warning",
     "redacted",
     "resolve_url",
 )
+
+log = logging.getLogger("streamq")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "STREAMQ_REDIS_URL"
@@ -57,8 +69,10 @@ def _parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
 
 
-async def connect(url: str, **options: Any) -> Client:
-    """A client for ``url``, after checking that the server answers and is recent enough."""
+async def connect(url: str, *, key_prefix: str = "streamq", **options: Any) -> Client:
+    """A client for ``url``, after checking that the server answers and is recent enough (and
+    warning when its eviction policy may delete jobs). ``key_prefix`` is for the ACL rules a
+    permission error suggests."""
     scheme = urlsplit(url).scheme
     if scheme not in (*_SCHEMES, CLUSTER_SCHEME, SENTINEL_SCHEME):
         raise InvalidArgument(
@@ -87,16 +101,39 @@ async def connect(url: str, **options: Any) -> Client:
         raise ConnectionFailed(no_primary_message(exc, redacted(url))) from exc
     except AuthenticationError as exc:
         await client.aclose()
+        user = unquote(urlsplit(url).username or "") or options.get("username") or "default"
         raise ConnectionFailed(
-            f"Redis at {redacted(url)} refused the credentials ({exc}): check the user and"
-            " password in the URL"
+            f"Redis at {redacted(url)} refused the credentials of user {user!r} ({exc}): check"
+            " the user and password (in the URL, as user:password@ before the host, or the"
+            " username= and password= options)"
         ) from exc
     except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
         await client.aclose()
+        denied = denial_in(exc)
+        if denied is not None:
+            where = f"connecting to Redis at {redacted(url)}"
+            raise permission_denied(denied, key_prefix, where) from exc
+        if _tls_failure(exc):
+            raise ConnectionFailed(
+                f"the TLS handshake with Redis at {redacted(url)} failed ({exc}): pass"
+                " ssl_ca_certs= the file of the CA that signed the server's certificate (a"
+                " private CA is not in the system's trust store), and ssl_certfile= and"
+                " ssl_keyfile= if the server asks clients for a certificate"
+            ) from exc
+        hint = ""
+        if scheme == "rediss" and not options.get("ssl_certfile"):
+            # TLS 1.3: a server that wants a client certificate hangs up after the handshake.
+            hint = (
+                "; if the server asks clients for a TLS certificate (tls-auth-clients), pass"
+                " ssl_certfile= and ssl_keyfile="
+            )
         raise ConnectionFailed(
             f"cannot connect to Redis at {redacted(url)} ({exc}): check that the server is"
-            f" running and the URL is right (pass it, or set ${URL_ENV})"
+            f" running and the URL is right (pass it, or set ${URL_ENV}){hint}"
         ) from exc
+    except NoPermissionError as exc:
+        await client.aclose()
+        raise permission_denied(exc, key_prefix, f"connecting to Redis at {redacted(url)}") from exc
     except (ResponseError, RedisError) as exc:
         await client.aclose()
         raise ConnectionFailed(
@@ -107,7 +144,69 @@ async def connect(url: str, **options: Any) -> Client:
     except ConnectionFailed:
         await client.aclose()
         raise
+    warning = eviction_warning(await _memory_settings(client), url)
+    if warning:
+        log.warning("%s", warning)
     return client
+
+
+async def _memory_settings(client: Client) -> dict[str, str]:
+    """``maxmemory`` and ``maxmemory-policy`` (of one node of a cluster), from INFO memory (which
+    streamq's ACL rules allow already) or else CONFIG GET; empty when neither answers."""
+    try:
+        info = await client.info("memory")
+    except (RedisError, RedisClusterException, OSError):
+        info = {}
+    if "maxmemory_policy" in info:
+        return {
+            "maxmemory": _text(info.get("maxmemory", "")),
+            "maxmemory-policy": _text(info["maxmemory_policy"]),
+        }
+    try:
+        reply = await client.config_get("maxmemory*")
+    except (RedisError, RedisClusterException, OSError):
+        return {}
+    return {_text(k): _text(v) for k, v in reply.items()}
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def eviction_warning(settings: dict[str, str], url: str) -> str | None:
+    """What the server's eviction policy may lose and how to fix it; None for ``noeviction``
+    (or when the policy is unknown)."""
+    policy = settings.get("maxmemory-policy")
+    if policy is None or policy == "noeviction":
+        return None
+    if policy.startswith("volatile-"):
+        lost = (
+            "keys that have an expiry: the records and results of finished jobs (get_job and"
+            " wait_for then lose them early) and the rate limits' windows"
+        )
+    else:
+        lost = "any key: waiting jobs, retries, schedules, dead letters, whole queues"
+    limit = settings.get("maxmemory")
+    when = (
+        " (maxmemory is 0 now, so only once a limit is set)" if limit == "0" else
+        f" (maxmemory {limit})" if limit else ""
+    )  # fmt: skip
+    return (
+        f"Redis at {redacted(url)} has maxmemory-policy {policy}: when its memory is full{when}"
+        f" it deletes {lost}, without an error. Set maxmemory-policy noeviction (CONFIG SET"
+        " maxmemory-policy noeviction, and in redis.conf) so that a full Redis refuses new jobs"
+        " with an OOM error instead"
+    )
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a connection failed in the TLS handshake (an untrusted certificate ...)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "[SSL" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:

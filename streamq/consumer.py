@@ -24,11 +24,12 @@ import msgspec
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
+from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .backoff import exponential
 from .job import Job
 from .scripts import Claimed, Completion, Failure, pairs
 from .serialization import DeadRecord, encode_dead_record, encode_result
-from .validation import check_seconds
+from .validation import MAX_JOB_ID_LENGTH, check_seconds
 
 if TYPE_CHECKING:
     from .consumer_options import ConsumerOptions
@@ -71,6 +72,37 @@ PRUNE_CONSUMERS_AFTER = 3600.0
 def _group_gone(exc: BaseException) -> bool:
     """The group (or its whole stream) was destroyed: what it owed is gone with it."""
     return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+
+
+class _BadEntry(ValueError):
+    """A stream entry streamq did not write (or that was tampered with): dead-lettered as is."""
+
+
+#: A recurring occurrence's id is its schedule's id and ``@due_ms``.
+_MAX_ENTRY_JOB_ID = MAX_JOB_ID_LENGTH + 32
+
+
+def _job_id_of(raw: bytes | None) -> str:
+    if not raw:
+        raise _BadEntry("the entry has no job id (field 'j')")
+    if len(raw) > 4 * _MAX_ENTRY_JOB_ID:  # UTF-8 takes at most 4 bytes a character
+        raise _BadEntry(f"its job id (field 'j') is {len(raw):,} bytes long")
+    try:
+        job_id = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise _BadEntry(f"its job id (field 'j') is not UTF-8 (UnicodeDecodeError: {exc})") from exc
+    if len(job_id) > _MAX_ENTRY_JOB_ID:
+        raise _BadEntry(f"its job id (field 'j') has {len(job_id):,} characters")
+    return job_id
+
+
+def _attempt_of(raw: bytes | None) -> int:
+    """Field ``a``: the attempt a retried job's entry starts at (absent: 1)."""
+    if raw is None:
+        return 1
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise _BadEntry(f"its attempt number (field 'a') is {raw[:20]!r}, not an int >= 1")
+    return int(raw)
 
 
 class _Held:
@@ -420,17 +452,27 @@ class Consumer(Generic[T]):
             held.finishing = True
             self._queue_ack(Completion(held.entry_id, "", 0, b""))
             return
-        raw_job_id = fields.get(b"j")
         payload = fields.get(b"p", b"")
         job_id = f"entry-{held.entry_id.decode()}"
         try:
-            if raw_job_id is None:
-                raise ValueError("the entry has no job id (field 'j')")
-            job_id = raw_job_id.decode()
-            base_attempt = int(fields.get(b"a", b"1"))
+            # Entries may have been written by anything: each field is checked before use, and
+            # the payload's size before it is decoded.
+            job_id = _job_id_of(fields.get(b"j"))
+            base_attempt = _attempt_of(fields.get(b"a"))
+            if b"p" not in fields:
+                raise _BadEntry("the entry has no payload (field 'p')")
+            limit = self._codec.max_payload_bytes
+            if len(payload) > limit:
+                raise _BadEntry(
+                    f"its payload is {len(payload):,} bytes, over max_payload_bytes ({limit:,});"
+                    " not decoded"
+                )
             envelope = self._codec.decode(payload)
-        except (ValueError, msgspec.DecodeError) as exc:
-            # ValueError covers UnicodeDecodeError and a garbled attempt number.
+        except _BadEntry as exc:
+            await self._fail(held, job_id, 1, f"bad entry {held.entry_id.decode()}: {exc}",
+                             payload, retry=False)  # fmt: skip
+            return
+        except msgspec.DecodeError as exc:
             error = f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}: {exc}"
             await self._fail(held, job_id, 1, error, payload, retry=False)
             return
@@ -537,10 +579,10 @@ class Consumer(Generic[T]):
             held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
         )
         if retry_in is None:
-            log.error("job %s of queue %r failed for good on attempt %d, dead-lettered: %s",
+            log.error("job %r of queue %r failed for good on attempt %d, dead-lettered: %s",
                       job_id, self.queue.name, attempt, error)  # fmt: skip
         else:
-            log.warning("job %s of queue %r failed on attempt %d, retrying in %.2fs: %s",
+            log.warning("job %r of queue %r failed on attempt %d, retrying in %.2fs: %s",
                         job_id, self.queue.name, attempt, retry_in, error)  # fmt: skip
         errors = 0
         while True:
@@ -548,11 +590,11 @@ class Consumer(Generic[T]):
                 await self._scripts.fail(self._keys, self.group, self.name, failure)
                 break
             except (RedisError, OSError) as exc:
-                if not _group_gone(exc) and errors < len(ERROR_PAUSES):
+                if not _group_gone(exc) and not is_denied(exc) and errors < len(ERROR_PAUSES):
                     errors = await self._pause_after_error("record a failure", exc, errors)
                     continue
                 # Left pending (if the group still exists): reclaimed after the timeout.
-                log.error("consumer %s: could not record the failure of job %s: %s",
+                log.error("consumer %s: could not record the failure of job %r: %s",
                           self.name, job_id, exc)  # fmt: skip
                 break
         self._held.pop(held.entry_id, None)
@@ -647,7 +689,7 @@ class Consumer(Generic[T]):
                 self._held.pop(completion.entry_id, None)
                 if not ok:
                     log.warning(
-                        "consumer %s: job %s finished after its entry was reclaimed by another"
+                        "consumer %s: job %r finished after its entry was reclaimed by another"
                         " consumer; the new owner's run counts", self.name, completion.job_id,
                     )  # fmt: skip
 
@@ -721,6 +763,12 @@ class Consumer(Generic[T]):
                             self.name, entry_id.decode(), self.queue.name)  # fmt: skip
 
     async def _pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
+        if is_denied(exc):
+            # Retrying in milliseconds cannot help: one clear line, then a long pause.
+            denied = permission_denied(exc, self._keys.prefix, f"consumer {self.name}: {doing}")
+            log.error("%s; retrying in %.0fs", denied, PERMISSION_PAUSE)
+            await anyio.sleep(PERMISSION_PAUSE)
+            return errors + 1
         pause = ERROR_PAUSES[min(errors, len(ERROR_PAUSES) - 1)]
         # The first error of a run, then one line a minute or so while it lasts: an outage is
         # told, not flooded.

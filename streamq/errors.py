@@ -4,6 +4,7 @@
 
     StreamqError
     ├── ConnectionFailed        cannot reach the server, or it is unusable (too old, wrong URL)
+    │   └── PermissionDenied    the Redis user lacks a command, key or channel streamq needs
     ├── EncodeError (TypeError) data cannot be encoded, or does not match the queue's type
     ├── InvalidArgument (ValueError)
     │                           a bad name, option or value passed to the API
@@ -24,6 +25,7 @@ __all__ = (
     "JobFailed",
     "JobNotFound",
     "NotReplicated",
+    "PermissionDenied",
     "StreamqError",
 )
 
@@ -34,6 +36,13 @@ class StreamqError(Exception):
 
 class ConnectionFailed(StreamqError):
     """The Redis server cannot be reached or cannot be used (too old, bad URL)."""
+
+
+class PermissionDenied(ConnectionFailed):
+    """The Redis user (ACL) may not run a command, or touch a key or channel, that streamq needs.
+
+    The message names what was refused and the ACL rules that let streamq work.
+    """
 
 
 class EncodeError(StreamqError, TypeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from .errors import InvalidArgument
+from .validation import check_utf8
 
 __all__ = ("QueueKeys", "validate_group", "validate_name")
 
@@ -31,7 +32,7 @@ def validate_name(name: object, *, what: str = "queue name") -> str:
             f"{what} {name!r} contains {bad.group()!r}: braces and whitespace are not allowed"
             " (braces would break the Redis Cluster hash tag)"
         )
-    return name
+    return check_utf8(name, what=what)
 
 
 def validate_group(group: object) -> str:

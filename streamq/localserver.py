@@ -9,15 +9,17 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StreamqError
 
-__all__ = ("LocalRedis", "free_port", "local_redis")
+__all__ = ("LocalRedis", "TlsFiles", "free_port", "local_redis")
 
 INSTALL_HINT = (
     "redis-server was not found: install it (Debian/Ubuntu: `sudo apt-get install redis-server`,"
@@ -31,8 +33,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server's TLS certificate and key (PEM files) and the CA that clients' certificates
+    must chain to; with ``auth_clients`` the server asks every client for one."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    auth_clients: bool = False
+
+    def server_args(self, port: int) -> list[str]:
+        return [
+            "--port", "0", "--tls-port", str(port), "--tls-cert-file", self.cert_file,
+            "--tls-key-file", self.key_file, "--tls-ca-cert-file", self.ca_file,
+            "--tls-auth-clients", "yes" if self.auth_clients else "no",
+        ]  # fmt: skip
+
+    def probe_context(self) -> ssl.SSLContext:
+        """For checking that the server listens: trusts the CA, and shows the server's own
+        certificate if clients need one (it chains to the same CA)."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.check_hostname = False
+        if self.auth_clients:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
 class LocalRedis:
-    """One ``redis-server`` process; ``url`` reaches it once :meth:`start` returned."""
+    """One ``redis-server`` process; ``url`` reaches it once :meth:`start` returned.
+
+    With ``tls`` it listens only on a TLS port (``url`` is then ``rediss://``)."""
 
     def __init__(
         self,
@@ -41,6 +72,7 @@ class LocalRedis:
         port: int | None = None,
         *,
         config_file: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         found = binary or shutil.which("redis-server")
         if found is None:
@@ -51,12 +83,14 @@ class LocalRedis:
         #: Read first (redis-server takes a config file only as its first argument); a
         #: sentinel needs one it can rewrite.
         self.config_file = config_file
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int:
@@ -75,13 +109,15 @@ class LocalRedis:
             self.process = subprocess.Popen(
                 [
                     self.binary, *([self.config_file] if self.config_file else []),
-                    "--port", str(port), "--bind", "127.0.0.1",
+                    *(self.tls.server_args(port) if self.tls else ["--port", str(port)]),
+                    "--bind", "127.0.0.1",
                     "--save", "", "--appendonly", "no", "--dir", self._dir.name,
                     "--logfile", str(log_path), "--daemonize", "no", *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
-            if _wait_until_listening(self.process, port, timeout):
+            context = self.tls.probe_context() if self.tls else None
+            if _wait_until_listening(self.process, port, timeout, context):
                 self.port = port
                 return self
             last_error = _read(log_path) or (self.process.stderr.read().decode() if
@@ -139,21 +175,24 @@ def local_redis(url: str | None = None) -> Iterator[str]:
         yield server.url
 
 
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+def _wait_until_listening(
+    process: subprocess.Popen[bytes], port: int, timeout: float, tls: ssl.SSLContext | None
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.settimeout(0.2)
-            try:
-                s.connect(("127.0.0.1", port))
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw,
+                tls.wrap_socket(raw) if tls else raw as s,
+            ):
                 s.sendall(b"PING\r\n")
                 # A server with a password answers NOAUTH: it is listening all the same.
                 if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                     return True
-            except OSError:
-                pass
+        except OSError:  # ssl.SSLError is one
+            pass
         time.sleep(0.02)
     return False
 

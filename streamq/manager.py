@@ -24,6 +24,7 @@ from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
 from .sentinel import SentinelRedis
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .validation import check_count, check_non_negative, check_seconds
 
 if TYPE_CHECKING:
@@ -79,6 +80,11 @@ class QueueManager:
     ``min_replicas``: an enqueue returns only once that many replicas have the job (Redis
     ``WAIT``), or raises :class:`~streamq.NotReplicated` after ``replica_timeout`` seconds; so
     a failover to one of those replicas cannot lose a job that ``enqueue`` returned for.
+
+    ``max_payload_bytes``: the largest encoded job (its data as MessagePack, plus ~20 bytes of
+    metadata) that ``enqueue`` accepts; a bigger one is an :class:`~streamq.EncodeError`. A
+    consumer dead-letters, without decoding, an entry over its own manager's limit (one written
+    by another program): give producers and consumers the same value.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class QueueManager:
         group_idle_timeout: float = DEFAULT_GROUP_IDLE_TIMEOUT,
         min_replicas: int = 0,
         replica_timeout: float = 1.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         **options: Any,
     ) -> None:
         self.url = resolve_url(url)
@@ -106,6 +113,7 @@ class QueueManager:
         self.group_idle_timeout = check_seconds(group_idle_timeout, what="group_idle_timeout")
         self.min_replicas = check_non_negative(min_replicas, what="min_replicas")
         self.replica_timeout = check_seconds(replica_timeout, what="replica_timeout")
+        self.max_payload_bytes = check_count(max_payload_bytes, what="max_payload_bytes")
         socket_timeout = options.get("socket_timeout", SOCKET_TIMEOUT)
         #: How long a command may wait for its reply before its connection is taken for dead;
         #: consumers block in their reads for at most half of it.
@@ -131,7 +139,7 @@ class QueueManager:
     async def __aenter__(self) -> QueueManager:
         if self._connection is not None:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
-        client = await connect(self.url, **self._options)
+        client = await connect(self.url, key_prefix=self.prefix, **self._options)
         lane = _lane_for(client)
         scripts = Scripts(lane, self.result_ttl)
         enqueue_scripts = scripts
@@ -160,8 +168,15 @@ class QueueManager:
                 await self.stop_consumers(self.shutdown_grace)
         finally:
             connection.tasks.cancel_scope.cancel()  # the schedulers
+            # The block's own error goes on as it is (given to the task group, it would come out
+            # wrapped in an ExceptionGroup); a cancellation is the task group's to handle.
+            own_error = isinstance(exc, Exception)
             try:
-                suppress = await connection.tasks.__aexit__(exc_type, exc, tb)
+                if own_error:
+                    await connection.tasks.__aexit__(None, None, None)
+                    suppress = False  # never swallow it
+                else:
+                    suppress = await connection.tasks.__aexit__(exc_type, exc, tb)
             finally:
                 self._connection = None
                 self._schedulers.clear()
@@ -217,7 +232,7 @@ class QueueManager:
         if scheduler is None:
             scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, queue._keys)
             if self._wake_listener is None:
-                self._wake_listener = WakeListener(connection.client)
+                self._wake_listener = WakeListener(connection.client, self.prefix)
                 self._wake_listener.add(scheduler)
                 connection.tasks.start_soon(self._wake_listener.run, name="streamq wake-ups")
             else:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import anyio
+from redis.exceptions import NoPermissionError
 
+from .acl import permission_denied
 from .backoff import Backoff
 from .batching import Coalescer, Outcomes
 from .errors import InvalidArgument, JobFailed, JobNotFound, NotReplicated
@@ -17,6 +20,7 @@ from .keys import QueueKeys, validate_group
 from .recurring import check_schedule, first_run_ms
 from .scripts import Scripts
 from .serialization import (
+    MAX_PRIORITY,
     Codec,
     RecurringDef,
     decode_dead_record,
@@ -32,21 +36,44 @@ if TYPE_CHECKING:
 __all__ = ("Handler", "Queue")
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+Q = TypeVar("Q", bound="Queue[Any]")
 
 #: ``handler(job)``: an ``async def`` (a plain function runs in a worker thread); its return value
 #: is the job's result and raising is a failure.
 Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
 
-#: Jobs per script call in ``enqueue_many``: big enough for throughput, small enough that one
-#: call never holds the server for long.
+#: Jobs per script call in ``enqueue_many`` (and for enqueues that arrive together): big enough
+#: for throughput, small enough that one call never holds the server for long.
 ENQUEUE_BATCH = 500
+#: Payload bytes per script call: a batch of big jobs is split by size too. Redis reads a whole
+#: command before it runs it and copies each payload in the script, so this bounds the time one
+#: call holds the server (about 2 ms for 1 MiB; 500 small jobs take about 5) and the memory its
+#: command takes.
+ENQUEUE_BATCH_BYTES = 1024 * 1024
 #: How long one blocking wait in ``wait_for`` lasts before the job's record is read again.
 WAIT_SLICE = 1.0
 _TERMINAL = ("completed", "dead", "cancelled")
 #: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
 _Enqueue = tuple[str, bytes, float, int, int]
-#: Priorities are kept exact in the staged set's scores (doubles) up to 2**20.
-MAX_PRIORITY = 1_000_000
+
+
+def _permissions(
+    method: Callable[Concatenate[Q, P], Awaitable[R]],
+) -> Callable[Concatenate[Q, P], Awaitable[R]]:
+    """A command the Redis user may not run (its ACL) is a :class:`PermissionDenied` naming it
+    and the ACL rules that fix it, rather than redis-py's bare ``NoPermissionError``."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except NoPermissionError as exc:
+            doing = f"queue {self.name!r}: {method.__name__}"
+            raise permission_denied(exc, self._keys.prefix, doing) from exc
+
+    return wrapper
 
 
 class Queue(Generic[T]):
@@ -57,7 +84,7 @@ class Queue(Generic[T]):
         self.type = type_
         self._manager = manager
         self._keys = QueueKeys(manager.prefix, name)
-        self._codec: Codec[T] = Codec(name, type_)
+        self._codec: Codec[T] = Codec(name, type_, manager.max_payload_bytes)
         self._coalescer: Coalescer[_Enqueue] = Coalescer(self._send_enqueues)
 
     def __repr__(self) -> str:
@@ -74,6 +101,7 @@ class Queue(Generic[T]):
 
     # -- producing ------------------------------------------------------------------------
 
+    @_permissions
     async def enqueue(
         self,
         data: T,
@@ -110,22 +138,27 @@ class Queue(Generic[T]):
             groups.setdefault((job[3], job[4]), []).append(index)
         outcomes: list[BaseException | None] = [None] * len(jobs)
         for (priority, delay_ms), indexes in groups.items():
-            error = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
-            for i in indexes:
+            group = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
+            for i, error in zip(indexes, group, strict=True):
                 outcomes[i] = error
         return outcomes
 
     async def _enqueue_group(
         self, jobs: list[_Enqueue], priority: int, delay_ms: int
-    ) -> Exception | None:
-        try:
-            await self._enqueue_scripts.enqueue(
-                self._keys, [(j[0], j[1]) for j in jobs], jobs[0][2], priority, delay_ms
-            )
-        except Exception as exc:
-            return exc
-        return None
+    ) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for batch in _batches([(j[0], j[1]) for j in jobs]):
+            try:
+                await self._enqueue_scripts.enqueue(
+                    self._keys, batch, jobs[0][2], priority, delay_ms
+                )
+            except Exception as exc:  # noqa: PERF203 (a round trip per batch dwarfs the try)
+                outcomes += [exc] * len(batch)
+            else:
+                outcomes += [None] * len(batch)
+        return outcomes
 
+    @_permissions
     async def enqueue_many(
         self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0
     ) -> list[str]:
@@ -140,16 +173,16 @@ class Queue(Generic[T]):
         encode = self._codec.encode
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
         unconfirmed: list[NotReplicated] = []
-        for start in range(0, len(jobs), ENQUEUE_BATCH):
-            batch = jobs[start : start + ENQUEUE_BATCH]
+        for batch in _batches(jobs):
             try:
                 await self._enqueue_scripts.enqueue(self._keys, batch, now, priority, delay_ms)
-            except NotReplicated as exc:
+            except NotReplicated as exc:  # noqa: PERF203 (a round trip per batch dwarfs the try)
                 unconfirmed.append(exc)
         if unconfirmed:
             raise NotReplicated.merged(unconfirmed)
         return [job_id for job_id, _ in jobs]
 
+    @_permissions
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job (True if it was removed; its state is "cancelled").
 
@@ -159,6 +192,7 @@ class Queue(Generic[T]):
 
     # -- recurring ------------------------------------------------------------------------
 
+    @_permissions
     async def schedule_recurring(
         self,
         job_id: str,
@@ -182,7 +216,12 @@ class Queue(Generic[T]):
         interval_ms, expression, zone = check_schedule(interval_seconds, cron, tz)
         delay_ms = _check_staging(priority, start_delay)
         definition = RecurringDef(
-            interval_ms, expression, zone, delay_ms, priority, self._codec.encode_data(data)
+            interval_ms,
+            expression,
+            zone,
+            delay_ms,
+            priority,
+            self._codec.encode_data(data, priority),
         )
         client = self._manager._connected().client
         seconds, micros = await client.time()
@@ -191,12 +230,14 @@ class Queue(Generic[T]):
             self._keys, schedule_id, encode_recurring(definition), first
         )
 
+    @_permissions
     async def cancel_recurring(self, job_id: str) -> bool:
         """Stop a recurring schedule (True if there was one). Runs already enqueued stay."""
         return await self._scripts.recurring_cancel(self._keys, check_job_id(job_id))
 
     # -- consuming ------------------------------------------------------------------------
 
+    @_permissions
     async def consume(
         self,
         handler: Handler[T],
@@ -229,6 +270,7 @@ class Queue(Generic[T]):
 
     # -- inspecting -----------------------------------------------------------------------
 
+    @_permissions
     async def get_job(self, job_id: str) -> JobInfo | None:
         """The job's state, or None if it is unknown (or finished longer than result_ttl ago)."""
         reply = await self._scripts.get_job(self._keys, check_job_id(job_id))
@@ -246,6 +288,7 @@ class Queue(Generic[T]):
             finished_at=_float(record.get(b"finished_at")),
         )
 
+    @_permissions
     async def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
         """The job's result once it completes.
 
@@ -277,6 +320,7 @@ class Queue(Generic[T]):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                     await self._scripts.watch_job(self._keys, job_id, "-")
 
+    @_permissions
     async def stats(self) -> QueueStats:
         s = await self._scripts.stats(self._keys)
         return QueueStats(
@@ -290,6 +334,7 @@ class Queue(Generic[T]):
             groups=s.groups,
         )
 
+    @_permissions
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Jobs that failed past their retries, oldest failure first."""
         check_count(limit, what="limit")
@@ -308,6 +353,7 @@ class Queue(Generic[T]):
             )
         return letters
 
+    @_permissions
     async def retry_dead(self, job_id: str | None = None) -> int:
         """Replay one dead job (or all when ``job_id`` is None) with fresh attempts."""
         scripts = self._scripts
@@ -321,9 +367,28 @@ class Queue(Generic[T]):
             revived += await scripts.revive(self._keys, [i.decode() for i in ids])
         return revived
 
+    @_permissions
     async def purge_dead(self) -> int:
         """Drop every dead letter; returns how many there were."""
         return await self._scripts.purge_dead(self._keys)
+
+
+def _batches(jobs: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """``(job_id, payload)`` jobs in order, in script calls of at most ``ENQUEUE_BATCH`` jobs
+    and ``ENQUEUE_BATCH_BYTES`` of payload (a bigger job goes alone)."""
+    if len(jobs) <= ENQUEUE_BATCH and sum(len(p) for _, p in jobs) <= ENQUEUE_BATCH_BYTES:
+        yield jobs  # the common case: one call
+        return
+    batch: list[tuple[str, bytes]] = []
+    size = 0
+    for job in jobs:
+        if batch and (len(batch) >= ENQUEUE_BATCH or size + len(job[1]) > ENQUEUE_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(job)
+        size += len(job[1])
+    if batch:
+        yield batch
 
 
 def _check_staging(priority: int, start_delay: float) -> int:

@@ -16,6 +16,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .connection import Client
 from .keys import QueueKeys
 from .recurring import next_run_ms, run_job_id
@@ -56,12 +57,10 @@ class Scheduler:
                 sleep = await self._step()
                 errors = 0
             except (RedisError, OSError) as exc:
-                # The first error of a run, then one line in QUIET_ERRORS: told, not flooded.
-                level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
-                log.log(level, "scheduler of queue %r: Redis error (%s); retrying in %.1fs",
-                        self._keys.queue, exc, ERROR_PAUSE)  # fmt: skip
+                sleep = PERMISSION_PAUSE if is_denied(exc) else ERROR_PAUSE
+                who = f"scheduler of queue {self._keys.queue!r}"
+                _log_error(exc, self._keys.prefix, who, "retrying", sleep, errors)
                 errors += 1
-                sleep = ERROR_PAUSE
             if sleep > 0:
                 with anyio.move_on_after(sleep):
                     await self._wake.wait()
@@ -113,11 +112,25 @@ class Scheduler:
         return next_ms
 
 
+def _log_error(
+    exc: Exception, prefix: str, who: str, doing: str, pause: float, errors: int
+) -> None:
+    """A missing permission is an error naming its fix; anything else a warning for the first
+    of a run of errors (``errors`` before it), then one in :data:`QUIET_ERRORS`: an outage is
+    told, not flooded."""
+    if is_denied(exc):
+        log.error("%s; %s in %.0fs", permission_denied(exc, prefix, who), doing, pause)
+    else:
+        level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
+        log.log(level, "%s: Redis error (%s); %s in %.1fs", who, exc, doing, pause)
+
+
 class WakeListener:
     """One pub/sub subscription per manager, waking the scheduler of the queue it names."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, prefix: str) -> None:
         self._client = client
+        self._prefix = prefix
         self._schedulers: dict[bytes, Scheduler] = {}
         self._errors = 0  # in a row: a subscription that worked starts the count again
 
@@ -132,10 +145,10 @@ class WakeListener:
             except (RedisError, OSError) as exc:
                 errors = self._errors
                 pause = min(ERROR_PAUSE * 2 ** min(errors, 8), MAX_SLEEP)
-                level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
+                if is_denied(exc):
+                    pause = PERMISSION_PAUSE
                 self._errors += 1
-                log.log(level, "scheduler wake-ups: Redis error (%s); resubscribing in %.1fs",
-                        exc, pause)  # fmt: skip
+                _log_error(exc, self._prefix, "scheduler wake-ups", "resubscribing", pause, errors)
                 await anyio.sleep(pause)
                 for scheduler in self._schedulers.values():
                     scheduler.wake()  # a message may have been missed meanwhile

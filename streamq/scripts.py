@@ -14,8 +14,9 @@ from hashlib import sha1
 from importlib import resources
 from typing import Any, Literal
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
+from .acl import script_permission_error
 from .errors import NotReplicated
 from .keys import QueueKeys
 from .lane import Arg, Command, CommandLane
@@ -102,18 +103,23 @@ class StatsReply:
 class _Script:
     """One script, called by its SHA1 and loaded when the server does not have it."""
 
-    __slots__ = ("_lane", "_sha", "_source")
+    __slots__ = ("_lane", "_name", "_sha", "_source")
 
-    def __init__(self, lane: CommandLane, source: str) -> None:
+    def __init__(self, lane: CommandLane, name: str) -> None:
         self._lane = lane
-        self._source = source
-        self._sha = sha1(source.encode()).hexdigest()
+        self._name = name
+        self._source = _source(name)
+        self._sha = sha1(self._source.encode()).hexdigest()
 
     async def __call__(self, *, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> Any:
         try:
-            return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return (await self._load_and_run([self._command(keys, args)]))[0]
+            try:
+                return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return (await self._load_and_run([self._command(keys, args)]))[0]
+        except ResponseError as exc:
+            self._raise_if_denied(exc)
+            raise
 
     async def call_then(
         self, then: Command, *, keys: Sequence[Arg], args: Sequence[Arg] = ()
@@ -122,10 +128,21 @@ class _Script:
         (``WAIT`` counts the replicas that have what this connection wrote)."""
         commands = [self._command(keys, args), then]
         try:
-            reply, then_reply = await self._lane.execute_many(commands)
-        except NoScriptError:
-            reply, then_reply = await self._load_and_run(commands)
+            try:
+                reply, then_reply = await self._lane.execute_many(commands)
+            except NoScriptError:
+                reply, then_reply = await self._load_and_run(commands)
+        except ResponseError as exc:
+            self._raise_if_denied(exc)
+            raise
         return reply, then_reply
+
+    def _raise_if_denied(self, exc: ResponseError) -> None:
+        """A permission error inside the script, as one that names the command (Redis names
+        only the line)."""
+        denied = script_permission_error(exc, self._name, self._source)
+        if denied is not None:
+            raise denied from exc
 
     def _command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Command:
         return ("EVALSHA", self._sha, len(keys), *keys, *args)
@@ -162,31 +179,31 @@ class Scripts:
         self._min_replicas = min_replicas
         self._replica_timeout = replica_timeout
 
-        def register(source: str) -> _Script:
-            return _Script(lane, source)
+        def register(name: str) -> _Script:
+            return _Script(lane, name)
 
-        self._enqueue = register(_source("enqueue.lua"))
-        self._complete = register(_source("complete.lua"))
-        self._fail = register(_source("fail.lua"))
-        self._promote = register(_source("promote.lua"))
-        self._heartbeat = register(_source("heartbeat.lua"))
-        self._reclaim = register(_source("reclaim.lua"))
-        self._release = register(_source("release.lua"))
-        self._trim = register(_source("trim.lua"))
-        self._get_job = register(_source("get_job.lua"))
-        self._watch_job = register(_source("watch_job.lua"))
-        self._stats = register(_source("stats.lua"))
-        self._dead_list = register(_source("dead_list.lua"))
-        self._revive = register(_source("revive.lua"))
-        self._purge_dead = register(_source("purge_dead.lua"))
-        self._register = register(_source("register.lua"))
-        self._cancel = register(_source("cancel.lua"))
-        self._recurring_set = register(_source("recurring_set.lua"))
-        self._recurring_cancel = register(_source("recurring_cancel.lua"))
-        self._recurring_due = register(_source("recurring_due.lua"))
-        self._recurring_fire = register(_source("recurring_fire.lua"))
-        self._rate_limit = register(_source("rate_limit.lua"))
-        self._adopt = register(_source("adopt.lua"))
+        self._enqueue = register("enqueue.lua")
+        self._complete = register("complete.lua")
+        self._fail = register("fail.lua")
+        self._promote = register("promote.lua")
+        self._heartbeat = register("heartbeat.lua")
+        self._reclaim = register("reclaim.lua")
+        self._release = register("release.lua")
+        self._trim = register("trim.lua")
+        self._get_job = register("get_job.lua")
+        self._watch_job = register("watch_job.lua")
+        self._stats = register("stats.lua")
+        self._dead_list = register("dead_list.lua")
+        self._revive = register("revive.lua")
+        self._purge_dead = register("purge_dead.lua")
+        self._register = register("register.lua")
+        self._cancel = register("cancel.lua")
+        self._recurring_set = register("recurring_set.lua")
+        self._recurring_cancel = register("recurring_cancel.lua")
+        self._recurring_due = register("recurring_due.lua")
+        self._recurring_fire = register("recurring_fire.lua")
+        self._rate_limit = register("rate_limit.lua")
+        self._adopt = register("adopt.lua")
 
     async def enqueue(
         self,

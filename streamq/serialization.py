@@ -6,13 +6,15 @@ envelope holds the job's metadata and its data. Nothing here ever unpickles.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
 from .errors import EncodeError
 
 __all__ = (
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_PRIORITY",
     "Codec",
     "DeadRecord",
     "Envelope",
@@ -28,11 +30,21 @@ _encoder = msgspec.msgpack.Encoder()
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 
 
+#: The largest encoded job (``p``, the envelope: the data and ~20 bytes of metadata) that
+#: ``enqueue`` accepts and a consumer decodes, unless the manager's ``max_payload_bytes`` says
+#: otherwise.
+DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
+#: Priorities are kept exact in the staged set's scores (doubles) up to 2**20.
+MAX_PRIORITY = 1_000_000
+
+
 class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True):
     enqueued_at: float
-    priority: int
-    max_retries: int | None
-    timeout: float | None
+    # Bounded like the API's arguments: an entry someone else wrote with, say, a negative retry
+    # count or a NaN timeout is refused at decoding (a dead letter naming the field).
+    priority: Annotated[int, msgspec.Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] | None
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None
     data: T
 
 
@@ -82,13 +94,16 @@ def envelope_of(data: msgspec.Raw, *, enqueued_at: float, priority: int) -> byte
 
 
 class Codec(Generic[T]):
-    """Encodes and validates one queue's payloads against its type."""
+    """Encodes and validates one queue's payloads against its type and size limit."""
 
-    __slots__ = ("_decoder", "_validates", "queue", "type")
+    __slots__ = ("_decoder", "_validates", "max_payload_bytes", "queue", "type")
 
-    def __init__(self, queue: str, type_: Any) -> None:
+    def __init__(
+        self, queue: str, type_: Any, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    ) -> None:
         self.queue = queue
         self.type = type_
+        self.max_payload_bytes = max_payload_bytes
         try:
             self._decoder: msgspec.msgpack.Decoder[Envelope[T]] = msgspec.msgpack.Decoder(
                 Envelope[type_]
@@ -120,6 +135,14 @@ class Codec(Generic[T]):
                 f" ({exc}); pass msgspec-encodable data (builtins, msgspec.Struct, dataclasses)",
                 queue=self.queue,
             ) from exc
+        if len(payload) > self.max_payload_bytes:
+            raise EncodeError(
+                f"queue {self.queue!r}: the job is {len(payload):,} bytes encoded, over"
+                f" max_payload_bytes ({self.max_payload_bytes:,}); keep big data elsewhere (a"
+                " file, object storage) and enqueue a reference to it, or raise the"
+                " QueueManager's max_payload_bytes (on producers and consumers alike)",
+                queue=self.queue,
+            )
         if self._validates:
             # Decoding exactly as the consumer will is the only check that cannot drift from it.
             try:
@@ -132,9 +155,10 @@ class Codec(Generic[T]):
                 ) from exc
         return payload
 
-    def encode_data(self, data: Any) -> msgspec.Raw:
-        """``data`` alone, encoded and checked like :meth:`encode` does."""
-        payload = self.encode(data, enqueued_at=0.0)
+    def encode_data(self, data: Any, priority: int = 0) -> msgspec.Raw:
+        """``data`` alone, encoded and checked like :meth:`encode` does (with the priority its
+        jobs will have: their payloads are then exactly the size checked here)."""
+        payload = self.encode(data, enqueued_at=0.0, priority=priority)
         return _raw_envelope_decoder.decode(payload).data
 
     def decode(self, payload: bytes) -> Envelope[T]:
@@ -142,7 +166,10 @@ class Codec(Generic[T]):
         return self._decoder.decode(payload)
 
     def decode_data_or_raw(self, payload: bytes) -> Any:
-        """The job's data for inspection: decoded when possible, else the raw payload bytes."""
+        """The job's data for inspection: decoded when possible, else the raw payload bytes
+        (always for one over the size limit: it may be anything)."""
+        if len(payload) > self.max_payload_bytes:
+            return payload
         try:
             return self._decoder.decode(payload).data
         except msgspec.DecodeError:

@@ -8,6 +8,7 @@ import os
 from .errors import InvalidArgument
 
 __all__ = (
+    "MAX_JOB_ID_LENGTH",
     "check_count",
     "check_job_id",
     "check_max_retries",
@@ -17,6 +18,12 @@ __all__ = (
 )
 
 
+#: Longest job id, in characters. Any character is fine (ids are binary-safe everywhere they go:
+#: keys after the queue's hash tag, stream fields, script arguments), but every record, entry and
+#: dead letter of the job repeats its id.
+MAX_JOB_ID_LENGTH = 1024
+
+
 def new_job_id() -> str:
     return os.urandom(12).hex()
 
@@ -24,7 +31,26 @@ def new_job_id() -> str:
 def check_job_id(job_id: object) -> str:
     if not isinstance(job_id, str) or not job_id:
         raise InvalidArgument(f"job_id must be a non-empty str, got {job_id!r}")
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        raise InvalidArgument(
+            f"job_id {job_id[:40]!r}... has {len(job_id):,} characters: use at most"
+            f" {MAX_JOB_ID_LENGTH:,} (hash a longer natural key, e.g. with hashlib.sha256)"
+        )
+    check_utf8(job_id, what="job_id")
     return job_id
+
+
+def check_utf8(text: str, *, what: str) -> str:
+    """Names and ids go to Redis as UTF-8; a lone surrogate cannot (and would fail the whole
+    script call it rides in, other callers' jobs included)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(
+            f"{what} {text[:40]!r} is not valid Unicode ({exc.reason} at position {exc.start}):"
+            " use text that encodes as UTF-8"
+        ) from None
+    return text
 
 
 def check_max_retries(max_retries: object) -> int:

@@ -20,6 +20,7 @@ PUBLIC = {
     "JobNotFound",
     "JobState",
     "NotReplicated",
+    "PermissionDenied",
     "Queue",
     "QueueManager",
     "QueueStats",

@@ -132,3 +132,14 @@ def test_bad_manager_options() -> None:
         streamq.QueueManager(result_ttl=0)
     with pytest.raises(ValueError, match="instance_id"):
         streamq.QueueManager(instance_id="has space")
+
+
+async def test_an_error_in_the_block_comes_out_as_it_is(redis_url: str) -> None:
+    """Not wrapped in the manager's task group's ExceptionGroup, and never swallowed."""
+    with pytest.raises(KeyError, match="mine"):
+        async with streamq.QueueManager(redis_url):
+            raise KeyError("mine")
+    with pytest.raises(KeyError, match="mine"):
+        async with streamq.QueueManager(redis_url, shutdown_grace=1) as qm:
+            await qm.get_queue("errors-out").consume(lambda job: None)
+            raise KeyError("mine")
