@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from .backoff import exponential
 from .job import Job
 from .scripts import Claimed, Completion, Failure, pairs
-from .serialization import DeadRecord, encode_dead_record, encode_result
+from .serialization import DeadRecord, Envelope, encode_dead_record, encode_result
 from .validation import check_seconds
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ class Consumer(Generic[T]):
         self._handler = handler
         self._is_async = inspect.iscoroutinefunction(handler)
         self._threads = anyio.CapacityLimiter(options.concurrency)
+        #: Jobs that died with their consumer more than once run one at a time.
+        self._repeats = anyio.Lock()
         self._on_retry = on_retry
         connection = queue._manager._connected()
         self._client = connection.client
@@ -423,18 +425,61 @@ class Consumer(Generic[T]):
             await self._fail(held, job_id, 1, error, payload, retry=False)
             return
 
-        attempt = base_attempt + held.delivery_count - 1
         max_retries = self._options.max_retries
         if envelope.max_retries is not None:
             max_retries = envelope.max_retries
-        if attempt > max_retries + 1:
-            error = (
-                f"delivered {attempt} times without finishing: the consumer running it died"
-                f" each time (max_retries={max_retries})"
-            )
-            await self._fail(held, job_id, attempt - 1, error, payload, retry=False)
+        if held.delivery_count == 1:
+            await self._run(held, job_id, base_attempt, max_retries, envelope, payload)
             return
+        # It came back from a consumer that died. A job that died with its consumer before
+        # waits for its turn: it may be what killed it, and what runs beside it would die too.
+        attempt, repeat = await self._rerun_attempt(held, job_id, base_attempt, first=True)
+        if repeat and attempt <= max_retries + 1:
+            async with self._repeats:
+                if self._stopping:
+                    return  # never started: handed back to the group by _release
+                attempt, _ = await self._rerun_attempt(held, job_id, base_attempt, first=False)
+                if attempt <= max_retries + 1:
+                    await self._run(held, job_id, attempt, max_retries, envelope, payload)
+                    return
+        elif attempt <= max_retries + 1:
+            await self._run(held, job_id, attempt, max_retries, envelope, payload)
+            return
+        error = (
+            f"delivered {held.delivery_count} times without finishing: the consumer running it"
+            f" died each time it started ({attempt - 1} times, max_retries={max_retries})"
+        )
+        await self._fail(held, job_id, attempt - 1, error, payload, retry=False)
 
+    async def _rerun_attempt(
+        self, held: _Held, job_id: str, base_attempt: int, *, first: bool
+    ) -> tuple[int, bool]:
+        """The attempt a redelivered entry's run is, counted by its starts (recorded in Redis
+        before each run after the first), not its deliveries: a delivery that never started
+        (read ahead, or waiting for its turn, when the consumer died) is no attempt. Counts
+        the start about to happen, unless ``first`` and the job is a repeat (it already died in
+        a counted run): then also True, and it is counted once it is its turn."""
+        try:
+            before = await self._scripts.rerun(
+                self._keys, self.group, held.entry_id, job_id, count_repeat=not first
+            )
+        except (RedisError, OSError) as exc:
+            before = -1
+            log.warning("consumer %s: could not count the starts of job %s (%s); counting its"
+                        " deliveries", self.name, job_id, exc)  # fmt: skip
+        if before < 0:  # no record to count in: deliveries bound the starts
+            return base_attempt + held.delivery_count - 1, held.delivery_count > 2
+        return base_attempt + 1 + before, before > 0
+
+    async def _run(
+        self,
+        held: _Held,
+        job_id: str,
+        attempt: int,
+        max_retries: int,
+        envelope: Envelope[T],
+        payload: bytes,
+    ) -> None:
         job = Job(
             id=job_id,
             data=envelope.data,

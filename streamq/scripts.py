@@ -187,6 +187,7 @@ class Scripts:
         self._recurring_fire = register(_source("recurring_fire.lua"))
         self._rate_limit = register(_source("rate_limit.lua"))
         self._adopt = register(_source("adopt.lua"))
+        self._rerun = register(_source("rerun.lua"))
 
     async def enqueue(
         self,
@@ -304,6 +305,16 @@ class Scripts:
         """The entries ``consumer`` owns, with their delivery counts."""
         rows = await self._adopt(keys=[keys.stream], args=[group, consumer, limit])
         return [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
+
+    async def rerun(
+        self, keys: QueueKeys, group: str, entry_id: bytes, job_id: str, *, count_repeat: bool
+    ) -> int:
+        """Starts of a redelivered entry before this one, counting this one unless it is a
+        repeat and not ``count_repeat``; -1 when the job has no record."""
+        before: int = await self._rerun(
+            keys=[keys.job(job_id)], args=[group, entry_id, int(count_repeat)]
+        )
+        return before
 
     async def get_job(self, keys: QueueKeys, job_id: str) -> tuple[bool, Fields] | None:
         """``(running, record)`` or None for an unknown job."""
