@@ -52,7 +52,9 @@ ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 HEARTBEAT_BATCH = 500
 #: Longest a stop spends writing the last completions and handing jobs back.
 FLUSH_SECONDS = 5.0
-#: How often a consumer renews its place in the window; a registration lapses after three.
+#: How often a consumer renews its place in the window and marks its group alive (more often
+#: with a short ``group_idle_timeout``: see :func:`register_interval`); a registration lapses
+#: after three.
 REGISTER_EVERY = 5.0
 #: Pause before a consumer that hit an unexpected error starts its loops again.
 RESTART_PAUSE = 1.0
@@ -63,6 +65,12 @@ ADOPT_PAGE = 1000
 #: nothing is harmless (Redis < 7.2 does not count empty reads as activity): its next read adds
 #: it again.
 PRUNE_CONSUMERS_AFTER = 3600.0
+
+
+def register_interval(group_idle_timeout: float) -> float:
+    """Seconds between registrations: a third of the group idle timeout at most, or a live
+    group would look gone between two of them and be destroyed (with what it owes)."""
+    return min(REGISTER_EVERY, group_idle_timeout / 3)
 
 
 def _group_gone(exc: BaseException) -> bool:
@@ -139,6 +147,7 @@ class Consumer(Generic[T]):
         self._codec = queue._codec
         self._group_bytes = options.group.encode()
         self._group_idle_ms = round(queue._manager.group_idle_timeout * 1000)
+        self._register_every = register_interval(queue._manager.group_idle_timeout)
 
         self._held: dict[bytes, _Held] = {}
         self._in_flight = 0  # held and not yet done running (the ack may still be on its way)
@@ -244,7 +253,7 @@ class Consumer(Generic[T]):
         """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
         await self._scripts.register(
             self._keys, self.group, self.name, self._options.prefetch,
-            round(3 * REGISTER_EVERY * 1000),
+            round(3 * self._register_every * 1000), self._group_idle_ms,
         )  # fmt: skip
 
     async def _read_loop(self, inbox: _Inbox) -> None:
@@ -280,6 +289,7 @@ class Consumer(Generic[T]):
                                         self.name, self.group)  # fmt: skip
                             with contextlib.suppress(RedisError, OSError):
                                 await self._ensure_group()
+                                await self._register()  # a group never marked is never removed
                         # READONLY in a failover, BUSY, a lost connection ...: pause, go on.
                         errors = await self._pause_after_error("read", exc, errors)
         finally:
@@ -715,7 +725,7 @@ class Consumer(Generic[T]):
         heartbeat_every = self._options.visibility_timeout / 3
         now = time.monotonic()
         next_heartbeat, next_trim = now + heartbeat_every, now + TRIM_INTERVAL
-        next_register = now + REGISTER_EVERY
+        next_register = now + self._register_every
         errors = 0
         while True:
             wake_at = min(next_heartbeat, next_trim, next_register)
@@ -729,7 +739,7 @@ class Consumer(Generic[T]):
                     next_heartbeat = now + heartbeat_every
                 if now >= next_register:
                     await self._register()
-                    next_register = now + REGISTER_EVERY
+                    next_register = now + self._register_every
                 if now >= next_trim:
                     if self._acked_since_trim:
                         await self._scripts.trim(self._keys, self._group_idle_ms)

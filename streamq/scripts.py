@@ -366,13 +366,19 @@ class Scripts:
         return purged
 
     async def register(
-        self, keys: QueueKeys, group: str, consumer: str, prefetch: int, ttl_ms: int
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        prefetch: int,
+        ttl_ms: int,
+        group_idle_ms: int,
     ) -> int:
         """Register (or renew, or with 0 remove) a consumer's prefetch in the window; mark its
-        group alive."""
+        group alive, to be removed after ``group_idle_ms`` without another mark."""
         total: int = await self._register(
             keys=[keys.stream, keys.staged, keys.window, keys.groups],
-            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group],
+            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group, group_idle_ms],
         )
         return total
 
