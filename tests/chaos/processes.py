@@ -71,6 +71,8 @@ class Processes:
         self.started: dict[str, subprocess.Popen[bytes]] = {}
         #: PIDs this test killed (SIGKILL), and when (monotonic).
         self.killed: dict[int, float] = {}
+        #: When each worker was first seen consuming (monotonic).
+        self.consuming_since: dict[int, float] = {}
 
     def spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
         with (self.folder / f"{name}.log").open("wb") as log:
@@ -96,7 +98,10 @@ class Processes:
     def consuming(self, name: str) -> list[int]:
         """The live workers of the supervisor ``name`` that said they consume (log level info)."""
         log = self.log(name)
-        return [pid for pid in self.workers_of(name) if f"worker {pid}: " in log]
+        pids = [pid for pid in self.workers_of(name) if f"worker {pid}: " in log]
+        for pid in pids:
+            self.consuming_since.setdefault(pid, time.monotonic())
+        return pids
 
     def restart_delays(self, name: str) -> list[float]:
         """The supervisor's restart delays so far, from its log."""
@@ -108,12 +113,21 @@ class Processes:
         self.killed[pid] = time.monotonic()
 
     async def kill_a_worker(self, name: str, rng: random.Random, timeout: float) -> int | None:
-        """SIGKILL one of the supervisor's consuming workers, chosen by ``rng``, once there is
-        one (the supervisor may be waiting out its restart delay: a worker killed before it
-        took a job tests nothing); None if none came up in ``timeout`` seconds."""
-        if not await settle(lambda: bool(self.consuming(name)), timeout, "a worker to kill"):
+        """SIGKILL one of the supervisor's workers, chosen by ``rng`` among those that have
+        consumed for 0.5-2 s at least (drawn by ``rng``); None if none did within ``timeout``.
+
+        A worker killed the moment it is up (the supervisor may have been waiting out its
+        restart delay) would die while it takes up the jobs of the last one killed, every time.
+        """
+        up = rng.uniform(0.5, 2.0)
+
+        def ready() -> list[int]:
+            now = time.monotonic()
+            return [p for p in self.consuming(name) if now - self.consuming_since[p] >= up]
+
+        if not await settle(lambda: bool(ready()), timeout, "a worker to kill"):
             return None
-        victim = rng.choice(sorted(self.consuming(name)))
+        victim = rng.choice(sorted(ready()))
         self.kill(victim)
         return victim
 

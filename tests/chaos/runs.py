@@ -39,6 +39,21 @@ class Runs:
         """Runs beyond each job's first."""
         return sum(len(runs) - 1 for runs in self.started.values())
 
+    def reruns_by_pid(self) -> dict[int, int]:
+        """The runs that had to be run again (all of a job's runs but its last), by the PID of
+        the process that had them."""
+        counts: dict[int, int] = defaultdict(int)
+        for runs in self.started.values():
+            for run in runs[:-1]:
+                counts[run.pid] += 1
+        return dict(counts)
+
+    @property
+    def acks_lost(self) -> int:
+        """Runs again after a run that returned: its process died before the completion was
+        written."""
+        return sum(len(self.finished.get(job_id, ())) - 1 for job_id in self.finished)
+
     def unexplained_reruns(self, killed: set[int]) -> list[str]:
         """Jobs run again although no earlier run's process was killed (nothing but a dead
         consumer justifies a second run)."""
