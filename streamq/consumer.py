@@ -28,7 +28,7 @@ from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .backoff import exponential
 from .job import Job
 from .scripts import Claimed, Completion, Failure, pairs
-from .serialization import DeadRecord, encode_dead_record, encode_result
+from .serialization import DeadRecord, Envelope, encode_dead_record, encode_result
 from .validation import MAX_JOB_ID_LENGTH, check_seconds
 
 if TYPE_CHECKING:
@@ -56,7 +56,9 @@ ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 HEARTBEAT_BATCH = 500
 #: Longest a stop spends writing the last completions and handing jobs back.
 FLUSH_SECONDS = 5.0
-#: How often a consumer renews its place in the window; a registration lapses after three.
+#: How often a consumer renews its place in the window and marks its group alive (more often
+#: with a short ``group_idle_timeout``: see :func:`register_interval`); a registration lapses
+#: after three.
 REGISTER_EVERY = 5.0
 #: Pause before a consumer that hit an unexpected error starts its loops again.
 RESTART_PAUSE = 1.0
@@ -67,6 +69,12 @@ ADOPT_PAGE = 1000
 #: nothing is harmless (Redis < 7.2 does not count empty reads as activity): its next read adds
 #: it again.
 PRUNE_CONSUMERS_AFTER = 3600.0
+
+
+def register_interval(group_idle_timeout: float) -> float:
+    """Seconds between registrations: a third of the group idle timeout at most, or a live
+    group would look gone between two of them and be destroyed (with what it owes)."""
+    return min(REGISTER_EVERY, group_idle_timeout / 3)
 
 
 def _group_gone(exc: BaseException) -> bool:
@@ -161,6 +169,8 @@ class Consumer(Generic[T]):
         self._handler = handler
         self._is_async = inspect.iscoroutinefunction(handler)
         self._threads = anyio.CapacityLimiter(options.concurrency)
+        #: Jobs that died with their consumer more than once run one at a time.
+        self._repeats = anyio.Lock()
         self._on_retry = on_retry
         connection = queue._manager._connected()
         self._client = connection.client
@@ -172,6 +182,7 @@ class Consumer(Generic[T]):
         self._codec = queue._codec
         self._group_bytes = options.group.encode()
         self._group_idle_ms = round(queue._manager.group_idle_timeout * 1000)
+        self._register_every = register_interval(queue._manager.group_idle_timeout)
 
         self._held: dict[bytes, _Held] = {}
         self._in_flight = 0  # held and not yet done running (the ack may still be on its way)
@@ -277,7 +288,7 @@ class Consumer(Generic[T]):
         """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
         await self._scripts.register(
             self._keys, self.group, self.name, self._options.prefetch,
-            round(3 * REGISTER_EVERY * 1000),
+            round(3 * self._register_every * 1000), self._group_idle_ms,
         )  # fmt: skip
 
     async def _read_loop(self, inbox: _Inbox) -> None:
@@ -315,12 +326,13 @@ class Consumer(Generic[T]):
                         # them before reading on, or they would wait out a visibility timeout.
                         self._adopt_needed = True
                         if _group_gone(exc):
-                            # Destroyed, or the server came back empty: set up again, the
-                            # registration too (until it, enqueues would only be staged).
+                            # Destroyed, or the server came back empty: set up again.
                             log.warning("consumer %s: group %r is gone; recreating it",
                                         self.name, self.group)  # fmt: skip
                             with contextlib.suppress(RedisError, OSError):
                                 await self._ensure_group()
+                                # Marked alive again, and counted in the window again (until
+                                # then, enqueues would only be staged).
                                 await self._register()
                         # READONLY in a failover, BUSY, a lost connection ...: pause, go on.
                         errors = await self._pause_after_error("read", exc, errors)
@@ -477,18 +489,61 @@ class Consumer(Generic[T]):
             await self._fail(held, job_id, 1, error, payload, retry=False)
             return
 
-        attempt = base_attempt + held.delivery_count - 1
         max_retries = self._options.max_retries
         if envelope.max_retries is not None:
             max_retries = envelope.max_retries
-        if attempt > max_retries + 1:
-            error = (
-                f"delivered {attempt} times without finishing: the consumer running it died"
-                f" each time (max_retries={max_retries})"
-            )
-            await self._fail(held, job_id, attempt - 1, error, payload, retry=False)
+        if held.delivery_count == 1:
+            await self._run(held, job_id, base_attempt, max_retries, envelope, payload)
             return
+        # It came back from a consumer that died. A job that died with its consumer before
+        # waits for its turn: it may be what killed it, and what runs beside it would die too.
+        attempt, repeat = await self._rerun_attempt(held, job_id, base_attempt, first=True)
+        if repeat and attempt <= max_retries + 1:
+            async with self._repeats:
+                if self._stopping:
+                    return  # never started: handed back to the group by _release
+                attempt, _ = await self._rerun_attempt(held, job_id, base_attempt, first=False)
+                if attempt <= max_retries + 1:
+                    await self._run(held, job_id, attempt, max_retries, envelope, payload)
+                    return
+        elif attempt <= max_retries + 1:
+            await self._run(held, job_id, attempt, max_retries, envelope, payload)
+            return
+        error = (
+            f"delivered {held.delivery_count} times without finishing: the consumer running it"
+            f" died each time it started ({attempt - 1} times, max_retries={max_retries})"
+        )
+        await self._fail(held, job_id, attempt - 1, error, payload, retry=False)
 
+    async def _rerun_attempt(
+        self, held: _Held, job_id: str, base_attempt: int, *, first: bool
+    ) -> tuple[int, bool]:
+        """The attempt a redelivered entry's run is, counted by its starts (recorded in Redis
+        before each run after the first), not its deliveries: a delivery that never started
+        (read ahead, or waiting for its turn, when the consumer died) is no attempt. Counts
+        the start about to happen, unless ``first`` and the job is a repeat (it already died in
+        a counted run): then also True, and it is counted once it is its turn."""
+        try:
+            before = await self._scripts.rerun(
+                self._keys, self.group, held.entry_id, job_id, count_repeat=not first
+            )
+        except (RedisError, OSError) as exc:
+            before = -1
+            log.warning("consumer %s: could not count the starts of job %s (%s); counting its"
+                        " deliveries", self.name, job_id, exc)  # fmt: skip
+        if before < 0:  # no record to count in: deliveries bound the starts
+            return base_attempt + held.delivery_count - 1, held.delivery_count > 2
+        return base_attempt + 1 + before, before > 0
+
+    async def _run(
+        self,
+        held: _Held,
+        job_id: str,
+        attempt: int,
+        max_retries: int,
+        envelope: Envelope[T],
+        payload: bytes,
+    ) -> None:
         job = Job(
             id=job_id,
             data=envelope.data,
@@ -724,7 +779,7 @@ class Consumer(Generic[T]):
         heartbeat_every = self._options.visibility_timeout / 3
         now = time.monotonic()
         next_heartbeat, next_trim = now + heartbeat_every, now + TRIM_INTERVAL
-        next_register = now + REGISTER_EVERY
+        next_register = now + self._register_every
         errors = 0
         while True:
             wake_at = min(next_heartbeat, next_trim, next_register)
@@ -738,7 +793,7 @@ class Consumer(Generic[T]):
                     next_heartbeat = now + heartbeat_every
                 if now >= next_register:
                     await self._register()
-                    next_register = now + REGISTER_EVERY
+                    next_register = now + self._register_every
                 if now >= next_trim:
                     if self._acked_since_trim:
                         await self._scripts.trim(self._keys, self._group_idle_ms)

@@ -82,8 +82,9 @@ class QueueKeys:
         #: Hash ``consumer`` -> ``prefetch:expiry_ms`` and ``total``: how many entries the ready
         #: window holds while jobs are staged (the live consumers' prefetch).
         self.window = base + "window"
-        #: Hash group -> when (server ms) a live consumer of it last said so; groups silent past
-        #: the manager's ``group_idle_timeout`` are removed (broadcast groups of gone instances).
+        #: Hash group -> when (server ms) a live consumer of it last said so, and its manager's
+        #: ``group_idle_timeout`` (ms); groups silent past that are removed (broadcast groups of
+        #: gone instances).
         self.groups = base + "groups"
         #: Sorted set of recurring schedule ids scored by their next run (server ms).
         self.recurring = base + "recurring"

@@ -204,6 +204,7 @@ class Scripts:
         self._recurring_fire = register("recurring_fire.lua")
         self._rate_limit = register("rate_limit.lua")
         self._adopt = register("adopt.lua")
+        self._rerun = register("rerun.lua")
 
     async def enqueue(
         self,
@@ -322,6 +323,16 @@ class Scripts:
         rows = await self._adopt(keys=[keys.stream], args=[group, consumer, limit])
         return [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
 
+    async def rerun(
+        self, keys: QueueKeys, group: str, entry_id: bytes, job_id: str, *, count_repeat: bool
+    ) -> int:
+        """Starts of a redelivered entry before this one, counting this one unless it is a
+        repeat and not ``count_repeat``; -1 when the job has no record."""
+        before: int = await self._rerun(
+            keys=[keys.job(job_id)], args=[group, entry_id, int(count_repeat)]
+        )
+        return before
+
     async def get_job(self, keys: QueueKeys, job_id: str) -> tuple[bool, Fields] | None:
         """``(running, record)`` or None for an unknown job."""
         reply = await self._get_job(keys=[keys.stream, keys.job(job_id)])
@@ -372,13 +383,19 @@ class Scripts:
         return purged
 
     async def register(
-        self, keys: QueueKeys, group: str, consumer: str, prefetch: int, ttl_ms: int
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        prefetch: int,
+        ttl_ms: int,
+        group_idle_ms: int,
     ) -> int:
         """Register (or renew, or with 0 remove) a consumer's prefetch in the window; mark its
-        group alive."""
+        group alive, to be removed after ``group_idle_ms`` without another mark."""
         total: int = await self._register(
             keys=[keys.stream, keys.staged, keys.window, keys.groups],
-            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group],
+            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group, group_idle_ms],
         )
         return total
 

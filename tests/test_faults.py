@@ -132,6 +132,34 @@ async def test_groups_of_gone_instances_are_removed_and_the_stream_trimmed(
         await wait_until(only_live_group_and_empty_stream, timeout=15, what="the gone group")
 
 
+@pytest.mark.parametrize("trimmer_idle", [1.5, 3600.0])
+async def test_a_live_group_is_never_removed_as_idle(
+    own_server: LocalRedis, own_redis: aioredis.Redis, queue_name: str, trimmer_idle: float
+) -> None:
+    """A live consumer marks its group alive often enough for a group idle timeout shorter
+    than its usual 5 s, and a manager set to a shorter timeout (the one trimming here) judges
+    other managers' groups by their own."""
+    stream = f"streamq:{{{queue_name}}}:stream"
+    seen: list[int] = []
+    async with (
+        streamq.QueueManager(own_server.url, group_idle_timeout=1.5) as live,
+        streamq.QueueManager(own_server.url, group_idle_timeout=trimmer_idle) as trimmer,
+        streamq.QueueManager(own_server.url) as default,
+    ):
+        queue = live.get_queue(queue_name)
+        await queue.consume(lambda job: seen.append(job.data), consumer_group="short-idle")
+        await trimmer.get_queue(queue_name).consume(lambda job: None, consumer_group="trimmer")
+        await default.get_queue(queue_name).consume(lambda job: None, consumer_group="default")
+        groups = {"short-idle", "trimmer", "default"}
+        for n in range(60):  # 6 s: past a registration of every consumer, trims every 2 s
+            await queue.enqueue(n)
+            await anyio.sleep(0.1)
+            names = {g["name"].decode() for g in await own_redis.xinfo_groups(stream)}
+            assert names == groups, f"after {n / 10:.1f}s: {names}"
+        await wait_until(lambda: len(seen) >= 60, what="every job")
+    assert seen == list(range(60))
+
+
 async def test_a_plain_function_past_its_timeout_never_runs_beside_its_retry(
     qm: streamq.QueueManager, queue_name: str
 ) -> None:

@@ -202,6 +202,36 @@ async def test_poison_job_that_kills_its_worker_ends_in_the_dead_letters(
     assert await redis.llen(f"test:{queue_name}:started") == 0, "it ran a third time"
 
 
+async def test_deliveries_that_never_started_are_not_attempts(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis, spawn_worker: SpawnWorker
+) -> None:
+    queue = qm.get_queue(queue_name)
+    worker = spawn_worker("hang", vt=1.0, max_retries=1)
+    job_id = await queue.enqueue("started once")
+    assert await next_start(redis, queue_name) == (job_id, 1)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    # Then consumers that read it ahead and died before they started it: three deliveries
+    # that ran nothing.
+    stream = f"streamq:{{{queue_name}}}:stream"
+    (pending,) = await redis.xpending_range(stream, queue_name, "-", "+", 1)
+    await redis.xclaim(
+        stream, queue_name, "read-ahead-and-died", 0, [pending["message_id"]], idle=3_600_000,
+        retrycount=3,
+        justid=True,
+    )  # fmt: skip
+    attempts: list[int] = []
+
+    async def handle(job: streamq.Job[Any]) -> str:
+        attempts.append(job.attempt)
+        return "ran"
+
+    # Its one failed attempt leaves it one more (max_retries=1), however often it was delivered.
+    await queue.consume(handle, visibility_timeout=1.0, max_retries=1)
+    assert await queue.wait_for(job_id, timeout=10) == "ran"
+    assert attempts == [2]
+
+
 async def _dead_count(queue: streamq.Queue[Any]) -> bool:
     return (await queue.stats()).dead == 1
 

@@ -1,12 +1,13 @@
 -- A live consumer registers (and, periodically, renews) its prefetch in the queue's window, so
 -- the window holds about what the live consumers can take; then staged jobs fill the room.
--- It also marks the consumer's group as alive.
+-- It also marks the consumer's group as alive, with the idle time after which it counts as gone
+-- (each manager's own setting: a manager set to a shorter one must not remove this group).
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] window, KEYS[4] groups
 -- ARGV[1] job key prefix, ARGV[2] consumer, ARGV[3] prefetch (0 to leave), ARGV[4] ttl ms,
--- ARGV[5] group
+-- ARGV[5] group, ARGV[6] group idle ms
 -- Returns the window's new total.
 local now_ms = server_time()
-redis.call('HSET', KEYS[4], ARGV[5], now_ms)
+redis.call('HSET', KEYS[4], ARGV[5], now_ms .. ' ' .. ARGV[6])
 if tonumber(ARGV[3]) > 0 then
   redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ':' .. (now_ms + tonumber(ARGV[4])))
 else

@@ -1,14 +1,18 @@
 -- Remove the entries every group has acknowledged: trim below the oldest entry still owed.
--- First, groups no live consumer has spoken for in ARGV[1] ms are destroyed (the broadcast
+-- First, groups no live consumer has spoken for in their idle time are destroyed (the broadcast
 -- groups of instances that are gone), so they do not pin the stream for ever. A group streamq
 -- never registered is left alone.
--- KEYS[1] stream, KEYS[2] groups (name -> last seen, server ms); ARGV[1] group idle ms
+-- KEYS[1] stream, KEYS[2] groups (name -> "last seen (server ms) idle ms"); ARGV[1] the idle ms
+-- of a group marked by an older streamq (its value is the last seen time alone)
 -- Returns the number of entries removed.
 local stream = KEYS[1]
 local now_ms = server_time()
 for _, g in ipairs(groups_of(stream)) do
-  local seen = tonumber(redis.call('HGET', KEYS[2], g.name) or '')
-  if seen and now_ms - seen > tonumber(ARGV[1]) then
+  local mark = redis.call('HGET', KEYS[2], g.name) or ''
+  local seen, idle = string.match(mark, '^(%d+) (%d+)$')
+  if not seen then seen, idle = mark, ARGV[1] end
+  seen = tonumber(seen)
+  if seen and now_ms - seen > tonumber(idle) then
     redis.call('XGROUP', 'DESTROY', stream, g.name)
     redis.call('HDEL', KEYS[2], g.name)
   end
