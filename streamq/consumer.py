@@ -9,15 +9,12 @@ group's pending list until it is finished, so a consumer killed at any point los
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 import msgspec
@@ -26,10 +23,12 @@ from redis.exceptions import RedisError, ResponseError
 
 from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .backoff import exponential
+from .entries import BadEntry, Held, Inbox, attempt_of, group_gone, job_id_of
+from .invoke import Invoker
 from .job import Job
 from .scripts import Claimed, Completion, Failure, pairs
-from .serialization import DeadRecord, Envelope, encode_dead_record, encode_result
-from .validation import MAX_JOB_ID_LENGTH, check_seconds
+from .serialization import DeadRecord, Envelope, encode_dead_record
+from .validation import check_seconds
 
 if TYPE_CHECKING:
     from .consumer_options import ConsumerOptions
@@ -77,78 +76,6 @@ def register_interval(group_idle_timeout: float) -> float:
     return min(REGISTER_EVERY, group_idle_timeout / 3)
 
 
-def _group_gone(exc: BaseException) -> bool:
-    """The group (or its whole stream) was destroyed: what it owed is gone with it."""
-    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
-
-
-class _BadEntry(ValueError):
-    """A stream entry streamq did not write (or that was tampered with): dead-lettered as is."""
-
-
-#: A recurring occurrence's id is its schedule's id and ``@due_ms``.
-_MAX_ENTRY_JOB_ID = MAX_JOB_ID_LENGTH + 32
-
-
-def _job_id_of(raw: bytes | None) -> str:
-    if not raw:
-        raise _BadEntry("the entry has no job id (field 'j')")
-    if len(raw) > 4 * _MAX_ENTRY_JOB_ID:  # UTF-8 takes at most 4 bytes a character
-        raise _BadEntry(f"its job id (field 'j') is {len(raw):,} bytes long")
-    try:
-        job_id = raw.decode()
-    except UnicodeDecodeError as exc:
-        raise _BadEntry(f"its job id (field 'j') is not UTF-8 (UnicodeDecodeError: {exc})") from exc
-    if len(job_id) > _MAX_ENTRY_JOB_ID:
-        raise _BadEntry(f"its job id (field 'j') has {len(job_id):,} characters")
-    return job_id
-
-
-def _attempt_of(raw: bytes | None) -> int:
-    """Field ``a``: the attempt a retried job's entry starts at (absent: 1)."""
-    if raw is None:
-        return 1
-    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
-        raise _BadEntry(f"its attempt number (field 'a') is {raw[:20]!r}, not an int >= 1")
-    return int(raw)
-
-
-class _Held:
-    """An entry this consumer holds: read or reclaimed, and not yet finished."""
-
-    __slots__ = ("delivery_count", "entry_id", "fields", "finishing")
-
-    def __init__(self, entry_id: bytes, fields: dict[bytes, bytes], delivery_count: int) -> None:
-        self.entry_id = entry_id
-        self.fields = fields
-        self.delivery_count = delivery_count
-        #: Its completion is queued or on its way (it may be acknowledged any moment).
-        self.finishing = False
-
-
-class _Inbox:
-    """Entries read and not yet started, for the workers.
-
-    An asyncio queue: much cheaper per entry than an anyio memory stream, and redis-py's
-    asyncio client ties the consumer to asyncio anyway. ``None`` tells a worker to finish.
-    """
-
-    __slots__ = ("_queue",)
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[_Held | None] = asyncio.Queue()
-
-    def put(self, held: _Held) -> None:
-        self._queue.put_nowait(held)
-
-    def close(self, workers: int) -> None:
-        for _ in range(workers):
-            self._queue.put_nowait(None)
-
-    async def get(self) -> _Held | None:
-        return await self._queue.get()
-
-
 class Consumer(Generic[T]):
     """A running consumer of one queue and group. Returned by :meth:`Queue.consume`."""
 
@@ -166,9 +93,7 @@ class Consumer(Generic[T]):
         #: This consumer's name in the group (unique per process and consumer).
         self.name = name
         self._options = options
-        self._handler = handler
-        self._is_async = inspect.iscoroutinefunction(handler)
-        self._threads = anyio.CapacityLimiter(options.concurrency)
+        self._invoker = Invoker(handler, options.concurrency, lambda: self._stopping)
         #: Jobs that died with their consumer more than once run one at a time.
         self._repeats = anyio.Lock()
         self._on_retry = on_retry
@@ -184,7 +109,7 @@ class Consumer(Generic[T]):
         self._group_idle_ms = round(queue._manager.group_idle_timeout * 1000)
         self._register_every = register_interval(queue._manager.group_idle_timeout)
 
-        self._held: dict[bytes, _Held] = {}
+        self._held: dict[bytes, Held] = {}
         self._in_flight = 0  # held and not yet done running (the ack may still be on its way)
         self._capacity = anyio.Event()
         self._acks: list[Completion] = []
@@ -194,7 +119,7 @@ class Consumer(Generic[T]):
         self._acks_idle.set()
         self._reading = False  # in a blocking XREADGROUP
         self._adopt_needed = False  # a read's reply may have been lost: take up what we own
-        self._inbox: _Inbox | None = None
+        self._inbox: Inbox | None = None
         self._acked_since_trim = False
 
         self._stopping = False
@@ -242,7 +167,7 @@ class Consumer(Generic[T]):
             self._finished.set()
 
     async def _run_loops(self) -> None:
-        inbox = self._inbox = _Inbox()
+        inbox = self._inbox = Inbox()
         async with anyio.create_task_group() as upkeep:
             upkeep.start_soon(self._maintain)
             upkeep.start_soon(self._ack_loop)
@@ -291,7 +216,7 @@ class Consumer(Generic[T]):
             round(3 * self._register_every * 1000), self._group_idle_ms,
         )  # fmt: skip
 
-    async def _read_loop(self, inbox: _Inbox) -> None:
+    async def _read_loop(self, inbox: Inbox) -> None:
         vt = self._options.visibility_timeout
         reclaim_interval = min(vt / 2, MAX_RECLAIM_INTERVAL)
         # Well within the socket timeout: an idle read must not be taken for a stalled one.
@@ -325,7 +250,7 @@ class Consumer(Generic[T]):
                         # A reply lost with the error may have delivered entries to us: adopt
                         # them before reading on, or they would wait out a visibility timeout.
                         self._adopt_needed = True
-                        if _group_gone(exc):
+                        if group_gone(exc):
                             # Destroyed, or the server came back empty: set up again.
                             log.warning("consumer %s: group %r is gone; recreating it",
                                         self.name, self.group)  # fmt: skip
@@ -339,7 +264,7 @@ class Consumer(Generic[T]):
         finally:
             inbox.close(self._options.concurrency)
 
-    async def _read(self, inbox: _Inbox, block_ms: int) -> None:
+    async def _read(self, inbox: Inbox, block_ms: int) -> None:
         self._reading = True  # before any await: see _wait_for_turn_to_read
         try:
             reply = await self._read_lane.execute(
@@ -359,9 +284,9 @@ class Consumer(Generic[T]):
         finally:
             self._reading = False
         for _stream, entries in reply or ():
-            await self._admit(inbox, self._hold_all(_Held(e, pairs(raw), 1) for e, raw in entries))
+            await self._admit(inbox, self._hold_all(Held(e, pairs(raw), 1) for e, raw in entries))
 
-    async def _reclaim(self, inbox: _Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
+    async def _reclaim(self, inbox: Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
         cursor, claimed = await self._scripts.reclaim(
             self._keys,
             self.group,
@@ -374,7 +299,7 @@ class Consumer(Generic[T]):
         await self._admit(inbox, [h for c in claimed if (h := self._take_claimed(c)) is not None])
         return cursor
 
-    async def _adopt(self, inbox: _Inbox) -> None:
+    async def _adopt(self, inbox: Inbox) -> None:
         """Take up entries Redis delivered to this consumer whose reply never arrived.
 
         Under the ack lock: a finishing script that reads for us must not be on its way, or
@@ -384,13 +309,13 @@ class Consumer(Generic[T]):
             free = self._options.prefetch - self._in_flight
             owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
             lost = [c for c in owned if c.entry_id not in self._held][:free]
-            adopted = self._hold_all(_Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
+            adopted = self._hold_all(Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
         if adopted:
             log.warning("consumer %s: taking up %d entries whose delivery reply was lost",
                         self.name, len(adopted))  # fmt: skip
         await self._admit(inbox, adopted)
 
-    def _take_claimed(self, claimed: Claimed) -> _Held | None:
+    def _take_claimed(self, claimed: Claimed) -> Held | None:
         held = self._held.get(claimed.entry_id)
         if held is not None:
             # Our own entry went idle (a heartbeat came late): it is already running here.
@@ -401,12 +326,12 @@ class Consumer(Generic[T]):
             " stopped or died", self.name, claimed.entry_id.decode(), self.queue.name,
             claimed.delivery_count,
         )  # fmt: skip
-        return self._hold(_Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
+        return self._hold(Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
 
-    def _hold_all(self, entries: Iterable[_Held]) -> list[_Held]:
+    def _hold_all(self, entries: Iterable[Held]) -> list[Held]:
         return [held for held in entries if self._hold(held) is not None]
 
-    def _hold(self, held: _Held) -> _Held | None:
+    def _hold(self, held: Held) -> Held | None:
         """Hold a new entry; None for one already held (adopted and read at once)."""
         if held.entry_id in self._held:
             return None
@@ -414,7 +339,7 @@ class Consumer(Generic[T]):
         self._in_flight += 1
         return held
 
-    async def _admit(self, inbox: _Inbox, batch: list[_Held]) -> None:
+    async def _admit(self, inbox: Inbox, batch: list[Held]) -> None:
         """Hand entries to the workers, as fast as the group's rate limit allows."""
         limit = self._options.rate_limit
         if limit is None:
@@ -443,7 +368,7 @@ class Consumer(Generic[T]):
 
     # -- running --------------------------------------------------------------------------
 
-    async def _work_loop(self, inbox: _Inbox) -> None:
+    async def _work_loop(self, inbox: Inbox) -> None:
         while (held := await inbox.get()) is not None:
             if self._stopping:
                 continue  # never started: handed back to the group by _release
@@ -456,7 +381,7 @@ class Consumer(Generic[T]):
             finally:
                 self._slot_done()
 
-    async def _process(self, held: _Held) -> None:
+    async def _process(self, held: Held) -> None:
         fields = held.fields
         target = fields.get(b"g")
         if target is not None and target != self._group_bytes:
@@ -469,18 +394,18 @@ class Consumer(Generic[T]):
         try:
             # Entries may have been written by anything: each field is checked before use, and
             # the payload's size before it is decoded.
-            job_id = _job_id_of(fields.get(b"j"))
-            base_attempt = _attempt_of(fields.get(b"a"))
+            job_id = job_id_of(fields.get(b"j"))
+            base_attempt = attempt_of(fields.get(b"a"))
             if b"p" not in fields:
-                raise _BadEntry("the entry has no payload (field 'p')")
+                raise BadEntry("the entry has no payload (field 'p')")
             limit = self._codec.max_payload_bytes
             if len(payload) > limit:
-                raise _BadEntry(
+                raise BadEntry(
                     f"its payload is {len(payload):,} bytes, over max_payload_bytes ({limit:,});"
                     " not decoded"
                 )
             envelope = self._codec.decode(payload)
-        except _BadEntry as exc:
+        except BadEntry as exc:
             await self._fail(held, job_id, 1, f"bad entry {held.entry_id.decode()}: {exc}",
                              payload, retry=False)  # fmt: skip
             return
@@ -516,7 +441,7 @@ class Consumer(Generic[T]):
         await self._fail(held, job_id, attempt - 1, error, payload, retry=False)
 
     async def _rerun_attempt(
-        self, held: _Held, job_id: str, base_attempt: int, *, first: bool
+        self, held: Held, job_id: str, base_attempt: int, *, first: bool
     ) -> tuple[int, bool]:
         """The attempt a redelivered entry's run is, counted by its starts (recorded in Redis
         before each run after the first), not its deliveries: a delivery that never started
@@ -537,7 +462,7 @@ class Consumer(Generic[T]):
 
     async def _run(
         self,
-        held: _Held,
+        held: Held,
         job_id: str,
         attempt: int,
         max_retries: int,
@@ -554,77 +479,15 @@ class Consumer(Generic[T]):
             enqueued_at=envelope.enqueued_at,
         )
         timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
-        timed_out = False
-        try:
-            if timeout is None:
-                result = await self._call(job)
-            else:
-                with anyio.move_on_after(timeout) as deadline:
-                    result = await self._call(job)
-                timed_out = deadline.cancelled_caught
-        except Exception as exc:
-            await self._fail(
-                held, job_id, attempt, f"{type(exc).__name__}: {exc}", payload,
-                retry=attempt <= max_retries,
-            )  # fmt: skip
-            return
-        except anyio.get_cancelled_exc_class():
-            # anyio's cancellation is level-triggered: if a scope around us (stop past grace,
-            # the manager's exit) was cancelled, this checkpoint raises again. A CancelledError
-            # the handler raised on its own does not come back, and is a failed attempt.
-            await anyio.lowlevel.checkpoint()
-            error = "CancelledError: the handler raised CancelledError"
-            await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
-            return
-        if timed_out:
-            error = f"TimeoutError: the handler ran past its {timeout:g}s timeout"
-            await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
-            return
-        try:
-            encoded = encode_result(result)
-        except (TypeError, ValueError, OverflowError) as exc:
-            error = (
-                f"the handler returned {type(result).__name__}, which cannot be encoded as"
-                f" MessagePack ({exc}); return msgspec-encodable data"
-            )
+        result, error = await self._invoker.run(job, timeout)
+        if error is not None:
             await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
             return
         held.finishing = True
-        self._queue_ack(Completion(held.entry_id, job_id, attempt, encoded))
-
-    async def _call(self, job: Job[T]) -> Any:
-        if self._is_async:
-            result = await self._handler(job)
-        else:
-            result = await self._call_in_thread(job)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    async def _call_in_thread(self, job: Job[T]) -> Any:
-        """Run a plain function in a worker thread. A thread cannot be interrupted: past the
-        timeout the attempt fails only once the function has returned, so a retry never runs
-        beside it (a stop past its grace does abandon the thread)."""
-        returned = threading.Event()
-
-        def call() -> Any:
-            try:
-                return self._handler(job)
-            finally:
-                returned.set()
-
-        try:
-            return await anyio.to_thread.run_sync(
-                call, abandon_on_cancel=True, limiter=self._threads
-            )
-        except anyio.get_cancelled_exc_class():
-            if not returned.is_set() and not self._stopping:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(returned.wait)
-            raise
+        self._queue_ack(Completion(held.entry_id, job_id, attempt, result))
 
     async def _fail(
-        self, held: _Held, job_id: str, attempt: int, error: str, payload: bytes, retry: bool
+        self, held: Held, job_id: str, attempt: int, error: str, payload: bytes, retry: bool
     ) -> None:
         held.finishing = True
         retry_in = self._backoff(attempt) if retry else None
@@ -645,7 +508,7 @@ class Consumer(Generic[T]):
                 await self._scripts.fail(self._keys, self.group, self.name, failure)
                 break
             except (RedisError, OSError) as exc:
-                if not _group_gone(exc) and not is_denied(exc) and errors < len(ERROR_PAUSES):
+                if not group_gone(exc) and not is_denied(exc) and errors < len(ERROR_PAUSES):
                     errors = await self._pause_after_error("record a failure", exc, errors)
                     continue
                 # Left pending (if the group still exists): reclaimed after the timeout.
@@ -721,7 +584,7 @@ class Consumer(Generic[T]):
                     self._keys, self.group, self.name, batch, fetch
                 )
             except (RedisError, OSError) as exc:
-                if _group_gone(exc):
+                if group_gone(exc):
                     # The group or stream was destroyed under us: nothing is owed any more.
                     log.error("consumer %s: could not acknowledge %d jobs: %s",
                               self.name, len(batch), exc)  # fmt: skip
@@ -738,7 +601,7 @@ class Consumer(Generic[T]):
             self._acked_since_trim = True
             if self._inbox is not None:
                 for entry_id, fields in entries:
-                    if (held := self._hold(_Held(entry_id, fields, 1))) is not None:
+                    if (held := self._hold(Held(entry_id, fields, 1))) is not None:
                         self._inbox.put(held)
             for completion, ok in zip(batch, finished, strict=True):
                 self._held.pop(completion.entry_id, None)

@@ -62,13 +62,18 @@ def table() -> str:
     rows = [
         (r.scenario, f"{r.enqueued:,}", f"{r.acknowledged:,}", f"{r.completed:,}", str(r.lost),
          str(r.reruns), r.faults, f"{r.seconds:.1f}")
-        for r in FIGURES
+        for r in _in_order()
     ]  # fmt: skip
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    notes = [f"- {r.scenario}: {r.notes}" for r in FIGURES if r.notes]
+    notes = [f"- {r.scenario}: {r.notes}" for r in _in_order() if r.notes]
     return "\n".join(lines + notes)
+
+
+def _in_order() -> list[Row]:
+    """By the scenario's number (the issue's list), whatever order the tests ran in."""
+    return sorted(FIGURES, key=lambda row: row.scenario)
 
 
 def save() -> None:

@@ -125,7 +125,7 @@ async def test_groups_of_gone_instances_are_removed_and_the_stream_stays_bounded
     twice = sum(count - got for got, count in received.values())
     record(
         Row(
-            scenario=f"broadcast: {GONE} of {LIVE + GONE} instances gone for good",
+            scenario=f"8. broadcast: {GONE} of {LIVE + GONE} instances gone for good",
             enqueued=enqueued, acknowledged=enqueued,
             completed=min(got for got, _ in received.values()), lost=missed, reruns=twice,
             faults=f"{len(killed_at)} SIGKILL", seconds=time.monotonic() - started,

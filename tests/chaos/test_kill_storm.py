@@ -103,7 +103,7 @@ async def test_kill_storm(processes: Processes, own_redis: aioredis.Redis) -> No
     per_kill = max(runs.reruns_by_pid().values(), default=0)
     record(
         Row(
-            scenario="kill storm (3 processes x 8)",
+            scenario="1. kill storm: 3 worker processes x 8, random SIGKILL",
             enqueued=len(ids), acknowledged=len(ids), completed=completed, lost=len(lost),
             reruns=runs.reruns, faults=f"{len(kills)} SIGKILL",
             seconds=time.monotonic() - started,

@@ -90,7 +90,7 @@ async def test_poison_jobs_are_dead_lettered_after_their_attempts_while_others_f
     delays = processes.restart_delays("pool")
     record(
         Row(
-            scenario="poison jobs (raise, os._exit) in 2 processes",
+            scenario="3. poison jobs (raise, os._exit) in 2 processes",
             enqueued=len(ordinary) + len(poison), acknowledged=len(ordinary) + len(poison),
             completed=completed, lost=len(ordinary) - completed - len(ordinary_dead),
             reruns=ordinary_reruns, faults=f"{len(poison)} poison jobs, {len(died)} worker exits",

@@ -101,7 +101,7 @@ async def test_delayed_jobs_run_once_and_never_early_while_schedulers_die(
     p50, p99 = (statistics.quantiles(late_ms, n=100)[i] for i in (49, 98)) if late_ms else (0, 0)
     record(
         Row(
-            scenario="delayed jobs, schedulers killed (3 processes)",
+            scenario="7. delayed jobs, schedulers killed (3 processes)",
             enqueued=JOBS, acknowledged=len(due_ms), completed=completed,
             lost=sum(state not in ("completed", "dead") for state in states.values()),
             reruns=runs.reruns, faults=f"{len(kills)} SIGKILL",

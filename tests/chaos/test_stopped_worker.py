@@ -48,7 +48,7 @@ async def test_a_stopped_worker_that_resumes_neither_steals_nor_completes_twice(
     outcomes = [await _round(processes, own_redis, resume, n, rng) for n in range(ROUNDS)]
     record(
         Row(
-            scenario=f"SIGSTOP past the visibility timeout, SIGCONT {resume} the takeover",
+            scenario=f"2. SIGSTOP past the visibility timeout, SIGCONT {resume} the takeover",
             enqueued=ROUNDS, acknowledged=ROUNDS,
             completed=sum(o.completions == 1 for o in outcomes),
             lost=sum(o.state != "completed" for o in outcomes),
