@@ -1,7 +1,4 @@
-"""``python -m streamq``: the command line (click).
-
-Errors streamq raises on purpose are one line and a non-zero exit, never a traceback.
-"""
+"""``python -m streamq worker``: run a handler on a queue's jobs, in supervised processes."""
 
 from __future__ import annotations
 
@@ -9,66 +6,21 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
-from .connection import URL_ENV, connect, resolve_url
-from .errors import StreamqError
-from .eventloop import run
-from .supervisor import Supervisor
-from .worker import WorkerSpec, run_worker
-
-__all__ = ("main",)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail_cleanly(command: F) -> F:
-    """streamq's own errors as ``error: ...`` and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except Exception as exc:
-            error = _own_error(exc)
-            if error is None:
-                raise
-            raise click.ClickException(str(error)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _own_error(exc: BaseException) -> StreamqError | None:
-    """``exc``, or the one error in a task group's exception group, if streamq raised it."""
-    if isinstance(exc, StreamqError):
-        return exc
-    inner: tuple[BaseException, ...] = getattr(exc, "exceptions", ())
-    return _own_error(inner[0]) if len(inner) == 1 else None
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="streamq")
-def main() -> None:
-    """streamq: an asyncio-native job queue on Redis Streams."""
-
-
-url_option = click.option(
-    "--url",
-    envvar=URL_ENV,
-    show_envvar=True,
-    help="Redis URL: redis://, rediss://, unix://, redis+cluster://, redis+sentinel://"
-    " [default: redis://127.0.0.1:6379/0]",
-)
+from ..connection import URL_ENV, connect, resolve_url
+from ..eventloop import run
+from ..supervisor import Supervisor
+from ..worker import WorkerSpec, run_worker
+from . import fail_cleanly, main, prefix_option, url_option
 
 
 @main.command()
 @click.argument("target", metavar="MODULE:FUNCTION")
 @click.option("-q", "--queue", help="The queue to consume [default: the handler's name].")
 @url_option
-@click.option("--prefix", default="streamq", show_default=True, help="Prefix of streamq's keys.")
+@prefix_option
 @click.option("-g", "--group", help="Consumer group [default: the queue's name].")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
               help="Handlers running at once in each process.")  # fmt: skip
@@ -86,7 +38,7 @@ url_option = click.option(
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)  # fmt: skip
 @click.option("--supervisor-pid", type=int, hidden=True)
-@_fail_cleanly
+@fail_cleanly
 def worker(
     target: str,
     queue: str | None,
