@@ -11,6 +11,7 @@ from .errors import (
     PermissionDenied,
     StreamqError,
 )
+from .inspection import ConsumerInfo, GroupInfo, JobSummary, RecurringInfo
 from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
 from .manager import QueueManager
 from .queue import Handler, Queue
@@ -18,8 +19,10 @@ from .queue import Handler, Queue
 __all__ = (
     "ConnectionFailed",
     "Consumer",
+    "ConsumerInfo",
     "DeadLetter",
     "EncodeError",
+    "GroupInfo",
     "Handler",
     "InvalidArgument",
     "Job",
@@ -27,11 +30,13 @@ __all__ = (
     "JobInfo",
     "JobNotFound",
     "JobState",
+    "JobSummary",
     "NotReplicated",
     "PermissionDenied",
     "Queue",
     "QueueManager",
     "QueueStats",
+    "RecurringInfo",
     "StreamqError",
 )
 

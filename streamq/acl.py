@@ -25,10 +25,10 @@ __all__ = (
 )
 
 #: Sent from Python: the connection's set-up and health checks, the server checks at connect,
-#: scripts, blocking reads, wake-ups, ``wait_for``, ``min_replicas``.
+#: scripts, blocking reads, wake-ups, ``wait_for``, ``min_replicas``, the queue registry.
 CLIENT_COMMANDS = (
     "ping", "select", "info", "time", "evalsha", "script|load", "xgroup|create", "xreadgroup",
-    "subscribe", "blpop", "zrange", "wait",
+    "subscribe", "blpop", "zrange", "zadd", "wait",
 )  # fmt: skip
 #: Called by the Lua scripts in ``lua/``.
 SCRIPT_COMMANDS = (

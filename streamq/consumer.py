@@ -122,7 +122,7 @@ class Consumer(Generic[T]):
         self._inbox: Inbox | None = None
         self._acked_since_trim = False
 
-        self._stopping = False
+        self._stopping: bool = False
         self._reader_scope: anyio.CancelScope | None = None
         self._workers_scope: anyio.CancelScope | None = None
         self._workers_done = anyio.Event()

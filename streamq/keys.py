@@ -12,7 +12,7 @@ import re
 from .errors import InvalidArgument
 from .validation import check_utf8
 
-__all__ = ("QueueKeys", "validate_group", "validate_name")
+__all__ = ("QueueKeys", "registry_key", "validate_group", "validate_name")
 
 MAX_NAME_LENGTH = 200
 _FORBIDDEN = re.compile(r"[{}\s]")
@@ -38,6 +38,12 @@ def validate_name(name: object, *, what: str = "queue name") -> str:
 def validate_group(group: object) -> str:
     """Consumer groups share the rules of queue names: scripts split on whitespace after them."""
     return validate_name(group, what="consumer group")
+
+
+def registry_key(prefix: str) -> str:
+    """Sorted set of every queue name a manager used, scored by when it was first used (unix
+    seconds): how tools list queues without scanning the database's keys."""
+    return f"{prefix}:queues"
 
 
 class QueueKeys:

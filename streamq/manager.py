@@ -7,9 +7,10 @@ import os
 import re
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import anyio
 from anyio.abc import TaskGroup
@@ -18,7 +19,8 @@ from redis.asyncio.cluster import RedisCluster
 from .cluster import ClusterLane
 from .connection import SOCKET_TIMEOUT, Client, connect, resolve_url
 from .errors import InvalidArgument, StreamqError
-from .keys import validate_name
+from .inspection import InspectScripts
+from .keys import registry_key, validate_name
 from .lane import CommandLane, LanePool, lane_to
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
@@ -52,6 +54,7 @@ class _Connection:
     #: ``scripts``, or with ``min_replicas`` scripts on lanes of their own whose enqueues wait
     #: for the replicas (a WAIT holds its connection: nothing else may queue behind it).
     enqueue_scripts: Scripts
+    inspect: InspectScripts
     tasks: TaskGroup
 
     def new_lane(self) -> CommandLane:
@@ -131,6 +134,8 @@ class QueueManager:
         self._schedulers: dict[str, Scheduler] = {}
         self._wake_listener: WakeListener | None = None
         self._consumer_numbers = itertools.count(1)
+        #: Queues this manager has written to the registry (see :meth:`queues`).
+        self._registered: set[str] = set()
         self._connection: _Connection | None = None
 
     def __repr__(self) -> str:
@@ -153,7 +158,9 @@ class QueueManager:
         await tasks.__aenter__()
         if isinstance(client, SentinelRedis):
             tasks.start_soon(client.follow_failovers, name="streamq sentinel failovers")
-        self._connection = _Connection(client, lane, scripts, enqueue_scripts, tasks)
+        self._connection = _Connection(
+            client, lane, scripts, enqueue_scripts, InspectScripts(lane), tasks
+        )
         return self
 
     async def __aexit__(
@@ -204,6 +211,19 @@ class QueueManager:
                 " use one type per queue name"
             )
         return queue
+
+    async def queues(self) -> list[str]:
+        """The names of every queue that a manager with this prefix has enqueued to, consumed
+        or scheduled on, sorted: read from a registry, not by scanning the database's keys."""
+        client = self._connected().client
+        names = cast("list[bytes]", await client.zrange(registry_key(self.prefix), 0, -1))
+        return sorted(name.decode(errors="replace") for name in names)
+
+    async def _register(self, queue: str) -> None:
+        """Add ``queue`` to the registry (once per manager: it is never removed)."""
+        client = self._connected().client
+        await client.zadd(registry_key(self.prefix), {queue: time.time()}, nx=True)
+        self._registered.add(queue)
 
     async def stop_consumers(self, grace: float | None = None) -> None:
         """Stop every consumer of this manager (they finish running jobs within ``grace``)."""

@@ -15,6 +15,17 @@ from .acl import permission_denied
 from .backoff import Backoff
 from .batching import Coalescer, Outcomes
 from .errors import InvalidArgument, JobFailed, JobNotFound, NotReplicated
+from .inspection import (
+    GroupInfo,
+    InspectScripts,
+    JobSummary,
+    ListedState,
+    RecurringInfo,
+    check_listed_state,
+    check_peek_limit,
+    recurring_infos,
+    summaries,
+)
 from .job import DeadLetter, Job, JobInfo, QueueStats
 from .keys import QueueKeys, validate_group
 from .recurring import check_schedule, first_run_ms
@@ -95,6 +106,10 @@ class Queue(Generic[T]):
         return self._manager._connected().scripts
 
     @property
+    def _inspect(self) -> InspectScripts:
+        return self._manager._connected().inspect
+
+    @property
     def _enqueue_scripts(self) -> Scripts:
         """Where enqueues go: with ``min_replicas``, a lane of their own that waits for them."""
         return self._manager._connected().enqueue_scripts
@@ -126,6 +141,8 @@ class Queue(Generic[T]):
         payload = self._codec.encode(
             data, enqueued_at=now, priority=priority, max_retries=max_retries, timeout=timeout
         )
+        if self.name not in self._manager._registered:  # once: a set lookup per enqueue
+            await self._manager._register(self.name)
         await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
         return job_id
 
@@ -172,6 +189,7 @@ class Queue(Generic[T]):
         now = time.time()
         encode = self._codec.encode
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
+        await self._note_used()
         unconfirmed: list[NotReplicated] = []
         for batch in _batches(jobs):
             try:
@@ -223,6 +241,7 @@ class Queue(Generic[T]):
             priority,
             self._codec.encode_data(data, priority),
         )
+        await self._note_used()
         client = self._manager._connected().client
         seconds, micros = await client.time()
         first = first_run_ms(definition, seconds * 1000 + micros // 1000)
@@ -266,7 +285,13 @@ class Queue(Generic[T]):
             visibility_timeout=visibility_timeout,
             rate_limit=rate_limit,
         )
+        await self._note_used()
         return await self._manager._start_consumer(self, handler, options)
+
+    async def _note_used(self) -> None:
+        """Put the queue in the registry tools list queues from (once per manager)."""
+        if self.name not in self._manager._registered:
+            await self._manager._register(self.name)
 
     # -- inspecting -----------------------------------------------------------------------
 
@@ -338,20 +363,8 @@ class Queue(Generic[T]):
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Jobs that failed past their retries, oldest failure first."""
         check_count(limit, what="limit")
-        letters = []
-        for job_id, raw_record, payload, groups in await self._scripts.dead_list(self._keys, limit):
-            record = decode_dead_record(raw_record)
-            letters.append(
-                DeadLetter(
-                    job_id=job_id,
-                    data=self._codec.decode_data_or_raw(payload),
-                    error=record.error,
-                    attempts=record.attempts,
-                    failed_at=record.failed_at,
-                    groups=tuple(groups),
-                )
-            )
-        return letters
+        rows = await self._scripts.dead_list(self._keys, limit)
+        return [self._dead_letter(*row) for row in rows]
 
     @_permissions
     async def retry_dead(self, job_id: str | None = None) -> int:
@@ -371,6 +384,43 @@ class Queue(Generic[T]):
     async def purge_dead(self) -> int:
         """Drop every dead letter; returns how many there were."""
         return await self._scripts.purge_dead(self._keys)
+
+    @_permissions
+    async def dead_letter(self, job_id: str) -> DeadLetter | None:
+        """One dead letter, or None if no dead job has that id."""
+        letters = await self._scripts.dead_get(self._keys, check_job_id(job_id))
+        return None if letters is None else self._dead_letter(*letters)
+
+    def _dead_letter(
+        self, job_id: str, raw_record: bytes, payload: bytes, groups: list[str]
+    ) -> DeadLetter:
+        record = decode_dead_record(raw_record)
+        return DeadLetter(
+            job_id=job_id,
+            data=self._codec.decode_data_or_raw(payload),
+            error=record.error,
+            attempts=record.attempts,
+            failed_at=record.failed_at,
+            groups=tuple(groups),
+        )
+
+    @_permissions
+    async def jobs(self, state: ListedState, limit: int = 100) -> list[JobSummary]:
+        """Jobs waiting in ``state`` ("waiting", "delayed" or "retrying"), in the order they
+        will run, at most ``limit`` (up to 1,000). Dead jobs: :meth:`dead_letters`."""
+        state = check_listed_state(state)
+        rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit))
+        return summaries(self, state, rows)
+
+    @_permissions
+    async def groups(self) -> list[GroupInfo]:
+        """The consumer groups reading the queue, with their consumers."""
+        return await self._inspect.groups(self._keys)
+
+    @_permissions
+    async def recurring_schedules(self) -> list[RecurringInfo]:
+        """The queue's recurring schedules, soonest next run first."""
+        return recurring_infos(self, await self._inspect.recurring(self._keys))
 
 
 def _batches(jobs: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:

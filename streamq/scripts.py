@@ -27,6 +27,7 @@ __all__ = (
     "DueSchedule",
     "Failure",
     "NewJob",
+    "Script",
     "Scripts",
     "StatsReply",
     "pairs",
@@ -100,7 +101,7 @@ class StatsReply:
     delayed: int
 
 
-class _Script:
+class Script:
     """One script, called by its SHA1 and loaded when the server does not have it."""
 
     __slots__ = ("_lane", "_name", "_sha", "_source")
@@ -179,8 +180,8 @@ class Scripts:
         self._min_replicas = min_replicas
         self._replica_timeout = replica_timeout
 
-        def register(name: str) -> _Script:
-            return _Script(lane, name)
+        def register(name: str) -> Script:
+            return Script(lane, name)
 
         self._enqueue = register("enqueue.lua")
         self._complete = register("complete.lua")
@@ -194,6 +195,7 @@ class Scripts:
         self._watch_job = register("watch_job.lua")
         self._stats = register("stats.lua")
         self._dead_list = register("dead_list.lua")
+        self._dead_get = register("dead_get.lua")
         self._revive = register("revive.lua")
         self._purge_dead = register("purge_dead.lua")
         self._register = register("register.lua")
@@ -371,6 +373,16 @@ class Scripts:
             (job.decode(), record, payload or b"", (groups or b"").decode().split())
             for job, record, payload, groups in rows
         ]
+
+    async def dead_get(
+        self, keys: QueueKeys, job_id: str
+    ) -> tuple[str, bytes, bytes, list[str]] | None:
+        """One dead job's ``(job_id, encoded record, payload, groups)``, or None."""
+        row = await self._dead_get(keys=[keys.dead_records], args=[job_id])
+        if not row:
+            return None
+        record, payload, groups = row
+        return job_id, record, payload or b"", (groups or b"").decode().split()
 
     async def revive(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
         revived: int = await self._revive(

@@ -168,12 +168,18 @@ class Codec(Generic[T]):
     def decode_data_or_raw(self, payload: bytes) -> Any:
         """The job's data for inspection: decoded when possible, else the raw payload bytes
         (always for one over the size limit: it may be anything)."""
+        envelope = self.decode_for_inspection(payload)
+        return payload if envelope is None else envelope.data
+
+    def decode_for_inspection(self, payload: bytes) -> Envelope[T] | None:
+        """The payload's envelope, or None when it cannot be decoded or is over the size limit
+        (it may be anything)."""
         if len(payload) > self.max_payload_bytes:
-            return payload
+            return None
         try:
-            return self._decoder.decode(payload).data
+            return self._decoder.decode(payload)
         except msgspec.DecodeError:
-            return payload
+            return None
 
 
 def encode_result(value: Any) -> bytes:

@@ -10,8 +10,10 @@ from streamq import errors
 PUBLIC = {
     "ConnectionFailed",
     "Consumer",
+    "ConsumerInfo",
     "DeadLetter",
     "EncodeError",
+    "GroupInfo",
     "Handler",
     "InvalidArgument",
     "Job",
@@ -19,11 +21,13 @@ PUBLIC = {
     "JobInfo",
     "JobNotFound",
     "JobState",
+    "JobSummary",
     "NotReplicated",
     "PermissionDenied",
     "Queue",
     "QueueManager",
     "QueueStats",
+    "RecurringInfo",
     "StreamqError",
 }
 

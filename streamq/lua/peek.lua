@@ -1,0 +1,52 @@
+-- The jobs a queue holds in one state, in the order they will run, for inspection.
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] retry zset, KEYS[5] retry payloads
+-- ARGV[1] job key prefix, ARGV[2] state: waiting, delayed or retrying, ARGV[3] most jobs
+-- Returns per job {id, payload, due ms (0: none), attempts, group, error} ('' where unknown).
+local stream, staged, delayed, retry, payloads = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, state, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+
+local function attempts_and_error(job)
+  local r = redis.call('HMGET', prefix .. job, 'attempts', 'error')
+  return tonumber(r[1] or '0'), r[2] or ''
+end
+
+if state == 'waiting' then
+  -- Stream entries not yet delivered to the group furthest behind (all, with no group yet).
+  local start = '-'
+  for _, g in ipairs(groups_of(stream)) do
+    if start == '-' or older(g.last, string.sub(start, 2)) then start = '(' .. g.last end
+  end
+  for _, entry in ipairs(redis.call('XRANGE', stream, start, '+', 'COUNT', limit)) do
+    local f = {}
+    for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+    local job = f['j'] or ('entry-' .. entry[1])
+    local attempts, err = attempts_and_error(job)
+    out[#out + 1] = { job, f['p'] or '', 0, attempts, f['g'] or '', err }
+  end
+  -- Then the staged backlog, best first; its payloads wait in the jobs' records.
+  if #out < limit then
+    for _, job in ipairs(redis.call('ZRANGE', staged, 0, limit - #out - 1)) do
+      out[#out + 1] = { job, redis.call('HGET', prefix .. job, 'p') or '', 0, 0, '', '' }
+    end
+  end
+elseif state == 'delayed' then
+  local due = redis.call('ZRANGE', delayed, 0, limit - 1, 'WITHSCORES')
+  for i = 1, #due, 2 do
+    local job = due[i]
+    out[#out + 1] = { job, redis.call('HGET', prefix .. job, 'p') or '', tonumber(due[i + 1]), 0, '', '' }
+  end
+else
+  -- Members are group<TAB>job; their payloads wait as attempt<TAB>payload.
+  local due = redis.call('ZRANGE', retry, 0, limit - 1, 'WITHSCORES')
+  for i = 1, #due, 2 do
+    local member = due[i]
+    local tab = string.find(member, '\t', 1, true)
+    local group, job = string.sub(member, 1, tab - 1), string.sub(member, tab + 1)
+    local value = redis.call('HGET', payloads, member) or '\t'
+    local attempts, err = attempts_and_error(job)
+    local payload = string.sub(value, string.find(value, '\t', 1, true) + 1)
+    out[#out + 1] = { job, payload, tonumber(due[i + 1]), attempts, group, err }
+  end
+end
+return out
