@@ -14,7 +14,7 @@ import click
 from ..connection import URL_ENV
 from ..errors import StreamqError
 
-__all__ = ("fail_cleanly", "main", "prefix_option", "url_option")
+__all__ = ("fail_cleanly", "json_option", "main", "prefix_option", "url_option")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +59,9 @@ url_option = click.option(
 prefix_option = click.option(
     "--prefix", default="streamq", show_default=True, help="Prefix of streamq's keys."
 )
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output: JSON (one value per line)."
+)
 
 # The commands attach themselves to `main`.
-from . import worker  # noqa: E402, F401
+from . import dead, inspect, produce, worker  # noqa: E402, F401

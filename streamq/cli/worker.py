@@ -16,7 +16,7 @@ from ..worker import WorkerSpec, run_worker
 from . import fail_cleanly, main, prefix_option, url_option
 
 
-@main.command()
+@main.command(short_help="Run a handler on a queue's jobs, in supervised processes.")
 @click.argument("target", metavar="MODULE:FUNCTION")
 @click.option("-q", "--queue", help="The queue to consume [default: the handler's name].")
 @url_option

@@ -1,0 +1,102 @@
+"""``python -m streamq enqueue QUEUE JSON`` and ``recurring list QUEUE``: for scripts and smoke
+tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import msgspec
+
+from ..eventloop import run
+from . import fail_cleanly, json_option, main, prefix_option, url_option
+from .render import console, echo_json, recurring_table
+from .session import known_queues, manager
+
+
+def _json_data(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
+    try:
+        return msgspec.json.decode(value)
+    except msgspec.DecodeError as exc:
+        raise click.BadParameter(
+            f'{exc} — give the job\'s data as JSON, e.g. \'{{"to": "a@example.com"}}\''
+            " or '\"text\"' (quote it for the shell)"
+        ) from exc
+
+
+@main.command(short_help="Add a job with JSON data to a queue.")
+@click.argument("queue")
+@click.argument("data", metavar="JSON", callback=_json_data)
+@click.option("-p", "--priority", type=int, default=0, show_default=True,
+              help="Higher runs first.")  # fmt: skip
+@click.option("-d", "--delay", type=float, default=0.0, show_default=True,
+              help="Seconds before the job may start.")  # fmt: skip
+@click.option("--job-id", help="Deduplicates: while a job with this id is unfinished, nothing"
+              " is added.")  # fmt: skip
+@click.option("--max-retries", type=click.IntRange(min=0),
+              help="Overrides the consumer's max_retries for this job.")  # fmt: skip
+@click.option("--timeout", type=float, help="Overrides the consumer's handler timeout.")
+@url_option
+@prefix_option
+@json_option
+@fail_cleanly
+def enqueue(
+    queue: str,
+    data: Any,
+    priority: int,
+    delay: float,
+    job_id: str | None,
+    max_retries: int | None,
+    timeout: float | None,
+    url: str | None,
+    prefix: str,
+    as_json: bool,
+) -> None:
+    """Add a job with JSON data to QUEUE and print its id.
+
+    Example: python -m streamq enqueue emails '{"to": "a@example.com"}' --priority 5
+    """
+
+    async def add() -> str:
+        async with manager(url, prefix) as qm:
+            return await qm.get_queue(queue).enqueue(
+                data, priority=priority, start_delay=delay, job_id=job_id,
+                max_retries=max_retries, timeout=timeout,
+            )  # fmt: skip
+
+    added = run(add)
+    if as_json:
+        echo_json({"queue": queue, "job_id": added})
+    else:
+        click.echo(added)
+
+
+@main.group(short_help="Recurring schedules: list.")
+def recurring() -> None:
+    """Recurring schedules (created in code with Queue.schedule_recurring)."""
+
+
+@recurring.command("list")
+@click.argument("queue")
+@url_option
+@prefix_option
+@json_option
+@fail_cleanly
+def list_(queue: str, url: str | None, prefix: str, as_json: bool) -> None:
+    """The recurring schedules of QUEUE, soonest next run first.
+
+    Example: python -m streamq recurring list reports
+    """
+
+    async def show() -> None:
+        async with manager(url, prefix) as qm:
+            await known_queues(qm, [queue])
+            schedules = await qm.get_queue(queue).recurring_schedules()
+        if as_json:
+            echo_json(schedules)
+        elif not schedules:
+            click.echo(f"queue {queue!r} has no recurring schedules")
+        else:
+            console().print(recurring_table(queue, schedules))
+
+    run(show)
