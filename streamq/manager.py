@@ -136,6 +136,7 @@ class QueueManager:
         self._consumer_numbers = itertools.count(1)
         #: Queues this manager has written to the registry (see :meth:`queues`).
         self._registered: set[str] = set()
+        self._registering = anyio.Lock()
         self._connection: _Connection | None = None
 
     def __repr__(self) -> str:
@@ -220,10 +221,13 @@ class QueueManager:
         return sorted(name.decode(errors="replace") for name in names)
 
     async def _register(self, queue: str) -> None:
-        """Add ``queue`` to the registry (once per manager: it is never removed)."""
-        client = self._connected().client
-        await client.zadd(registry_key(self.prefix), {queue: time.time()}, nx=True)
-        self._registered.add(queue)
+        """Add ``queue`` to the registry (once per manager: it is never removed). Under a lock:
+        the first enqueues often come together, and should not each take a connection."""
+        async with self._registering:
+            if queue not in self._registered:
+                client = self._connected().client
+                await client.zadd(registry_key(self.prefix), {queue: time.time()}, nx=True)
+                self._registered.add(queue)
 
     async def stop_consumers(self, grace: float | None = None) -> None:
         """Stop every consumer of this manager (they finish running jobs within ``grace``)."""
