@@ -11,6 +11,7 @@ from .errors import (
     PermissionDenied,
     StreamqError,
 )
+from .hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
 from .inspection import ConsumerInfo, GroupInfo, JobSummary, RecurringInfo
 from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
 from .manager import QueueManager
@@ -22,13 +23,16 @@ __all__ = (
     "ConsumerInfo",
     "DeadLetter",
     "EncodeError",
+    "EnqueueEvent",
     "GroupInfo",
     "Handler",
+    "Hooks",
     "InvalidArgument",
     "Job",
     "JobFailed",
     "JobInfo",
     "JobNotFound",
+    "JobEvent",
     "JobState",
     "JobSummary",
     "NotReplicated",
@@ -36,6 +40,7 @@ __all__ = (
     "Queue",
     "QueueManager",
     "QueueStats",
+    "ReclaimEvent",
     "RecurringInfo",
     "StreamqError",
 )

@@ -19,18 +19,19 @@ __all__ = ("Coalescer", "Outcomes")
 
 T = TypeVar("T")
 
-#: What a send reports: per item, None when it was written, else its error.
-Outcomes = Sequence[BaseException | None]
+#: What a send reports: per item, True when it was written, False when writing it changed
+#: nothing (an unfinished job already has its id), else its error.
+Outcomes = Sequence[BaseException | bool]
 
 
 class _Pending(Generic[T]):
-    __slots__ = ("done", "error", "item", "lead")
+    __slots__ = ("done", "item", "lead", "outcome")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.done = anyio.Event()
         self.lead = False  # woken to send the next batch rather than because it was sent
-        self.error: BaseException | None = None
+        self.outcome: BaseException | bool = False
 
 
 class Coalescer(Generic[T]):
@@ -39,17 +40,18 @@ class Coalescer(Generic[T]):
         self._queue: list[_Pending[T]] = []
         self._busy = False
 
-    async def submit(self, item: T) -> None:
-        """Return once ``item`` was written; raise its error otherwise."""
+    async def submit(self, item: T) -> bool:
+        """Once ``item`` was sent: True if it was written, False if that changed nothing; raise
+        its error otherwise."""
         if not self._busy:  # nothing on its way: send at once, no waiting structures
             self._busy = True
             try:
-                (error,) = await self._send([item])
+                (outcome,) = await self._send([item])
             finally:
                 self._hand_over()
-            if error is not None:
-                raise error
-            return
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
         me = _Pending(item)
         self._queue.append(me)
         try:
@@ -69,17 +71,18 @@ class Coalescer(Generic[T]):
             # batch learns what became of their job.
             sending = asyncio.ensure_future(self._send_batch(batch))
             await asyncio.shield(sending)
-        if me.error is not None:
-            raise me.error
+        if isinstance(me.outcome, BaseException):
+            raise me.outcome
+        return me.outcome
 
     async def _send_batch(self, batch: list[_Pending[T]]) -> None:
         try:
             outcomes = await self._send([p.item for p in batch])
-            for pending, error in zip(batch, outcomes, strict=True):
-                pending.error = error
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                pending.outcome = outcome
         except BaseException as exc:
             for pending in batch:
-                pending.error = (
+                pending.outcome = (
                     exc
                     if isinstance(exc, Exception)
                     else StreamqError(

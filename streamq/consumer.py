@@ -17,17 +17,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
-import msgspec
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
 from .acl import PERMISSION_PAUSE, is_denied, permission_denied
-from .backoff import exponential
 from .entries import BadEntry, Held, Inbox, attempt_of, group_gone, job_id_of
-from .invoke import Invoker
-from .job import Job
-from .scripts import Claimed, Completion, Failure, pairs
-from .serialization import DeadRecord, Envelope, encode_dead_record
+from .hooks import ReclaimEvent, call_hooks
+from .running import Runner
+from .scripts import Claimed, Completion, pairs
 from .validation import check_seconds
 
 if TYPE_CHECKING:
@@ -93,19 +90,14 @@ class Consumer(Generic[T]):
         #: This consumer's name in the group (unique per process and consumer).
         self.name = name
         self._options = options
-        self._invoker = Invoker(handler, options.concurrency, lambda: self._stopping)
-        #: Jobs that died with their consumer more than once run one at a time.
-        self._repeats = anyio.Lock()
         self._on_retry = on_retry
         connection = queue._manager._connected()
         self._client = connection.client
-        self._scripts = connection.scripts
+        self.scripts = connection.scripts
         #: Blocking reads get a connection of their own: on the shared lane they would hold
         #: up every command behind them.
         self._read_lane = connection.new_lane()
         self._keys = queue._keys
-        self._codec = queue._codec
-        self._group_bytes = options.group.encode()
         self._group_idle_ms = round(queue._manager.group_idle_timeout * 1000)
         self._register_every = register_interval(queue._manager.group_idle_timeout)
 
@@ -127,6 +119,7 @@ class Consumer(Generic[T]):
         self._workers_scope: anyio.CancelScope | None = None
         self._workers_done = anyio.Event()
         self._finished = anyio.Event()
+        self._runner = Runner(self, handler, options)
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} of {self.queue.name!r} group {self.group!r}>"
@@ -134,6 +127,10 @@ class Consumer(Generic[T]):
     @property
     def running(self) -> bool:
         return not self._finished.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -211,7 +208,7 @@ class Consumer(Generic[T]):
 
     async def _register(self) -> None:
         """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
-        await self._scripts.register(
+        await self.scripts.register(
             self._keys, self.group, self.name, self._options.prefetch,
             round(3 * self._register_every * 1000), self._group_idle_ms,
         )  # fmt: skip
@@ -260,7 +257,7 @@ class Consumer(Generic[T]):
                                 # then, enqueues would only be staged).
                                 await self._register()
                         # READONLY in a failover, BUSY, a lost connection ...: pause, go on.
-                        errors = await self._pause_after_error("read", exc, errors)
+                        errors = await self.pause_after_error("read", exc, errors)
         finally:
             inbox.close(self._options.concurrency)
 
@@ -287,7 +284,7 @@ class Consumer(Generic[T]):
             await self._admit(inbox, self._hold_all(Held(e, pairs(raw), 1) for e, raw in entries))
 
     async def _reclaim(self, inbox: Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
-        cursor, claimed = await self._scripts.reclaim(
+        cursor, claimed = await self.scripts.reclaim(
             self._keys,
             self.group,
             self.name,
@@ -307,7 +304,7 @@ class Consumer(Generic[T]):
         """
         async with self._ack_lock:
             free = self._options.prefetch - self._in_flight
-            owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
+            owned = await self.scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
             lost = [c for c in owned if c.entry_id not in self._held][:free]
             adopted = self._hold_all(Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
         if adopted:
@@ -321,12 +318,36 @@ class Consumer(Generic[T]):
             # Our own entry went idle (a heartbeat came late): it is already running here.
             held.delivery_count = claimed.delivery_count
             return None
-        log.warning(
-            "consumer %s took over entry %s of queue %r (delivery %d) from a consumer that"
-            " stopped or died", self.name, claimed.entry_id.decode(), self.queue.name,
-            claimed.delivery_count,
-        )  # fmt: skip
+        self._reclaimed(claimed)
         return self._hold(Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
+
+    def _reclaimed(self, claimed: Claimed) -> None:
+        """One line (and the hooks) for an entry taken over from a consumer that went silent."""
+        entry_id = claimed.entry_id.decode()
+        try:
+            job_id = job_id_of(claimed.fields.get(b"j"))
+            # The attempt it was on when its consumer went silent, counting every delivery as
+            # a start (the run that comes next finds out what it really is).
+            attempt = attempt_of(claimed.fields.get(b"a")) + claimed.delivery_count - 2
+        except BadEntry:
+            job_id, attempt = f"entry-{entry_id}", claimed.delivery_count - 1
+        error = (
+            f"its consumer stopped heart-beating for {self._options.visibility_timeout:g}s"
+            " (stopped, crashed or cut off)"
+        )
+        log.warning(
+            "job %r of queue %r reclaimed on attempt %d by consumer %s (delivery %d): %s",
+            job_id, self.queue.name, attempt, self.name, claimed.delivery_count, error,
+            extra={"queue": self.queue.name, "group": self.group, "job_id": job_id,
+                   "attempt": attempt, "error": error, "delivery": claimed.delivery_count,
+                   "entry_id": entry_id},
+        )  # fmt: skip
+        if hooks := self.queue._manager._hooks:
+            event = ReclaimEvent(
+                queue=self.queue.name, group=self.group, consumer=self.name, job_id=job_id,
+                entry_id=entry_id, delivery=claimed.delivery_count,
+            )  # fmt: skip
+            call_hooks(hooks, "on_reclaim", event)
 
     def _hold_all(self, entries: Iterable[Held]) -> list[Held]:
         return [held for held in entries if self._hold(held) is not None]
@@ -348,7 +369,7 @@ class Consumer(Generic[T]):
             return
         period_ms = round(self._options.rate_period * 1000)
         while batch:
-            granted, wait = await self._scripts.rate_limit(
+            granted, wait = await self.scripts.rate_limit(
                 self._keys, self.group, len(batch), limit, period_ms
             )
             for held in batch[:granted]:
@@ -373,7 +394,7 @@ class Consumer(Generic[T]):
             if self._stopping:
                 continue  # never started: handed back to the group by _release
             try:
-                await self._process(held)
+                await self._runner.process(held)
             except Exception:
                 self._held.pop(held.entry_id, None)  # left pending: reclaimed later
                 log.exception("consumer %s: unexpected error on entry %s",
@@ -381,160 +402,18 @@ class Consumer(Generic[T]):
             finally:
                 self._slot_done()
 
-    async def _process(self, held: Held) -> None:
-        fields = held.fields
-        target = fields.get(b"g")
-        if target is not None and target != self._group_bytes:
-            # A retry another group scheduled for itself: acknowledge it here without running.
-            held.finishing = True
-            self._queue_ack(Completion(held.entry_id, "", 0, b""))
-            return
-        payload = fields.get(b"p", b"")
-        job_id = f"entry-{held.entry_id.decode()}"
-        try:
-            # Entries may have been written by anything: each field is checked before use, and
-            # the payload's size before it is decoded.
-            job_id = job_id_of(fields.get(b"j"))
-            base_attempt = attempt_of(fields.get(b"a"))
-            if b"p" not in fields:
-                raise BadEntry("the entry has no payload (field 'p')")
-            limit = self._codec.max_payload_bytes
-            if len(payload) > limit:
-                raise BadEntry(
-                    f"its payload is {len(payload):,} bytes, over max_payload_bytes ({limit:,});"
-                    " not decoded"
-                )
-            envelope = self._codec.decode(payload)
-        except BadEntry as exc:
-            await self._fail(held, job_id, 1, f"bad entry {held.entry_id.decode()}: {exc}",
-                             payload, retry=False)  # fmt: skip
-            return
-        except msgspec.DecodeError as exc:
-            error = f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}: {exc}"
-            await self._fail(held, job_id, 1, error, payload, retry=False)
-            return
-
-        max_retries = self._options.max_retries
-        if envelope.max_retries is not None:
-            max_retries = envelope.max_retries
-        if held.delivery_count == 1:
-            await self._run(held, job_id, base_attempt, max_retries, envelope, payload)
-            return
-        # It came back from a consumer that died. A job that died with its consumer before
-        # waits for its turn: it may be what killed it, and what runs beside it would die too.
-        attempt, repeat = await self._rerun_attempt(held, job_id, base_attempt, first=True)
-        if repeat and attempt <= max_retries + 1:
-            async with self._repeats:
-                if self._stopping:
-                    return  # never started: handed back to the group by _release
-                attempt, _ = await self._rerun_attempt(held, job_id, base_attempt, first=False)
-                if attempt <= max_retries + 1:
-                    await self._run(held, job_id, attempt, max_retries, envelope, payload)
-                    return
-        elif attempt <= max_retries + 1:
-            await self._run(held, job_id, attempt, max_retries, envelope, payload)
-            return
-        error = (
-            f"delivered {held.delivery_count} times without finishing: the consumer running it"
-            f" died each time it started ({attempt - 1} times, max_retries={max_retries})"
-        )
-        await self._fail(held, job_id, attempt - 1, error, payload, retry=False)
-
-    async def _rerun_attempt(
-        self, held: Held, job_id: str, base_attempt: int, *, first: bool
-    ) -> tuple[int, bool]:
-        """The attempt a redelivered entry's run is, counted by its starts (recorded in Redis
-        before each run after the first), not its deliveries: a delivery that never started
-        (read ahead, or waiting for its turn, when the consumer died) is no attempt. Counts
-        the start about to happen, unless ``first`` and the job is a repeat (it already died in
-        a counted run): then also True, and it is counted once it is its turn."""
-        try:
-            before = await self._scripts.rerun(
-                self._keys, self.group, held.entry_id, job_id, count_repeat=not first
-            )
-        except (RedisError, OSError) as exc:
-            before = -1
-            log.warning("consumer %s: could not count the starts of job %s (%s); counting its"
-                        " deliveries", self.name, job_id, exc)  # fmt: skip
-        if before < 0:  # no record to count in: deliveries bound the starts
-            return base_attempt + held.delivery_count - 1, held.delivery_count > 2
-        return base_attempt + 1 + before, before > 0
-
-    async def _run(
-        self,
-        held: Held,
-        job_id: str,
-        attempt: int,
-        max_retries: int,
-        envelope: Envelope[T],
-        payload: bytes,
-    ) -> None:
-        job = Job(
-            id=job_id,
-            data=envelope.data,
-            queue=self.queue.name,
-            attempt=attempt,
-            max_retries=max_retries,
-            priority=envelope.priority,
-            enqueued_at=envelope.enqueued_at,
-        )
-        timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
-        result, error = await self._invoker.run(job, timeout)
-        if error is not None:
-            await self._fail(held, job_id, attempt, error, payload, retry=attempt <= max_retries)
-            return
-        held.finishing = True
-        self._queue_ack(Completion(held.entry_id, job_id, attempt, result))
-
-    async def _fail(
-        self, held: Held, job_id: str, attempt: int, error: str, payload: bytes, retry: bool
-    ) -> None:
-        held.finishing = True
-        retry_in = self._backoff(attempt) if retry else None
-        failed_at = time.time()
-        record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at))
-        failure = Failure(
-            held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
-        )
-        if retry_in is None:
-            log.error("job %r of queue %r failed for good on attempt %d, dead-lettered: %s",
-                      job_id, self.queue.name, attempt, error)  # fmt: skip
-        else:
-            log.warning("job %r of queue %r failed on attempt %d, retrying in %.2fs: %s",
-                        job_id, self.queue.name, attempt, retry_in, error)  # fmt: skip
-        errors = 0
-        while True:
-            try:
-                await self._scripts.fail(self._keys, self.group, self.name, failure)
-                break
-            except (RedisError, OSError) as exc:
-                if not group_gone(exc) and not is_denied(exc) and errors < len(ERROR_PAUSES):
-                    errors = await self._pause_after_error("record a failure", exc, errors)
-                    continue
-                # Left pending (if the group still exists): reclaimed after the timeout.
-                log.error("consumer %s: could not record the failure of job %r: %s",
-                          self.name, job_id, exc)  # fmt: skip
-                break
-        self._held.pop(held.entry_id, None)
-        if retry_in is not None:
-            self._on_retry()  # the scheduler looks again: this retry may be due soonest
-
-    def _backoff(self, attempt: int) -> float:
-        try:
-            delay = float(self._options.backoff(attempt))
-            if not math.isfinite(delay) or delay < 0:
-                raise ValueError(f"returned {delay!r}, not seconds >= 0")
-        except Exception as exc:
-            log.error("consumer %s: the backoff callable failed (%s); using the default",
-                      self.name, exc)  # fmt: skip
-            return exponential(attempt)
-        return delay
-
     # -- finishing ------------------------------------------------------------------------
 
-    def _queue_ack(self, completion: Completion) -> None:
+    def queue_ack(self, completion: Completion) -> None:
         self._acks.append(completion)
         self._acks_ready.set()
+
+    def forget(self, held: Held) -> None:
+        """``held`` is finished with (its failure recorded, or left to be reclaimed)."""
+        self._held.pop(held.entry_id, None)
+
+    def retry_scheduled(self) -> None:
+        self._on_retry()
 
     def _fetch_with_acks(self) -> int:
         """How many new entries the finishing script should read for us: while jobs flow, the
@@ -580,7 +459,7 @@ class Consumer(Generic[T]):
             batch, self._acks = self._acks, []
             fetch = self._fetch_with_acks()
             try:
-                finished, entries = await self._scripts.complete(
+                finished, entries = await self.scripts.complete(
                     self._keys, self.group, self.name, batch, fetch
                 )
             except (RedisError, OSError) as exc:
@@ -595,7 +474,7 @@ class Consumer(Generic[T]):
                 if fetch:
                     # The script may have run and read entries for us with its reply lost.
                     self._adopt_needed = True
-                errors = await self._pause_after_error("acknowledge", exc, errors)
+                errors = await self.pause_after_error("acknowledge", exc, errors)
                 continue
             errors = 0
             self._acked_since_trim = True
@@ -628,7 +507,7 @@ class Consumer(Generic[T]):
         """
         with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_SECONDS):
             try:
-                await self._scripts.release(self._keys, self.group, self.name)
+                await self.scripts.release(self._keys, self.group, self.name)
             except (RedisError, OSError) as exc:
                 log.warning("consumer %s: could not hand back its jobs (%s); they are"
                             " reclaimed after the visibility timeout", self.name, exc)  # fmt: skip
@@ -659,17 +538,17 @@ class Consumer(Generic[T]):
                     next_register = now + self._register_every
                 if now >= next_trim:
                     if self._acked_since_trim:
-                        await self._scripts.trim(self._keys, self._group_idle_ms)
+                        await self.scripts.trim(self._keys, self._group_idle_ms)
                         self._acked_since_trim = False
                     next_trim = now + TRIM_INTERVAL
                 errors = 0
             except (RedisError, OSError) as exc:
-                errors = await self._pause_after_error("heartbeat", exc, errors)
+                errors = await self.pause_after_error("heartbeat", exc, errors)
 
     async def _heartbeat(self) -> None:
         ids = list(self._held)
         for start in range(0, len(ids), HEARTBEAT_BATCH):
-            lost = await self._scripts.heartbeat(
+            lost = await self.scripts.heartbeat(
                 self._keys, self.group, self.name, ids[start : start + HEARTBEAT_BATCH]
             )
             for entry_id in lost:
@@ -680,7 +559,7 @@ class Consumer(Generic[T]):
                 log.warning("consumer %s lost entry %s of queue %r to another consumer",
                             self.name, entry_id.decode(), self.queue.name)  # fmt: skip
 
-    async def _pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
+    async def pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
         if is_denied(exc):
             # Retrying in milliseconds cannot help: one clear line, then a long pause.
             denied = permission_denied(exc, self._keys.prefix, f"consumer {self.name}: {doing}")

@@ -8,6 +8,7 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -19,6 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from .cluster import ClusterLane
 from .connection import SOCKET_TIMEOUT, Client, connect, resolve_url
 from .errors import InvalidArgument, StreamqError
+from .hooks import Hooks, check_hooks
 from .inspection import InspectScripts
 from .keys import registry_key, validate_name
 from .lane import CommandLane, LanePool, lane_to
@@ -88,6 +90,9 @@ class QueueManager:
     metadata) that ``enqueue`` accepts; a bigger one is an :class:`~streamq.EncodeError`. A
     consumer dead-letters, without decoding, an entry over its own manager's limit (one written
     by another program): give producers and consumers the same value.
+
+    ``hooks``: :class:`~streamq.Hooks` called as this manager's queues enqueue and its
+    consumers run jobs (tracing, metrics); more with :meth:`add_hooks`.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class QueueManager:
         min_replicas: int = 0,
         replica_timeout: float = 1.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        hooks: Iterable[Hooks] = (),
         **options: Any,
     ) -> None:
         self.url = resolve_url(url)
@@ -129,6 +135,8 @@ class QueueManager:
                 f" ({socket_timeout}s), or the wait would be taken for a dead connection"
             )
         self._options = options
+        #: Read on every enqueue and job: a tuple, empty (and so false) when there are none.
+        self._hooks: tuple[Hooks, ...] = check_hooks(hooks)
         self._queues: dict[str, Queue[Any]] = {}
         self._consumers: list[Consumer[Any]] = []
         self._schedulers: dict[str, Scheduler] = {}
@@ -192,6 +200,14 @@ class QueueManager:
                 connection.close_lanes()
                 await connection.client.aclose()
         return suppress
+
+    @property
+    def hooks(self) -> tuple[Hooks, ...]:
+        return self._hooks
+
+    def add_hooks(self, *hooks: Hooks) -> None:
+        """Attach more hooks; they apply at once, to running consumers too."""
+        self._hooks += check_hooks(hooks)
 
     @overload
     def get_queue(self, name: str) -> Queue[Any]: ...

@@ -15,6 +15,7 @@ from .acl import permission_denied
 from .backoff import Backoff
 from .batching import Coalescer, Outcomes
 from .errors import InvalidArgument, JobFailed, JobNotFound, NotReplicated
+from .hooks import EnqueueEvent, Hooks, call_hooks
 from .inspection import (
     GroupInfo,
     InspectScripts,
@@ -143,8 +144,20 @@ class Queue(Generic[T]):
         )
         if self.name not in self._manager._registered:  # once: a set lookup per enqueue
             await self._manager._register(self.name)
-        await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
+        added = await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
+        if hooks := self._manager._hooks:
+            self._tell_enqueued(hooks, job_id, priority, delay_ms, now, added)
         return job_id
+
+    def _tell_enqueued(
+        self, hooks: tuple[Hooks, ...], job_id: str, priority: int, delay_ms: int, now: float,
+        added: bool,
+    ) -> None:  # fmt: skip
+        event = EnqueueEvent(
+            queue=self.name, job_id=job_id, priority=priority, delay=delay_ms / 1000,
+            enqueued_at=now, duplicate=not added,
+        )  # fmt: skip
+        call_hooks(hooks, "on_enqueue", event)
 
     async def _send_enqueues(self, jobs: Sequence[_Enqueue]) -> Outcomes:
         """One script call per (priority, delay) among jobs that arrived together; each job's
@@ -153,7 +166,7 @@ class Queue(Generic[T]):
         groups: dict[tuple[int, int], list[int]] = {}
         for index, job in enumerate(jobs):
             groups.setdefault((job[3], job[4]), []).append(index)
-        outcomes: list[BaseException | None] = [None] * len(jobs)
+        outcomes: list[BaseException | bool] = [False] * len(jobs)
         for (priority, delay_ms), indexes in groups.items():
             group = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
             for i, error in zip(indexes, group, strict=True):
@@ -162,17 +175,17 @@ class Queue(Generic[T]):
 
     async def _enqueue_group(
         self, jobs: list[_Enqueue], priority: int, delay_ms: int
-    ) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = []
+    ) -> list[BaseException | bool]:
+        outcomes: list[BaseException | bool] = []
         for batch in _batches([(j[0], j[1]) for j in jobs]):
             try:
-                await self._enqueue_scripts.enqueue(
+                added = await self._enqueue_scripts.enqueue(
                     self._keys, batch, jobs[0][2], priority, delay_ms
                 )
             except Exception as exc:  # noqa: PERF203 (a round trip per batch dwarfs the try)
                 outcomes += [exc] * len(batch)
             else:
-                outcomes += [None] * len(batch)
+                outcomes += added
         return outcomes
 
     @_permissions
@@ -191,11 +204,18 @@ class Queue(Generic[T]):
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
         await self._note_used()
         unconfirmed: list[NotReplicated] = []
+        hooks = self._manager._hooks
         for batch in _batches(jobs):
             try:
-                await self._enqueue_scripts.enqueue(self._keys, batch, now, priority, delay_ms)
-            except NotReplicated as exc:  # noqa: PERF203 (a round trip per batch dwarfs the try)
+                added = await self._enqueue_scripts.enqueue(
+                    self._keys, batch, now, priority, delay_ms
+                )
+            except NotReplicated as exc:
                 unconfirmed.append(exc)
+                added = [True] * len(batch)  # written, not confirmed by the replicas
+            if hooks:
+                for (job_id, _), new in zip(batch, added, strict=True):
+                    self._tell_enqueued(hooks, job_id, priority, delay_ms, now, new)
         if unconfirmed:
             raise NotReplicated.merged(unconfirmed)
         return [job_id for job_id, _ in jobs]

@@ -24,7 +24,7 @@ class Sender:
     async def send(self, items: Sequence[str]) -> Outcomes:
         self.batches.append(list(items))
         await self.gate.wait()
-        return [ValueError(i) if i in self.fail else None for i in items]
+        return [ValueError(i) if i in self.fail else True for i in items]
 
 
 async def test_waiters_go_together_in_the_next_batch() -> None:
