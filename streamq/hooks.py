@@ -115,10 +115,6 @@ def check_hooks(hooks: Iterable[Hooks]) -> tuple[Hooks, ...]:
     return checked
 
 
-#: (hook id, method) of the hooks whose failure was already logged.
-_reported: set[tuple[int, str]] = set()
-
-
 def call_hooks(
     hooks: tuple[Hooks, ...],
     method: HookMethod,
@@ -129,11 +125,13 @@ def call_hooks(
         try:
             getattr(hook, method)(event)
         except Exception:  # noqa: PERF203 (hooks are few; each must be kept from the next)
-            key = (id(hook), method)
-            if key in _reported:
+            # The methods whose failure was logged, kept on the hook itself (by the time it is
+            # gone, an id could belong to another).
+            reported: set[str] = vars(hook).setdefault("_streamq_reported_errors", set())
+            if method in reported:
                 log.debug("hook %r raised in %s again", hook, method, exc_info=True)
                 continue
-            _reported.add(key)
+            reported.add(method)
             log.exception(
                 "hook %r raised in %s (ignored; further errors of it are logged at debug level)",
                 hook, method,

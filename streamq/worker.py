@@ -13,7 +13,7 @@ import operator
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -21,17 +21,22 @@ import anyio
 
 from .consumer import Consumer
 from .errors import InvalidArgument
+from .hooks import Hooks
 from .job import Job
 from .keys import validate_group, validate_name
 from .manager import QueueManager
 from .queue import Handler
 
-__all__ = ("WorkerSpec", "load_handler", "run_worker")
+__all__ = ("Background", "WorkerSpec", "load_handler", "run_worker")
 
 log = logging.getLogger("streamq.worker")
 
 #: How often a supervised worker checks that its supervisor is still alive.
 PARENT_CHECK_INTERVAL = 1.0
+
+#: A task a worker runs beside its consumer, given the manager and the queue's name (say, the
+#: metrics' depth gauges); cancelled when the worker stops.
+Background = Callable[[QueueManager, str], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +121,22 @@ def _job_type(handler: Any) -> Any:
     return Any
 
 
-async def run_worker(spec: WorkerSpec, *, parent_pid: int | None = None) -> None:
+async def run_worker(
+    spec: WorkerSpec,
+    *,
+    parent_pid: int | None = None,
+    hooks: Sequence[Hooks] = (),
+    background: Sequence[Background] = (),
+) -> None:
     """Consume until SIGTERM or SIGINT, then stop gracefully (a second signal cuts the grace
-    short). With ``parent_pid``, also stop when that process (the supervisor) is gone."""
+    short). With ``parent_pid``, also stop when that process (the supervisor) is gone.
+    ``hooks`` are attached to the manager; ``background`` tasks run while it consumes."""
     handler, job_type = load_handler(spec.target)
     queue_name = spec.queue_name(handler)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with QueueManager(spec.url, prefix=spec.prefix, shutdown_grace=spec.grace) as qm:
+        async with QueueManager(
+            spec.url, prefix=spec.prefix, shutdown_grace=spec.grace, hooks=hooks
+        ) as qm:
             consumer = await qm.get_queue(queue_name, job_type).consume(
                 handler,
                 consumer_group=spec.group,
@@ -138,6 +152,8 @@ async def run_worker(spec: WorkerSpec, *, parent_pid: int | None = None) -> None
             async with anyio.create_task_group() as watch:
                 if parent_pid is not None:
                     watch.start_soon(_watch_parent, parent_pid, watch.cancel_scope)
+                for task in background:
+                    watch.start_soon(task, qm, queue_name)
                 async for signum in signals:
                     log.info(
                         "worker %d: %s, stopping: running jobs get %gs to finish",

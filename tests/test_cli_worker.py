@@ -6,11 +6,9 @@ of the process that ran it (``tests/tools/handlers.py``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,11 +22,11 @@ from streamq.cli import main
 from streamq.localserver import LocalRedis, free_port
 
 from .helpers import wait_until
+from .processes import Workers, alive, children, exited
 from .tools.handlers import Nap
 
 pytestmark = [pytest.mark.timeout(90)]
 
-ROOT = Path(__file__).parent.parent
 HANDLERS = "tests.tools.handlers"
 
 
@@ -48,71 +46,12 @@ def redis_url(server: LocalRedis) -> str:
     return server.url
 
 
-class Workers:
-    """Starts ``python -m streamq worker ...`` commands, their output in files."""
-
-    def __init__(self, redis_url: str, folder: Path) -> None:
-        self.redis_url = redis_url
-        self.folder = folder
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, new_session: bool = False) -> subprocess.Popen[bytes]:
-        with self._log_path(len(self.started)).open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "streamq", "worker", *args],
-                cwd=ROOT, env={**os.environ, "STREAMQ_REDIS_URL": self.redis_url},
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=new_session,
-            )  # fmt: skip
-        self.started.append(process)
-        return process
-
-    def log(self, process: subprocess.Popen[bytes]) -> str:
-        return self._log_path(self.started.index(process)).read_text()
-
-    def _log_path(self, index: int) -> Path:
-        return self.folder / f"worker-{index}.log"
-
-    def kill_all(self) -> None:
-        for process in self.started:
-            for pid in [*children(process.pid), process.pid]:
-                _kill(pid)
-            process.wait(10)
-
-
 @pytest.fixture
 def workers(redis_url: str, tmp_path: Path) -> Iterator[Workers]:
     """Anything still alive at the end is killed."""
     started = Workers(redis_url, tmp_path)
     yield started
     started.kill_all()
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-async def exited(process: subprocess.Popen[bytes], timeout: float) -> int:
-    await wait_until(lambda: process.poll() is not None, timeout=timeout, what="the exit")
-    code = process.returncode
-    assert code is not None
-    return code
 
 
 @pytest.fixture

@@ -32,3 +32,10 @@ def sync_report_pid(job: streamq.Job[int]) -> int:
 
 
 NOT_A_FUNCTION = 42
+
+
+async def fail_on_negative(job: streamq.Job[int]) -> int:
+    """Returns its number, and fails on a negative one (for the dead letters)."""
+    if job.data < 0:
+        raise ValueError(f"negative: {job.data}")
+    return job.data
