@@ -51,6 +51,14 @@ def test_a_short_run_reports_rates_and_redis_cost_as_json(redis_url: str) -> Non
     assert 0 < latency["extra"]["p50_ms"] <= latency["extra"]["p99_ms"]
 
 
+def test_metrics_can_be_attached_to_see_their_cost(redis_url: str) -> None:
+    done = run_bench("--jobs", "200", "--scenario", "process", "--metrics", "--json", url=redis_url)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["environment"]["metrics"] is True
+    assert [r["rate"] > 0 for r in report["results"]] == [True]
+
+
 def test_a_throwaway_server_is_started_when_no_url_is_given() -> None:
     done = run_bench("--jobs", "100", "--scenario", "process", "--json")
     assert done.returncode == 0, done.stderr

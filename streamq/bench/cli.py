@@ -72,6 +72,7 @@ def show(report: dict[str, Any], console: Console) -> None:
         f"streamq {env['streamq']} · Python {env['python']} ({env['event_loop']}) · redis-py"
         f" {env['redis']} (hiredis {env['hiredis']}) · Redis {env['redis_server']}{shape}"
         f" · {env['cpu']} x {env['cpus']}"
+        + (" · with PrometheusMetrics" if env.get("metrics") else "")
     )
     table = Table(title="streamq benchmark (medians)")
     for column in ("scenario", "what", "jobs", "jobs/s", "Redis µs/job", "cmds/job",
@@ -140,6 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (median)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--metrics", action="store_true",
+                        help="attach streamq.metrics.PrometheusMetrics to every manager (in this"
+                        " process), to see what the metrics cost")  # fmt: skip
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false",
                         help="plain asyncio instead of uvloop")  # fmt: skip
     args = parser.parse_args(argv)

@@ -19,7 +19,25 @@ import streamq
 
 from .measure import RedisMeter, Result, percentile
 
-__all__ = ("RUNNERS", "Runner", "drain", "drain_in_workers", "give_room", "queue_name", "worker")
+__all__ = (
+    "RUNNERS", "Runner", "drain", "drain_in_workers", "give_room", "manager", "queue_name",
+    "worker",
+)  # fmt: skip
+
+#: With ``--metrics``: the one :class:`PrometheusMetrics` of this process, on every manager.
+_metrics: list[streamq.Hooks] = []
+
+
+def manager(url: str, args: argparse.Namespace) -> streamq.QueueManager:
+    """A manager for a scenario: with ``--metrics``, Prometheus metrics count its jobs (so their
+    cost shows in the figures)."""
+    if getattr(args, "metrics", False) and not _metrics:
+        from prometheus_client import CollectorRegistry
+
+        from streamq.metrics import PrometheusMetrics
+
+        _metrics.append(PrometheusMetrics(CollectorRegistry()))
+    return streamq.QueueManager(url, hooks=_metrics)
 
 
 def queue_name(scenario: str) -> str:
@@ -35,7 +53,7 @@ async def give_room(qm: streamq.QueueManager, queue: streamq.Queue[Any]) -> None
 
 async def scenario_enqueue(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
     jobs, results = args.jobs, list[Result]()
-    async with streamq.QueueManager(url) as qm:
+    async with manager(url, args) as qm:
         # The reference: the same entries written by bare XADDs through redis-py, one at a time.
         client = qm._connected().client
         queue = qm.get_queue(queue_name("enqueue"))
@@ -122,7 +140,7 @@ async def drain(
 
 async def scenario_process(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
     results = []
-    async with streamq.QueueManager(url) as qm:
+    async with manager(url, args) as qm:
         queue = qm.get_queue(queue_name("process"))
         await queue.enqueue_many(range(args.jobs))
         await meter.start()
@@ -212,7 +230,7 @@ async def worker(url: str, queue_names: str, concurrency: int) -> None:
 
 async def scenario_priority(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
     """Jobs of ten priorities enqueued first, then drained: everything goes through staging."""
-    async with streamq.QueueManager(url) as qm:
+    async with manager(url, args) as qm:
         queue = qm.get_queue(queue_name("priority"))
         per_level = args.jobs // 10
         for level in range(10):
@@ -229,8 +247,8 @@ async def scenario_latency(url: str, args: argparse.Namespace, meter: RedisMeter
     jobs = max(100, min(args.jobs, round(args.rate * args.seconds)))
     latencies: list[float] = []
     async with (
-        streamq.QueueManager(url) as consumer_side,
-        streamq.QueueManager(url) as producer_side,
+        manager(url, args) as consumer_side,
+        manager(url, args) as producer_side,
     ):
         name = queue_name("latency")
         finished = anyio.Event()
@@ -266,7 +284,7 @@ async def scenario_delayed(url: str, args: argparse.Namespace, meter: RedisMeter
     """Lateness of delayed jobs (start less due time), enqueued by another manager."""
     jobs = min(args.jobs, 300)
     late: list[float] = []
-    async with streamq.QueueManager(url) as consumer_side, streamq.QueueManager(url) as producer:
+    async with manager(url, args) as consumer_side, manager(url, args) as producer:
         name = queue_name("delayed")
         finished = anyio.Event()
 
@@ -299,7 +317,7 @@ async def scenario_delayed(url: str, args: argparse.Namespace, meter: RedisMeter
 async def scenario_mixed(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
     """Producers and a consumer at once: default, prioritised and slightly delayed jobs."""
     jobs = args.jobs
-    async with streamq.QueueManager(url) as consumer_side, streamq.QueueManager(url) as producer:
+    async with manager(url, args) as consumer_side, manager(url, args) as producer:
         name = queue_name("mixed")
         finished = anyio.Event()
         count = 0
@@ -344,7 +362,7 @@ async def scenario_memory(url: str, args: argparse.Namespace, meter: RedisMeter)
     jobs, batch = args.jobs, 1000
     samples: dict[str, float] = {}
     longest = 0
-    async with streamq.QueueManager(url) as qm:
+    async with manager(url, args) as qm:
         queue = qm.get_queue(queue_name("memory"))
         client = qm._connected().client
         done = 0

@@ -13,7 +13,7 @@ from streamq.errors import StreamqError
 from streamq.keys import QueueKeys
 
 from .measure import RedisMeter, Result, Target, Usage
-from .scenarios import drain, drain_in_workers, queue_name
+from .scenarios import drain, drain_in_workers, manager, queue_name
 
 __all__ = ("PrimaryUsage", "ShardsResult", "place_queues", "scenario_shards")
 
@@ -109,7 +109,7 @@ async def scenario_shards(url: str, args: argparse.Namespace, meter: RedisMeter)
         raise StreamqError("the shards scenario needs a Redis Cluster: add --cluster")
     shape = f"{QUEUES_PER_PRIMARY * len(target.shards)} queues on {len(target.shards)} primaries"
     results: list[Result] = []
-    async with streamq.QueueManager(url) as qm:
+    async with manager(url, args) as qm:
         placement = place_queues(target, qm.prefix, QUEUES_PER_PRIMARY)
         queues = await _fill(qm, target, placement, args.jobs)
         await meter.start()
