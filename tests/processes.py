@@ -8,11 +8,20 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+
+import pytest
+
+import streamq
+from streamq.localserver import LocalRedis
 
 from .helpers import wait_until
 
-__all__ = ("ROOT", "Workers", "alive", "children", "exited")
+__all__ = (
+    "ROOT", "Workers", "alive", "anyio_backend", "children", "exited", "producer", "redis_url",
+    "server", "workers",
+)  # fmt: skip
 
 ROOT = Path(__file__).parent.parent
 
@@ -74,3 +83,36 @@ async def exited(process: subprocess.Popen[bytes], timeout: float) -> int:
     code = process.returncode
     assert code is not None
     return code
+
+
+# -- fixtures of the modules that start worker commands (they import them) ---------------
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # the workers themselves run on uvloop
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalRedis]:
+    with LocalRedis() as local:
+        yield local
+
+
+@pytest.fixture
+def redis_url(server: LocalRedis) -> str:
+    return server.url
+
+
+@pytest.fixture
+def workers(redis_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """Anything still alive at the end is killed."""
+    started = Workers(redis_url, tmp_path)
+    yield started
+    started.kill_all()
+
+
+@pytest.fixture
+async def producer(redis_url: str) -> AsyncIterator[streamq.QueueManager]:
+    async with streamq.QueueManager(redis_url) as manager:
+        yield manager

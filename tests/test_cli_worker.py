@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import anyio
 import pytest
@@ -19,8 +17,9 @@ from click.testing import CliRunner
 
 import streamq
 from streamq.cli import main
-from streamq.localserver import LocalRedis, free_port
+from streamq.localserver import free_port
 
+from . import processes
 from .helpers import wait_until
 from .processes import Workers, alive, children, exited
 from .tools.handlers import Nap
@@ -29,35 +28,9 @@ pytestmark = [pytest.mark.timeout(90)]
 
 HANDLERS = "tests.tools.handlers"
 
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # the workers themselves run on uvloop
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalRedis]:
-    with LocalRedis() as local:
-        yield local
-
-
-@pytest.fixture
-def redis_url(server: LocalRedis) -> str:
-    return server.url
-
-
-@pytest.fixture
-def workers(redis_url: str, tmp_path: Path) -> Iterator[Workers]:
-    """Anything still alive at the end is killed."""
-    started = Workers(redis_url, tmp_path)
-    yield started
-    started.kill_all()
-
-
-@pytest.fixture
-async def producer(redis_url: str) -> AsyncIterator[streamq.QueueManager]:
-    async with streamq.QueueManager(redis_url) as manager:
-        yield manager
+# A Redis of this module's own, and the worker fixtures (pytest finds them among its names).
+anyio_backend, server, redis_url = processes.anyio_backend, processes.server, processes.redis_url
+workers, producer = processes.workers, processes.producer
 
 
 # -- the command line itself ------------------------------------------------------------------

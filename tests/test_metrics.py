@@ -7,8 +7,6 @@ import re
 import signal
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import anyio
 import pytest
@@ -16,9 +14,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import streamq
-from streamq.localserver import LocalRedis
 from streamq.metrics import PrometheusMetrics
 
+from . import processes
 from .helpers import wait_until
 from .processes import Workers, exited
 from .tools.handlers import Nap
@@ -26,37 +24,12 @@ from .tools.handlers import Nap
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 HANDLERS = "tests.tools.handlers"
+
+# A Redis of this module's own, and the worker fixtures (pytest finds them among its names).
+anyio_backend, server, redis_url = processes.anyio_backend, processes.server, processes.redis_url
+workers, producer = processes.workers, processes.producer
 #: name (with its suffix, e.g. ``_total``) and sorted labels -> value
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # the workers themselves run on uvloop
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalRedis]:
-    with LocalRedis() as local:
-        yield local
-
-
-@pytest.fixture
-def redis_url(server: LocalRedis) -> str:
-    return server.url
-
-
-@pytest.fixture
-def workers(redis_url: str, tmp_path: Path) -> Iterator[Workers]:
-    started = Workers(redis_url, tmp_path)
-    yield started
-    started.kill_all()
-
-
-@pytest.fixture
-async def producer(redis_url: str) -> AsyncIterator[streamq.QueueManager]:
-    async with streamq.QueueManager(redis_url) as manager:
-        yield manager
 
 
 def parse(text: str) -> Samples:

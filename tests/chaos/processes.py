@@ -21,27 +21,12 @@ from pathlib import Path
 from streamq.connection import URL_ENV
 
 from ..helpers import wait_until
+from ..processes import alive, children
 
 __all__ = ("Processes", "alive", "children", "settle")
 
 ROOT = Path(__file__).parent.parent.parent
 HANDLER = "tests.chaos.handlers:run"
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def alive(pid: int) -> bool:
-    """Running or stopped, not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def signal_pid(pid: int, signum: signal.Signals) -> None:
