@@ -5,11 +5,13 @@ is downloaded."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 
 import anyio
+from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 from playwright.async_api import Browser, async_playwright
 
@@ -34,17 +36,32 @@ async def dashboard(url: str, prefix: str, *args: str) -> AsyncIterator[str]:
                 printed += chunk
                 if "\n" in printed:
                     break
-        assert printed.startswith("streamq dashboard on http://127.0.0.1:"), printed
+        if not printed.startswith("streamq dashboard on http://127.0.0.1:"):
+            raise AssertionError(f"the dashboard printed {printed!r}: {await _errors(process)}")
         try:
             yield printed.split(" on ")[1].split()[0]
         finally:
             process.send_signal(signal.SIGTERM)
             with anyio.fail_after(10):
-                assert await process.wait() == 0
+                code = await process.wait()
+            assert code == 0, f"exit status {code}: {await _errors(process)}"
+
+
+async def _errors(process: Process) -> str:
+    """What the process wrote on stderr (it has exited, or does so within 10 s)."""
+    assert process.stderr is not None
+    with anyio.move_on_after(10):
+        return "".join([chunk async for chunk in TextReceiveStream(process.stderr)])
+    return "(stderr still open after 10 s)"
 
 
 @contextlib.asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        raise RuntimeError(
+            f"no browser at {CHROMIUM}: run `make chromium` (Debian's chromium and"
+            " chromium-driver; Playwright's own browser downloads are not used)"
+        )
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
