@@ -20,14 +20,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 COMPOSE ?= docker compose
 
-.PHONY: run test lint format redis-server clean up down compose-ready bench-cluster chaos
+.PHONY: run test lint format redis-server chromium clean up down compose-ready bench-cluster chaos
 
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
 	@echo "A short benchmark (the full one: $(BIN)/python -m streamq.bench --help):"
 	$(BIN)/python -m streamq.bench --jobs 5000 --seconds 2 --scenario enqueue --scenario process --scenario latency
 
-test: $(STAMP) redis-server $(OLD_REDIS) $(REDIS_62)
+test: $(STAMP) redis-server chromium $(OLD_REDIS) $(REDIS_62)
 	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) STREAMQ_REDIS_62_SERVER=$(CURDIR)/$(REDIS_62) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -87,6 +87,19 @@ redis-server:
 			     "(macOS: brew install redis) or set STREAMQ_REDIS_URL" >&2; exit 1; \
 		fi; }
 	@redis-server --version
+
+# Chromium from the system's packages when it is missing, for the dashboard's browser test
+# (tests/test_dashboard.py drives /usr/bin/chromium with Playwright; no browser is downloaded).
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "chromium is missing; installing chromium and chromium-driver with apt-get" >&2; \
+			$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; \
+		else \
+			echo "/usr/bin/chromium is missing and this system has no apt-get: install Chromium" \
+			     "there (the dashboard's browser test needs it)" >&2; exit 1; \
+		fi; }
+	@/usr/bin/chromium --version 2>/dev/null
 
 # A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).
 $(OLD_REDIS): tests/tools/build_old_redis.sh | $(STAMP)

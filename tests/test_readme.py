@@ -26,3 +26,12 @@ def test_work_queue_example_runs(redis_url: str, tmp_path: Path) -> None:
     assert "sending 'Welcome' to ada@example.com (attempt 1)" in done.stdout
     assert "sent" in done.stdout
     assert "QueueStats(" in done.stdout
+
+
+def test_dashboard_section_shows_the_committed_screenshot() -> None:
+    text = README.read_text()
+    section = text[text.index("\n## Dashboard\n") : text.index("\n## Redis Cluster\n")]
+    assert "python -m streamq dashboard" in section and "--allow-actions" in section
+    [image] = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", section)
+    png = (README.parent / image).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000

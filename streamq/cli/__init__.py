@@ -64,4 +64,4 @@ json_option = click.option(
 )
 
 # The commands attach themselves to `main`.
-from . import dead, inspect, produce, worker  # noqa: E402, F401
+from . import dashboard, dead, inspect, produce, worker  # noqa: E402, F401

@@ -1,0 +1,347 @@
+// The streamq dashboard: polls the JSON API and draws it. Every value from the server is set
+// with textContent (never parsed as HTML), and the page runs under a strict CSP.
+"use strict";
+
+(() => {
+  const POLL_MS = 1500;
+  const DATA_WIDTH = 100;
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    queue: null, // the queue shown below the table, or null
+    tab: "waiting", // waiting | delayed | retrying | dead
+    job: null, // the dead letter shown in full, or null
+    allowActions: false,
+    timer: null,
+    busy: false,
+  };
+
+  // ---- the API -----------------------------------------------------------------------------
+
+  async function answer(response) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      // not JSON: the status says enough
+    }
+    if (!response.ok) {
+      const error = new Error((body && body.error) || `HTTP ${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+
+  async function get(path, params) {
+    const query = params ? `?${new URLSearchParams(params)}` : "";
+    return answer(await fetch(path + query, { cache: "no-store", headers: { accept: "application/json" } }));
+  }
+
+  async function post(path, body) {
+    return answer(
+      await fetch(path, {
+        method: "POST",
+        cache: "no-store",
+        headers: { "content-type": "application/json", "x-streamq-dashboard": "1" },
+        body: JSON.stringify(body),
+      }),
+    );
+  }
+
+  // ---- drawing -----------------------------------------------------------------------------
+
+  function el(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function row(cells) {
+    const tr = document.createElement("tr");
+    for (const cell of cells) tr.append(cell instanceof Node ? cell : el("td", cell));
+    return tr;
+  }
+
+  function num(value, className) {
+    return el("td", value === null || value === undefined ? "?" : Number(value).toLocaleString("en"), `num ${className || ""}`);
+  }
+
+  function age(seconds) {
+    if (seconds === null || seconds === undefined) return "-";
+    if (seconds < 10) return `${seconds.toFixed(1)}s`;
+    if (seconds < 60) return `${Math.round(seconds)}s`;
+    let minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes}m${String(Math.floor(seconds % 60)).padStart(2, "0")}s`;
+    let hours = Math.floor(minutes / 60);
+    minutes %= 60;
+    if (hours < 48) return `${hours}h${String(minutes).padStart(2, "0")}m`;
+    return `${Math.floor(hours / 24)}d${hours % 24}h`;
+  }
+
+  function when(unix, now) {
+    if (unix === null || unix === undefined) return "-";
+    const delta = unix - now;
+    return delta >= 0 ? `in ${age(delta)}` : `${age(-delta)} ago`;
+  }
+
+  function time(unix, now) {
+    const cell = el("td", when(unix, now), "nowrap");
+    if (unix !== null && unix !== undefined) cell.title = stamp(unix);
+    return cell;
+  }
+
+  function stamp(unix) {
+    return new Date(unix * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+  }
+
+  function dataText(data, width) {
+    let text;
+    try {
+      text = JSON.stringify(data);
+    } catch (_) {
+      text = String(data);
+    }
+    if (text === undefined) text = String(data);
+    return width && text.length > width ? `${text.slice(0, width - 1)}…` : text;
+  }
+
+  function firstLine(text) {
+    const line = (text || "").trim().split("\n")[0] || "-";
+    return line.length > 90 ? `${line.slice(0, 89)}…` : line;
+  }
+
+  function link(params, text) {
+    const a = el("a", text);
+    a.href = `#${new URLSearchParams(params)}`;
+    return a;
+  }
+
+  function showQueues(page) {
+    state.allowActions = page.allow_actions;
+    $("server").textContent = `${page.redis} · prefix ${page.prefix}`;
+    const mode = $("mode");
+    mode.textContent = page.allow_actions ? "actions allowed" : "read-only";
+    mode.className = page.allow_actions ? "badge live" : "badge";
+    mode.title = page.allow_actions ? "retry and purge are enabled" : "start with --allow-actions to retry or purge dead letters";
+    const rows = page.queues.map((q) => {
+      const s = q.stats;
+      const name = el("td", null, "mono");
+      name.append(link({ queue: q.name, tab: state.queue === q.name ? state.tab : "waiting" }, q.name));
+      const tr = row([
+        name,
+        num(s.waiting, s.waiting ? "strong" : ""),
+        num(s.active, s.active ? "strong" : ""),
+        num(s.delayed),
+        num(s.retrying, s.retrying ? "warn" : ""),
+        num(s.dead, s.dead ? "bad" : ""),
+        num(s.completed),
+        el("td", s.waiting ? age(s.oldest_waiting_age) : "-", "num"),
+        num(s.groups),
+      ]);
+      tr.dataset.queue = q.name;
+      if (q.name === state.queue) tr.className = "selected";
+      return tr;
+    });
+    $("queues").tBodies[0].replaceChildren(...rows);
+    $("no-queues").hidden = rows.length > 0;
+    $("queues").hidden = rows.length === 0;
+  }
+
+  const COLUMNS = {
+    waiting: ["job id", "priority", "enqueued", "attempts", "data"],
+    delayed: ["job id", "priority", "due", "enqueued", "data"],
+    retrying: ["job id", "due", "attempts", "group", "last error", "data"],
+    dead: ["job id", "failed", "attempts", "error", "data"],
+  };
+
+  function jobRow(tab, job, now) {
+    const id = el("td", null, "mono");
+    const data = el("td", dataText(job.data, DATA_WIDTH), "mono data");
+    data.title = dataText(job.data);
+    if (tab === "waiting") return row([el("td", job.id, "mono"), num(job.priority), time(job.enqueued_at, now), num(job.attempts), data]);
+    if (tab === "delayed") return row([el("td", job.id, "mono"), num(job.priority), time(job.due_at, now), time(job.enqueued_at, now), data]);
+    if (tab === "retrying") {
+      const error = el("td", firstLine(job.error), "error");
+      error.title = job.error || "";
+      return row([el("td", job.id, "mono"), time(job.due_at, now), num(job.attempts), job.group || "-", error, data]);
+    }
+    id.append(link({ queue: state.queue, tab: "dead", job: job.job_id }, job.job_id));
+    const error = el("td", firstLine(job.error), "error");
+    error.title = job.error;
+    const cells = [id, time(job.failed_at, now), num(job.attempts), error, data];
+    if (state.allowActions) {
+      const cell = el("td", null, "actions");
+      const retry = el("button", "Retry");
+      retry.type = "button";
+      retry.dataset.retry = job.job_id;
+      retry.addEventListener("click", (event) => {
+        event.stopPropagation();
+        act(() => post("/api/retry-dead", { queue: state.queue, job_id: job.job_id }), (r) => `retried ${r.retried} job`);
+      });
+      cell.append(retry);
+      cells.push(cell);
+    }
+    const tr = row(cells);
+    tr.dataset.job = job.job_id;
+    tr.className = "clickable" + (job.job_id === state.job ? " selected" : "");
+    tr.addEventListener("click", () => go({ queue: state.queue, tab: "dead", job: job.job_id }));
+    return tr;
+  }
+
+  function showQueue(page) {
+    const now = page.at;
+    $("queue-section").hidden = false;
+    $("queue-name").textContent = page.queue.name;
+    const groups = page.queue.groups.map((g) => {
+      const idle = g.consumers.length ? Math.max(...g.consumers.map((c) => c.idle)) : null;
+      return row([el("td", g.name, "mono"), num(g.consumers.length), num(g.pending), num(g.lag), el("td", age(idle), "num")]);
+    });
+    $("groups").tBodies[0].replaceChildren(...groups);
+    $("groups-wrap").hidden = groups.length === 0;
+
+    const counts = { waiting: page.queue.stats.waiting, delayed: page.queue.stats.delayed, retrying: page.queue.stats.retrying, dead: page.queue.stats.dead };
+    for (const button of document.querySelectorAll("[data-tab]")) {
+      const tab = button.dataset.tab;
+      button.setAttribute("aria-selected", String(tab === state.tab));
+      button.querySelector(".count").textContent = counts[tab].toLocaleString("en");
+      button.classList.toggle("bad", tab === "dead" && counts.dead > 0);
+    }
+    const columns = [...COLUMNS[state.tab]];
+    if (state.tab === "dead" && state.allowActions) columns.push("");
+    $("jobs").tHead.rows[0].replaceChildren(...columns.map((c) => el("th", c, ["priority", "attempts"].includes(c) ? "num" : "")));
+    const jobs = page[state.tab];
+    $("jobs").tBodies[0].replaceChildren(...jobs.map((job) => jobRow(state.tab, job, now)));
+    $("jobs").hidden = jobs.length === 0;
+    $("no-jobs").hidden = jobs.length > 0;
+    $("no-jobs").textContent = `No ${state.tab} jobs.`;
+    const more = counts[state.tab] - jobs.length;
+    $("more").hidden = more <= 0;
+    $("more").textContent = `… and ${more.toLocaleString("en")} more (the first ${page.limit} are listed)`;
+    $("dead-actions").hidden = !(state.tab === "dead" && state.allowActions && counts.dead > 0);
+  }
+
+  function showDetail(letter) {
+    $("detail").hidden = false;
+    $("detail-id").textContent = letter.job_id;
+    $("detail-failed").textContent = stamp(letter.failed_at);
+    $("detail-attempts").textContent = String(letter.attempts);
+    $("detail-groups").textContent = letter.groups.join(", ") || "-";
+    $("detail-error").textContent = letter.error;
+    $("detail-data").textContent = JSON.stringify(letter.data, null, 2);
+    $("detail-retry").hidden = !state.allowActions;
+  }
+
+  function status(text, bad) {
+    const node = $("status");
+    node.textContent = text;
+    node.className = bad ? "status bad" : "status live";
+  }
+
+  // ---- the loop ----------------------------------------------------------------------------
+
+  async function refresh() {
+    const page = await get("/api/queues");
+    showQueues(page);
+    if (state.queue === null) {
+      $("queue-section").hidden = true;
+    } else {
+      try {
+        showQueue(await get("/api/queue", { name: state.queue }));
+      } catch (error) {
+        if (error.status !== 404) throw error;
+        go({}); // the queue is gone (another prefix, or its keys deleted)
+        return;
+      }
+    }
+    if (state.job === null) {
+      $("detail").hidden = true;
+    } else {
+      try {
+        showDetail(await get("/api/dead-letter", { queue: state.queue, job_id: state.job }));
+      } catch (error) {
+        if (error.status !== 404) throw error;
+        go({ queue: state.queue, tab: "dead" }); // retried or purged meanwhile
+        return;
+      }
+    }
+    $("updated").textContent = `updated ${new Date(page.at * 1000).toLocaleTimeString("en-GB")}`;
+    status("live", false);
+  }
+
+  async function tick() {
+    clearTimeout(state.timer);
+    if (!state.busy) {
+      state.busy = true;
+      try {
+        await refresh();
+      } catch (error) {
+        status(`error: ${error.message}`, true);
+      } finally {
+        state.busy = false;
+      }
+    }
+    state.timer = setTimeout(tick, document.hidden ? POLL_MS * 4 : POLL_MS);
+  }
+
+  async function act(request, describe) {
+    try {
+      const result = await request();
+      status(describe(result), false);
+    } catch (error) {
+      status(`refused: ${error.message}`, true);
+    }
+    await tick();
+  }
+
+  function readHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    state.queue = params.get("queue");
+    state.tab = COLUMNS[params.get("tab")] ? params.get("tab") : "waiting";
+    state.job = state.tab === "dead" ? params.get("job") : null;
+  }
+
+  function go(params) {
+    const hash = `#${new URLSearchParams(params)}`;
+    if (location.hash === hash || (hash === "#" && !location.hash)) {
+      readHash();
+      tick();
+    } else {
+      location.hash = hash;
+    }
+  }
+
+  window.addEventListener("hashchange", () => {
+    readHash();
+    tick();
+  });
+  for (const button of document.querySelectorAll("[data-tab]")) {
+    button.addEventListener("click", () => go({ queue: state.queue, tab: button.dataset.tab }));
+  }
+  $("queues").addEventListener("click", (event) => {
+    const tr = event.target.closest("tr[data-queue]");
+    if (tr && !event.target.closest("a")) go({ queue: tr.dataset.queue, tab: "waiting" });
+  });
+  $("retry-all").addEventListener("click", () => {
+    if (confirm(`Retry every dead letter of ${state.queue}?`)) {
+      act(() => post("/api/retry-dead", { queue: state.queue, job_id: null }), (r) => `retried ${r.retried} jobs`);
+    }
+  });
+  $("purge").addEventListener("click", () => {
+    if (confirm(`Delete every dead letter of ${state.queue}? This cannot be undone.`)) {
+      act(() => post("/api/purge-dead", { queue: state.queue }), (r) => `purged ${r.purged} dead letters`);
+    }
+  });
+  $("detail-retry").addEventListener("click", () => {
+    const job = state.job;
+    act(() => post("/api/retry-dead", { queue: state.queue, job_id: job }), (r) => `retried ${r.retried} job`);
+  });
+  $("detail-close").addEventListener("click", () => go({ queue: state.queue, tab: "dead" }));
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) tick();
+  });
+
+  readHash();
+  tick();
+})();
