@@ -72,6 +72,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
 
 
+#: Set to 1 to run every event loop against every server kind; by default uvloop runs against
+#: the system's Redis only. The loop and the server are independent axes (no code path depends
+#: on both), so each pairing with the other axis' default covers them, at three quarters of the
+#: run time CI has to stay within.
+FULL_MATRIX_ENV = "STREAMQ_FULL_MATRIX"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(FULL_MATRIX_ENV) == "1":
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        loop = params.get("anyio_backend")
+        server = params.get("redis_server", "system")
+        # Some modules parametrize anyio_backend themselves, with a plain "asyncio".
+        uvloop = isinstance(loop, tuple) and bool(loop[1].get("use_uvloop"))
+        (dropped if uvloop and server != "system" else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def redis_server(request: pytest.FixtureRequest) -> Iterator[LocalRedis | LocalCluster]:
     """One server (or cluster) per kind for the session: the system's Redis, 6.2 (the oldest
