@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -50,6 +50,19 @@ DEPTH_STATES = ("waiting", "active", "delayed", "retrying", "dead")
 DEPTH_INTERVAL = 5.0
 #: Histogram buckets (seconds) for run time and enqueue-to-start latency: 1 ms to 5 minutes.
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _Series(NamedTuple):
+    """The metrics of one queue and consumer group, labelled."""
+
+    started: Counter
+    completed: Counter
+    failed: Counter
+    retried: Counter
+    dead_lettered: Counter
+    reclaimed: Counter
+    run_time: Histogram
+    start_latency: Histogram
 
 
 class PrometheusMetrics(Hooks):
@@ -88,36 +101,59 @@ class PrometheusMetrics(Hooks):
             "job_start_latency_seconds",
             "Seconds from enqueue to a job's first start (a start_delay included).",
         )
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._enqueued: dict[str, Counter] = {}
 
     # -- hooks ----------------------------------------------------------------------------
 
+    def _series_of(self, queue: str, group: str) -> _Series:
+        """The labelled children of one queue and group, looked up once: ``labels()`` takes a
+        lock and builds a key on each call, most of the cost of a hook."""
+        series = self._series.get((queue, group))
+        if series is None:
+            series = self._series[queue, group] = _Series(
+                started=self.started.labels(queue, group),
+                completed=self.completed.labels(queue, group),
+                failed=self.failed.labels(queue, group),
+                retried=self.retried.labels(queue, group),
+                dead_lettered=self.dead_lettered.labels(queue, group),
+                reclaimed=self.reclaimed.labels(queue, group),
+                run_time=self.run_time.labels(queue, group),
+                start_latency=self.start_latency.labels(queue, group),
+            )
+        return series
+
     def on_enqueue(self, event: EnqueueEvent) -> None:
         if not event.duplicate:
-            self.enqueued.labels(event.queue).inc()
+            counter = self._enqueued.get(event.queue)
+            if counter is None:
+                counter = self._enqueued[event.queue] = self.enqueued.labels(event.queue)
+            counter.inc()
 
     def on_start(self, event: JobEvent) -> None:
-        self.started.labels(event.queue, event.group).inc()
+        series = self._series_of(event.queue, event.group)
+        series.started.inc()
         if event.attempt == 1:
-            latency = max(0.0, time.time() - event.enqueued_at)
-            self.start_latency.labels(event.queue, event.group).observe(latency)
+            series.start_latency.observe(max(0.0, time.time() - event.enqueued_at))
 
     def on_success(self, event: JobEvent) -> None:
-        self.completed.labels(event.queue, event.group).inc()
+        series = self._series_of(event.queue, event.group)
+        series.completed.inc()
         if event.duration is not None:
-            self.run_time.labels(event.queue, event.group).observe(event.duration)
+            series.run_time.observe(event.duration)
 
     def on_failure(self, event: JobEvent) -> None:
-        labels = (event.queue, event.group)
-        self.failed.labels(*labels).inc()
+        series = self._series_of(event.queue, event.group)
+        series.failed.inc()
         if event.retry_in is None:
-            self.dead_lettered.labels(*labels).inc()
+            series.dead_lettered.inc()
         else:
-            self.retried.labels(*labels).inc()
+            series.retried.inc()
         if event.duration is not None:
-            self.run_time.labels(*labels).observe(event.duration)
+            series.run_time.observe(event.duration)
 
     def on_reclaim(self, event: ReclaimEvent) -> None:
-        self.reclaimed.labels(event.queue, event.group).inc()
+        self._series_of(event.queue, event.group).reclaimed.inc()
 
     # -- depth and serving ----------------------------------------------------------------
 

@@ -97,7 +97,9 @@ async def test_a_worker_serves_counters_histograms_and_depth(
         for name in ("started", "completed", "failed", "retried", "dead_lettered")
     }
     assert counts == {"started": 7, "completed": 5, "failed": 2, "retried": 1, "dead_lettered": 1}
-    assert samples.get(("streamq_jobs_reclaimed_total", qg(queue_name))) is None  # none yet
+    # Every series of a queue's group exists from its first job, at 0 until counted (so rate()
+    # and alerts see it).
+    assert samples[("streamq_jobs_reclaimed_total", qg(queue_name))] == 0
     assert samples[("streamq_job_run_seconds_count", qg(queue_name))] == 7
     # First attempts only: the retry's wait is the backoff, not the queue's.
     assert samples[("streamq_job_start_latency_seconds_count", qg(queue_name))] == 6
