@@ -33,6 +33,7 @@ __all__ = (
     "QueueOverview",
     "RecurringInfo",
     "overview",
+    "to_json",
 )
 
 #: Most jobs one listing returns: a listing is for people, and runs inside Redis.
@@ -242,3 +243,17 @@ async def overview(
         for index, name in enumerate(names):
             tasks.start_soon(read, index, name)
     return [r for r in results if r is not None]
+
+
+def _unknown(value: Any) -> Any:
+    """What JSON cannot hold (a MessagePack extension in a payload someone else wrote)."""
+    return repr(value)
+
+
+_json = msgspec.json.Encoder(enc_hook=_unknown)
+
+
+def to_json(value: Any) -> bytes:
+    """What the command line and the dashboard print: listings as JSON (bytes as base64, as
+    msgspec writes them; anything JSON cannot hold as its repr)."""
+    return _json.encode(value)

@@ -9,7 +9,7 @@ import click
 from ..errors import InvalidArgument
 from ..eventloop import run
 from . import fail_cleanly, json_option, main, prefix_option, url_option
-from .render import console, dead_letter_details, dead_letters_table, echo_json
+from .render import dead_letter_details, dead_letters_table, echo_json, show_listing
 from .session import known_queues, manager
 
 
@@ -35,12 +35,10 @@ def list_(queue: str, limit: int, url: str | None, prefix: str, as_json: bool) -
         async with manager(url, prefix) as qm:
             await known_queues(qm, [queue])
             letters = await qm.get_queue(queue).dead_letters(limit)
-        if as_json:
-            echo_json(letters)
-        elif not letters:
-            click.echo(f"queue {queue!r} has no dead letters")
-        else:
-            console().print(dead_letters_table(queue, letters))
+        show_listing(
+            letters, as_json=as_json, empty=f"queue {queue!r} has no dead letters",
+            table=lambda: dead_letters_table(queue, letters),
+        )  # fmt: skip
 
     run(show)
 

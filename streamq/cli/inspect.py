@@ -16,7 +16,7 @@ from ..eventloop import run
 from ..inspection import MAX_PEEK, QueueOverview, overview
 from ..manager import QueueManager
 from . import fail_cleanly, json_option, main, prefix_option, url_option
-from .render import console, echo_json, jobs_table, overview_tables
+from .render import console, echo_json, jobs_table, overview_tables, show_listing
 from .session import known_queues, manager
 
 
@@ -67,12 +67,10 @@ def jobs(queue: str, state: str, limit: int, url: str | None, prefix: str, as_js
         async with manager(url, prefix) as qm:
             [name] = await known_queues(qm, [queue])
             listed = await qm.get_queue(name).jobs(state, limit)  # type: ignore[arg-type]
-        if as_json:
-            echo_json(listed)
-        elif not listed:
-            click.echo(f"queue {queue!r} has no {state} jobs")
-        else:
-            console().print(jobs_table(queue, state, listed))
+        show_listing(
+            listed, as_json=as_json, empty=f"queue {queue!r} has no {state} jobs",
+            table=lambda: jobs_table(queue, state, listed),
+        )  # fmt: skip
 
     run(show)
 

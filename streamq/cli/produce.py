@@ -10,7 +10,7 @@ import msgspec
 
 from ..eventloop import run
 from . import fail_cleanly, json_option, main, prefix_option, url_option
-from .render import console, echo_json, recurring_table
+from .render import echo_json, recurring_table, show_listing
 from .session import known_queues, manager
 
 
@@ -92,11 +92,9 @@ def list_(queue: str, url: str | None, prefix: str, as_json: bool) -> None:
         async with manager(url, prefix) as qm:
             await known_queues(qm, [queue])
             schedules = await qm.get_queue(queue).recurring_schedules()
-        if as_json:
-            echo_json(schedules)
-        elif not schedules:
-            click.echo(f"queue {queue!r} has no recurring schedules")
-        else:
-            console().print(recurring_table(queue, schedules))
+        show_listing(
+            schedules, as_json=as_json, empty=f"queue {queue!r} has no recurring schedules",
+            table=lambda: recurring_table(queue, schedules),
+        )  # fmt: skip
 
     run(show)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import msgspec
-from rich.console import Console, Group
+import click
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
-from ..inspection import JobSummary, QueueOverview, RecurringInfo
+from ..inspection import JobSummary, QueueOverview, RecurringInfo, to_json
 from ..job import DeadLetter
 
 __all__ = (
@@ -21,24 +21,29 @@ __all__ = (
     "jobs_table",
     "overview_tables",
     "recurring_table",
+    "show_listing",
 )
 
 #: Characters of a job's data shown in a table cell; --json shows everything.
 DATA_WIDTH = 60
 
 
-def _unknown(value: Any) -> Any:
-    """What JSON cannot hold (a MessagePack extension in a payload someone else wrote)."""
-    return repr(value)
-
-
-_json = msgspec.json.Encoder(enc_hook=_unknown)
-
-
 def echo_json(value: Any) -> None:
     """``value`` as one line of JSON on stdout (bytes as base64, as msgspec writes them)."""
-    sys.stdout.write(_json.encode(value).decode() + "\n")
+    sys.stdout.write(to_json(value).decode() + "\n")
     sys.stdout.flush()
+
+
+def show_listing(
+    listed: Sequence[Any], *, as_json: bool, empty: str, table: Callable[[], RenderableType]
+) -> None:
+    """A listing: JSON with --json, else one line when it is empty, else its table."""
+    if as_json:
+        echo_json(listed)
+    elif not listed:
+        click.echo(empty)
+    else:
+        console().print(table())
 
 
 def console() -> Console:
@@ -70,7 +75,7 @@ def when(unix: float | None) -> str:
 
 def data_text(data: Any, width: int | None = DATA_WIDTH) -> str:
     """A job's data as compact JSON (raw bytes, undecodable, as a Python literal)."""
-    text = repr(data) if isinstance(data, bytes) else _json.encode(data).decode()
+    text = repr(data) if isinstance(data, bytes) else to_json(data).decode()
     if width is not None and len(text) > width:
         return text[: width - 1] + "…"
     return text

@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..connection import redacted
 from ..errors import StreamqError
-from ..inspection import MAX_PEEK, JobSummary, QueueOverview, overview
+from ..inspection import MAX_PEEK, JobSummary, QueueOverview, overview, to_json
 from ..job import DeadLetter
 from ..manager import QueueManager
 from .guard import Guard
@@ -87,16 +87,8 @@ class Failure(Exception):
         self.message = message
 
 
-def _unknown(value: Any) -> Any:
-    """What JSON cannot hold (a MessagePack extension in a payload someone else wrote)."""
-    return repr(value)
-
-
-_json = msgspec.json.Encoder(enc_hook=_unknown)
-
-
 def _answer(value: Any, status: int = 200) -> Response:
-    return Response(_json.encode(value), status_code=status, media_type="application/json")
+    return Response(to_json(value), status_code=status, media_type="application/json")
 
 
 def create_app(
