@@ -76,29 +76,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $@
 
+# $(call apt_install,CHECK,PACKAGES,ELSEWHERE): when the shell test CHECK fails, install the
+# Debian PACKAGES with apt-get; on a system without apt-get, print ELSEWHERE and fail.
+define apt_install
+	@$(1) || { \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "$(2): missing; installing with apt-get" >&2; \
+			$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(2); \
+		else \
+			echo "$(2): missing and this system has no apt-get: $(3)" >&2; exit 1; \
+		fi; }
+endef
+
 # redis-server from the system's packages when it is missing.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		if command -v apt-get >/dev/null 2>&1; then \
-			echo "redis-server is missing; installing it with apt-get" >&2; \
-			$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server; \
-		else \
-			echo "redis-server is missing and this system has no apt-get: install Redis >= 6.2" \
-			     "(macOS: brew install redis) or set STREAMQ_REDIS_URL" >&2; exit 1; \
-		fi; }
+	$(call apt_install,command -v redis-server >/dev/null 2>&1,redis-server,install Redis >= 6.2 (macOS: brew install redis) or set STREAMQ_REDIS_URL)
 	@redis-server --version
 
 # Chromium from the system's packages when it is missing, for the dashboard's browser test
 # (tests/test_dashboard.py drives /usr/bin/chromium with Playwright; no browser is downloaded).
 chromium:
-	@[ -x /usr/bin/chromium ] || { \
-		if command -v apt-get >/dev/null 2>&1; then \
-			echo "chromium is missing; installing chromium and chromium-driver with apt-get" >&2; \
-			$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; \
-		else \
-			echo "/usr/bin/chromium is missing and this system has no apt-get: install Chromium" \
-			     "there (the dashboard's browser test needs it)" >&2; exit 1; \
-		fi; }
+	$(call apt_install,[ -x /usr/bin/chromium ],chromium chromium-driver,install Chromium at /usr/bin/chromium (the dashboard's browser test needs it))
 	@/usr/bin/chromium --version 2>/dev/null
 
 # A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).

@@ -559,6 +559,13 @@ class Consumer(Generic[T]):
                 log.warning("consumer %s lost entry %s of queue %r to another consumer",
                             self.name, entry_id.decode(), self.queue.name)  # fmt: skip
 
+    @staticmethod
+    def worth_another_try(exc: Exception, errors: int) -> bool:
+        """Whether a write that failed ``errors`` times before, now with ``exc``, is worth
+        another try after :meth:`pause_after_error` (not when the group is gone or the user
+        lacks the permission, and once per error pause)."""
+        return not group_gone(exc) and not is_denied(exc) and errors < len(ERROR_PAUSES)
+
     async def pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
         if is_denied(exc):
             # Retrying in milliseconds cannot help: one clear line, then a long pause.

@@ -17,9 +17,8 @@ import anyio
 import msgspec
 from redis.exceptions import RedisError
 
-from .acl import is_denied
 from .backoff import exponential
-from .entries import BadEntry, Held, attempt_of, group_gone, job_id_of
+from .entries import BadEntry, Held, attempt_of, job_id_of
 from .hooks import JobEvent, call_hooks
 from .invoke import Invoker
 from .job import Job
@@ -35,9 +34,6 @@ __all__ = ("Runner",)
 
 log = logging.getLogger("streamq")
 T = TypeVar("T")
-
-#: Tries to record a failure in Redis (with the consumer's error pauses between them).
-FAIL_TRIES = 6
 
 
 class Runner(Generic[T]):
@@ -229,7 +225,7 @@ class Runner(Generic[T]):
                 await consumer.scripts.fail(self._keys, consumer.group, consumer.name, failure)
                 break
             except (RedisError, OSError) as exc:
-                if not group_gone(exc) and not is_denied(exc) and errors < FAIL_TRIES:
+                if consumer.worth_another_try(exc, errors):
                     errors = await consumer.pause_after_error("record a failure", exc, errors)
                     continue
                 # Left pending (if the group still exists): reclaimed after the timeout.

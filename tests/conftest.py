@@ -6,6 +6,7 @@ No in-memory stand-ins and no mocks: every test talks to a real server this suit
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -138,6 +139,20 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalRedis]:
+    """A redis-server of the test module's own (the system's), for what must not see other
+    modules' keys: a registry of queues, worker processes."""
+    with LocalRedis() as local:
+        yield local
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of the test's own: it starts with an empty registry of queues."""
+    return f"t{secrets.token_hex(4)}"
 
 
 @pytest.fixture(scope="session")

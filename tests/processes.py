@@ -20,7 +20,7 @@ from .helpers import wait_until
 
 __all__ = (
     "ROOT", "Workers", "alive", "anyio_backend", "children", "exited", "producer", "redis_url",
-    "server", "workers",
+    "workers",
 )  # fmt: skip
 
 ROOT = Path(__file__).parent.parent
@@ -91,12 +91,6 @@ async def exited(process: subprocess.Popen[bytes], timeout: float) -> int:
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"  # the workers themselves run on uvloop
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalRedis]:
-    with LocalRedis() as local:
-        yield local
 
 
 @pytest.fixture

@@ -4,10 +4,9 @@ their output, their JSON and their exit codes."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -19,18 +18,6 @@ from streamq.cli import main
 from streamq.localserver import LocalRedis
 
 pytestmark = [pytest.mark.timeout(60)]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalRedis]:
-    with LocalRedis() as local:
-        yield local
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A prefix of its own per test: each starts with an empty registry of queues."""
-    return f"cli{secrets.token_hex(4)}"
 
 
 class Cli:

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.timeout(90)]
 HANDLERS = "tests.tools.handlers"
 
 # A Redis of this module's own, and the worker fixtures (pytest finds them among its names).
-anyio_backend, server, redis_url = processes.anyio_backend, processes.server, processes.redis_url
+anyio_backend, redis_url = processes.anyio_backend, processes.redis_url
 workers, producer = processes.workers, processes.producer
 
 

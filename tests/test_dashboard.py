@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import socket
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -35,21 +34,9 @@ XSS_ERROR = '<img src=x onerror="window.__xss = 1">'
 XSS_DATA = {"to": "<script>window.__xss = 2</script>"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalRedis]:
-    with LocalRedis() as local:
-        yield local
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A prefix of its own per test: each starts with an empty registry of queues."""
-    return f"dash{secrets.token_hex(4)}"
 
 
 @pytest.fixture

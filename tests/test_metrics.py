@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 HANDLERS = "tests.tools.handlers"
 
 # A Redis of this module's own, and the worker fixtures (pytest finds them among its names).
-anyio_backend, server, redis_url = processes.anyio_backend, processes.server, processes.redis_url
+anyio_backend, redis_url = processes.anyio_backend, processes.redis_url
 workers, producer = processes.workers, processes.producer
 #: name (with its suffix, e.g. ``_total``) and sorted labels -> value
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

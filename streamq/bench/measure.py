@@ -275,7 +275,7 @@ async def environment(target: Target, args: argparse.Namespace) -> dict[str, Any
         "redis_config": {k: str(v) for k, v in config.items()},
         "jobs": args.jobs,
         "concurrency": args.concurrency,
-        "metrics": bool(getattr(args, "metrics", False)),
+        "metrics": args.metrics,
     }
     if target.cluster:
         env["cluster"] = {"primaries": len(target.primaries), "replicas": len(target.replicas)}

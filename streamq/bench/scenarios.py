@@ -6,6 +6,7 @@ They run against one server or a Redis Cluster alike (a queue's keys all live on
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import sys
@@ -24,20 +25,21 @@ __all__ = (
     "worker",
 )  # fmt: skip
 
-#: With ``--metrics``: the one :class:`PrometheusMetrics` of this process, on every manager.
-_metrics: list[streamq.Hooks] = []
+
+@functools.cache
+def _metrics() -> streamq.Hooks:
+    """The one :class:`PrometheusMetrics` of this process (its metric names register once)."""
+    from prometheus_client import CollectorRegistry
+
+    from streamq.metrics import PrometheusMetrics
+
+    return PrometheusMetrics(CollectorRegistry())
 
 
 def manager(url: str, args: argparse.Namespace) -> streamq.QueueManager:
     """A manager for a scenario: with ``--metrics``, Prometheus metrics count its jobs (so their
     cost shows in the figures)."""
-    if getattr(args, "metrics", False) and not _metrics:
-        from prometheus_client import CollectorRegistry
-
-        from streamq.metrics import PrometheusMetrics
-
-        _metrics.append(PrometheusMetrics(CollectorRegistry()))
-    return streamq.QueueManager(url, hooks=_metrics)
+    return streamq.QueueManager(url, hooks=[_metrics()] if args.metrics else [])
 
 
 def queue_name(scenario: str) -> str:

@@ -156,21 +156,29 @@
     dead: ["job id", "failed", "attempts", "error", "data"],
   };
 
+  // An error's first line, the whole of it on hover.
+  function errorCell(error) {
+    const cell = el("td", firstLine(error), "error");
+    cell.title = error || "";
+    return cell;
+  }
+
+  function retryDead(jobId) {
+    act(() => post("/api/retry-dead", { queue: state.queue, job_id: jobId }), (r) => `retried ${r.retried} job`);
+  }
+
   function jobRow(tab, job, now) {
-    const id = el("td", null, "mono");
     const data = el("td", dataText(job.data, DATA_WIDTH), "mono data");
     data.title = dataText(job.data);
-    if (tab === "waiting") return row([el("td", job.id, "mono"), num(job.priority), time(job.enqueued_at, now), num(job.attempts), data]);
-    if (tab === "delayed") return row([el("td", job.id, "mono"), num(job.priority), time(job.due_at, now), time(job.enqueued_at, now), data]);
-    if (tab === "retrying") {
-      const error = el("td", firstLine(job.error), "error");
-      error.title = job.error || "";
-      return row([el("td", job.id, "mono"), time(job.due_at, now), num(job.attempts), job.group || "-", error, data]);
+    if (tab !== "dead") {
+      const id = el("td", job.id, "mono");
+      if (tab === "waiting") return row([id, num(job.priority), time(job.enqueued_at, now), num(job.attempts), data]);
+      if (tab === "delayed") return row([id, num(job.priority), time(job.due_at, now), time(job.enqueued_at, now), data]);
+      return row([id, time(job.due_at, now), num(job.attempts), job.group || "-", errorCell(job.error), data]);
     }
+    const id = el("td", null, "mono");
     id.append(link({ queue: state.queue, tab: "dead", job: job.job_id }, job.job_id));
-    const error = el("td", firstLine(job.error), "error");
-    error.title = job.error;
-    const cells = [id, time(job.failed_at, now), num(job.attempts), error, data];
+    const cells = [id, time(job.failed_at, now), num(job.attempts), errorCell(job.error), data];
     if (state.allowActions) {
       const cell = el("td", null, "actions");
       const retry = el("button", "Retry");
@@ -178,7 +186,7 @@
       retry.dataset.retry = job.job_id;
       retry.addEventListener("click", (event) => {
         event.stopPropagation();
-        act(() => post("/api/retry-dead", { queue: state.queue, job_id: job.job_id }), (r) => `retried ${r.retried} job`);
+        retryDead(job.job_id);
       });
       cell.append(retry);
       cells.push(cell);
@@ -201,7 +209,7 @@
     $("groups").tBodies[0].replaceChildren(...groups);
     $("groups-wrap").hidden = groups.length === 0;
 
-    const counts = { waiting: page.queue.stats.waiting, delayed: page.queue.stats.delayed, retrying: page.queue.stats.retrying, dead: page.queue.stats.dead };
+    const counts = page.queue.stats; // waiting, delayed, retrying and dead: one per tab
     for (const button of document.querySelectorAll("[data-tab]")) {
       const tab = button.dataset.tab;
       button.setAttribute("aria-selected", String(tab === state.tab));
@@ -333,10 +341,7 @@
       act(() => post("/api/purge-dead", { queue: state.queue }), (r) => `purged ${r.purged} dead letters`);
     }
   });
-  $("detail-retry").addEventListener("click", () => {
-    const job = state.job;
-    act(() => post("/api/retry-dead", { queue: state.queue, job_id: job }), (r) => `retried ${r.retried} job`);
-  });
+  $("detail-retry").addEventListener("click", () => retryDead(state.job));
   $("detail-close").addEventListener("click", () => go({ queue: state.queue, tab: "dead" }));
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) tick();
