@@ -2,6 +2,9 @@
 #              is set), run the demo, then a short benchmark
 # make test  - install what is missing and run the whole suite against real redis-server
 # make lint  - ruff and mypy --strict
+# make upgrade - move uv.lock (the development toolchain) to the newest allowed releases and
+#              say what moved
+# make test-redis-oldest - the lane's and connections' tests on the oldest redis-py allowed
 # make up    - Docker Compose: a Redis with AOF, a 6-node Redis Cluster, and the example app's
 #              producer and worker on each (docker-compose.yml; README: "Running it with Docker
 #              Compose")
@@ -14,13 +17,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' uv-bootstrap.txt)
+UV_VENV := .cache/uv-$(UV_VERSION)
+UV := $(UV_VENV)/bin/uv
+# uv uses the Python that PYTHON names and never downloads one.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+OLDEST_VENV := .cache/venv-redis-oldest
+REDIS_PY_OLDEST := $(shell sed -n 's/.*"redis\[hiredis\]>=\([^,]*\),.*/\1/p' pyproject.toml)
+REDIS_PY_TESTS := tests/test_lane.py tests/test_manager.py tests/test_sentinel.py tests/test_cluster.py
 OLD_REDIS := .cache/redis-5.0/redis-server
 REDIS_62 := .cache/redis-6.2/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 COMPOSE ?= docker compose
 
-.PHONY: run test lint format redis-server chromium clean up down compose-ready bench-cluster chaos
+.PHONY: run test lint format redis-server chromium clean up down compose-ready bench-cluster chaos \
+	upgrade test-redis-oldest
 
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
@@ -65,16 +78,40 @@ compose-ready:
 		echo "no Docker engine answers ('docker info' failed): start it (sudo systemctl start" \
 		     "docker, or open Docker Desktop) and retry" >&2; exit 1; }
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
-		{ echo "streamq needs Python >= 3.10 (found $$($(PYTHON) --version)); set PYTHON=..." >&2; exit 1; }
-	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
+# uv, at the version uv-bootstrap.txt pins by hash, in a virtual environment of its own.
+$(UV): uv-bootstrap.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "streamq needs Python >= 3.11 (found $$($(PYTHON) --version)); set PYTHON=..." >&2; exit 1; }
+	@$(PYTHON) -m venv $(UV_VENV) 2>/dev/null || { \
 		echo "python venv is missing; installing python3-venv with apt-get" >&2; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q python3-venv && \
-		$(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+		$(PYTHON) -m venv $(UV_VENV); }
+	$(UV_VENV)/bin/python -m pip install -q --require-hashes --no-deps -r uv-bootstrap.txt
 	@touch $@
+
+# The development environment, exactly as uv.lock pins it (hashes checked); streamq itself
+# editable. `make upgrade` is the only thing that moves the lock.
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --quiet --python $(PYTHON)
+	@touch $@
+
+# Refresh uv.lock to the newest releases that pyproject.toml allows, and say what moved; then
+# run `make test lint` and commit the lock with the list. redis-py's cap in pyproject.toml is
+# the newest release the suite ran on: raise it deliberately, after the suite passes on it.
+upgrade: $(UV)
+	$(UV) lock --upgrade 2>&1 | tee .cache/upgrade.log
+	@grep -E "^(Updated|Added|Removed) " .cache/upgrade.log || echo "uv.lock: nothing moved"
+
+# redis-py at the oldest release pyproject.toml allows, in an environment of its own: the
+# tests of what the lane and the connections take from redis-py's internals.
+test-redis-oldest: $(STAMP) redis-server
+	$(UV) export --locked --quiet --no-emit-project --no-emit-package redis --no-hashes \
+		-o .cache/oldest.txt
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(OLDEST_VENV)
+	$(UV) pip install --quiet --python $(OLDEST_VENV)/bin/python -r .cache/oldest.txt \
+		"redis[hiredis]==$(REDIS_PY_OLDEST)" -e .
+	$(OLDEST_VENV)/bin/python -c 'import redis; print("redis-py", redis.__version__)'
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(REDIS_PY_TESTS)
 
 # $(call apt_install,CHECK,PACKAGES,ELSEWHERE): when the shell test CHECK fails, install the
 # Debian PACKAGES with apt-get; on a system without apt-get, print ELSEWHERE and fail.
@@ -100,12 +137,12 @@ chromium:
 	@/usr/bin/chromium --version 2>/dev/null
 
 # A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).
-$(OLD_REDIS): tests/tools/build_old_redis.sh | $(STAMP)
-	PIP="$(BIN)/python -m pip" tests/tools/build_old_redis.sh $(dir $@)
+$(OLD_REDIS): tests/tools/build_old_redis.sh | $(UV)
+	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/build_old_redis.sh $(dir $@)
 
 # Redis 6.2, the oldest server streamq supports: the suite runs against it too.
-$(REDIS_62): tests/tools/fetch_redis_62.sh | $(STAMP)
-	PIP="$(BIN)/python -m pip" tests/tools/fetch_redis_62.sh $(dir $@)
+$(REDIS_62): tests/tools/fetch_redis_62.sh | $(UV)
+	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/fetch_redis_62.sh $(dir $@)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -309,6 +309,9 @@ class Lane:
 
     async def _take_over(self) -> _Protocol:
         connection = self._new_connection()
+        if int(getattr(connection, "protocol", None) or 2) != 2:
+            # redis-py 8 speaks RESP3 unless told otherwise; the replies here are parsed as RESP2.
+            raise ValueError("a lane speaks RESP2: open its redis-py client with protocol=2")
         try:
             await connection.connect()  # type: ignore[no-untyped-call]
         except BaseException:

@@ -154,7 +154,7 @@ class WakeListener:
                     scheduler.wake()  # a message may have been missed meanwhile
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
         subscribed: set[bytes] = set()

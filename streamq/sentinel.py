@@ -52,7 +52,7 @@ def primary_client(
     sentinel_password = options.pop("sentinel_password", None)
     if sentinel_password is not None:
         sentinel_kwargs["password"] = sentinel_password
-    sentinel = _Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = _Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
     # RESP2 pinned, as for every client (the replies are parsed in that shape).
     client: SentinelRedis = sentinel.master_for(
         service_name, redis_class=SentinelRedis, protocol=2, decode_responses=False, **options
@@ -176,7 +176,7 @@ class SentinelRedis(aioredis.Redis):
                 errors += 1
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await anyio.sleep(min(LISTEN_SLICE * 2 ** (errors - 1), MAX_PAUSE))
 
     def _names_us(self, data: bytes | str) -> bool:

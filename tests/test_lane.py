@@ -159,6 +159,18 @@ async def test_a_closed_lane_refuses_commands(redis: aioredis.Redis) -> None:
         await lane.execute("PING")
 
 
+async def test_a_lane_refuses_a_client_that_would_speak_resp3(own_server: LocalRedis) -> None:
+    # redis-py 8 hand-shakes RESP3 unless protocol=2 is given; the lane parses RESP2 replies.
+    client = aioredis.Redis.from_url(own_server.url, protocol=3)
+    lane = Lane(client.connection_pool.make_connection, timeout=5)
+    try:
+        with pytest.raises(ValueError, match="protocol=2"):
+            await lane.execute("PING")
+    finally:
+        lane.close()
+        await client.aclose()
+
+
 def test_pack_refuses_what_redis_cannot_take() -> None:
     assert pack(("SET", b"k", 1, 0.5)) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n0.5\r\n"
     with pytest.raises(TypeError, match="cannot send list"):
@@ -249,7 +261,7 @@ async def test_callers_waiting_on_one_connect_attempt_fail_together(
     port = silent_server.port
     # As streamq's clients are made: from a URL (redis-py retries nothing then).
     client = aioredis.Redis.from_url(
-        f"redis://127.0.0.1:{port}", socket_timeout=0.5, socket_connect_timeout=0.5
+        f"redis://127.0.0.1:{port}", protocol=2, socket_timeout=0.5, socket_connect_timeout=0.5
     )
     lane = Lane(client.connection_pool.make_connection, timeout=0.5)
     failed_after: list[float] = []
@@ -276,7 +288,7 @@ async def test_closing_a_lane_while_it_connects_leaves_no_connection(
     slow_server: FakeServer,
 ) -> None:
     port = slow_server.port
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}", socket_timeout=5)
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}", protocol=2, socket_timeout=5)
     lane = Lane(client.connection_pool.make_connection, timeout=5)
     try:
         with anyio.fail_after(10):
