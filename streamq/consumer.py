@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
@@ -29,7 +29,8 @@ from .validation import check_seconds
 
 if TYPE_CHECKING:
     from .consumer_options import ConsumerOptions
-    from .queue import Handler, Queue
+    from .context import ConsumerContext
+    from .queue import Handler
 
 __all__ = ("Consumer",)
 
@@ -78,28 +79,26 @@ class Consumer(Generic[T]):
 
     def __init__(
         self,
-        queue: Queue[T],
+        context: ConsumerContext[T],
         handler: Handler[T],
         options: ConsumerOptions,
         name: str,
-        *,
-        on_retry: Callable[[], None],
     ) -> None:
-        self.queue = queue
+        self.queue = context.queue
         self.group = options.group
         #: This consumer's name in the group (unique per process and consumer).
         self.name = name
+        self._context = context
         self._options = options
-        self._on_retry = on_retry
-        connection = queue._manager._connected()
-        self._client = connection.client
-        self.scripts = connection.scripts
+        self._on_retry = context.wake_scheduler
+        self._client = context.client
+        self.scripts = context.scripts
         #: Blocking reads get a connection of their own: on the shared lane they would hold
         #: up every command behind them.
-        self._read_lane = connection.new_lane()
-        self._keys = queue._keys
-        self._group_idle_ms = round(queue._manager.group_idle_timeout * 1000)
-        self._register_every = register_interval(queue._manager.group_idle_timeout)
+        self._read_lane = context.new_lane()
+        self._keys = context.keys
+        self._group_idle_ms = round(context.group_idle_timeout * 1000)
+        self._register_every = register_interval(context.group_idle_timeout)
 
         self._held: dict[bytes, Held] = {}
         self._in_flight = 0  # held and not yet done running (the ack may still be on its way)
@@ -119,7 +118,7 @@ class Consumer(Generic[T]):
         self._workers_scope: anyio.CancelScope | None = None
         self._workers_done = anyio.Event()
         self._finished = anyio.Event()
-        self._runner = Runner(self, handler, options)
+        self._runner = Runner(self, context, handler, options)
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} of {self.queue.name!r} group {self.group!r}>"
@@ -217,7 +216,7 @@ class Consumer(Generic[T]):
         vt = self._options.visibility_timeout
         reclaim_interval = min(vt / 2, MAX_RECLAIM_INTERVAL)
         # Well within the socket timeout: an idle read must not be taken for a stalled one.
-        socket_timeout = self.queue._manager.socket_timeout or math.inf
+        socket_timeout = self._context.socket_timeout or math.inf
         block = min(MAX_BLOCK_SECONDS, reclaim_interval, socket_timeout / 2)
         block_ms = max(1, round(block * 1000))
         next_reclaim = 0.0
@@ -342,7 +341,7 @@ class Consumer(Generic[T]):
                    "attempt": attempt, "error": error, "delivery": claimed.delivery_count,
                    "entry_id": entry_id},
         )  # fmt: skip
-        if hooks := self.queue._manager._hooks:
+        if hooks := self._context.hooks():
             event = ReclaimEvent(
                 queue=self.queue.name, group=self.group, consumer=self.name, job_id=job_id,
                 entry_id=entry_id, delivery=claimed.delivery_count,

@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from .cluster import ClusterLane
 from .connection import SOCKET_TIMEOUT, Client, connect, resolve_url
+from .context import ConsumerContext
 from .errors import InvalidArgument, StreamqError
 from .hooks import Hooks, check_hooks
 from .inspection import InspectScripts
@@ -279,7 +280,19 @@ class QueueManager:
                 self._wake_listener.add(scheduler)
             connection.tasks.start_soon(scheduler.run, name=f"streamq scheduler {queue.name}")
         name = f"{self.instance_id}-{next(self._consumer_numbers)}"
-        consumer = Consumer(queue, handler, options, name, on_retry=scheduler.wake)
+        context = ConsumerContext(
+            queue=queue,
+            keys=queue._keys,
+            codec=queue._codec,
+            client=connection.client,
+            scripts=connection.scripts,
+            new_lane=connection.new_lane,
+            hooks=lambda: self._hooks,
+            wake_scheduler=scheduler.wake,
+            group_idle_timeout=self.group_idle_timeout,
+            socket_timeout=self.socket_timeout,
+        )
+        consumer = Consumer(context, handler, options, name)
         await connection.tasks.start(consumer.run, name=f"streamq consumer {name}")
         self._consumers.append(consumer)
         return consumer

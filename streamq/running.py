@@ -28,6 +28,7 @@ from .serialization import DeadRecord, Envelope, encode_dead_record
 if TYPE_CHECKING:
     from .consumer import Consumer
     from .consumer_options import ConsumerOptions
+    from .context import ConsumerContext
     from .queue import Handler
 
 __all__ = ("Runner",)
@@ -40,7 +41,11 @@ class Runner(Generic[T]):
     """Runs the entries of ``consumer`` (one call of :meth:`process` per entry)."""
 
     def __init__(
-        self, consumer: Consumer[T], handler: Handler[T], options: ConsumerOptions
+        self,
+        consumer: Consumer[T],
+        context: ConsumerContext[T],
+        handler: Handler[T],
+        options: ConsumerOptions,
     ) -> None:
         self._consumer = consumer
         self._queue = consumer.queue
@@ -48,8 +53,9 @@ class Runner(Generic[T]):
         self._invoker = Invoker(handler, options.concurrency, lambda: consumer.stopping)
         #: Jobs that died with their consumer more than once run one at a time.
         self._repeats = anyio.Lock()
-        self._codec = consumer.queue._codec
-        self._keys = consumer.queue._keys
+        self._codec = context.codec
+        self._keys = context.keys
+        self._hooks = context.hooks
         self._group_bytes = options.group.encode()
 
     async def process(self, held: Held) -> None:
@@ -154,7 +160,7 @@ class Runner(Generic[T]):
             enqueued_at=envelope.enqueued_at,
         )
         timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
-        if hooks := self._queue._manager._hooks:
+        if hooks := self._hooks():
             event = self._event(job_id, attempt, max_retries, job.enqueued_at)
             call_hooks(hooks, "on_start", event)
         started = time.perf_counter()
@@ -168,7 +174,7 @@ class Runner(Generic[T]):
             return
         held.finishing = True
         self._consumer.queue_ack(Completion(held.entry_id, job_id, attempt, result))
-        if hooks := self._queue._manager._hooks:
+        if hooks := self._hooks():
             event = self._event(job_id, attempt, max_retries, job.enqueued_at,
                                 duration=time.perf_counter() - started)  # fmt: skip
             call_hooks(hooks, "on_success", event)
@@ -214,7 +220,7 @@ class Runner(Generic[T]):
             log.warning("job %r of queue %r failed on attempt %d, retrying in %.2fs: %s",
                         job_id, self._queue.name, attempt, retry_in, error,
                         extra=context)  # fmt: skip
-        if hooks := self._queue._manager._hooks:
+        if hooks := self._hooks():
             max_retries = self._options.max_retries if max_retries is None else max_retries
             event = self._event(job_id, attempt, max_retries, enqueued_at, duration=duration,
                                 error=error, retry_in=retry_in)  # fmt: skip
