@@ -42,9 +42,3 @@ class ConsumerContext(Generic[T]):
     wake_scheduler: Callable[[], None]
     group_idle_timeout: float
     socket_timeout: float | None
-
-    @property
-    def queue_name(self) -> str:
-        return self.queue.name
-
-

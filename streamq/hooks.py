@@ -124,7 +124,7 @@ def call_hooks(
     for hook in hooks:
         try:
             getattr(hook, method)(event)
-        except Exception:  # noqa: PERF203 (hooks are few; each must be kept from the next)
+        except Exception:
             # The methods whose failure was logged, kept on the hook itself (by the time it is
             # gone, an id could belong to another).
             reported: set[str] = vars(hook).setdefault("_streamq_reported_errors", set())

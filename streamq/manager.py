@@ -9,22 +9,20 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import anyio
-from anyio.abc import TaskGroup
-from redis.asyncio.cluster import RedisCluster
 
-from .cluster import ClusterLane
+from .background import Background
 from .connection import SOCKET_TIMEOUT, Client, connect, resolve_url
 from .context import ConsumerContext
 from .errors import InvalidArgument, StreamqError
 from .hooks import Hooks, check_hooks
+from .host import Connection, lane_for
 from .inspection import InspectScripts
 from .keys import registry_key, validate_name
-from .lane import CommandLane, LanePool, lane_to
+from .lane import LanePool
 from .queue import Queue
 from .scheduler import Scheduler, WakeListener
 from .scripts import Scripts
@@ -35,7 +33,9 @@ from .validation import check_count, check_non_negative, check_seconds
 if TYPE_CHECKING:
     from .consumer import Consumer
     from .consumer_options import ConsumerOptions
+    from .keys import QueueKeys
     from .queue import Handler
+    from .serialization import Codec
 
 __all__ = ("QueueManager",)
 
@@ -46,34 +46,6 @@ DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 #: Connections that durable enqueues (``min_replicas``) may wait for replicas on at once.
 DURABLE_LANES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class _Connection:
-    client: Client
-    #: Where every script call goes: the pipelined lane, or on a cluster a lane per primary.
-    lane: CommandLane
-    scripts: Scripts
-    #: ``scripts``, or with ``min_replicas`` scripts on lanes of their own whose enqueues wait
-    #: for the replicas (a WAIT holds its connection: nothing else may queue behind it).
-    enqueue_scripts: Scripts
-    inspect: InspectScripts
-    tasks: TaskGroup
-
-    def new_lane(self) -> CommandLane:
-        """A lane of its own (for a consumer's blocking reads)."""
-        return _lane_for(self.client)
-
-    def close_lanes(self) -> None:
-        self.lane.close()
-        self.enqueue_scripts.lane.close()
-
-
-def _lane_for(client: Client) -> CommandLane:
-    if isinstance(client, RedisCluster):
-        timeout = client.nodes_manager.connection_kwargs.get("socket_timeout")
-        return ClusterLane(client, None if timeout is None else float(timeout))
-    return lane_to(client)
 
 
 class QueueManager:
@@ -146,7 +118,10 @@ class QueueManager:
         #: Queues this manager has written to the registry (see :meth:`queues`).
         self._registered: set[str] = set()
         self._registering = anyio.Lock()
-        self._connection: _Connection | None = None
+        self._connection: Connection | None = None
+        self._background: Background | None = None
+        #: What the queues see of this manager.
+        self._host = _Host(self)
 
     def __repr__(self) -> str:
         return f"<QueueManager {self.instance_id!r} prefix={self.prefix!r}>"
@@ -155,22 +130,21 @@ class QueueManager:
         if self._connection is not None:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
         client = await connect(self.url, key_prefix=self.prefix, **self._options)
-        lane = _lane_for(client)
+        lane = lane_for(client)
         scripts = Scripts(lane, self.result_ttl)
         enqueue_scripts = scripts
         if self.min_replicas:
-            lanes = LanePool(lambda: _lane_for(client), DURABLE_LANES)
+            lanes = LanePool(lambda: lane_for(client), DURABLE_LANES)
             enqueue_scripts = Scripts(
-                lanes, self.result_ttl,
-                min_replicas=self.min_replicas, replica_timeout=self.replica_timeout,
-            )  # fmt: skip
-        tasks = anyio.create_task_group()
-        await tasks.__aenter__()
+                lanes,
+                self.result_ttl,
+                min_replicas=self.min_replicas,
+                replica_timeout=self.replica_timeout,
+            )
+        self._connection = Connection(client, lane, scripts, enqueue_scripts, InspectScripts(lane))
+        self._background = await Background.open(f"streamq manager {self.instance_id}")
         if isinstance(client, SentinelRedis):
-            tasks.start_soon(client.follow_failovers, name="streamq sentinel failovers")
-        self._connection = _Connection(
-            client, lane, scripts, enqueue_scripts, InspectScripts(lane), tasks
-        )
+            self._background.start_soon(client.follow_failovers, "streamq sentinel failovers")
         return self
 
     async def __aexit__(
@@ -178,29 +152,34 @@ class QueueManager:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
+        """Stop the consumers gracefully, then the background work, then close the
+        connections: from whichever task leaves the block, whatever else was opened or closed
+        since (the background work runs in a task of the manager's own)."""
         connection = self._connected()
+        background = self._background
         try:
             with anyio.CancelScope(shield=True):
                 await self.stop_consumers(self.shutdown_grace)
         finally:
-            connection.tasks.cancel_scope.cancel()  # the schedulers
-            # The block's own error goes on as it is (given to the task group, it would come out
-            # wrapped in an ExceptionGroup); a cancellation is the task group's to handle.
-            own_error = isinstance(exc, Exception)
+            self._connection = None
+            self._background = None
+            self._schedulers.clear()
+            self._wake_listener = None
             try:
-                if own_error:
-                    await connection.tasks.__aexit__(None, None, None)
-                    suppress = False  # never swallow it
-                else:
-                    suppress = await connection.tasks.__aexit__(exc_type, exc, tb)
+                if background is not None:
+                    with anyio.CancelScope(shield=True):
+                        await background.stop()
             finally:
-                self._connection = None
-                self._schedulers.clear()
-                self._wake_listener = None
                 connection.close_lanes()
-                await connection.client.aclose()
-        return suppress
+                with anyio.CancelScope(shield=True):
+                    await connection.client.aclose()
+
+    @property
+    def redis(self) -> Client:
+        """The redis-py client this manager opened (for commands of your own while it is
+        open); streamq's own traffic goes over lanes of its own."""
+        return self._connected().client
 
     @property
     def hooks(self) -> tuple[Hooks, ...]:
@@ -222,7 +201,7 @@ class QueueManager:
         validate_name(name)
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = Queue(self, name, type)
+            queue = self._queues[name] = Queue(self._host, name, type)
         elif type is not Any and queue.type != type:
             raise InvalidArgument(
                 f"queue {name!r} was already opened with type {queue.type!r}, not {type!r}:"
@@ -254,9 +233,9 @@ class QueueManager:
             for consumer in consumers:
                 tg.start_soon(consumer.stop, grace)
 
-    # -- used by Queue --------------------------------------------------------------------
+    # -- what queues see of the manager (through _Host) ---------------------------------
 
-    def _connected(self) -> _Connection:
+    def _connected(self) -> Connection:
         if self._connection is None:
             raise StreamqError(
                 "the QueueManager is not connected: use it as `async with QueueManager(...) as qm:`"
@@ -264,26 +243,33 @@ class QueueManager:
         return self._connection
 
     async def _start_consumer(
-        self, queue: Queue[T], handler: Handler[T], options: ConsumerOptions
+        self,
+        queue: Queue[T],
+        keys: QueueKeys,
+        codec: Codec[T],
+        handler: Handler[T],
+        options: ConsumerOptions,
     ) -> Consumer[T]:
         from .consumer import Consumer
 
         connection = self._connected()
+        background = self._background
+        assert background is not None  # open: set with the connection
         scheduler = self._schedulers.get(queue.name)
         if scheduler is None:
-            scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, queue._keys)
+            scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, keys)
             if self._wake_listener is None:
                 self._wake_listener = WakeListener(connection.client, self.prefix)
                 self._wake_listener.add(scheduler)
-                connection.tasks.start_soon(self._wake_listener.run, name="streamq wake-ups")
+                background.start_soon(self._wake_listener.run, "streamq wake-ups")
             else:
                 self._wake_listener.add(scheduler)
-            connection.tasks.start_soon(scheduler.run, name=f"streamq scheduler {queue.name}")
+            background.start_soon(scheduler.run, f"streamq scheduler {queue.name}")
         name = f"{self.instance_id}-{next(self._consumer_numbers)}"
         context = ConsumerContext(
             queue=queue,
-            keys=queue._keys,
-            codec=queue._codec,
+            keys=keys,
+            codec=codec,
             client=connection.client,
             scripts=connection.scripts,
             new_lane=connection.new_lane,
@@ -293,9 +279,46 @@ class QueueManager:
             socket_timeout=self.socket_timeout,
         )
         consumer = Consumer(context, handler, options, name)
-        await connection.tasks.start(consumer.run, name=f"streamq consumer {name}")
+        await background.start(consumer.run, f"streamq consumer {name}")
         self._consumers.append(consumer)
         return consumer
+
+
+class _Host:
+    """The manager as its queues see it (:class:`~streamq.host.QueueHost`)."""
+
+    __slots__ = ("_manager",)
+
+    def __init__(self, manager: QueueManager) -> None:
+        self._manager = manager
+
+    @property
+    def prefix(self) -> str:
+        return self._manager.prefix
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self._manager.max_payload_bytes
+
+    @property
+    def hooks(self) -> tuple[Hooks, ...]:
+        return self._manager.hooks
+
+    def connection(self) -> Connection:
+        return self._manager._connected()
+
+    async def register(self, queue: str) -> None:
+        await self._manager._register(queue)
+
+    async def start_consumer(
+        self,
+        queue: Queue[T],
+        keys: QueueKeys,
+        codec: Codec[T],
+        handler: Handler[T],
+        options: ConsumerOptions,
+    ) -> Consumer[T]:
+        return await self._manager._start_consumer(queue, keys, codec, handler, options)
 
 
 def _new_instance_id() -> str:

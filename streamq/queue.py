@@ -43,7 +43,7 @@ from .validation import check_count, check_job_id, check_max_retries, check_seco
 
 if TYPE_CHECKING:
     from .consumer import Consumer
-    from .manager import QueueManager
+    from .host import QueueHost
 
 __all__ = ("Handler", "Queue")
 
@@ -91,12 +91,13 @@ def _permissions(
 class Queue(Generic[T]):
     """A named queue. Get one from :meth:`QueueManager.get_queue`."""
 
-    def __init__(self, manager: QueueManager, name: str, type_: Any) -> None:
+    def __init__(self, host: QueueHost, name: str, type_: Any) -> None:
         self.name = name
         self.type = type_
-        self._manager = manager
-        self._keys = QueueKeys(manager.prefix, name)
-        self._codec: Codec[T] = Codec(name, type_, manager.max_payload_bytes)
+        self._host = host
+        self._keys = QueueKeys(host.prefix, name)
+        self._codec: Codec[T] = Codec(name, type_, host.max_payload_bytes)
+        self._registered = False  # in the registry tools list queues from
         self._coalescer: Coalescer[_Enqueue] = Coalescer(self._send_enqueues)
 
     def __repr__(self) -> str:
@@ -104,16 +105,16 @@ class Queue(Generic[T]):
 
     @property
     def _scripts(self) -> Scripts:
-        return self._manager._connected().scripts
+        return self._host.connection().scripts
 
     @property
     def _inspect(self) -> InspectScripts:
-        return self._manager._connected().inspect
+        return self._host.connection().inspect
 
     @property
     def _enqueue_scripts(self) -> Scripts:
         """Where enqueues go: with ``min_replicas``, a lane of their own that waits for them."""
-        return self._manager._connected().enqueue_scripts
+        return self._host.connection().enqueue_scripts
 
     # -- producing ------------------------------------------------------------------------
 
@@ -142,10 +143,10 @@ class Queue(Generic[T]):
         payload = self._codec.encode(
             data, enqueued_at=now, priority=priority, max_retries=max_retries, timeout=timeout
         )
-        if self.name not in self._manager._registered:  # once: a set lookup per enqueue
-            await self._manager._register(self.name)
+        if not self._registered:
+            await self._note_used()
         added = await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
-        if hooks := self._manager._hooks:
+        if hooks := self._host.hooks:
             self._tell_enqueued(hooks, job_id, priority, delay_ms, now, added)
         return job_id
 
@@ -182,7 +183,7 @@ class Queue(Generic[T]):
                 added = await self._enqueue_scripts.enqueue(
                     self._keys, batch, jobs[0][2], priority, delay_ms
                 )
-            except Exception as exc:  # noqa: PERF203 (a round trip per batch dwarfs the try)
+            except Exception as exc:
                 outcomes += [exc] * len(batch)
             else:
                 outcomes += added
@@ -204,7 +205,7 @@ class Queue(Generic[T]):
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
         await self._note_used()
         unconfirmed: list[NotReplicated] = []
-        hooks = self._manager._hooks
+        hooks = self._host.hooks
         for batch in _batches(jobs):
             try:
                 added = await self._enqueue_scripts.enqueue(
@@ -262,7 +263,7 @@ class Queue(Generic[T]):
             self._codec.encode_data(data, priority),
         )
         await self._note_used()
-        client = self._manager._connected().client
+        client = self._host.connection().client
         seconds, micros = await client.time()
         first = first_run_ms(definition, seconds * 1000 + micros // 1000)
         return await self._scripts.recurring_set(
@@ -306,12 +307,13 @@ class Queue(Generic[T]):
             rate_limit=rate_limit,
         )
         await self._note_used()
-        return await self._manager._start_consumer(self, handler, options)
+        return await self._host.start_consumer(self, self._keys, self._codec, handler, options)
 
     async def _note_used(self) -> None:
         """Put the queue in the registry tools list queues from (once per manager)."""
-        if self.name not in self._manager._registered:
-            await self._manager._register(self.name)
+        if not self._registered:
+            await self._host.register(self.name)
+            self._registered = True
 
     # -- inspecting -----------------------------------------------------------------------
 
@@ -341,7 +343,7 @@ class Queue(Generic[T]):
         unknown job and :class:`TimeoutError` when ``timeout`` seconds pass first.
         """
         check_job_id(job_id)
-        client = self._manager._connected().client
+        client = self._host.connection().client
         done_key = self._keys.done(job_id)
         registered = False
         try:
@@ -392,7 +394,7 @@ class Queue(Generic[T]):
         scripts = self._scripts
         if job_id is not None:
             return await scripts.revive(self._keys, [check_job_id(job_id)])
-        client = self._manager._connected().client
+        client = self._host.connection().client
         revived = 0
         while ids := cast(
             "list[bytes]", await client.zrange(self._keys.dead, 0, ENQUEUE_BATCH - 1)

@@ -6,7 +6,7 @@ time zone is given. Times are the Redis server's (unix ms), so every scheduler a
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -50,7 +50,7 @@ def check_schedule(
 
 def _zone(tz: str | None) -> ZoneInfo | timezone:
     if tz is None:
-        return timezone.utc
+        return UTC
     if not isinstance(tz, str):
         raise InvalidArgument(f"tz must be an IANA time zone name like 'Europe/Paris', got {tz!r}")
     try:

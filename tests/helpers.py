@@ -47,7 +47,7 @@ class Producer:
         while True:
             try:
                 await self.queue.enqueue(n, job_id=f"job-{n}")
-            except (RedisError, streamq.StreamqError, OSError):  # noqa: PERF203
+            except (RedisError, streamq.StreamqError, OSError):
                 self.refused += 1
                 await anyio.sleep(self.pause)
             else:

@@ -98,7 +98,7 @@ async def test_unencodable_data_is_rejected(
 
 async def test_rich_builtin_types_round_trip(qm: streamq.QueueManager, queue_name: str) -> None:
     queue = qm.get_queue(queue_name, dict[str, datetime.datetime])
-    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     got: list[Any] = []
     await queue.consume(lambda job: got.append(job.data))
     await queue.wait_for(await queue.enqueue({"at": when}), timeout=5)

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
+from streamq.keys import QueueKeys
 
 from .helpers import wait_until
 
@@ -141,7 +142,7 @@ async def test_a_reclaimed_job_fires_on_reclaim(
     recorder = Recorder()
     qm.add_hooks(recorder)
     queue = qm.get_queue(queue_name)
-    stream = queue._keys.stream
+    stream = QueueKeys(qm.prefix, queue_name).stream
     await redis.xgroup_create(stream, queue_name, id="0", mkstream=True)
     payload = queue._codec.encode("orphan", enqueued_at=time.time(), priority=0)
     entry_id = await redis.xadd(stream, {"j": "orphan-1", "p": payload})

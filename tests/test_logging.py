@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
+from streamq.keys import QueueKeys
 from streamq.logs import JsonFormatter, configure
 
 from .helpers import wait_until
@@ -82,7 +83,7 @@ async def test_a_reclaim_is_one_json_line(
     qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis, json_log: JsonLines
 ) -> None:
     queue = qm.get_queue(queue_name)
-    stream = queue._keys.stream
+    stream = QueueKeys(qm.prefix, queue_name).stream
     await redis.xgroup_create(stream, queue_name, id="0", mkstream=True)
     payload = queue._codec.encode("orphan", enqueued_at=time.time(), priority=0)
     await redis.xadd(stream, {"j": "orphan-1", "p": payload})

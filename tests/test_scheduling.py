@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -301,8 +301,8 @@ def test_cron_next_runs_match_the_library_in_time_zones() -> None:
         ("Asia/Kolkata", "45 23 31 12 *"),
     ]:
         definition = RecurringDef(None, expression, tz, 0, 0, msgspec.Raw(b"\xc0"))
-        zone = ZoneInfo(tz) if tz else timezone.utc
-        start = datetime(2026, 3, 7, 12, 7, 30, tzinfo=timezone.utc)
+        zone = ZoneInfo(tz) if tz else UTC
+        start = datetime(2026, 3, 7, 12, 7, 30, tzinfo=UTC)
         expected = CronSim(expression, start.astimezone(zone))
         due = first_run_ms(definition, int(start.timestamp() * 1000))
         for _ in range(5):

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 import streamq
+from streamq.keys import QueueKeys
 
 from .measure import RedisMeter, Result, percentile
 
@@ -48,16 +49,17 @@ def queue_name(scenario: str) -> str:
 
 async def give_room(qm: streamq.QueueManager, queue: streamq.Queue[Any]) -> None:
     """A group and a window with room, as a consumer keeping up would make: the fast path."""
-    client = qm._connected().client
-    await client.xgroup_create(queue._keys.stream, "bench", id="0", mkstream=True)
-    await client.hset(queue._keys.window, mapping={"total": 10**9})
+    client = qm.redis
+    keys = QueueKeys(qm.prefix, queue.name)
+    await client.xgroup_create(keys.stream, "bench", id="0", mkstream=True)
+    await client.hset(keys.window, mapping={"total": 10**9})
 
 
 async def scenario_enqueue(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
     jobs, results = args.jobs, list[Result]()
     async with manager(url, args) as qm:
         # The reference: the same entries written by bare XADDs through redis-py, one at a time.
-        client = qm._connected().client
+        client = qm.redis
         queue = qm.get_queue(queue_name("enqueue"))
         stream = queue_name("xadd")
         payload = queue._codec.encode(0, enqueued_at=time.time(), priority=0)
@@ -185,10 +187,12 @@ async def drain_in_workers(
     total = jobs * len(queues)
     try:
         await meter.start()
-        client = qm._connected().client
+        client = qm.redis
 
         async def completed() -> int:  # the counters alone: a cheap poll
-            return sum([int(await client.get(q._keys.completed) or 0) for q in queues])
+            return sum(
+                [int(await client.get(QueueKeys(qm.prefix, q.name).completed) or 0) for q in queues]
+            )
 
         with anyio.fail_after(max(120.0, total / 200)):
             await _poll_until(lambda n: n >= 1, completed, 0.005)
@@ -366,7 +370,8 @@ async def scenario_memory(url: str, args: argparse.Namespace, meter: RedisMeter)
     longest = 0
     async with manager(url, args) as qm:
         queue = qm.get_queue(queue_name("memory"))
-        client = qm._connected().client
+        client = qm.redis
+        stream = QueueKeys(qm.prefix, queue.name).stream
         done = 0
         progress = anyio.Event()
 
@@ -384,7 +389,7 @@ async def scenario_memory(url: str, args: argparse.Namespace, meter: RedisMeter)
             while sent - done > 20 * batch:  # a bounded backlog: the producer waits
                 await progress.wait()
             await queue.enqueue_many(range(min(batch, jobs - sent)))
-            longest = max(longest, int(await client.xlen(queue._keys.stream)))
+            longest = max(longest, int(await client.xlen(stream)))
             if "rss_at_10pct_mb" not in samples and done >= jobs // 10:
                 samples["rss_at_10pct_mb"] = _rss_mb()
         with anyio.fail_after(max(120.0, jobs / 500)):

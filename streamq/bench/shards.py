@@ -67,7 +67,7 @@ async def _fill(
         for name in placement[shard.primary.address]:
             queue = qm.get_queue(name, int)
             await queue.enqueue_many(range(jobs))
-            slot = key_slot(queue._keys.stream.encode())
+            slot = key_slot(QueueKeys(qm.prefix, name).stream.encode())
             held = await shard.primary.client.cluster("COUNTKEYSINSLOT", slot)
             if not held:
                 raise StreamqError(f"queue {name!r} is not on {shard.primary.address} as planned")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -70,7 +70,7 @@ def age(seconds: float | None) -> str:
 def when(unix: float | None) -> str:
     if unix is None:
         return "-"
-    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def data_text(data: Any, width: int | None = DATA_WIDTH) -> str:
