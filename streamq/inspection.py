@@ -16,7 +16,7 @@ import msgspec
 from .job import QueueStats
 from .keys import QueueKeys
 from .scripts import Script
-from .serialization import decode_recurring
+from .serialization import Codec, decode_recurring
 from .validation import check_count
 
 if TYPE_CHECKING:
@@ -170,9 +170,8 @@ def check_peek_limit(limit: int) -> int:
 
 
 def summaries(
-    queue: Queue[Any], state: ListedState, rows: Sequence[tuple[str, bytes, int, int, str, str]]
+    codec: Codec[Any], state: ListedState, rows: Sequence[tuple[str, bytes, int, int, str, str]]
 ) -> list[JobSummary]:
-    codec = queue._codec
     listed = []
     for job_id, payload, due_ms, attempts, group, error in rows:
         envelope = codec.decode_for_inspection(payload)

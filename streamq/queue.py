@@ -432,7 +432,7 @@ class Queue(Generic[T]):
         will run, at most ``limit`` (up to 1,000). Dead jobs: :meth:`dead_letters`."""
         state = check_listed_state(state)
         rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit))
-        return summaries(self, state, rows)
+        return summaries(self._codec, state, rows)
 
     @_permissions
     async def groups(self) -> list[GroupInfo]:

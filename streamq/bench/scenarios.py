@@ -18,6 +18,7 @@ import anyio
 
 import streamq
 from streamq.keys import QueueKeys
+from streamq.serialization import Codec
 
 from .measure import RedisMeter, Result, percentile
 
@@ -62,7 +63,8 @@ async def scenario_enqueue(url: str, args: argparse.Namespace, meter: RedisMeter
         client = qm.redis
         queue = qm.get_queue(queue_name("enqueue"))
         stream = queue_name("xadd")
-        payload = queue._codec.encode(0, enqueued_at=time.time(), priority=0)
+        codec: Codec[Any] = Codec(queue.name, Any, qm.max_payload_bytes)  # as the queue writes
+        payload = codec.encode(0, enqueued_at=time.time(), priority=0)
         await meter.start()
         start = time.perf_counter()
         for n in range(jobs):
