@@ -20,10 +20,10 @@ import anyio
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
-from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .entries import BadEntry, Held, Inbox, attempt_of, group_gone, job_id_of
 from .hooks import ReclaimEvent, call_hooks
-from .running import Runner
+from .outage import OutagePolicy
+from .running import ConsumerLink, Runner
 from .scripts import Claimed, Completion, pairs
 from .validation import check_seconds
 
@@ -43,9 +43,6 @@ MAX_BLOCK_SECONDS = 5.0
 MAX_RECLAIM_INTERVAL = 5.0
 #: How often acknowledged entries are trimmed when several groups read a stream.
 TRIM_INTERVAL = 2.0
-#: After the first error of a run, every this many errors is logged as a warning (the others at
-#: debug level): about once a minute once the pauses reach their longest.
-QUIET_ERRORS = 30
 #: Pauses after a Redis error, doubling up to the last one: short enough that a consumer is
 #: back within ~2 s of a failover or restart however long the outage was.
 ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -90,9 +87,8 @@ class Consumer(Generic[T]):
         self.name = name
         self._context = context
         self._options = options
-        self._on_retry = context.wake_scheduler
         self._client = context.client
-        self.scripts = context.scripts
+        self._scripts = context.scripts
         #: Blocking reads get a connection of their own: on the shared lane they would hold
         #: up every command behind them.
         self._read_lane = context.new_lane()
@@ -118,7 +114,19 @@ class Consumer(Generic[T]):
         self._workers_scope: anyio.CancelScope | None = None
         self._workers_done = anyio.Event()
         self._finished = anyio.Event()
-        self._runner = Runner(self, context, handler, options)
+        #: Pauses and log lines after a Redis error, for every loop of this consumer.
+        self._outage = OutagePolicy(f"consumer {name}", self._keys.prefix, ERROR_PAUSES)
+        link = ConsumerLink(
+            name=name,
+            group=self.group,
+            scripts=self._scripts,
+            stopping=lambda: self._stopping,
+            queue_ack=self._queue_ack,
+            forget=self._forget,
+            retry_staged=context.wake_scheduler,
+            outage=self._outage,
+        )
+        self._runner = Runner(link, context, handler, options)
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} of {self.queue.name!r} group {self.group!r}>"
@@ -207,7 +215,7 @@ class Consumer(Generic[T]):
 
     async def _register(self) -> None:
         """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
-        await self.scripts.register(
+        await self._scripts.register(
             self._keys, self.group, self.name, self._options.prefetch,
             round(3 * self._register_every * 1000), self._group_idle_ms,
         )  # fmt: skip
@@ -256,7 +264,7 @@ class Consumer(Generic[T]):
                                 # then, enqueues would only be staged).
                                 await self._register()
                         # READONLY in a failover, BUSY, a lost connection ...: pause, go on.
-                        errors = await self.pause_after_error("read", exc, errors)
+                        errors = await self._outage.pause(exc, errors, "read")
         finally:
             inbox.close(self._options.concurrency)
 
@@ -283,7 +291,7 @@ class Consumer(Generic[T]):
             await self._admit(inbox, self._hold_all(Held(e, pairs(raw), 1) for e, raw in entries))
 
     async def _reclaim(self, inbox: Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
-        cursor, claimed = await self.scripts.reclaim(
+        cursor, claimed = await self._scripts.reclaim(
             self._keys,
             self.group,
             self.name,
@@ -303,7 +311,7 @@ class Consumer(Generic[T]):
         """
         async with self._ack_lock:
             free = self._options.prefetch - self._in_flight
-            owned = await self.scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
+            owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
             lost = [c for c in owned if c.entry_id not in self._held][:free]
             adopted = self._hold_all(Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
         if adopted:
@@ -368,7 +376,7 @@ class Consumer(Generic[T]):
             return
         period_ms = round(self._options.rate_period * 1000)
         while batch:
-            granted, wait = await self.scripts.rate_limit(
+            granted, wait = await self._scripts.rate_limit(
                 self._keys, self.group, len(batch), limit, period_ms
             )
             for held in batch[:granted]:
@@ -403,16 +411,13 @@ class Consumer(Generic[T]):
 
     # -- finishing ------------------------------------------------------------------------
 
-    def queue_ack(self, completion: Completion) -> None:
+    def _queue_ack(self, completion: Completion) -> None:
         self._acks.append(completion)
         self._acks_ready.set()
 
-    def forget(self, held: Held) -> None:
+    def _forget(self, held: Held) -> None:
         """``held`` is finished with (its failure recorded, or left to be reclaimed)."""
         self._held.pop(held.entry_id, None)
-
-    def retry_scheduled(self) -> None:
-        self._on_retry()
 
     def _fetch_with_acks(self) -> int:
         """How many new entries the finishing script should read for us: while jobs flow, the
@@ -458,7 +463,7 @@ class Consumer(Generic[T]):
             batch, self._acks = self._acks, []
             fetch = self._fetch_with_acks()
             try:
-                finished, entries = await self.scripts.complete(
+                finished, entries = await self._scripts.complete(
                     self._keys, self.group, self.name, batch, fetch
                 )
             except (RedisError, OSError) as exc:
@@ -473,7 +478,7 @@ class Consumer(Generic[T]):
                 if fetch:
                     # The script may have run and read entries for us with its reply lost.
                     self._adopt_needed = True
-                errors = await self.pause_after_error("acknowledge", exc, errors)
+                errors = await self._outage.pause(exc, errors, "acknowledge")
                 continue
             errors = 0
             self._acked_since_trim = True
@@ -506,7 +511,7 @@ class Consumer(Generic[T]):
         """
         with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_SECONDS):
             try:
-                await self.scripts.release(self._keys, self.group, self.name)
+                await self._scripts.release(self._keys, self.group, self.name)
             except (RedisError, OSError) as exc:
                 log.warning("consumer %s: could not hand back its jobs (%s); they are"
                             " reclaimed after the visibility timeout", self.name, exc)  # fmt: skip
@@ -537,17 +542,17 @@ class Consumer(Generic[T]):
                     next_register = now + self._register_every
                 if now >= next_trim:
                     if self._acked_since_trim:
-                        await self.scripts.trim(self._keys, self._group_idle_ms)
+                        await self._scripts.trim(self._keys, self._group_idle_ms)
                         self._acked_since_trim = False
                     next_trim = now + TRIM_INTERVAL
                 errors = 0
             except (RedisError, OSError) as exc:
-                errors = await self.pause_after_error("heartbeat", exc, errors)
+                errors = await self._outage.pause(exc, errors, "heartbeat")
 
     async def _heartbeat(self) -> None:
         ids = list(self._held)
         for start in range(0, len(ids), HEARTBEAT_BATCH):
-            lost = await self.scripts.heartbeat(
+            lost = await self._scripts.heartbeat(
                 self._keys, self.group, self.name, ids[start : start + HEARTBEAT_BATCH]
             )
             for entry_id in lost:
@@ -557,26 +562,3 @@ class Consumer(Generic[T]):
                 # Its new owner runs it; our finish, if any, is ignored.
                 log.warning("consumer %s lost entry %s of queue %r to another consumer",
                             self.name, entry_id.decode(), self.queue.name)  # fmt: skip
-
-    @staticmethod
-    def worth_another_try(exc: Exception, errors: int) -> bool:
-        """Whether a write that failed ``errors`` times before, now with ``exc``, is worth
-        another try after :meth:`pause_after_error` (not when the group is gone or the user
-        lacks the permission, and once per error pause)."""
-        return not group_gone(exc) and not is_denied(exc) and errors < len(ERROR_PAUSES)
-
-    async def pause_after_error(self, doing: str, exc: Exception, errors: int) -> int:
-        if is_denied(exc):
-            # Retrying in milliseconds cannot help: one clear line, then a long pause.
-            denied = permission_denied(exc, self._keys.prefix, f"consumer {self.name}: {doing}")
-            log.error("%s; retrying in %.0fs", denied, PERMISSION_PAUSE)
-            await anyio.sleep(PERMISSION_PAUSE)
-            return errors + 1
-        pause = ERROR_PAUSES[min(errors, len(ERROR_PAUSES) - 1)]
-        # The first error of a run, then one line a minute or so while it lasts: an outage is
-        # told, not flooded.
-        level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
-        log.log(level, "consumer %s: Redis error while trying to %s (%s); retrying in %.2fs"
-                " (try %d)", self.name, doing, exc, pause, errors + 1)  # fmt: skip
-        await anyio.sleep(pause)
-        return errors + 1

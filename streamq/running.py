@@ -3,7 +3,7 @@ then queue its completion or record its failure (a retry, or the dead letters); 
 of each start, success and failure.
 
 The consumer loop (``consumer.py``) reads, holds and acknowledges entries; this is what happens
-to each one in between.
+to each one in between. The runner sees its consumer only through a :class:`ConsumerLink`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
@@ -18,7 +20,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from .backoff import exponential
-from .entries import BadEntry, Held, attempt_of, job_id_of
+from .entries import BadEntry, Held, attempt_of, group_gone, job_id_of
 from .hooks import JobEvent, call_hooks
 from .invoke import Invoker
 from .job import Job
@@ -26,37 +28,58 @@ from .scripts import Completion, Failure
 from .serialization import DeadRecord, Envelope, encode_dead_record
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
     from .consumer_options import ConsumerOptions
     from .context import ConsumerContext
+    from .outage import OutagePolicy
     from .queue import Handler
+    from .scripts import Scripts
 
-__all__ = ("Runner",)
+__all__ = ("ConsumerLink", "Runner")
 
 log = logging.getLogger("streamq")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerLink:
+    """What a :class:`Runner` needs of the consumer whose entries it runs, and nothing more."""
+
+    #: The consumer's name in its group, and the group.
+    name: str
+    group: str
+    scripts: Scripts
+    #: Whether the consumer is stopping (an entry not yet started is then left to it).
+    stopping: Callable[[], bool]
+    #: Queue this completion for the consumer's next batch of acknowledgements.
+    queue_ack: Callable[[Completion], None]
+    #: The consumer is done with this held entry (its failure recorded, or left to be reclaimed).
+    forget: Callable[[Held], None]
+    #: A retry was staged: the scheduler looks again, it may be due soonest.
+    retry_staged: Callable[[], None]
+    #: The consumer's pauses and log lines after a Redis error.
+    outage: OutagePolicy
+
+
 class Runner(Generic[T]):
-    """Runs the entries of ``consumer`` (one call of :meth:`process` per entry)."""
+    """Runs the entries of the consumer behind ``link`` (one call of :meth:`process` each)."""
 
     def __init__(
         self,
-        consumer: Consumer[T],
+        link: ConsumerLink,
         context: ConsumerContext[T],
         handler: Handler[T],
         options: ConsumerOptions,
     ) -> None:
-        self._consumer = consumer
-        self._queue = consumer.queue
+        self._link = link
+        self._queue = context.queue
         self._options = options
-        self._invoker = Invoker(handler, options.concurrency, lambda: consumer.stopping)
+        self._invoker = Invoker(handler, options.concurrency, link.stopping)
         #: Jobs that died with their consumer more than once run one at a time.
         self._repeats = anyio.Lock()
         self._codec = context.codec
         self._keys = context.keys
         self._hooks = context.hooks
-        self._group_bytes = options.group.encode()
+        self._group_bytes = link.group.encode()
 
     async def process(self, held: Held) -> None:
         fields = held.fields
@@ -64,7 +87,7 @@ class Runner(Generic[T]):
         if target is not None and target != self._group_bytes:
             # A retry another group scheduled for itself: acknowledge it here without running.
             held.finishing = True
-            self._consumer.queue_ack(Completion(held.entry_id, "", 0, b""))
+            self._link.queue_ack(Completion(held.entry_id, "", 0, b""))
             return
         payload = fields.get(b"p", b"")
         job_id = f"entry-{held.entry_id.decode()}"
@@ -102,7 +125,7 @@ class Runner(Generic[T]):
         attempt, repeat = await self._rerun_attempt(held, job_id, base_attempt, first=True)
         if repeat and attempt <= max_retries + 1:
             async with self._repeats:
-                if self._consumer.stopping:
+                if self._link.stopping():
                     return  # never started: handed back to the group by the consumer
                 attempt, _ = await self._rerun_attempt(held, job_id, base_attempt, first=False)
                 if attempt <= max_retries + 1:
@@ -128,15 +151,15 @@ class Runner(Generic[T]):
         (read ahead, or waiting for its turn, when the consumer died) is no attempt. Counts
         the start about to happen, unless ``first`` and the job is a repeat (it already died in
         a counted run): then also True, and it is counted once it is its turn."""
-        consumer = self._consumer
+        link = self._link
         try:
-            before = await consumer.scripts.rerun(
-                self._keys, consumer.group, held.entry_id, job_id, count_repeat=not first
+            before = await link.scripts.rerun(
+                self._keys, link.group, held.entry_id, job_id, count_repeat=not first
             )
         except (RedisError, OSError) as exc:
             before = -1
             log.warning("consumer %s: could not count the starts of job %s (%s); counting its"
-                        " deliveries", consumer.name, job_id, exc)  # fmt: skip
+                        " deliveries", link.name, job_id, exc)  # fmt: skip
         if before < 0:  # no record to count in: deliveries bound the starts
             return base_attempt + held.delivery_count - 1, held.delivery_count > 2
         return base_attempt + 1 + before, before > 0
@@ -173,7 +196,7 @@ class Runner(Generic[T]):
             )  # fmt: skip
             return
         held.finishing = True
-        self._consumer.queue_ack(Completion(held.entry_id, job_id, attempt, result))
+        self._link.queue_ack(Completion(held.entry_id, job_id, attempt, result))
         if hooks := self._hooks():
             event = self._event(job_id, attempt, max_retries, job.enqueued_at,
                                 duration=time.perf_counter() - started)  # fmt: skip
@@ -183,9 +206,9 @@ class Runner(Generic[T]):
         self, job_id: str, attempt: int, max_retries: int, enqueued_at: float, *,
         duration: float | None = None, error: str | None = None, retry_in: float | None = None,
     ) -> JobEvent:  # fmt: skip
-        consumer = self._consumer
+        link = self._link
         return JobEvent(
-            queue=self._queue.name, group=consumer.group, consumer=consumer.name, job_id=job_id,
+            queue=self._queue.name, group=link.group, consumer=link.name, job_id=job_id,
             attempt=attempt, max_retries=max_retries, enqueued_at=enqueued_at,
             duration=duration, error=error, retry_in=retry_in,
         )  # fmt: skip
@@ -203,7 +226,7 @@ class Runner(Generic[T]):
         enqueued_at: float = 0.0,
         duration: float | None = None,
     ) -> None:
-        consumer = self._consumer
+        link = self._link
         held.finishing = True
         retry_in = self._backoff(attempt) if retry else None
         failed_at = time.time()
@@ -211,7 +234,7 @@ class Runner(Generic[T]):
         failure = Failure(
             held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
         )
-        context = {"queue": self._queue.name, "group": consumer.group, "job_id": job_id,
+        context = {"queue": self._queue.name, "group": link.group, "job_id": job_id,
                    "attempt": attempt, "error": error, "retry_in": retry_in}  # fmt: skip
         if retry_in is None:
             log.error("job %r of queue %r failed for good on attempt %d, dead-lettered: %s",
@@ -228,19 +251,20 @@ class Runner(Generic[T]):
         errors = 0
         while True:
             try:
-                await consumer.scripts.fail(self._keys, consumer.group, consumer.name, failure)
+                await link.scripts.fail(self._keys, link.group, link.name, failure)
                 break
             except (RedisError, OSError) as exc:
-                if consumer.worth_another_try(exc, errors):
-                    errors = await consumer.pause_after_error("record a failure", exc, errors)
+                # Not when the group is gone: what it owed (this entry) went with it.
+                if not group_gone(exc) and link.outage.another_try(exc, errors):
+                    errors = await link.outage.pause(exc, errors, "record a failure")
                     continue
                 # Left pending (if the group still exists): reclaimed after the timeout.
                 log.error("consumer %s: could not record the failure of job %r: %s",
-                          consumer.name, job_id, exc)  # fmt: skip
+                          link.name, job_id, exc)  # fmt: skip
                 break
-        consumer.forget(held)
+        link.forget(held)
         if retry_in is not None:
-            consumer.retry_scheduled()  # the scheduler looks again: this retry may be due soonest
+            link.retry_staged()
 
     def _backoff(self, attempt: int) -> float:
         try:
@@ -249,6 +273,6 @@ class Runner(Generic[T]):
                 raise ValueError(f"returned {delay!r}, not seconds >= 0")
         except Exception as exc:
             log.error("consumer %s: the backoff callable failed (%s); using the default",
-                      self._consumer.name, exc)  # fmt: skip
+                      self._link.name, exc)  # fmt: skip
             return exponential(attempt)
         return delay

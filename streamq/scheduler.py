@@ -16,9 +16,9 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .acl import PERMISSION_PAUSE, is_denied, permission_denied
 from .connection import Client
 from .keys import QueueKeys
+from .outage import OutagePolicy
 from .recurring import next_run_ms, run_job_id
 from .scripts import DueSchedule, NewJob, Scripts
 from .serialization import decode_recurring, envelope_of
@@ -33,8 +33,10 @@ RECURRING_BATCH = 100
 #: Longest sleep, a safety net: wake messages are fire-and-forget, one can be lost while the
 #: listener reconnects (it then wakes every scheduler anyway).
 MAX_SLEEP = 5.0
+#: The scheduler's pause after a Redis error (a wake-up ends it sooner).
 ERROR_PAUSE = 1.0
-QUIET_ERRORS = 30
+#: The wake-up listener's pauses before it subscribes again, doubling up to MAX_SLEEP.
+RESUBSCRIBE_PAUSES = (1.0, 2.0, 4.0, MAX_SLEEP)
 #: How long the listener waits for a message before it looks for new channels to subscribe.
 LISTEN_SLICE = 1.0
 
@@ -45,6 +47,8 @@ class Scheduler:
         self._keys = keys
         self._wake = anyio.Event()
         self.channel = keys.wake.encode()
+        who = f"scheduler of queue {keys.queue!r}"
+        self._outage = OutagePolicy(who, keys.prefix, (ERROR_PAUSE,))
 
     def wake(self) -> None:
         """Look at the sets again now: something may be due sooner than planned."""
@@ -57,9 +61,7 @@ class Scheduler:
                 sleep = await self._step()
                 errors = 0
             except (RedisError, OSError) as exc:
-                sleep = PERMISSION_PAUSE if is_denied(exc) else ERROR_PAUSE
-                who = f"scheduler of queue {self._keys.queue!r}"
-                _log_error(exc, self._keys.prefix, who, "retrying", sleep, errors)
+                sleep = self._outage.report(exc, errors)
                 errors += 1
             if sleep > 0:
                 with anyio.move_on_after(sleep):
@@ -112,25 +114,14 @@ class Scheduler:
         return next_ms
 
 
-def _log_error(
-    exc: Exception, prefix: str, who: str, doing: str, pause: float, errors: int
-) -> None:
-    """A missing permission is an error naming its fix; anything else a warning for the first
-    of a run of errors (``errors`` before it), then one in :data:`QUIET_ERRORS`: an outage is
-    told, not flooded."""
-    if is_denied(exc):
-        log.error("%s; %s in %.0fs", permission_denied(exc, prefix, who), doing, pause)
-    else:
-        level = logging.WARNING if errors % QUIET_ERRORS == 0 else logging.DEBUG
-        log.log(level, "%s: Redis error (%s); %s in %.1fs", who, exc, doing, pause)
-
-
 class WakeListener:
     """One pub/sub subscription per manager, waking the scheduler of the queue it names."""
 
     def __init__(self, client: Client, prefix: str) -> None:
         self._client = client
-        self._prefix = prefix
+        self._outage = OutagePolicy(
+            "scheduler wake-ups", prefix, RESUBSCRIBE_PAUSES, then="resubscribing"
+        )
         self._schedulers: dict[bytes, Scheduler] = {}
         self._errors = 0  # in a row: a subscription that worked starts the count again
 
@@ -143,13 +134,7 @@ class WakeListener:
             try:
                 await self._listen(pubsub)
             except (RedisError, OSError) as exc:
-                errors = self._errors
-                pause = min(ERROR_PAUSE * 2 ** min(errors, 8), MAX_SLEEP)
-                if is_denied(exc):
-                    pause = PERMISSION_PAUSE
-                self._errors += 1
-                _log_error(exc, self._prefix, "scheduler wake-ups", "resubscribing", pause, errors)
-                await anyio.sleep(pause)
+                self._errors = await self._outage.pause(exc, self._errors)
                 for scheduler in self._schedulers.values():
                     scheduler.wake()  # a message may have been missed meanwhile
             finally:
