@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 import streamq
-from streamq.localserver import LocalRedis
+from streamq.testing.localserver import LocalRedis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.browser import chromium, dashboard

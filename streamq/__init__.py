@@ -1,6 +1,8 @@
 """streamq: an asyncio-native job queue on Redis Streams."""
 
-from .consumer import Consumer
+from .client.inspection import ConsumerInfo, GroupInfo, JobSummary, RecurringInfo
+from .client.manager import QueueManager
+from .client.queue import Handler, Queue
 from .errors import (
     ConnectionFailed,
     EncodeError,
@@ -11,11 +13,9 @@ from .errors import (
     PermissionDenied,
     StreamqError,
 )
-from .hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
-from .inspection import ConsumerInfo, GroupInfo, JobSummary, RecurringInfo
 from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
-from .manager import QueueManager
-from .queue import Handler, Queue
+from .ops.hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
+from .worker.consumer import Consumer
 
 __all__ = (
     "ConnectionFailed",

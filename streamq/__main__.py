@@ -1,5 +1,5 @@
-"""``python -m streamq``: see :mod:`streamq.cli`."""
+"""``python -m streamq``: see :mod:`streamq.ops.cli`."""
 
-from .cli import main
+from .ops.cli import main
 
 main(prog_name="python -m streamq")

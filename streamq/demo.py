@@ -16,7 +16,7 @@ import anyio
 import msgspec
 
 import streamq
-from streamq.localserver import local_redis
+from streamq.testing.localserver import local_redis
 
 
 class Document(msgspec.Struct):

@@ -20,7 +20,7 @@ import anyio
 import msgspec
 
 import streamq
-from streamq.eventloop import run
+from streamq.ops.eventloop import run
 
 __all__ = ("QUEUE", "Sent", "WelcomeEmail", "build_parser", "handle", "main", "produce")
 

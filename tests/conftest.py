@@ -16,10 +16,10 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.connection import connect
-from streamq.localcluster import LocalCluster
-from streamq.localsentinel import LocalSentinel
-from streamq.localserver import INSTALL_HINT, LocalRedis
+from streamq.testing.localcluster import LocalCluster
+from streamq.testing.localsentinel import LocalSentinel
+from streamq.testing.localserver import INSTALL_HINT, LocalRedis
+from streamq.transport.connection import connect
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

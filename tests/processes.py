@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import streamq
-from streamq.localserver import LocalRedis
+from streamq.testing.localserver import LocalRedis
 
 from .helpers import wait_until
 

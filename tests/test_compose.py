@@ -28,7 +28,7 @@ import yaml
 
 import streamq
 from streamq import example
-from streamq.localserver import LocalRedis, free_port
+from streamq.testing.localserver import LocalRedis, free_port
 
 ROOT = Path(__file__).parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

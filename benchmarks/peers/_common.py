@@ -129,7 +129,7 @@ class Counter:
     async def wait(self, timeout: float, what: str) -> None:
         try:
             await asyncio.wait_for(self.event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RuntimeError(
                 f"{what}: only {self.count} of {self.target} jobs after {timeout:.0f} s"
             ) from None

@@ -4,7 +4,7 @@
     bash benchmarks/peers/setup.sh                       # the peers' venvs, once
     .venv/bin/python benchmarks/peers/run.py --json-out peers.json
 
-Starts its own ``redis-server`` on a free loopback port (``streamq.localserver.LocalRedis``,
+Starts its own ``redis-server`` on a free loopback port (``streamq.testing.localserver.LocalRedis``,
 stopped by its PID), then runs round 1 (every library), round 2 (every library) ... so that a
 noisy machine hits every library alike; each round starts one library further along the list.
 The server is flushed before every run. Each adapter is ``benchmarks/peers/<name>_bench.py``,
@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from streamq.localserver import LocalRedis
+from streamq.testing.localserver import LocalRedis
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -190,7 +190,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs: list[dict[str, Any]] = []
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     with LocalRedis() as server:
         client = redis.Redis.from_url(server.url)
         info = client.info("server")

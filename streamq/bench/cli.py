@@ -16,7 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import streamq
-from streamq.eventloop import backend_options
+from streamq.ops.eventloop import backend_options
 
 from .measure import RedisMeter, Result, environment, is_cluster_url, open_target, server_url
 from .scenarios import RUNNERS, Runner, worker
@@ -142,8 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (median)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--metrics", action="store_true",
-                        help="attach streamq.metrics.PrometheusMetrics to every manager (in this"
-                        " process), to see what the metrics cost")  # fmt: skip
+                        help="attach streamq.ops.metrics.PrometheusMetrics to every manager (in"
+                        " this process), to see what the metrics cost")  # fmt: skip
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false",
                         help="plain asyncio instead of uvloop")  # fmt: skip
     args = parser.parse_args(argv)

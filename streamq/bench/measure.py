@@ -18,10 +18,10 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 import streamq
-from streamq.connection import CLUSTER_SCHEME
 from streamq.errors import StreamqError
-from streamq.localcluster import LocalCluster
-from streamq.localserver import local_redis
+from streamq.testing.localcluster import LocalCluster
+from streamq.testing.localserver import local_redis
+from streamq.transport.connection import CLUSTER_SCHEME
 
 __all__ = (
     "Node",

@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 
 import streamq
-from streamq.keys import QueueKeys
-from streamq.serialization import Codec
+from streamq.store.keys import QueueKeys
+from streamq.store.serialization import Codec
 
 from .measure import RedisMeter, Result, percentile
 
@@ -33,7 +33,7 @@ def _metrics() -> streamq.Hooks:
     """The one :class:`PrometheusMetrics` of this process (its metric names register once)."""
     from prometheus_client import CollectorRegistry
 
-    from streamq.metrics import PrometheusMetrics
+    from streamq.ops.metrics import PrometheusMetrics
 
     return PrometheusMetrics(CollectorRegistry())
 

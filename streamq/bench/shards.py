@@ -10,7 +10,7 @@ from redis.crc import key_slot
 
 import streamq
 from streamq.errors import StreamqError
-from streamq.keys import QueueKeys
+from streamq.store.keys import QueueKeys
 
 from .measure import RedisMeter, Result, Target, Usage
 from .scenarios import drain, drain_in_workers, manager, queue_name

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from streamq.localserver import LocalRedis
+from streamq.testing.localserver import LocalRedis
 
 from .processes import Processes
 

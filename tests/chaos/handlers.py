@@ -15,7 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.connection import URL_ENV
+from streamq.transport.connection import URL_ENV
 
 __all__ = ("Task", "finishes_key", "run", "starts_key")
 

@@ -19,8 +19,8 @@ import anyio
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.connection import URL_ENV
-from streamq.eventloop import run
+from streamq.ops.eventloop import run
+from streamq.transport.connection import URL_ENV
 
 __all__ = ("CONCURRENCY", "count_key", "got_key")
 

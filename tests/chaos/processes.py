@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from streamq.connection import URL_ENV
+from streamq.transport.connection import URL_ENV
 
 from ..helpers import wait_until
 from ..processes import alive, children

@@ -24,9 +24,9 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.consumer import TRIM_INTERVAL, register_interval
-from streamq.consumer_options import READY_WINDOW_FACTOR
-from streamq.keys import QueueKeys
+from streamq.store.keys import QueueKeys
+from streamq.worker.consumer import TRIM_INTERVAL, register_interval
+from streamq.worker.options import READY_WINDOW_FACTOR
 
 from .figures import Row, full, record, scaled
 from .instance import CONCURRENCY, count_key, got_key

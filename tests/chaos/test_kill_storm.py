@@ -20,8 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.consumer_options import READY_WINDOW_FACTOR
-from streamq.keys import QueueKeys
+from streamq.store.keys import QueueKeys
+from streamq.worker.options import READY_WINDOW_FACTOR
 
 from .figures import Row, full, record, scaled
 from .handlers import Task

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.localserver import LocalRedis
+from streamq.testing.localserver import LocalRedis
 
 from ..helpers import Producer, wait_until
 from . import figures

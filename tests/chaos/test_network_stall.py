@@ -19,7 +19,7 @@ import pytest
 from redis.exceptions import RedisError
 
 import streamq
-from streamq.localserver import LocalRedis
+from streamq.testing.localserver import LocalRedis
 
 from ..helpers import Producer, wait_until
 from . import figures

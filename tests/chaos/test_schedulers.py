@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.keys import QueueKeys
+from streamq.store.keys import QueueKeys
 
 from .figures import Row, full, record, scaled
 from .handlers import Task

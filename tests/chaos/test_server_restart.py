@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 import streamq
-from streamq.localserver import LocalRedis
+from streamq.testing.localserver import LocalRedis
 
 from ..helpers import Producer, wait_until
 from . import figures

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 import streamq
-from streamq.connection import connect
+from streamq.transport.connection import connect
 
 
 async def main(url: str, queue_name: str, mode: str, vt: float, max_retries: int) -> None:

@@ -1,0 +1,1 @@
+"""The producer and looking side: QueueManager, Queue, inspection, batched enqueues."""

@@ -1,0 +1,106 @@
+"""Coalescing concurrent enqueues: one script call carries every job that arrived meanwhile.
+
+While one call is on its way to Redis, enqueues that arrive wait, and the first of them sends
+them all in the next call. A lone producer is unaffected (its job goes at once); many
+concurrent producers share round trips instead of each paying one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import anyio
+
+from ..errors import StreamqError
+
+__all__ = ("Coalescer", "Outcomes")
+
+T = TypeVar("T")
+
+#: What a send reports: per item, True when it was written, False when writing it changed
+#: nothing (an unfinished job already has its id), else its error.
+Outcomes = Sequence[BaseException | bool]
+
+
+class _Pending(Generic[T]):
+    __slots__ = ("done", "item", "lead", "outcome")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = anyio.Event()
+        self.lead = False  # woken to send the next batch rather than because it was sent
+        self.outcome: BaseException | bool = False
+
+
+class Coalescer(Generic[T]):
+    def __init__(self, send: Callable[[Sequence[T]], Awaitable[Outcomes]]) -> None:
+        self._send = send
+        self._queue: list[_Pending[T]] = []
+        self._busy = False
+
+    async def submit(self, item: T) -> bool:
+        """Once ``item`` was sent: True if it was written, False if that changed nothing; raise
+        its error otherwise."""
+        if not self._busy:  # nothing on its way: send at once, no waiting structures
+            self._busy = True
+            try:
+                (outcome,) = await self._send([item])
+            finally:
+                self._hand_over()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        me = _Pending(item)
+        self._queue.append(me)
+        try:
+            await me.done.wait()
+        except BaseException:
+            # Cancelled while waiting: not sent, so take the job back; if the duty to send
+            # had just come to us, pass it on.
+            if me in self._queue:
+                self._queue.remove(me)
+                if me.lead:
+                    self._hand_over()
+            raise
+        if me.lead:
+            batch, self._queue = self._queue, []  # ours is the first of them
+            # The batch is sent by a task of its own: whatever happens to this caller (even a
+            # plain asyncio cancellation, which anyio's shield does not stop), everyone in the
+            # batch learns what became of their job.
+            sending = asyncio.ensure_future(self._send_batch(batch))
+            await asyncio.shield(sending)
+        if isinstance(me.outcome, BaseException):
+            raise me.outcome
+        return me.outcome
+
+    async def _send_batch(self, batch: list[_Pending[T]]) -> None:
+        try:
+            outcomes = await self._send([p.item for p in batch])
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                pending.outcome = outcome
+        except BaseException as exc:
+            for pending in batch:
+                pending.outcome = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else StreamqError(
+                        f"the enqueue was interrupted ({type(exc).__name__}); the job may or may"
+                        " not have been added"
+                    )
+                )
+            raise
+        finally:
+            for pending in batch:
+                pending.done.set()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Make the first waiter the next sender, or stand down."""
+        if self._queue:
+            first = self._queue[0]
+            first.lead = True
+            first.done.set()
+        else:
+            self._busy = False

@@ -1,0 +1,258 @@
+"""Looking into queues without touching their jobs: the records the command line, the dashboard
+and the metrics show, and the scripts that read them in one round trip each.
+
+Queues are found through the registry every manager writes to when it first uses a queue (see
+:meth:`QueueManager.queues`), never by scanning the database's keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import msgspec
+
+from ..job import QueueStats
+from ..store.keys import QueueKeys
+from ..store.scripts import Script
+from ..store.serialization import Codec, decode_recurring
+from ..validation import check_count
+
+if TYPE_CHECKING:
+    from ..transport.lane import CommandLane
+    from .manager import QueueManager
+    from .queue import Queue
+
+__all__ = (
+    "MAX_PEEK",
+    "ConsumerInfo",
+    "GroupInfo",
+    "JobSummary",
+    "ListedState",
+    "QueueOverview",
+    "RecurringInfo",
+    "overview",
+    "to_json",
+)
+
+#: Most jobs one listing returns: a listing is for people, and runs inside Redis.
+MAX_PEEK = 1000
+
+#: The states whose jobs can be listed; dead jobs have ``Queue.dead_letters``.
+ListedState = Literal["waiting", "delayed", "retrying"]
+_LISTED: tuple[str, ...] = ("waiting", "delayed", "retrying")
+
+
+class ConsumerInfo(msgspec.Struct, frozen=True):
+    """A member of a consumer group."""
+
+    name: str
+    #: Jobs delivered to it and not yet finished.
+    pending: int
+    #: Seconds since it last read or claimed.
+    idle: float
+
+
+class GroupInfo(msgspec.Struct, frozen=True):
+    """A consumer group reading a queue."""
+
+    name: str
+    consumers: tuple[ConsumerInfo, ...]
+    #: Delivered and not yet finished, over all its consumers.
+    pending: int
+    #: Entries not yet delivered to it; None where Redis cannot tell (6.2, or after deletions).
+    lag: int | None
+    last_delivered_id: str
+
+
+class JobSummary(msgspec.Struct, frozen=True):
+    """A job waiting in a queue, as :meth:`Queue.jobs` lists it."""
+
+    id: str
+    state: ListedState
+    #: The decoded data, or the raw payload bytes when it cannot be decoded.
+    data: Any
+    priority: int
+    #: Unix seconds; None when the payload cannot be decoded.
+    enqueued_at: float | None
+    #: Unix seconds (server clock) when a delayed job or a retry may start; None for waiting.
+    due_at: float | None
+    #: Attempts finished so far (failed ones, for a job waiting to retry).
+    attempts: int
+    #: The group a retry runs in again; None for the others.
+    group: str | None
+    #: The last attempt's error, for a job waiting to retry.
+    error: str | None
+
+
+class RecurringInfo(msgspec.Struct, frozen=True):
+    """A recurring schedule, as :meth:`Queue.recurring_schedules` lists it."""
+
+    job_id: str
+    interval_seconds: float | None
+    cron: str | None
+    tz: str | None
+    priority: int
+    #: Unix seconds (server clock) of the next occurrence.
+    next_run_at: float
+    data: Any
+
+
+class QueueOverview(msgspec.Struct, frozen=True):
+    """One queue's counts and readers, as ``python -m streamq info`` shows them."""
+
+    name: str
+    stats: QueueStats
+    groups: tuple[GroupInfo, ...]
+
+
+class InspectScripts:
+    """The inspection scripts, on the manager's lane."""
+
+    def __init__(self, lane: CommandLane) -> None:
+        self._peek = Script(lane, "peek.lua")
+        self._groups = Script(lane, "groups.lua")
+        self._recurring = Script(lane, "recurring_list.lua")
+
+    async def peek(
+        self, keys: QueueKeys, state: str, limit: int
+    ) -> list[tuple[str, bytes, int, int, str, str]]:
+        """``(job id, payload, due ms or 0, attempts, group, error)`` in the order they run."""
+        rows = await self._peek(
+            keys=[keys.stream, keys.staged, keys.delayed, keys.retry, keys.retry_payloads],
+            args=[keys.job_prefix, state, limit],
+        )
+        return [
+            (job.decode(errors="replace"), payload, int(due), int(attempts),
+             group.decode(errors="replace"), error.decode(errors="replace"))
+            for job, payload, due, attempts, group, error in rows
+        ]  # fmt: skip
+
+    async def groups(self, keys: QueueKeys) -> list[GroupInfo]:
+        rows = await self._groups(keys=[keys.stream])
+        return [
+            GroupInfo(
+                name=name.decode(errors="replace"),
+                consumers=tuple(
+                    ConsumerInfo(c.decode(errors="replace"), int(pending), int(idle) / 1000)
+                    for c, pending, idle in zip(
+                        consumers[::3], consumers[1::3], consumers[2::3], strict=True
+                    )
+                ),
+                pending=int(pending),
+                lag=None if int(lag) < 0 else int(lag),
+                last_delivered_id=last.decode(),
+            )
+            for name, pending, lag, last, consumers in rows
+        ]
+
+    async def recurring(self, keys: QueueKeys) -> list[tuple[str, int, bytes]]:
+        """``(schedule id, next run ms, encoded definition)``, soonest first."""
+        rows = await self._recurring(keys=[keys.recurring, keys.recurring_defs])
+        return [(sid.decode(errors="replace"), int(due), raw) for sid, due, raw in rows]
+
+
+def check_listed_state(state: object) -> ListedState:
+    if state not in _LISTED:
+        raise ValueError(
+            f"state must be one of {', '.join(_LISTED)}, got {state!r}"
+            " (dead jobs: Queue.dead_letters)"
+        )
+    return state  # type: ignore[return-value]
+
+
+def check_peek_limit(limit: int) -> int:
+    check_count(limit, what="limit")
+    if limit > MAX_PEEK:
+        raise ValueError(f"limit is at most {MAX_PEEK:,} jobs per listing, got {limit:,}")
+    return limit
+
+
+def summaries(
+    codec: Codec[Any], state: ListedState, rows: Sequence[tuple[str, bytes, int, int, str, str]]
+) -> list[JobSummary]:
+    listed = []
+    for job_id, payload, due_ms, attempts, group, error in rows:
+        envelope = codec.decode_for_inspection(payload)
+        listed.append(
+            JobSummary(
+                id=job_id,
+                state=state,
+                data=payload if envelope is None else envelope.data,
+                priority=0 if envelope is None else envelope.priority,
+                enqueued_at=None if envelope is None else envelope.enqueued_at,
+                due_at=due_ms / 1000 if due_ms else None,
+                attempts=attempts,
+                group=group or None,
+                error=error or None,
+            )
+        )
+    return listed
+
+
+def recurring_infos(
+    queue: Queue[Any], rows: Sequence[tuple[str, int, bytes]]
+) -> list[RecurringInfo]:
+    infos = []
+    for schedule_id, due_ms, raw in rows:
+        definition = decode_recurring(raw)
+        infos.append(
+            RecurringInfo(
+                job_id=schedule_id,
+                interval_seconds=(
+                    None if definition.interval_ms is None else definition.interval_ms / 1000
+                ),
+                cron=definition.cron,
+                tz=definition.tz,
+                priority=definition.priority,
+                next_run_at=due_ms / 1000,
+                data=_decoded(bytes(definition.data)),
+            )
+        )
+    return infos
+
+
+def _decoded(data: bytes) -> Any:
+    """A recurring job's data (checked against the queue's type when it was scheduled)."""
+    try:
+        return msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        return data
+
+
+async def overview(
+    manager: QueueManager, names: Sequence[str] | None = None
+) -> list[QueueOverview]:
+    """Counts and consumer groups of ``names`` (default: every registered queue), in that order.
+
+    All queues are read at once: one round trip's wait for the lot, not one per queue.
+    """
+    if names is None:
+        names = await manager.queues()
+    results: list[QueueOverview | None] = [None] * len(names)
+
+    async def read(index: int, name: str) -> None:
+        queue = manager.get_queue(name)
+        stats = await queue.stats()
+        groups = await queue.groups()
+        results[index] = QueueOverview(name, stats, tuple(groups))
+
+    async with anyio.create_task_group() as tasks:
+        for index, name in enumerate(names):
+            tasks.start_soon(read, index, name)
+    return [r for r in results if r is not None]
+
+
+def _unknown(value: Any) -> Any:
+    """What JSON cannot hold (a MessagePack extension in a payload someone else wrote)."""
+    return repr(value)
+
+
+_json = msgspec.json.Encoder(enc_hook=_unknown)
+
+
+def to_json(value: Any) -> bytes:
+    """What the command line and the dashboard print: listings as JSON (bytes as base64, as
+    msgspec writes them; anything JSON cannot hold as its repr)."""
+    return _json.encode(value)

@@ -1,0 +1,326 @@
+"""The entry point: connects to Redis, hands out queues, runs consumers and schedulers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+import anyio
+
+from ..errors import InvalidArgument, StreamqError
+from ..ops.hooks import Hooks, check_hooks
+from ..store.keys import registry_key, validate_name
+from ..store.scripts import Scripts
+from ..store.serialization import DEFAULT_MAX_PAYLOAD_BYTES
+from ..transport.connection import SOCKET_TIMEOUT, Client, connect, resolve_url
+from ..transport.lane import LanePool
+from ..transport.sentinel import SentinelRedis
+from ..validation import check_count, check_non_negative, check_seconds
+from ..worker.context import ConsumerContext
+from ..worker.scheduler import Scheduler, WakeListener
+from .background import Background
+from .host import Connection, lane_for
+from .inspection import InspectScripts
+from .queue import Queue
+
+if TYPE_CHECKING:
+    from ..store.keys import QueueKeys
+    from ..store.serialization import Codec
+    from ..worker.consumer import Consumer
+    from ..worker.options import ConsumerOptions
+    from .queue import Handler
+
+__all__ = ("QueueManager",)
+
+T = TypeVar("T")
+
+DEFAULT_RESULT_TTL = 24 * 3600
+DEFAULT_SHUTDOWN_GRACE = 30.0
+DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
+#: Connections that durable enqueues (``min_replicas``) may wait for replicas on at once.
+DURABLE_LANES = 8
+
+
+class QueueManager:
+    """Connects to Redis and runs this process's consumers.
+
+    ``async with QueueManager(url) as qm:`` connects and checks the server; leaving the block
+    stops every consumer gracefully and closes the connections. ``options`` go to the redis-py
+    client (``max_connections``, ``ssl_ca_certs`` ...).
+
+    ``min_replicas``: an enqueue returns only once that many replicas have the job (Redis
+    ``WAIT``), or raises :class:`~streamq.NotReplicated` after ``replica_timeout`` seconds; so
+    a failover to one of those replicas cannot lose a job that ``enqueue`` returned for.
+
+    ``max_payload_bytes``: the largest encoded job (its data as MessagePack, plus ~20 bytes of
+    metadata) that ``enqueue`` accepts; a bigger one is an :class:`~streamq.EncodeError`. A
+    consumer dead-letters, without decoding, an entry over its own manager's limit (one written
+    by another program): give producers and consumers the same value.
+
+    ``hooks``: :class:`~streamq.Hooks` called as this manager's queues enqueue and its
+    consumers run jobs (tracing, metrics); more with :meth:`add_hooks`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = "streamq",
+        instance_id: str | None = None,
+        result_ttl: int = DEFAULT_RESULT_TTL,
+        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        group_idle_timeout: float = DEFAULT_GROUP_IDLE_TIMEOUT,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        hooks: Iterable[Hooks] = (),
+        **options: Any,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.prefix = validate_name(prefix, what="prefix")
+        self.instance_id = validate_name(
+            instance_id if instance_id is not None else _new_instance_id(), what="instance_id"
+        )
+        self.result_ttl = check_count(result_ttl, what="result_ttl")
+        self.shutdown_grace = check_seconds(shutdown_grace, what="shutdown_grace", allow_zero=True)
+        #: A consumer group with no live consumer for this long is removed, so the broadcast
+        #: groups of instances that are gone do not keep the stream from being trimmed.
+        self.group_idle_timeout = check_seconds(group_idle_timeout, what="group_idle_timeout")
+        self.min_replicas = check_non_negative(min_replicas, what="min_replicas")
+        self.replica_timeout = check_seconds(replica_timeout, what="replica_timeout")
+        self.max_payload_bytes = check_count(max_payload_bytes, what="max_payload_bytes")
+        socket_timeout = options.get("socket_timeout", SOCKET_TIMEOUT)
+        #: How long a command may wait for its reply before its connection is taken for dead;
+        #: consumers block in their reads for at most half of it.
+        self.socket_timeout: float | None = (
+            None if socket_timeout is None else check_seconds(socket_timeout, what="socket_timeout")
+        )
+        if socket_timeout is not None and self.replica_timeout >= socket_timeout:
+            raise InvalidArgument(
+                f"replica_timeout ({replica_timeout}s) must be shorter than socket_timeout"
+                f" ({socket_timeout}s), or the wait would be taken for a dead connection"
+            )
+        self._options = options
+        #: Read on every enqueue and job: a tuple, empty (and so false) when there are none.
+        self._hooks: tuple[Hooks, ...] = check_hooks(hooks)
+        self._queues: dict[str, Queue[Any]] = {}
+        self._consumers: list[Consumer[Any]] = []
+        self._schedulers: dict[str, Scheduler] = {}
+        self._wake_listener: WakeListener | None = None
+        self._consumer_numbers = itertools.count(1)
+        #: Queues this manager has written to the registry (see :meth:`queues`).
+        self._registered: set[str] = set()
+        self._registering = anyio.Lock()
+        self._connection: Connection | None = None
+        self._background: Background | None = None
+        #: What the queues see of this manager.
+        self._host = _Host(self)
+
+    def __repr__(self) -> str:
+        return f"<QueueManager {self.instance_id!r} prefix={self.prefix!r}>"
+
+    async def __aenter__(self) -> QueueManager:
+        if self._connection is not None:
+            raise StreamqError("this QueueManager is already open; use one `async with` at a time")
+        client = await connect(self.url, key_prefix=self.prefix, **self._options)
+        lane = lane_for(client)
+        scripts = Scripts(lane, self.result_ttl)
+        enqueue_scripts = scripts
+        if self.min_replicas:
+            lanes = LanePool(lambda: lane_for(client), DURABLE_LANES)
+            enqueue_scripts = Scripts(
+                lanes,
+                self.result_ttl,
+                min_replicas=self.min_replicas,
+                replica_timeout=self.replica_timeout,
+            )
+        self._connection = Connection(client, lane, scripts, enqueue_scripts, InspectScripts(lane))
+        self._background = await Background.open(f"streamq manager {self.instance_id}")
+        if isinstance(client, SentinelRedis):
+            self._background.start_soon(client.follow_failovers, "streamq sentinel failovers")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the consumers gracefully, then the background work, then close the
+        connections: from whichever task leaves the block, whatever else was opened or closed
+        since (the background work runs in a task of the manager's own)."""
+        connection = self._connected()
+        background = self._background
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.stop_consumers(self.shutdown_grace)
+        finally:
+            self._connection = None
+            self._background = None
+            self._schedulers.clear()
+            self._wake_listener = None
+            try:
+                if background is not None:
+                    with anyio.CancelScope(shield=True):
+                        await background.stop()
+            finally:
+                connection.close_lanes()
+                with anyio.CancelScope(shield=True):
+                    await connection.client.aclose()
+
+    @property
+    def redis(self) -> Client:
+        """The redis-py client this manager opened (for commands of your own while it is
+        open); streamq's own traffic goes over lanes of its own."""
+        return self._connected().client
+
+    @property
+    def hooks(self) -> tuple[Hooks, ...]:
+        return self._hooks
+
+    def add_hooks(self, *hooks: Hooks) -> None:
+        """Attach more hooks; they apply at once, to running consumers too."""
+        self._hooks += check_hooks(hooks)
+
+    @overload
+    def get_queue(self, name: str) -> Queue[Any]: ...
+    @overload
+    def get_queue(self, name: str, type: type[T]) -> Queue[T]: ...
+    @overload
+    def get_queue(self, name: str, type: Any) -> Queue[Any]: ...
+
+    def get_queue(self, name: str, type: Any = Any) -> Queue[Any]:
+        """The queue called ``name`` (the same object every time), typed by ``type``."""
+        validate_name(name)
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = Queue(self._host, name, type)
+        elif type is not Any and queue.type != type:
+            raise InvalidArgument(
+                f"queue {name!r} was already opened with type {queue.type!r}, not {type!r}:"
+                " use one type per queue name"
+            )
+        return queue
+
+    async def queues(self) -> list[str]:
+        """The names of every queue that a manager with this prefix has enqueued to, consumed
+        or scheduled on, sorted: read from a registry, not by scanning the database's keys."""
+        client = self._connected().client
+        names = cast("list[bytes]", await client.zrange(registry_key(self.prefix), 0, -1))
+        return sorted(name.decode(errors="replace") for name in names)
+
+    async def _register(self, queue: str) -> None:
+        """Add ``queue`` to the registry (once per manager: it is never removed). Under a lock:
+        the first enqueues often come together, and should not each take a connection."""
+        async with self._registering:
+            if queue not in self._registered:
+                client = self._connected().client
+                await client.zadd(registry_key(self.prefix), {queue: time.time()}, nx=True)
+                self._registered.add(queue)
+
+    async def stop_consumers(self, grace: float | None = None) -> None:
+        """Stop every consumer of this manager (they finish running jobs within ``grace``)."""
+        grace = self.shutdown_grace if grace is None else grace
+        consumers, self._consumers = self._consumers, []
+        async with anyio.create_task_group() as tg:
+            for consumer in consumers:
+                tg.start_soon(consumer.stop, grace)
+
+    # -- what queues see of the manager (through _Host) ---------------------------------
+
+    def _connected(self) -> Connection:
+        if self._connection is None:
+            raise StreamqError(
+                "the QueueManager is not connected: use it as `async with QueueManager(...) as qm:`"
+            )
+        return self._connection
+
+    async def _start_consumer(
+        self,
+        queue: Queue[T],
+        keys: QueueKeys,
+        codec: Codec[T],
+        handler: Handler[T],
+        options: ConsumerOptions,
+    ) -> Consumer[T]:
+        from ..worker.consumer import Consumer
+
+        connection = self._connected()
+        background = self._background
+        assert background is not None  # open: set with the connection
+        scheduler = self._schedulers.get(queue.name)
+        if scheduler is None:
+            scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, keys)
+            if self._wake_listener is None:
+                self._wake_listener = WakeListener(connection.client, self.prefix)
+                self._wake_listener.add(scheduler)
+                background.start_soon(self._wake_listener.run, "streamq wake-ups")
+            else:
+                self._wake_listener.add(scheduler)
+            background.start_soon(scheduler.run, f"streamq scheduler {queue.name}")
+        name = f"{self.instance_id}-{next(self._consumer_numbers)}"
+        context = ConsumerContext(
+            queue=queue,
+            keys=keys,
+            codec=codec,
+            client=connection.client,
+            scripts=connection.scripts,
+            new_lane=connection.new_lane,
+            hooks=lambda: self._hooks,
+            wake_scheduler=scheduler.wake,
+            group_idle_timeout=self.group_idle_timeout,
+            socket_timeout=self.socket_timeout,
+        )
+        consumer = Consumer(context, handler, options, name)
+        await background.start(consumer.run, f"streamq consumer {name}")
+        self._consumers.append(consumer)
+        return consumer
+
+
+class _Host:
+    """The manager as its queues see it (:class:`~streamq.client.host.QueueHost`)."""
+
+    __slots__ = ("_manager",)
+
+    def __init__(self, manager: QueueManager) -> None:
+        self._manager = manager
+
+    @property
+    def prefix(self) -> str:
+        return self._manager.prefix
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self._manager.max_payload_bytes
+
+    @property
+    def hooks(self) -> tuple[Hooks, ...]:
+        return self._manager.hooks
+
+    def connection(self) -> Connection:
+        return self._manager._connected()
+
+    async def register(self, queue: str) -> None:
+        await self._manager._register(queue)
+
+    async def start_consumer(
+        self,
+        queue: Queue[T],
+        keys: QueueKeys,
+        codec: Codec[T],
+        handler: Handler[T],
+        options: ConsumerOptions,
+    ) -> Consumer[T]:
+        return await self._manager._start_consumer(queue, keys, codec, handler, options)
+
+
+def _new_instance_id() -> str:
+    host = re.sub(r"[{}\s]", "-", socket.gethostname())[:100] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -1,0 +1,485 @@
+"""The producer and inspection side of a queue; the consumer loop lives in ``consumer.py``."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
+
+import anyio
+from redis.exceptions import NoPermissionError
+
+from ..errors import InvalidArgument, JobFailed, JobNotFound, NotReplicated
+from ..job import DeadLetter, Job, JobInfo, QueueStats
+from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
+from ..store.keys import QueueKeys, validate_group
+from ..store.scripts import Scripts
+from ..store.serialization import (
+    MAX_PRIORITY,
+    Codec,
+    RecurringDef,
+    decode_dead_record,
+    decode_result,
+    encode_recurring,
+)
+from ..transport.acl import permission_denied
+from ..validation import check_count, check_job_id, check_max_retries, check_seconds, new_job_id
+from ..worker.backoff import Backoff
+from ..worker.recurring import check_schedule, first_run_ms
+from .batching import Coalescer, Outcomes
+from .inspection import (
+    GroupInfo,
+    InspectScripts,
+    JobSummary,
+    ListedState,
+    RecurringInfo,
+    check_listed_state,
+    check_peek_limit,
+    recurring_infos,
+    summaries,
+)
+
+if TYPE_CHECKING:
+    from ..worker.consumer import Consumer
+    from .host import QueueHost
+
+__all__ = ("Handler", "Queue")
+
+T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+Q = TypeVar("Q", bound="Queue[Any]")
+
+#: ``handler(job)``: an ``async def`` (a plain function runs in a worker thread); its return value
+#: is the job's result and raising is a failure.
+Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
+
+#: Jobs per script call in ``enqueue_many`` (and for enqueues that arrive together): big enough
+#: for throughput, small enough that one call never holds the server for long.
+ENQUEUE_BATCH = 500
+#: Payload bytes per script call: a batch of big jobs is split by size too. Redis reads a whole
+#: command before it runs it and copies each payload in the script, so this bounds the time one
+#: call holds the server (about 2 ms for 1 MiB; 500 small jobs take about 5) and the memory its
+#: command takes.
+ENQUEUE_BATCH_BYTES = 1024 * 1024
+#: How long one blocking wait in ``wait_for`` lasts before the job's record is read again.
+WAIT_SLICE = 1.0
+_TERMINAL = ("completed", "dead", "cancelled")
+#: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
+_Enqueue = tuple[str, bytes, float, int, int]
+
+
+def _permissions(
+    method: Callable[Concatenate[Q, P], Awaitable[R]],
+) -> Callable[Concatenate[Q, P], Awaitable[R]]:
+    """A command the Redis user may not run (its ACL) is a :class:`PermissionDenied` naming it
+    and the ACL rules that fix it, rather than redis-py's bare ``NoPermissionError``."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except NoPermissionError as exc:
+            doing = f"queue {self.name!r}: {method.__name__}"
+            raise permission_denied(exc, self._keys.prefix, doing) from exc
+
+    return wrapper
+
+
+class Queue(Generic[T]):
+    """A named queue. Get one from :meth:`QueueManager.get_queue`."""
+
+    def __init__(self, host: QueueHost, name: str, type_: Any) -> None:
+        self.name = name
+        self.type = type_
+        self._host = host
+        self._keys = QueueKeys(host.prefix, name)
+        self._codec: Codec[T] = Codec(name, type_, host.max_payload_bytes)
+        self._registered = False  # in the registry tools list queues from
+        self._coalescer: Coalescer[_Enqueue] = Coalescer(self._send_enqueues)
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} of {getattr(self.type, '__name__', self.type)}>"
+
+    @property
+    def _scripts(self) -> Scripts:
+        return self._host.connection().scripts
+
+    @property
+    def _inspect(self) -> InspectScripts:
+        return self._host.connection().inspect
+
+    @property
+    def _enqueue_scripts(self) -> Scripts:
+        """Where enqueues go: with ``min_replicas``, a lane of their own that waits for them."""
+        return self._host.connection().enqueue_scripts
+
+    # -- producing ------------------------------------------------------------------------
+
+    @_permissions
+    async def enqueue(
+        self,
+        data: T,
+        *,
+        priority: int = 0,
+        start_delay: float = 0,
+        job_id: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Add a job; returns its id (``job_id`` when given).
+
+        While a job with ``job_id`` is unfinished, enqueueing the id again changes nothing.
+        """
+        delay_ms = _check_staging(priority, start_delay)
+        if max_retries is not None:
+            check_max_retries(max_retries)
+        if timeout is not None:
+            check_seconds(timeout, what="timeout")
+        job_id = new_job_id() if job_id is None else check_job_id(job_id)
+        now = time.time()
+        payload = self._codec.encode(
+            data, enqueued_at=now, priority=priority, max_retries=max_retries, timeout=timeout
+        )
+        if not self._registered:
+            await self._note_used()
+        added = await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
+        if hooks := self._host.hooks:
+            self._tell_enqueued(hooks, job_id, priority, delay_ms, now, added)
+        return job_id
+
+    def _tell_enqueued(
+        self, hooks: tuple[Hooks, ...], job_id: str, priority: int, delay_ms: int, now: float,
+        added: bool,
+    ) -> None:  # fmt: skip
+        event = EnqueueEvent(
+            queue=self.name, job_id=job_id, priority=priority, delay=delay_ms / 1000,
+            enqueued_at=now, duplicate=not added,
+        )  # fmt: skip
+        call_hooks(hooks, "on_enqueue", event)
+
+    async def _send_enqueues(self, jobs: Sequence[_Enqueue]) -> Outcomes:
+        """One script call per (priority, delay) among jobs that arrived together; each job's
+        outcome is its group's. (The group's records share the first job's enqueue time; each
+        payload keeps its own.)"""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, job in enumerate(jobs):
+            groups.setdefault((job[3], job[4]), []).append(index)
+        outcomes: list[BaseException | bool] = [False] * len(jobs)
+        for (priority, delay_ms), indexes in groups.items():
+            group = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
+            for i, error in zip(indexes, group, strict=True):
+                outcomes[i] = error
+        return outcomes
+
+    async def _enqueue_group(
+        self, jobs: list[_Enqueue], priority: int, delay_ms: int
+    ) -> list[BaseException | bool]:
+        outcomes: list[BaseException | bool] = []
+        for batch in _batches([(j[0], j[1]) for j in jobs]):
+            try:
+                added = await self._enqueue_scripts.enqueue(
+                    self._keys, batch, jobs[0][2], priority, delay_ms
+                )
+            except Exception as exc:
+                outcomes += [exc] * len(batch)
+            else:
+                outcomes += added
+        return outcomes
+
+    @_permissions
+    async def enqueue_many(
+        self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0
+    ) -> list[str]:
+        """Add many jobs in few round trips; returns their ids in order.
+
+        Every item is encoded and checked before anything is written. With ``min_replicas``,
+        every batch is written even when one is not confirmed; :class:`NotReplicated` then names
+        every job that was not.
+        """
+        delay_ms = _check_staging(priority, start_delay)
+        now = time.time()
+        encode = self._codec.encode
+        jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
+        await self._note_used()
+        unconfirmed: list[NotReplicated] = []
+        hooks = self._host.hooks
+        for batch in _batches(jobs):
+            try:
+                added = await self._enqueue_scripts.enqueue(
+                    self._keys, batch, now, priority, delay_ms
+                )
+            except NotReplicated as exc:
+                unconfirmed.append(exc)
+                added = [True] * len(batch)  # written, not confirmed by the replicas
+            if hooks:
+                for (job_id, _), new in zip(batch, added, strict=True):
+                    self._tell_enqueued(hooks, job_id, priority, delay_ms, now, new)
+        if unconfirmed:
+            raise NotReplicated.merged(unconfirmed)
+        return [job_id for job_id, _ in jobs]
+
+    @_permissions
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting or delayed job (True if it was removed; its state is "cancelled").
+
+        A job a consumer already received, or one that finished, is not cancelled.
+        """
+        return await self._scripts.cancel(self._keys, check_job_id(job_id))
+
+    # -- recurring ------------------------------------------------------------------------
+
+    @_permissions
+    async def schedule_recurring(
+        self,
+        job_id: str,
+        data: T,
+        interval_seconds: float | None = None,
+        *,
+        cron: str | None = None,
+        start_delay: float = 0,
+        priority: int = 0,
+        tz: str | None = None,
+    ) -> bool:
+        """Run ``data`` every ``interval_seconds``, or on a 5-field ``cron`` (UTC unless ``tz``).
+
+        Idempotent by ``job_id``: the same arguments again change nothing (every instance may
+        call this at start-up); different ones replace the schedule. Each occurrence is enqueued
+        once however many managers run (its job id is ``f"{job_id}@{due_ms}"``); a run missed
+        while no manager was up happens once when one is back. The first run is after
+        ``start_delay``. Returns True if the schedule was created or replaced.
+        """
+        schedule_id = check_job_id(job_id)
+        interval_ms, expression, zone = check_schedule(interval_seconds, cron, tz)
+        delay_ms = _check_staging(priority, start_delay)
+        definition = RecurringDef(
+            interval_ms,
+            expression,
+            zone,
+            delay_ms,
+            priority,
+            self._codec.encode_data(data, priority),
+        )
+        await self._note_used()
+        client = self._host.connection().client
+        seconds, micros = await client.time()
+        first = first_run_ms(definition, seconds * 1000 + micros // 1000)
+        return await self._scripts.recurring_set(
+            self._keys, schedule_id, encode_recurring(definition), first
+        )
+
+    @_permissions
+    async def cancel_recurring(self, job_id: str) -> bool:
+        """Stop a recurring schedule (True if there was one). Runs already enqueued stay."""
+        return await self._scripts.recurring_cancel(self._keys, check_job_id(job_id))
+
+    # -- consuming ------------------------------------------------------------------------
+
+    @_permissions
+    async def consume(
+        self,
+        handler: Handler[T],
+        *,
+        consumer_group: str | None = None,
+        max_retries: int = 3,
+        concurrency: int = 10,
+        timeout: float | None = None,
+        backoff: Backoff | float | None = None,
+        visibility_timeout: float = 60,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> Consumer[T]:
+        """Start a consumer in the background and return it (stop it with ``await c.stop()``).
+
+        Consumers sharing ``consumer_group`` (default: the queue's name) share the work; every
+        distinct group receives every job.
+        """
+        from ..worker.options import ConsumerOptions
+
+        options = ConsumerOptions.build(
+            group=validate_group(self.name if consumer_group is None else consumer_group),
+            max_retries=max_retries,
+            concurrency=concurrency,
+            timeout=timeout,
+            backoff=backoff,
+            visibility_timeout=visibility_timeout,
+            rate_limit=rate_limit,
+        )
+        await self._note_used()
+        return await self._host.start_consumer(self, self._keys, self._codec, handler, options)
+
+    async def _note_used(self) -> None:
+        """Put the queue in the registry tools list queues from (once per manager)."""
+        if not self._registered:
+            await self._host.register(self.name)
+            self._registered = True
+
+    # -- inspecting -----------------------------------------------------------------------
+
+    @_permissions
+    async def get_job(self, job_id: str) -> JobInfo | None:
+        """The job's state, or None if it is unknown (or finished longer than result_ttl ago)."""
+        reply = await self._scripts.get_job(self._keys, check_job_id(job_id))
+        if reply is None:
+            return None
+        running, record = reply
+        state = record.get(b"state", b"waiting").decode()
+        return JobInfo(
+            id=job_id,
+            state="active" if running else state,  # type: ignore[arg-type]
+            attempts=int(record.get(b"attempts", 0)),
+            result=decode_result(record.get(b"result")),
+            error=_text(record.get(b"error")),
+            enqueued_at=_float(record.get(b"enqueued_at")),
+            finished_at=_float(record.get(b"finished_at")),
+        )
+
+    @_permissions
+    async def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's result once it completes.
+
+        Raises :class:`JobFailed` if it went to the dead letters, :class:`JobNotFound` for an
+        unknown job and :class:`TimeoutError` when ``timeout`` seconds pass first.
+        """
+        check_job_id(job_id)
+        client = self._host.connection().client
+        done_key = self._keys.done(job_id)
+        registered = False
+        try:
+            with anyio.fail_after(timeout):
+                while True:
+                    reply = await self._scripts.watch_job(
+                        self._keys, job_id, "=" if registered else "+"
+                    )
+                    if reply is None:
+                        raise JobNotFound(job_id, queue=self.name)
+                    state, result, error = reply
+                    if state in _TERMINAL:
+                        registered = False  # the finishing script took the registration back
+                        if state == "completed":
+                            return decode_result(result)
+                        raise JobFailed(job_id, _text(error) or state, queue=self.name)
+                    registered = True  # once: the finishing script pushes once per waiter
+                    await client.blpop([done_key], timeout=WAIT_SLICE)
+        finally:
+            if registered:  # gave up (timeout, cancellation) before the job finished
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await self._scripts.watch_job(self._keys, job_id, "-")
+
+    @_permissions
+    async def stats(self) -> QueueStats:
+        s = await self._scripts.stats(self._keys)
+        return QueueStats(
+            waiting=s.waiting,
+            active=s.active,
+            delayed=s.delayed,
+            retrying=s.retrying,
+            completed=s.completed,
+            dead=s.dead,
+            oldest_waiting_age=s.oldest_waiting_ms / 1000,
+            groups=s.groups,
+        )
+
+    @_permissions
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Jobs that failed past their retries, oldest failure first."""
+        check_count(limit, what="limit")
+        rows = await self._scripts.dead_list(self._keys, limit)
+        return [self._dead_letter(*row) for row in rows]
+
+    @_permissions
+    async def retry_dead(self, job_id: str | None = None) -> int:
+        """Replay one dead job (or all when ``job_id`` is None) with fresh attempts."""
+        scripts = self._scripts
+        if job_id is not None:
+            return await scripts.revive(self._keys, [check_job_id(job_id)])
+        client = self._host.connection().client
+        revived = 0
+        while ids := cast(
+            "list[bytes]", await client.zrange(self._keys.dead, 0, ENQUEUE_BATCH - 1)
+        ):
+            revived += await scripts.revive(self._keys, [i.decode() for i in ids])
+        return revived
+
+    @_permissions
+    async def purge_dead(self) -> int:
+        """Drop every dead letter; returns how many there were."""
+        return await self._scripts.purge_dead(self._keys)
+
+    @_permissions
+    async def dead_letter(self, job_id: str) -> DeadLetter | None:
+        """One dead letter, or None if no dead job has that id."""
+        letters = await self._scripts.dead_get(self._keys, check_job_id(job_id))
+        return None if letters is None else self._dead_letter(*letters)
+
+    def _dead_letter(
+        self, job_id: str, raw_record: bytes, payload: bytes, groups: list[str]
+    ) -> DeadLetter:
+        record = decode_dead_record(raw_record)
+        return DeadLetter(
+            job_id=job_id,
+            data=self._codec.decode_data_or_raw(payload),
+            error=record.error,
+            attempts=record.attempts,
+            failed_at=record.failed_at,
+            groups=tuple(groups),
+        )
+
+    @_permissions
+    async def jobs(self, state: ListedState, limit: int = 100) -> list[JobSummary]:
+        """Jobs waiting in ``state`` ("waiting", "delayed" or "retrying"), in the order they
+        will run, at most ``limit`` (up to 1,000). Dead jobs: :meth:`dead_letters`."""
+        state = check_listed_state(state)
+        rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit))
+        return summaries(self._codec, state, rows)
+
+    @_permissions
+    async def groups(self) -> list[GroupInfo]:
+        """The consumer groups reading the queue, with their consumers."""
+        return await self._inspect.groups(self._keys)
+
+    @_permissions
+    async def recurring_schedules(self) -> list[RecurringInfo]:
+        """The queue's recurring schedules, soonest next run first."""
+        return recurring_infos(self, await self._inspect.recurring(self._keys))
+
+
+def _batches(jobs: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """``(job_id, payload)`` jobs in order, in script calls of at most ``ENQUEUE_BATCH`` jobs
+    and ``ENQUEUE_BATCH_BYTES`` of payload (a bigger job goes alone)."""
+    if len(jobs) <= ENQUEUE_BATCH and sum(len(p) for _, p in jobs) <= ENQUEUE_BATCH_BYTES:
+        yield jobs  # the common case: one call
+        return
+    batch: list[tuple[str, bytes]] = []
+    size = 0
+    for job in jobs:
+        if batch and (len(batch) >= ENQUEUE_BATCH or size + len(job[1]) > ENQUEUE_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(job)
+        size += len(job[1])
+    if batch:
+        yield batch
+
+
+def _check_staging(priority: int, start_delay: float) -> int:
+    """The start delay in ms, once priority and delay are checked."""
+    if priority.__class__ is int and start_delay.__class__ is int and not priority | start_delay:
+        return 0  # the defaults: the common case, checked cheaply
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidArgument(f"priority must be an int, got {priority!r}")
+    if abs(priority) > MAX_PRIORITY:
+        raise InvalidArgument(
+            f"priority must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}, got {priority:,}"
+        )
+    # Rounded up: a job never starts before the delay it was given.
+    return math.ceil(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode(errors="replace")
+
+
+def _float(raw: bytes | None) -> float | None:
+    return None if raw is None else float(raw)

@@ -1,0 +1,1 @@
+"""Operating streamq: the command line, dashboard, metrics, logging, hooks, worker processes."""

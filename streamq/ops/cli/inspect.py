@@ -1,0 +1,139 @@
+"""``python -m streamq info | jobs | watch``: the queues' counts, groups and waiting jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import anyio
+import click
+from rich.live import Live
+
+from ...client.inspection import MAX_PEEK, QueueOverview, overview
+from ...client.manager import QueueManager
+from ..eventloop import run
+from . import fail_cleanly, json_option, main, prefix_option, url_option
+from .render import console, echo_json, jobs_table, overview_tables, show_listing
+from .session import known_queues, manager
+
+
+@main.command(short_help="Counts of every queue, and its consumer groups.")
+@click.argument("queues", nargs=-1, metavar="[QUEUE]...")
+@url_option
+@prefix_option
+@json_option
+@fail_cleanly
+def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -> None:
+    """Counts of every queue (or the QUEUEs named): waiting, active, delayed, retrying, dead,
+    completed, the oldest waiting job's age, and the consumer groups with their consumers and
+    lag.
+
+    Example: python -m streamq info emails --json
+    """
+
+    async def show() -> None:
+        async with manager(url, prefix) as qm:
+            overviews = await overview(qm, await known_queues(qm, queues))
+        if as_json:
+            echo_json(overviews)
+        elif not overviews:
+            click.echo("no queues yet: a queue is listed once something enqueues to it,"
+                       " consumes it or schedules on it")  # fmt: skip
+        else:
+            console().print(overview_tables(overviews))
+
+    run(show)
+
+
+@main.command(short_help="A queue's waiting, delayed or retrying jobs.")
+@click.argument("queue")
+@click.option("-s", "--state", type=click.Choice(["waiting", "delayed", "retrying"]),
+              default="waiting", show_default=True)  # fmt: skip
+@click.option("-n", "--limit", type=click.IntRange(1, MAX_PEEK), default=20, show_default=True)
+@url_option
+@prefix_option
+@json_option
+@fail_cleanly
+def jobs(queue: str, state: str, limit: int, url: str | None, prefix: str, as_json: bool) -> None:
+    """The jobs of QUEUE in one state, in the order they will run (dead jobs: `dead list`).
+
+    Example: python -m streamq jobs emails --state delayed
+    """
+
+    async def show() -> None:
+        async with manager(url, prefix) as qm:
+            [name] = await known_queues(qm, [queue])
+            listed = await qm.get_queue(name).jobs(state, limit)  # type: ignore[arg-type]
+        show_listing(
+            listed, as_json=as_json, empty=f"queue {queue!r} has no {state} jobs",
+            table=lambda: jobs_table(queue, state, listed),
+        )  # fmt: skip
+
+    run(show)
+
+
+@main.command(short_help="A live view of info that refreshes.")
+@click.argument("queues", nargs=-1, metavar="[QUEUE]...")
+@click.option("-i", "--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between refreshes.")  # fmt: skip
+@click.option("-n", "--count", type=click.IntRange(min=1),
+              help="Refresh this many times, then exit [default: until Ctrl-C].")  # fmt: skip
+@url_option
+@prefix_option
+@json_option
+@fail_cleanly
+def watch(
+    queues: tuple[str, ...],
+    interval: float,
+    count: int | None,
+    url: str | None,
+    prefix: str,
+    as_json: bool,
+) -> None:
+    """A live view of `info` that refreshes every --interval seconds (with --json: one line of
+    JSON per refresh).
+
+    Example: python -m streamq watch --interval 2
+    """
+
+    async def loop() -> None:
+        async with manager(url, prefix) as qm:
+            if as_json:
+                await _watch(qm, queues, interval, count,
+                             lambda o: echo_json({"at": time.time(), "queues": o}))  # fmt: skip
+            elif not sys.stdout.isatty():  # a file or a pipe: one table after another
+                out = console()
+                await _watch(qm, queues, interval, count, lambda o: out.print(overview_tables(o)))
+            else:
+                with Live(console=console(), auto_refresh=False) as live:
+
+                    def show(overviews: list[QueueOverview]) -> None:
+                        stamp = time.strftime("%H:%M:%S")
+                        caption = f"{stamp} · every {interval:g}s · Ctrl-C stops"
+                        live.update(overview_tables(overviews, caption), refresh=True)
+
+                    await _watch(qm, queues, interval, count, show)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
+        run(loop)
+
+
+async def _watch(
+    qm: QueueManager,
+    queues: Sequence[str],
+    interval: float,
+    count: int | None,
+    show: Callable[[list[QueueOverview]], object],
+) -> None:
+    """Read and show the queues every ``interval`` seconds, on a fixed beat (the reads' time
+    does not make it drift), ``count`` times or until cancelled."""
+    beat = time.monotonic()
+    for shown in itertools.count(1):
+        show(await overview(qm, await known_queues(qm, queues)))
+        if count is not None and shown >= count:
+            return
+        beat += interval
+        await anyio.sleep(max(0.0, beat - time.monotonic()))

@@ -1,0 +1,193 @@
+"""One worker process: a handler found by ``module:function``, consuming one queue until a signal.
+
+``python -m streamq worker`` runs this in the process itself (``--processes 1``) or in each child
+of the supervisor (``streamq.ops.supervisor``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import operator
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin, get_type_hints
+
+import anyio
+
+from ..client.manager import QueueManager
+from ..client.queue import Handler
+from ..errors import InvalidArgument
+from ..job import Job
+from ..store.keys import validate_group, validate_name
+from ..worker.consumer import Consumer
+from .hooks import Hooks
+
+__all__ = ("Background", "WorkerSpec", "load_handler", "run_worker")
+
+log = logging.getLogger("streamq.worker")
+
+#: How often a supervised worker checks that its supervisor is still alive.
+PARENT_CHECK_INTERVAL = 1.0
+
+#: A task a worker runs beside its consumer, given the manager and the queue's name (say, the
+#: metrics' depth gauges); cancelled when the worker stops.
+Background = Callable[[QueueManager, str], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What a worker process runs: the handler, the queue, and the consumer's settings."""
+
+    target: str
+    queue: str | None = None
+    url: str | None = None
+    prefix: str = "streamq"
+    group: str | None = None
+    concurrency: int = 10
+    max_retries: int = 3
+    timeout: float | None = None
+    visibility_timeout: float = 60.0
+    grace: float = 30.0
+
+    def queue_name(self, handler: Handler[Any]) -> str:
+        """``--queue``, else the handler's name."""
+        return self.queue or str(getattr(handler, "__name__", ""))
+
+    def check(self) -> None:
+        """Raise :class:`InvalidArgument` for a target that cannot be loaded, or a queue or
+        group name that cannot be used."""
+        handler, _ = load_handler(self.target)
+        validate_name(self.queue_name(handler), what="queue name (--queue)")
+        if self.group is not None:
+            validate_group(self.group)
+
+
+def load_handler(target: str) -> tuple[Handler[Any], Any]:
+    """The handler named by ``module:function`` and its job type (from a ``Job[T]`` hint).
+
+    Like uvicorn and arq, the current directory is importable, so ``app.tasks:send`` works from
+    the project's folder without installing it.
+    """
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise InvalidArgument(
+            f"{target!r} is not module:function; name the handler like myapp.tasks:send_email"
+        )
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise InvalidArgument(
+                f"cannot import {module_name!r}: no module named {exc.name!r}; run the worker"
+                " from your project's folder or install the project"
+            ) from exc
+        raise InvalidArgument(f"importing {module_name!r} failed: {exc}") from exc
+    try:
+        handler = operator.attrgetter(attribute)(module)
+    except AttributeError:
+        raise InvalidArgument(
+            f"module {module_name!r} has no {attribute!r}: check the name after the colon"
+        ) from None
+    if not callable(handler):
+        raise InvalidArgument(
+            f"{target!r} is a {type(handler).__name__}, not a function: name a handler that"
+            " takes a streamq.Job"
+        )
+    return handler, _job_type(handler)
+
+
+def _job_type(handler: Any) -> Any:
+    """``T`` from the handler's first parameter annotated ``streamq.Job[T]``; else ``Any``."""
+    try:
+        parameters = list(inspect.signature(handler).parameters.values())
+        hints = get_type_hints(handler)
+    except (TypeError, ValueError, NameError):
+        return Any  # no signature, or hints that do not resolve: an untyped queue
+    if not parameters:
+        raise InvalidArgument(
+            f"handler {getattr(handler, '__qualname__', handler)!r} takes no argument; a handler"
+            " takes the job: async def handle(job: streamq.Job[T]) -> ..."
+        )
+    hint = hints.get(parameters[0].name)
+    if get_origin(hint) is Job and get_args(hint):
+        return get_args(hint)[0]
+    return Any
+
+
+async def run_worker(
+    spec: WorkerSpec,
+    *,
+    parent_pid: int | None = None,
+    hooks: Sequence[Hooks] = (),
+    background: Sequence[Background] = (),
+) -> None:
+    """Consume until SIGTERM or SIGINT, then stop gracefully (a second signal cuts the grace
+    short). With ``parent_pid``, also stop when that process (the supervisor) is gone.
+    ``hooks`` are attached to the manager; ``background`` tasks run while it consumes."""
+    handler, job_type = load_handler(spec.target)
+    queue_name = spec.queue_name(handler)
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with QueueManager(
+            spec.url, prefix=spec.prefix, shutdown_grace=spec.grace, hooks=hooks
+        ) as qm:
+            consumer = await qm.get_queue(queue_name, job_type).consume(
+                handler,
+                consumer_group=spec.group,
+                max_retries=spec.max_retries,
+                concurrency=spec.concurrency,
+                timeout=spec.timeout,
+                visibility_timeout=spec.visibility_timeout,
+            )
+            log.info(
+                "worker %d: %s consuming queue %r (group %r, concurrency %d)",
+                os.getpid(), spec.target, queue_name, consumer.group, spec.concurrency,
+            )  # fmt: skip
+            async with anyio.create_task_group() as watch:
+                if parent_pid is not None:
+                    watch.start_soon(_watch_parent, parent_pid, watch.cancel_scope)
+                for task in background:
+                    watch.start_soon(task, qm, queue_name)
+                async for signum in signals:
+                    log.info(
+                        "worker %d: %s, stopping: running jobs get %gs to finish",
+                        os.getpid(), signal.Signals(signum).name, spec.grace,
+                    )  # fmt: skip
+                    break
+                watch.cancel_scope.cancel()
+            await _stop(consumer, spec.grace, signals)
+    log.info("worker %d: stopped", os.getpid())
+
+
+async def _stop(
+    consumer: Consumer[Any], grace: float, signals: AsyncIterator[signal.Signals]
+) -> None:
+    """Stop within ``grace``; a second signal cancels the running handlers at once (their jobs
+    are handed back to the group, not lost)."""
+    async with anyio.create_task_group() as tg:
+
+        async def hurry() -> None:
+            async for _ in signals:
+                log.warning("worker %d: second signal, cancelling running jobs", os.getpid())
+                await consumer.stop(0)
+                return
+
+        tg.start_soon(hurry)
+        await consumer.stop(grace)
+        tg.cancel_scope.cancel()
+
+
+async def _watch_parent(parent_pid: int, scope: anyio.CancelScope) -> None:
+    """A supervised worker whose supervisor was killed stops by itself (it would otherwise run
+    on, unsupervised and unstoppable by the supervisor's signals)."""
+    # Polled: nothing portable wakes a process when its parent dies.
+    while os.getppid() == parent_pid:  # noqa: ASYNC110
+        await anyio.sleep(PARENT_CHECK_INTERVAL)
+    log.warning("worker %d: supervisor %d is gone, stopping", os.getpid(), parent_pid)
+    scope.cancel()

@@ -1,0 +1,124 @@
+"""Every Redis key streamq uses is named here, and only here.
+
+All keys of one queue carry the queue's name as a hash tag (``streamq:{emails}:stream``), so every
+Lua script touches a single slot on Redis Cluster while different queues spread over the slots.
+Scripts that reach a job's own keys get the prefixes below and append the job id themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InvalidArgument
+from ..validation import check_utf8
+
+__all__ = ("QueueKeys", "registry_key", "validate_group", "validate_name")
+
+MAX_NAME_LENGTH = 200
+_FORBIDDEN = re.compile(r"[{}\s]")
+
+
+def validate_name(name: object, *, what: str = "queue name") -> str:
+    """Return ``name`` if it can be part of a key, else raise :class:`InvalidArgument`."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"{what} must be a str, got {type(name).__name__}")
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            f"{what} {name[:40]!r} has {len(name)} characters: use 1 to {MAX_NAME_LENGTH}"
+        )
+    bad = _FORBIDDEN.search(name)
+    if bad:
+        raise InvalidArgument(
+            f"{what} {name!r} contains {bad.group()!r}: braces and whitespace are not allowed"
+            " (braces would break the Redis Cluster hash tag)"
+        )
+    return check_utf8(name, what=what)
+
+
+def validate_group(group: object) -> str:
+    """Consumer groups share the rules of queue names: scripts split on whitespace after them."""
+    return validate_name(group, what="consumer group")
+
+
+def registry_key(prefix: str) -> str:
+    """Sorted set of every queue name a manager used, scored by when it was first used (unix
+    seconds): how tools list queues without scanning the database's keys."""
+    return f"{prefix}:queues"
+
+
+class QueueKeys:
+    """The keys of one queue, computed once (they are used on every enqueue)."""
+
+    __slots__ = (
+        "completed",
+        "dead",
+        "dead_records",
+        "delayed",
+        "done_prefix",
+        "groups",
+        "job_prefix",
+        "prefix",
+        "queue",
+        "rate_log_prefix",
+        "rate_seq_prefix",
+        "recurring",
+        "recurring_defs",
+        "retry",
+        "retry_payloads",
+        "staged",
+        "staged_seq",
+        "stream",
+        "wake",
+        "window",
+    )
+
+    def __init__(self, prefix: str, queue: str) -> None:
+        base = f"{prefix}:{{{queue}}}:"
+        self.prefix = prefix
+        self.queue = queue
+        #: The ready window: entries that consumers read with XREADGROUP.
+        self.stream = base + "stream"
+        #: Sorted set of job ids waiting for room in the ready window, best first: scored
+        #: ``-priority * 2**32 + sequence`` (higher priority first, FIFO within a priority).
+        self.staged = base + "staged"
+        #: Counter giving staged jobs their FIFO sequence.
+        self.staged_seq = base + "staged:seq"
+        #: Sorted set of job ids scored by the time (server ms) they may start.
+        self.delayed = base + "delayed"
+        #: Hash ``consumer`` -> ``prefetch:expiry_ms`` and ``total``: how many entries the ready
+        #: window holds while jobs are staged (the live consumers' prefetch).
+        self.window = base + "window"
+        #: Hash group -> when (server ms) a live consumer of it last said so, and its manager's
+        #: ``group_idle_timeout`` (ms); groups silent past that are removed (broadcast groups of
+        #: gone instances).
+        self.groups = base + "groups"
+        #: Sorted set of recurring schedule ids scored by their next run (server ms).
+        self.recurring = base + "recurring"
+        #: Hash schedule id -> encoded schedule.
+        self.recurring_defs = base + "recurring:defs"
+        #: ``rate_log_prefix + group``: sorted set of a group's recent job starts (rate limit),
+        #: ``rate_seq_prefix + group``: the counter naming them.
+        self.rate_log_prefix = base + "rate:"
+        self.rate_seq_prefix = base + "rate-seq:"
+        #: Pub/sub channel that wakes schedulers when an earlier due time appears.
+        self.wake = base + "wake"
+        #: Sorted set of ``group<TAB>job_id`` scored by the due time (server ms) of a retry.
+        self.retry = base + "retry"
+        #: Hash ``group<TAB>job_id`` -> ``attempt<TAB>payload`` for the retries waiting above.
+        self.retry_payloads = base + "retry:payloads"
+        #: Sorted set of dead job ids scored by the time they failed (unix seconds).
+        self.dead = base + "dead"
+        #: Hash: ``r:<id>`` the encoded DeadRecord, ``p:<id>`` the payload, ``g:<id>`` its groups.
+        self.dead_records = base + "dead:records"
+        #: Counter of jobs completed, for stats.
+        self.completed = base + "completed"
+        #: ``job_prefix + job_id``: the hash holding a job's state, result and error.
+        self.job_prefix = base + "job:"
+        #: ``done_prefix + job_id``: the list ``wait_for`` blocks on until the job finishes.
+        self.done_prefix = base + "done:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def done(self, job_id: str) -> str:
+        return self.done_prefix + job_id

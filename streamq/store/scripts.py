@@ -1,0 +1,470 @@
+"""Typed wrappers over the Lua scripts in ``lua/``; call sites never build KEYS or ARGV by hand.
+
+Each script is ``lua/_lib.lua`` followed by the script's own file. Calls go through the
+manager's lane as EVALSHA; a server that does not know the script (a restart, ``SCRIPT FLUSH``)
+is sent it once and the call is made again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from hashlib import sha1
+from importlib import resources
+from typing import Any, Literal
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from ..errors import NotReplicated
+from ..transport.acl import script_permission_error
+from ..transport.lane import Arg, Command, CommandLane
+from .keys import QueueKeys
+
+__all__ = (
+    "Claimed",
+    "Completion",
+    "DueSchedule",
+    "Failure",
+    "NewJob",
+    "Script",
+    "Scripts",
+    "StatsReply",
+    "pairs",
+)
+
+Fields = dict[bytes, bytes]
+
+_LIB = "_lib.lua"
+
+
+def _source(name: str) -> str:
+    folder = resources.files(__package__).joinpath("lua")
+    return folder.joinpath(_LIB).read_text() + folder.joinpath(name).read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job to add at once (a recurring occurrence)."""
+
+    job_id: str
+    payload: bytes
+    enqueued_at: float
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DueSchedule:
+    schedule_id: str
+    due_ms: int
+    definition: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    entry_id: bytes
+    #: Empty to only acknowledge (an entry a retry in another group targeted).
+    job_id: str
+    attempt: int
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    entry_id: bytes
+    job_id: str
+    attempt: int
+    error: str
+    #: Seconds before the retry; ``None`` moves the job to the dead letters.
+    retry_in: float | None
+    payload: bytes
+    dead_record: bytes
+    failed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    entry_id: bytes
+    delivery_count: int
+    fields: Fields
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReply:
+    waiting: int
+    active: int
+    retrying: int
+    dead: int
+    completed: int
+    oldest_waiting_ms: int
+    groups: int
+    delayed: int
+
+
+class Script:
+    """One script, called by its SHA1 and loaded when the server does not have it."""
+
+    __slots__ = ("_lane", "_name", "_sha", "_source")
+
+    def __init__(self, lane: CommandLane, name: str) -> None:
+        self._lane = lane
+        self._name = name
+        self._source = _source(name)
+        self._sha = sha1(self._source.encode()).hexdigest()
+
+    async def __call__(self, *, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> Any:
+        try:
+            try:
+                return await self._lane.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return (await self._load_and_run([self._command(keys, args)]))[0]
+        except ResponseError as exc:
+            self._raise_if_denied(exc)
+            raise
+
+    async def call_then(
+        self, then: Command, *, keys: Sequence[Arg], args: Sequence[Arg] = ()
+    ) -> tuple[Any, Any]:
+        """The script's reply and that of ``then``, sent right after it on the same connection
+        (``WAIT`` counts the replicas that have what this connection wrote)."""
+        commands = [self._command(keys, args), then]
+        try:
+            try:
+                reply, then_reply = await self._lane.execute_many(commands)
+            except NoScriptError:
+                reply, then_reply = await self._load_and_run(commands)
+        except ResponseError as exc:
+            self._raise_if_denied(exc)
+            raise
+        return reply, then_reply
+
+    def _raise_if_denied(self, exc: ResponseError) -> None:
+        """A permission error inside the script, as one that names the command (Redis names
+        only the line)."""
+        denied = script_permission_error(exc, self._name, self._source)
+        if denied is not None:
+            raise denied from exc
+
+    def _command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Command:
+        return ("EVALSHA", self._sha, len(keys), *keys, *args)
+
+    async def _load_and_run(self, commands: list[Command]) -> list[Any]:
+        """The server does not have the script (a restart, ``SCRIPT FLUSH``, a new primary):
+        load it and run again in one write, on the node the script runs on."""
+        replies = await self._lane.execute_many([("SCRIPT", "LOAD", self._source), *commands])
+        return replies[1:]
+
+
+def pairs(flat: Sequence[bytes]) -> Fields:
+    """A flat ``[field, value, ...]`` reply as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class Scripts:
+    """The scripts, called through one lane.
+
+    With ``min_replicas``, an enqueue returns only once that many replicas have it, or raises
+    :class:`NotReplicated` after ``replica_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        lane: CommandLane,
+        result_ttl: int,
+        *,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
+    ) -> None:
+        self.lane = lane
+        self._ttl = result_ttl
+        self._min_replicas = min_replicas
+        self._replica_timeout = replica_timeout
+
+        def register(name: str) -> Script:
+            return Script(lane, name)
+
+        self._enqueue = register("enqueue.lua")
+        self._complete = register("complete.lua")
+        self._fail = register("fail.lua")
+        self._promote = register("promote.lua")
+        self._heartbeat = register("heartbeat.lua")
+        self._reclaim = register("reclaim.lua")
+        self._release = register("release.lua")
+        self._trim = register("trim.lua")
+        self._get_job = register("get_job.lua")
+        self._watch_job = register("watch_job.lua")
+        self._stats = register("stats.lua")
+        self._dead_list = register("dead_list.lua")
+        self._dead_get = register("dead_get.lua")
+        self._revive = register("revive.lua")
+        self._purge_dead = register("purge_dead.lua")
+        self._register = register("register.lua")
+        self._cancel = register("cancel.lua")
+        self._recurring_set = register("recurring_set.lua")
+        self._recurring_cancel = register("recurring_cancel.lua")
+        self._recurring_due = register("recurring_due.lua")
+        self._recurring_fire = register("recurring_fire.lua")
+        self._rate_limit = register("rate_limit.lua")
+        self._adopt = register("adopt.lua")
+        self._rerun = register("rerun.lua")
+
+    async def enqueue(
+        self,
+        keys: QueueKeys,
+        jobs: Sequence[tuple[str, bytes]],
+        enqueued_at: float,
+        priority: int = 0,
+        delay_ms: int = 0,
+    ) -> list[bool]:
+        """Add ``(job_id, payload)`` jobs sharing their enqueue time, priority and delay;
+        False where an unfinished job already has the id (nothing changed)."""
+        args: list[Any] = [keys.job_prefix, keys.wake, repr(enqueued_at), priority, delay_ms]
+        for job_id, payload in jobs:
+            args += (job_id, payload)
+        script_keys = [keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window]
+        if not self._min_replicas:
+            added = await self._enqueue(keys=script_keys, args=args)
+            return [bool(a) for a in added]
+        # At least 1 ms: WAIT's 0 means "for ever".
+        wait = ("WAIT", self._min_replicas, max(1, math.ceil(self._replica_timeout * 1000)))
+        added, replicas = await self._enqueue.call_then(wait, keys=script_keys, args=args)
+        if replicas < self._min_replicas:
+            raise NotReplicated(
+                queue=keys.queue, job_ids=[job_id for job_id, _ in jobs], replicas=replicas,
+                wanted=self._min_replicas, timeout=self._replica_timeout,
+            )  # fmt: skip
+        return [bool(a) for a in added]
+
+    async def complete(
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        done: Sequence[Completion],
+        fetch: int = 0,
+    ) -> tuple[list[bool], list[tuple[bytes, Fields]]]:
+        """Finish entries (False where the consumer no longer owned one), then read up to
+        ``fetch`` new entries for it in the same round trip."""
+        args: list[Any] = [group, consumer, keys.job_prefix, keys.done_prefix, self._ttl, fetch]
+        for c in done:
+            args += (c.entry_id, c.job_id, c.attempt, c.result)
+        finished, entries = await self._complete(
+            keys=[keys.stream, keys.completed, keys.staged, keys.window], args=args
+        )
+        return [bool(f) for f in finished], [(e[0], pairs(e[1])) for e in entries]
+
+    async def fail(self, keys: QueueKeys, group: str, consumer: str, failure: Failure) -> bool:
+        """Retry or dead-letter one entry; False if the consumer no longer owned it."""
+        delay_ms = -1 if failure.retry_in is None else max(0, round(failure.retry_in * 1000))
+        done = await self._fail(
+            keys=[
+                keys.stream, keys.retry, keys.retry_payloads, keys.dead, keys.dead_records,
+                keys.staged, keys.window,
+            ],
+            args=[
+                group, consumer, keys.job_prefix, keys.done_prefix, self._ttl,
+                failure.entry_id, failure.job_id, failure.attempt, failure.error, delay_ms,
+                failure.payload, failure.dead_record, repr(failure.failed_at),
+            ],
+        )  # fmt: skip
+        return bool(done)
+
+    async def promote(self, keys: QueueKeys, limit: int) -> tuple[int, float | None]:
+        """Move due retries and delayed jobs on, fill the window: (how many moved, seconds
+        until the next is due or None)."""
+        moved, wait_ms = await self._promote(
+            keys=[
+                keys.stream, keys.retry, keys.retry_payloads, keys.delayed, keys.staged,
+                keys.staged_seq, keys.window,
+            ],
+            args=[keys.job_prefix, limit],
+        )  # fmt: skip
+        return int(moved), (None if wait_ms < 0 else wait_ms / 1000)
+
+    async def heartbeat(
+        self, keys: QueueKeys, group: str, consumer: str, entry_ids: Sequence[bytes]
+    ) -> list[bytes]:
+        """Reset the idle time of entries still owned; returns the ids no longer owned."""
+        lost: list[bytes] = await self._heartbeat(
+            keys=[keys.stream], args=[group, consumer, *entry_ids]
+        )
+        return lost
+
+    async def reclaim(
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        min_idle_ms: int,
+        limit: int,
+        cursor: bytes,
+        prune_idle_ms: int,
+    ) -> tuple[bytes, list[Claimed]]:
+        """Claim entries idle past ``min_idle_ms``; returns the cursor to go on from.
+
+        At the end of a sweep, consumers that owe nothing and were idle past ``prune_idle_ms``
+        are removed from the group.
+        """
+        cursor, rows = await self._reclaim(
+            keys=[keys.stream], args=[group, consumer, min_idle_ms, limit, cursor, prune_idle_ms]
+        )
+        return cursor, [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
+
+    async def release(self, keys: QueueKeys, group: str, consumer: str) -> int:
+        """Hand every entry the consumer owns back to the group; drop it if it owned none."""
+        released: int = await self._release(keys=[keys.stream, keys.window], args=[group, consumer])
+        return released
+
+    async def trim(self, keys: QueueKeys, group_idle_ms: int) -> int:
+        """Destroy groups silent past ``group_idle_ms``; trim what every group acknowledged."""
+        removed: int = await self._trim(keys=[keys.stream, keys.groups], args=[group_idle_ms])
+        return removed
+
+    async def adopt(self, keys: QueueKeys, group: str, consumer: str, limit: int) -> list[Claimed]:
+        """The entries ``consumer`` owns, with their delivery counts."""
+        rows = await self._adopt(keys=[keys.stream], args=[group, consumer, limit])
+        return [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
+
+    async def rerun(
+        self, keys: QueueKeys, group: str, entry_id: bytes, job_id: str, *, count_repeat: bool
+    ) -> int:
+        """Starts of a redelivered entry before this one, counting this one unless it is a
+        repeat and not ``count_repeat``; -1 when the job has no record."""
+        before: int = await self._rerun(
+            keys=[keys.job(job_id)], args=[group, entry_id, int(count_repeat)]
+        )
+        return before
+
+    async def get_job(self, keys: QueueKeys, job_id: str) -> tuple[bool, Fields] | None:
+        """``(running, record)`` or None for an unknown job."""
+        reply = await self._get_job(keys=[keys.stream, keys.job(job_id)])
+        if reply is None:
+            return None
+        return bool(reply[0]), pairs(reply[1])
+
+    async def watch_job(
+        self, keys: QueueKeys, job_id: str, waiter: Literal["+", "=", "-"]
+    ) -> tuple[str, bytes | None, bytes | None] | None:
+        """A finished job's (state, result, error), else (state, None, None); None if unknown.
+
+        ``waiter`` registers ("+"), keeps ("=") or takes back ("-") one waiter on the job.
+        """
+        reply = await self._watch_job(keys=[keys.job(job_id)], args=[waiter])
+        if reply is None:
+            return None
+        state = reply[0].decode()
+        if len(reply) == 1:
+            return state, None, None
+        return state, reply[1], reply[2]
+
+    async def stats(self, keys: QueueKeys) -> StatsReply:
+        reply = await self._stats(
+            keys=[keys.stream, keys.retry, keys.dead, keys.completed, keys.staged, keys.delayed],
+            args=[keys.job_prefix],
+        )
+        return StatsReply(*(int(v) for v in reply))
+
+    async def dead_list(
+        self, keys: QueueKeys, limit: int
+    ) -> list[tuple[str, bytes, bytes, list[str]]]:
+        """``(job_id, encoded record, payload, groups)``, oldest failure first."""
+        rows = await self._dead_list(keys=[keys.dead, keys.dead_records], args=[limit])
+        return [
+            (job.decode(), record, payload or b"", (groups or b"").decode().split())
+            for job, record, payload, groups in rows
+        ]
+
+    async def dead_get(
+        self, keys: QueueKeys, job_id: str
+    ) -> tuple[str, bytes, bytes, list[str]] | None:
+        """One dead job's ``(job_id, encoded record, payload, groups)``, or None."""
+        row = await self._dead_get(keys=[keys.dead_records], args=[job_id])
+        if not row:
+            return None
+        record, payload, groups = row
+        return job_id, record, payload or b"", (groups or b"").decode().split()
+
+    async def revive(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
+        revived: int = await self._revive(
+            keys=[keys.stream, keys.dead, keys.dead_records], args=[keys.job_prefix, *job_ids]
+        )
+        return revived
+
+    async def purge_dead(self, keys: QueueKeys) -> int:
+        purged: int = await self._purge_dead(keys=[keys.dead, keys.dead_records])
+        return purged
+
+    async def register(
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        prefetch: int,
+        ttl_ms: int,
+        group_idle_ms: int,
+    ) -> int:
+        """Register (or renew, or with 0 remove) a consumer's prefetch in the window; mark its
+        group alive, to be removed after ``group_idle_ms`` without another mark."""
+        total: int = await self._register(
+            keys=[keys.stream, keys.staged, keys.window, keys.groups],
+            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group, group_idle_ms],
+        )
+        return total
+
+    async def cancel(self, keys: QueueKeys, job_id: str) -> bool:
+        cancelled = await self._cancel(
+            keys=[keys.stream, keys.staged, keys.delayed, keys.job(job_id)],
+            args=[job_id, keys.done(job_id), self._ttl],
+        )
+        return bool(cancelled)
+
+    async def recurring_set(
+        self, keys: QueueKeys, schedule_id: str, definition: bytes, first_run_ms: int
+    ) -> bool:
+        changed = await self._recurring_set(
+            keys=[keys.recurring, keys.recurring_defs],
+            args=[schedule_id, definition, first_run_ms, keys.wake],
+        )
+        return bool(changed)
+
+    async def recurring_cancel(self, keys: QueueKeys, schedule_id: str) -> bool:
+        removed = await self._recurring_cancel(
+            keys=[keys.recurring, keys.recurring_defs], args=[schedule_id]
+        )
+        return bool(removed)
+
+    async def recurring_due(
+        self, keys: QueueKeys, limit: int
+    ) -> tuple[int, float | None, list[DueSchedule]]:
+        """(server now in ms, seconds until the next later schedule or None, the due ones)."""
+        now_ms, wait_ms, rows = await self._recurring_due(
+            keys=[keys.recurring, keys.recurring_defs], args=[limit]
+        )
+        due = [DueSchedule(row[0].decode(), int(float(row[1])), row[2]) for row in rows]
+        return int(now_ms), (None if wait_ms < 0 else wait_ms / 1000), due
+
+    async def recurring_fire(
+        self, keys: QueueKeys, due: DueSchedule, next_ms: int, run: NewJob
+    ) -> bool:
+        """Enqueue one occurrence unless another scheduler already did; moves the schedule on."""
+        fired = await self._recurring_fire(
+            keys=[
+                keys.recurring, keys.recurring_defs, keys.stream, keys.staged, keys.staged_seq,
+                keys.window, keys.job(run.job_id),
+            ],
+            args=[
+                due.schedule_id, due.due_ms, next_ms, due.definition, run.job_id, run.payload,
+                repr(run.enqueued_at), run.priority,
+            ],
+        )  # fmt: skip
+        return bool(fired)
+
+    async def rate_limit(
+        self, keys: QueueKeys, group: str, wanted: int, limit: int, period_ms: int
+    ) -> tuple[int, float]:
+        """(starts granted, seconds until another may be granted)."""
+        granted, wait_ms = await self._rate_limit(
+            keys=[keys.rate_log_prefix + group, keys.rate_seq_prefix + group],
+            args=[wanted, limit, period_ms],
+        )
+        return int(granted), wait_ms / 1000

@@ -1,0 +1,202 @@
+"""MessagePack encoding of payloads, results and records, with encoders and decoders built once.
+
+A stream entry carries the job id (field ``j``) and an encoded :class:`Envelope` (field ``p``); the
+envelope holds the job's metadata and its data. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+import msgspec
+
+from ..errors import EncodeError
+
+__all__ = (
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_PRIORITY",
+    "Codec",
+    "DeadRecord",
+    "Envelope",
+    "RecurringDef",
+    "decode_result",
+    "encode_result",
+    "envelope_of",
+)
+
+T = TypeVar("T")
+
+_encoder = msgspec.msgpack.Encoder()
+_any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+
+
+#: The largest encoded job (``p``, the envelope: the data and ~20 bytes of metadata) that
+#: ``enqueue`` accepts and a consumer decodes, unless the manager's ``max_payload_bytes`` says
+#: otherwise.
+DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
+#: Priorities are kept exact in the staged set's scores (doubles) up to 2**20.
+MAX_PRIORITY = 1_000_000
+
+
+class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True):
+    enqueued_at: float
+    # Bounded like the API's arguments: an entry someone else wrote with, say, a negative retry
+    # count or a NaN timeout is refused at decoding (a dead letter naming the field).
+    priority: Annotated[int, msgspec.Meta(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] | None
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None
+    data: T
+
+
+_raw_envelope_decoder: msgspec.msgpack.Decoder[Envelope[msgspec.Raw]] = msgspec.msgpack.Decoder(
+    Envelope[msgspec.Raw]
+)
+
+
+class DeadRecord(msgspec.Struct, array_like=True, frozen=True):
+    """What the dead letters keep besides the payload (stored apart, so scripts can replay it)."""
+
+    job_id: str
+    error: str
+    attempts: int
+    failed_at: float
+
+
+_dead_record_decoder = msgspec.msgpack.Decoder(DeadRecord)
+
+
+class RecurringDef(msgspec.Struct, array_like=True, frozen=True):
+    """A recurring schedule as stored; the same arguments always encode to the same bytes."""
+
+    interval_ms: int | None
+    cron: str | None
+    tz: str | None
+    start_delay_ms: int
+    priority: int
+    #: The job's data, encoded (and checked against the queue's type) once.
+    data: msgspec.Raw
+
+
+_recurring_decoder = msgspec.msgpack.Decoder(RecurringDef)
+
+
+def encode_recurring(definition: RecurringDef) -> bytes:
+    return _encoder.encode(definition)
+
+
+def decode_recurring(raw: bytes) -> RecurringDef:
+    return _recurring_decoder.decode(raw)
+
+
+def envelope_of(data: msgspec.Raw, *, enqueued_at: float, priority: int) -> bytes:
+    """A payload around data that is already encoded (a recurring job's occurrence)."""
+    return _encoder.encode(Envelope(enqueued_at, priority, None, None, data))
+
+
+class Codec(Generic[T]):
+    """Encodes and validates one queue's payloads against its type and size limit."""
+
+    __slots__ = ("_decoder", "_validates", "max_payload_bytes", "queue", "type")
+
+    def __init__(
+        self, queue: str, type_: Any, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    ) -> None:
+        self.queue = queue
+        self.type = type_
+        self.max_payload_bytes = max_payload_bytes
+        try:
+            self._decoder: msgspec.msgpack.Decoder[Envelope[T]] = msgspec.msgpack.Decoder(
+                Envelope[type_]
+            )
+        except TypeError as exc:
+            raise EncodeError(
+                f"queue {queue!r}: type {type_!r} is not supported by msgspec ({exc});"
+                " use a msgspec.Struct, a dataclass, a TypedDict or a builtin type",
+                queue=queue,
+            ) from exc
+        self._validates = type_ is not Any
+
+    def encode(
+        self,
+        data: Any,
+        *,
+        enqueued_at: float,
+        priority: int = 0,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """A job's payload; raises :class:`EncodeError` if ``data`` does not fit the queue."""
+        envelope = Envelope(enqueued_at, priority, max_retries, timeout, data)
+        try:
+            payload = _encoder.encode(envelope)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodeError(
+                f"queue {self.queue!r}: cannot encode {type(data).__name__} data as MessagePack"
+                f" ({exc}); pass msgspec-encodable data (builtins, msgspec.Struct, dataclasses)",
+                queue=self.queue,
+            ) from exc
+        if len(payload) > self.max_payload_bytes:
+            raise EncodeError(
+                f"queue {self.queue!r}: the job is {len(payload):,} bytes encoded, over"
+                f" max_payload_bytes ({self.max_payload_bytes:,}); keep big data elsewhere (a"
+                " file, object storage) and enqueue a reference to it, or raise the"
+                " QueueManager's max_payload_bytes (on producers and consumers alike)",
+                queue=self.queue,
+            )
+        if self._validates:
+            # Decoding exactly as the consumer will is the only check that cannot drift from it.
+            try:
+                self._decoder.decode(payload)
+            except msgspec.ValidationError as exc:
+                raise EncodeError(
+                    f"queue {self.queue!r}: data is not a valid {_type_name(self.type)} ({exc});"
+                    " fix the data or the queue's type",
+                    queue=self.queue,
+                ) from exc
+        return payload
+
+    def encode_data(self, data: Any, priority: int = 0) -> msgspec.Raw:
+        """``data`` alone, encoded and checked like :meth:`encode` does (with the priority its
+        jobs will have: their payloads are then exactly the size checked here)."""
+        payload = self.encode(data, enqueued_at=0.0, priority=priority)
+        return _raw_envelope_decoder.decode(payload).data
+
+    def decode(self, payload: bytes) -> Envelope[T]:
+        """Raises ``msgspec.DecodeError`` (including ``ValidationError``) on a bad payload."""
+        return self._decoder.decode(payload)
+
+    def decode_data_or_raw(self, payload: bytes) -> Any:
+        """The job's data for inspection: decoded when possible, else the raw payload bytes
+        (always for one over the size limit: it may be anything)."""
+        envelope = self.decode_for_inspection(payload)
+        return payload if envelope is None else envelope.data
+
+    def decode_for_inspection(self, payload: bytes) -> Envelope[T] | None:
+        """The payload's envelope, or None when it cannot be decoded or is over the size limit
+        (it may be anything)."""
+        if len(payload) > self.max_payload_bytes:
+            return None
+        try:
+            return self._decoder.decode(payload)
+        except msgspec.DecodeError:
+            return None
+
+
+def encode_result(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode_result(raw: bytes | None) -> Any:
+    return None if raw is None else _any_decoder.decode(raw)
+
+
+def encode_dead_record(record: DeadRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_dead_record(raw: bytes) -> DeadRecord:
+    return _dead_record_decoder.decode(raw)
+
+
+def _type_name(type_: Any) -> str:
+    return getattr(type_, "__name__", repr(type_))

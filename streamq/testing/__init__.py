@@ -1,0 +1,1 @@
+"""Throwaway redis-server processes, a cluster and Sentinel, for tests and demos."""

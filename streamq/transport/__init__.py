@@ -1,0 +1,1 @@
+"""Connections to Redis: URLs, the pipelined lane, Redis Cluster, Sentinel, ACL errors."""

@@ -1,0 +1,84 @@
+"""A consumer's view of stream entries: what it holds, the checks of fields that anything may
+have written, and the queue of entries waiting for a worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.exceptions import ResponseError
+
+from ..validation import MAX_JOB_ID_LENGTH
+
+__all__ = ("BadEntry", "Held", "Inbox", "attempt_of", "group_gone", "job_id_of")
+
+
+def group_gone(exc: BaseException) -> bool:
+    """The group (or its whole stream) was destroyed: what it owed is gone with it."""
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+
+
+class BadEntry(ValueError):
+    """A stream entry streamq did not write (or that was tampered with): dead-lettered as is."""
+
+
+#: A recurring occurrence's id is its schedule's id and ``@due_ms``.
+_MAX_ENTRY_JOB_ID = MAX_JOB_ID_LENGTH + 32
+
+
+def job_id_of(raw: bytes | None) -> str:
+    if not raw:
+        raise BadEntry("the entry has no job id (field 'j')")
+    if len(raw) > 4 * _MAX_ENTRY_JOB_ID:  # UTF-8 takes at most 4 bytes a character
+        raise BadEntry(f"its job id (field 'j') is {len(raw):,} bytes long")
+    try:
+        job_id = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise BadEntry(f"its job id (field 'j') is not UTF-8 (UnicodeDecodeError: {exc})") from exc
+    if len(job_id) > _MAX_ENTRY_JOB_ID:
+        raise BadEntry(f"its job id (field 'j') has {len(job_id):,} characters")
+    return job_id
+
+
+def attempt_of(raw: bytes | None) -> int:
+    """Field ``a``: the attempt a retried job's entry starts at (absent: 1)."""
+    if raw is None:
+        return 1
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise BadEntry(f"its attempt number (field 'a') is {raw[:20]!r}, not an int >= 1")
+    return int(raw)
+
+
+class Held:
+    """An entry this consumer holds: read or reclaimed, and not yet finished."""
+
+    __slots__ = ("delivery_count", "entry_id", "fields", "finishing")
+
+    def __init__(self, entry_id: bytes, fields: dict[bytes, bytes], delivery_count: int) -> None:
+        self.entry_id = entry_id
+        self.fields = fields
+        self.delivery_count = delivery_count
+        #: Its completion is queued or on its way (it may be acknowledged any moment).
+        self.finishing = False
+
+
+class Inbox:
+    """Entries read and not yet started, for the workers.
+
+    An asyncio queue: much cheaper per entry than an anyio memory stream, and redis-py's
+    asyncio client ties the consumer to asyncio anyway. ``None`` tells a worker to finish.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Held | None] = asyncio.Queue()
+
+    def put(self, held: Held) -> None:
+        self._queue.put_nowait(held)
+
+    def close(self, workers: int) -> None:
+        for _ in range(workers):
+            self._queue.put_nowait(None)
+
+    async def get(self) -> Held | None:
+        return await self._queue.get()

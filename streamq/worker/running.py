@@ -1,0 +1,278 @@
+"""Running one entry a consumer holds: check and decode it, count its attempt, call the handler,
+then queue its completion or record its failure (a retry, or the dead letters); the hooks hear
+of each start, success and failure.
+
+The consumer loop (``consumer.py``) reads, holds and acknowledges entries; this is what happens
+to each one in between. The runner sees its consumer only through a :class:`ConsumerLink`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import anyio
+import msgspec
+from redis.exceptions import RedisError
+
+from ..job import Job
+from ..ops.hooks import JobEvent, call_hooks
+from ..store.scripts import Completion, Failure
+from ..store.serialization import DeadRecord, Envelope, encode_dead_record
+from .backoff import exponential
+from .entries import BadEntry, Held, attempt_of, group_gone, job_id_of
+from .invoke import Invoker
+
+if TYPE_CHECKING:
+    from ..client.queue import Handler
+    from ..store.scripts import Scripts
+    from .context import ConsumerContext
+    from .options import ConsumerOptions
+    from .outage import OutagePolicy
+
+__all__ = ("ConsumerLink", "Runner")
+
+log = logging.getLogger("streamq")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerLink:
+    """What a :class:`Runner` needs of the consumer whose entries it runs, and nothing more."""
+
+    #: The consumer's name in its group, and the group.
+    name: str
+    group: str
+    scripts: Scripts
+    #: Whether the consumer is stopping (an entry not yet started is then left to it).
+    stopping: Callable[[], bool]
+    #: Queue this completion for the consumer's next batch of acknowledgements.
+    queue_ack: Callable[[Completion], None]
+    #: The consumer is done with this held entry (its failure recorded, or left to be reclaimed).
+    forget: Callable[[Held], None]
+    #: A retry was staged: the scheduler looks again, it may be due soonest.
+    retry_staged: Callable[[], None]
+    #: The consumer's pauses and log lines after a Redis error.
+    outage: OutagePolicy
+
+
+class Runner(Generic[T]):
+    """Runs the entries of the consumer behind ``link`` (one call of :meth:`process` each)."""
+
+    def __init__(
+        self,
+        link: ConsumerLink,
+        context: ConsumerContext[T],
+        handler: Handler[T],
+        options: ConsumerOptions,
+    ) -> None:
+        self._link = link
+        self._queue = context.queue
+        self._options = options
+        self._invoker = Invoker(handler, options.concurrency, link.stopping)
+        #: Jobs that died with their consumer more than once run one at a time.
+        self._repeats = anyio.Lock()
+        self._codec = context.codec
+        self._keys = context.keys
+        self._hooks = context.hooks
+        self._group_bytes = link.group.encode()
+
+    async def process(self, held: Held) -> None:
+        fields = held.fields
+        target = fields.get(b"g")
+        if target is not None and target != self._group_bytes:
+            # A retry another group scheduled for itself: acknowledge it here without running.
+            held.finishing = True
+            self._link.queue_ack(Completion(held.entry_id, "", 0, b""))
+            return
+        payload = fields.get(b"p", b"")
+        job_id = f"entry-{held.entry_id.decode()}"
+        try:
+            # Entries may have been written by anything: each field is checked before use, and
+            # the payload's size before it is decoded.
+            job_id = job_id_of(fields.get(b"j"))
+            base_attempt = attempt_of(fields.get(b"a"))
+            if b"p" not in fields:
+                raise BadEntry("the entry has no payload (field 'p')")
+            limit = self._codec.max_payload_bytes
+            if len(payload) > limit:
+                raise BadEntry(
+                    f"its payload is {len(payload):,} bytes, over max_payload_bytes ({limit:,});"
+                    " not decoded"
+                )
+            envelope = self._codec.decode(payload)
+        except BadEntry as exc:
+            await self._fail(held, job_id, 1, f"bad entry {held.entry_id.decode()}: {exc}",
+                             payload, retry=False)  # fmt: skip
+            return
+        except msgspec.DecodeError as exc:
+            error = f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}: {exc}"
+            await self._fail(held, job_id, 1, error, payload, retry=False)
+            return
+
+        max_retries = self._options.max_retries
+        if envelope.max_retries is not None:
+            max_retries = envelope.max_retries
+        if held.delivery_count == 1:
+            await self._run(held, job_id, base_attempt, max_retries, envelope, payload)
+            return
+        # It came back from a consumer that died. A job that died with its consumer before
+        # waits for its turn: it may be what killed it, and what runs beside it would die too.
+        attempt, repeat = await self._rerun_attempt(held, job_id, base_attempt, first=True)
+        if repeat and attempt <= max_retries + 1:
+            async with self._repeats:
+                if self._link.stopping():
+                    return  # never started: handed back to the group by the consumer
+                attempt, _ = await self._rerun_attempt(held, job_id, base_attempt, first=False)
+                if attempt <= max_retries + 1:
+                    await self._run(held, job_id, attempt, max_retries, envelope, payload)
+                    return
+        elif attempt <= max_retries + 1:
+            await self._run(held, job_id, attempt, max_retries, envelope, payload)
+            return
+        error = (
+            f"delivered {held.delivery_count} times without finishing: the consumer running it"
+            f" died each time it started ({attempt - 1} times, max_retries={max_retries})"
+        )
+        await self._fail(
+            held, job_id, attempt - 1, error, payload, retry=False,
+            max_retries=max_retries, enqueued_at=envelope.enqueued_at,
+        )  # fmt: skip
+
+    async def _rerun_attempt(
+        self, held: Held, job_id: str, base_attempt: int, *, first: bool
+    ) -> tuple[int, bool]:
+        """The attempt a redelivered entry's run is, counted by its starts (recorded in Redis
+        before each run after the first), not its deliveries: a delivery that never started
+        (read ahead, or waiting for its turn, when the consumer died) is no attempt. Counts
+        the start about to happen, unless ``first`` and the job is a repeat (it already died in
+        a counted run): then also True, and it is counted once it is its turn."""
+        link = self._link
+        try:
+            before = await link.scripts.rerun(
+                self._keys, link.group, held.entry_id, job_id, count_repeat=not first
+            )
+        except (RedisError, OSError) as exc:
+            before = -1
+            log.warning("consumer %s: could not count the starts of job %s (%s); counting its"
+                        " deliveries", link.name, job_id, exc)  # fmt: skip
+        if before < 0:  # no record to count in: deliveries bound the starts
+            return base_attempt + held.delivery_count - 1, held.delivery_count > 2
+        return base_attempt + 1 + before, before > 0
+
+    async def _run(
+        self,
+        held: Held,
+        job_id: str,
+        attempt: int,
+        max_retries: int,
+        envelope: Envelope[T],
+        payload: bytes,
+    ) -> None:
+        job = Job(
+            id=job_id,
+            data=envelope.data,
+            queue=self._queue.name,
+            attempt=attempt,
+            max_retries=max_retries,
+            priority=envelope.priority,
+            enqueued_at=envelope.enqueued_at,
+        )
+        timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
+        if hooks := self._hooks():
+            event = self._event(job_id, attempt, max_retries, job.enqueued_at)
+            call_hooks(hooks, "on_start", event)
+        started = time.perf_counter()
+        result, error = await self._invoker.run(job, timeout)
+        if error is not None:
+            await self._fail(
+                held, job_id, attempt, error, payload, retry=attempt <= max_retries,
+                max_retries=max_retries, enqueued_at=job.enqueued_at,
+                duration=time.perf_counter() - started,
+            )  # fmt: skip
+            return
+        held.finishing = True
+        self._link.queue_ack(Completion(held.entry_id, job_id, attempt, result))
+        if hooks := self._hooks():
+            event = self._event(job_id, attempt, max_retries, job.enqueued_at,
+                                duration=time.perf_counter() - started)  # fmt: skip
+            call_hooks(hooks, "on_success", event)
+
+    def _event(
+        self, job_id: str, attempt: int, max_retries: int, enqueued_at: float, *,
+        duration: float | None = None, error: str | None = None, retry_in: float | None = None,
+    ) -> JobEvent:  # fmt: skip
+        link = self._link
+        return JobEvent(
+            queue=self._queue.name, group=link.group, consumer=link.name, job_id=job_id,
+            attempt=attempt, max_retries=max_retries, enqueued_at=enqueued_at,
+            duration=duration, error=error, retry_in=retry_in,
+        )  # fmt: skip
+
+    async def _fail(
+        self,
+        held: Held,
+        job_id: str,
+        attempt: int,
+        error: str,
+        payload: bytes,
+        retry: bool,
+        *,
+        max_retries: int | None = None,
+        enqueued_at: float = 0.0,
+        duration: float | None = None,
+    ) -> None:
+        link = self._link
+        held.finishing = True
+        retry_in = self._backoff(attempt) if retry else None
+        failed_at = time.time()
+        record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at))
+        failure = Failure(
+            held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
+        )
+        context = {"queue": self._queue.name, "group": link.group, "job_id": job_id,
+                   "attempt": attempt, "error": error, "retry_in": retry_in}  # fmt: skip
+        if retry_in is None:
+            log.error("job %r of queue %r failed for good on attempt %d, dead-lettered: %s",
+                      job_id, self._queue.name, attempt, error, extra=context)  # fmt: skip
+        else:
+            log.warning("job %r of queue %r failed on attempt %d, retrying in %.2fs: %s",
+                        job_id, self._queue.name, attempt, retry_in, error,
+                        extra=context)  # fmt: skip
+        if hooks := self._hooks():
+            max_retries = self._options.max_retries if max_retries is None else max_retries
+            event = self._event(job_id, attempt, max_retries, enqueued_at, duration=duration,
+                                error=error, retry_in=retry_in)  # fmt: skip
+            call_hooks(hooks, "on_failure", event)
+        errors = 0
+        while True:
+            try:
+                await link.scripts.fail(self._keys, link.group, link.name, failure)
+                break
+            except (RedisError, OSError) as exc:
+                # Not when the group is gone: what it owed (this entry) went with it.
+                if not group_gone(exc) and link.outage.another_try(exc, errors):
+                    errors = await link.outage.pause(exc, errors, "record a failure")
+                    continue
+                # Left pending (if the group still exists): reclaimed after the timeout.
+                log.error("consumer %s: could not record the failure of job %r: %s",
+                          link.name, job_id, exc)  # fmt: skip
+                break
+        link.forget(held)
+        if retry_in is not None:
+            link.retry_staged()
+
+    def _backoff(self, attempt: int) -> float:
+        try:
+            delay = float(self._options.backoff(attempt))
+            if not math.isfinite(delay) or delay < 0:
+                raise ValueError(f"returned {delay!r}, not seconds >= 0")
+        except Exception as exc:
+            log.error("consumer %s: the backoff callable failed (%s); using the default",
+                      self._link.name, exc)  # fmt: skip
+            return exponential(attempt)
+        return delay

@@ -1,0 +1,191 @@
+"""``python -m streamq info | jobs | watch | enqueue | dead | recurring`` against a real Redis:
+their output, their JSON and their exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+from click.testing import CliRunner, Result
+
+import streamq
+from streamq.ops.cli import main
+from streamq.testing.localserver import LocalRedis
+
+pytestmark = [pytest.mark.timeout(60)]
+
+
+class Cli:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+
+    def __call__(self, *args: str, code: int = 0) -> Result:
+        result = CliRunner().invoke(
+            main, [*args, "--prefix", self.prefix], env={"STREAMQ_REDIS_URL": self.url}
+        )
+        assert result.exit_code == code, (result.output, result.exception)
+        if code == 0:
+            assert result.exception is None
+        else:  # a clean error, never a traceback
+            assert isinstance(result.exception, SystemExit), result.exception
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").output)
+
+    def setup(self, steps: Callable[[streamq.QueueManager], Awaitable[None]]) -> None:
+        async def run() -> None:
+            async with streamq.QueueManager(self.url, prefix=self.prefix) as qm:
+                await steps(qm)
+
+        anyio.run(run)
+
+
+@pytest.fixture
+def cli(server: LocalRedis, prefix: str) -> Cli:
+    return Cli(server.url, prefix)
+
+
+async def _dead_letters(qm: streamq.QueueManager) -> None:
+    """Two jobs of ``mail`` in the dead letters, one waiting, one delayed."""
+    queue = qm.get_queue("mail")
+
+    async def fail(job: streamq.Job[Any]) -> None:
+        raise ValueError(f"bad address {job.data['to']}")
+
+    consumer = await queue.consume(fail, max_retries=0)
+    ids = [await queue.enqueue({"to": to}, job_id=to) for to in ("x@bad", "y@bad")]
+    for job_id in ids:
+        with pytest.raises(streamq.JobFailed):
+            await queue.wait_for(job_id, timeout=10)
+    await consumer.stop()
+    await queue.enqueue({"to": "z@ok"}, job_id="z")
+    await queue.enqueue({"to": "later"}, job_id="later", start_delay=600)
+
+
+def test_info_lists_every_queue_with_its_counts_and_groups(cli: Cli) -> None:
+    assert "no queues yet" in cli("info").output
+    cli.setup(_dead_letters)
+    cli("enqueue", "other", '"hello"')
+    table = cli("info").output
+    assert "mail" in table and "other" in table and "Consumer groups" in table
+    [mail, other] = cli.json("info")
+    assert (mail["name"], other["name"]) == ("mail", "other")
+    assert {k: mail["stats"][k] for k in ("waiting", "delayed", "dead", "completed")} == {
+        "waiting": 1, "delayed": 1, "dead": 2, "completed": 0,
+    }  # fmt: skip
+    assert [(g["name"], g["pending"]) for g in mail["groups"]] == [("mail", 0)]
+    assert other["stats"]["waiting"] == 1 and other["groups"] == []
+    assert [q["name"] for q in cli.json("info", "other")] == ["other"]
+
+
+def test_jobs_lists_a_queues_jobs_by_state(cli: Cli) -> None:
+    cli.setup(_dead_letters)
+    [waiting] = cli.json("jobs", "mail")
+    assert (waiting["id"], waiting["data"], waiting["state"]) == ("z", {"to": "z@ok"}, "waiting")
+    [delayed] = cli.json("jobs", "mail", "--state", "delayed")
+    assert delayed["id"] == "later" and delayed["due_at"] > delayed["enqueued_at"] + 590
+    assert "later" in cli("jobs", "mail", "-s", "delayed").output
+
+
+def test_dead_letters_listed_shown_retried_and_purged(cli: Cli) -> None:
+    cli.setup(_dead_letters)
+    letters = cli.json("dead", "list", "mail")
+    assert [(d["job_id"], d["attempts"]) for d in letters] == [("x@bad", 1), ("y@bad", 1)]
+    assert "ValueError: bad address x@bad" in letters[0]["error"]
+    assert "ValueError: bad address y@bad" in cli("dead", "list", "mail").output
+
+    shown = cli("dead", "show", "mail", "x@bad").output
+    assert "ValueError: bad address x@bad" in shown and '{"to":"x@bad"}' in shown
+    assert cli.json("dead", "show", "mail", "y@bad")["job_id"] == "y@bad"
+    assert "no dead letter 'nope'" in cli("dead", "show", "mail", "nope", code=1).output
+
+    assert cli("dead", "retry", "mail", "x@bad").output == "retried 1 dead job of 'mail'\n"
+    assert "no dead letter 'x@bad'" in cli("dead", "retry", "mail", "x@bad", code=1).output
+    assert [d["job_id"] for d in cli.json("dead", "list", "mail")] == ["y@bad"]
+    assert {j["id"] for j in cli.json("jobs", "mail")} == {"x@bad", "z"}
+
+    assert "pass --yes" in cli("dead", "purge", "mail", code=2).output
+    assert cli.json("dead", "purge", "mail", "--yes") == {"queue": "mail", "purged": 1}
+    assert cli.json("dead", "list", "mail") == []
+    assert "JOB_ID or --all" in cli("dead", "retry", "mail", code=2).output
+
+
+def test_dead_retry_all(cli: Cli) -> None:
+    cli.setup(_dead_letters)
+    assert cli.json("dead", "retry", "mail", "--all") == {"queue": "mail", "retried": 2}
+    assert cli.json("info", "mail")[0]["stats"]["dead"] == 0
+
+
+def test_enqueue_adds_a_job_with_json_data(cli: Cli) -> None:
+    job_id = cli("enqueue", "jobs", '{"n": 1}').output.strip()
+    assert cli.json("enqueue", "jobs", "[1, 2]", "--job-id", "fixed", "--priority", "4") == {
+        "queue": "jobs", "job_id": "fixed",
+    }  # fmt: skip
+    cli("enqueue", "jobs", '"later"', "--delay", "60")
+    listed = cli.json("jobs", "jobs")
+    assert [(j["id"], j["data"], j["priority"]) for j in listed] == [
+        ("fixed", [1, 2], 4), (job_id, {"n": 1}, 0),
+    ]  # fmt: skip
+    assert cli.json("jobs", "jobs", "--state", "delayed")[0]["data"] == "later"
+
+
+def test_recurring_list(cli: Cli) -> None:
+    async def schedule(qm: streamq.QueueManager) -> None:
+        queue = qm.get_queue("reports")
+        await queue.schedule_recurring("daily", {"kind": "sales"}, cron="0 6 * * *")
+        await queue.schedule_recurring("pulse", "p", 30)
+
+    cli.setup(schedule)
+    listed = cli.json("recurring", "list", "reports")
+    assert [(s["job_id"], s["cron"], s["interval_seconds"]) for s in listed] == [
+        ("pulse", None, 30.0), ("daily", "0 6 * * *", None),
+    ]  # fmt: skip
+    table = cli("recurring", "list", "reports").output
+    assert "cron 0 6 * * * (UTC)" in table and "30s" in table
+
+
+def test_watch_refreshes(cli: Cli) -> None:
+    cli("enqueue", "w", "1")
+    lines = cli("watch", "--count", "3", "--interval", "0.1", "--json").output.splitlines()
+    snapshots = [json.loads(line) for line in lines]
+    assert [s["queues"][0]["stats"]["waiting"] for s in snapshots] == [1, 1, 1]
+    assert snapshots[0]["at"] < snapshots[1]["at"] < snapshots[2]["at"]
+    assert cli("watch", "--count", "2", "--interval", "0.1").output.count("Queues") == 2
+
+
+def test_errors_are_one_clear_line(cli: Cli) -> None:
+    assert "unknown queue 'nope'" in cli("info", "nope", code=1).output
+    assert "unknown queue 'nope'" in cli("dead", "list", "nope", code=1).output
+    assert "JSON is malformed" in cli("enqueue", "q", "{oops", code=2).output
+    assert "braces" in cli("enqueue", "bad{name}", "1", code=1).output
+    assert "No such option '--bogus'" in cli("info", "--bogus", code=2).output
+    assert "'dead'" in cli("jobs", "q", "--state", "dead", code=2).output
+
+
+def test_a_wrong_url_is_one_line_without_a_traceback() -> None:
+    """A real process: what a user sees, exit status and all."""
+    for command in (["info"], ["dead", "list", "q"], ["enqueue", "q", "1"], ["watch"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "streamq", *command, "--url", "redis://127.0.0.1:1/0"],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 1, done
+        assert done.stderr.startswith("Error: cannot connect to Redis at redis://127.0.0.1:1/0")
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_every_command_has_help() -> None:
+    commands = [["worker"], ["info"], ["jobs"], ["watch"], ["enqueue"], ["dead"],
+                ["dead", "list"], ["dead", "show"], ["dead", "retry"], ["dead", "purge"],
+                ["recurring"], ["recurring", "list"]]  # fmt: skip
+    for command in commands:
+        result = CliRunner().invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "Usage:" in result.output and "Show this message and exit." in result.output

@@ -1,0 +1,291 @@
+"""Failures: retries with backoff, timeouts, the dead letters and replaying them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import streamq
+
+from ..helpers import wait_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
+
+
+async def test_failing_job_runs_max_retries_plus_one_times_then_is_dead_and_replayable(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    attempts: list[int] = []
+    healthy = False
+
+    async def handle(job: streamq.Job[Any]) -> str:
+        attempts.append(job.attempt)
+        if not healthy:
+            raise RuntimeError(f"downstream is down (attempt {job.attempt})")
+        return "sent"
+
+    await queue.consume(handle, max_retries=2, backoff=0.01)
+    job_id = await queue.enqueue({"to": "a@example.com"})
+    with pytest.raises(streamq.JobFailed, match=r"RuntimeError: downstream is down \(attempt 3\)"):
+        await queue.wait_for(job_id, timeout=10)
+    assert attempts == [1, 2, 3]
+
+    (dead,) = await queue.dead_letters()
+    assert dead.job_id == job_id
+    assert dead.data == {"to": "a@example.com"}
+    assert dead.error == "RuntimeError: downstream is down (attempt 3)"
+    assert dead.attempts == 3
+    assert dead.groups == (queue_name,)
+    info = await queue.get_job(job_id)
+    assert info is not None and info.state == "dead" and info.attempts == 3
+    stats = await queue.stats()
+    assert (stats.dead, stats.retrying) == (1, 0)
+
+    healthy = True
+    assert await queue.retry_dead(job_id) == 1
+    assert await queue.wait_for(job_id, timeout=10) == "sent"
+    assert attempts == [1, 2, 3, 1], "a replayed job starts with fresh attempts"
+    assert await queue.dead_letters() == []
+    assert await queue.retry_dead(job_id) == 0
+
+
+async def test_max_retries_zero_means_one_attempt(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    attempts: list[int] = []
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        attempts.append(job.attempt)
+        raise ValueError("no")
+
+    await queue.consume(handle, max_retries=0, backoff=0.01)
+    job_id = await queue.enqueue(1)
+    with pytest.raises(streamq.JobFailed):
+        await queue.wait_for(job_id, timeout=5)
+    assert attempts == [1]
+
+
+async def test_per_job_max_retries_overrides_the_consumer(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    attempts: list[int] = []
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        attempts.append(job.attempt)
+        assert job.max_retries == 1
+        raise ValueError("no")
+
+    await queue.consume(handle, max_retries=5, backoff=0.01)
+    job_id = await queue.enqueue(1, max_retries=1)
+    with pytest.raises(streamq.JobFailed):
+        await queue.wait_for(job_id, timeout=5)
+    assert attempts == [1, 2]
+
+
+async def test_handler_past_its_timeout_fails_the_attempt(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    attempts: list[int] = []
+
+    async def handle(job: streamq.Job[Any]) -> str:
+        attempts.append(job.attempt)
+        if job.attempt == 1:
+            await anyio.sleep(30)
+        return "fast enough"
+
+    await queue.consume(handle, timeout=0.2, max_retries=1, backoff=0.01)
+    job_id = await queue.enqueue(1)
+    with anyio.fail_after(10):
+        assert await queue.wait_for(job_id) == "fast enough"
+    assert attempts == [1, 2]
+
+
+async def test_per_job_timeout_and_its_error(qm: streamq.QueueManager, queue_name: str) -> None:
+    queue = qm.get_queue(queue_name)
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        await anyio.sleep(30)
+
+    await queue.consume(handle, max_retries=0)
+    job_id = await queue.enqueue(1, timeout=0.1)
+    with pytest.raises(streamq.JobFailed, match=r"ran past its 0\.1s timeout"):
+        await queue.wait_for(job_id, timeout=10)
+
+
+async def test_backoff_callable_gets_the_failed_attempt(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    asked: list[int] = []
+
+    def backoff(attempt: int) -> float:
+        asked.append(attempt)
+        return 0.01
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        raise ValueError("no")
+
+    await queue.consume(handle, max_retries=3, backoff=backoff)
+    with pytest.raises(streamq.JobFailed):
+        await queue.wait_for(await queue.enqueue(1), timeout=10)
+    assert asked == [1, 2, 3]
+
+
+async def test_a_retry_waits_for_its_backoff(qm: streamq.QueueManager, queue_name: str) -> None:
+    queue = qm.get_queue(queue_name)
+    started: list[float] = []
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        started.append(anyio.current_time())
+        if job.attempt == 1:
+            raise ValueError("once")
+
+    await queue.consume(handle, max_retries=1, backoff=0.5)
+    job_id = await queue.enqueue(1)
+    await wait_until(lambda: _is_retrying(queue, job_id), what="the retry to be scheduled")
+    assert (await queue.stats()).retrying == 1
+    await queue.wait_for(job_id, timeout=10)
+    assert 0.45 <= started[1] - started[0] < 1.5
+
+
+async def _is_retrying(queue: streamq.Queue[Any], job_id: str) -> bool:
+    info = await queue.get_job(job_id)
+    return info is not None and info.state == "retrying"
+
+
+async def test_result_that_cannot_be_encoded_fails_the_attempt(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+
+    async def handle(job: streamq.Job[Any]) -> object:
+        return object()
+
+    await queue.consume(handle, max_retries=0)
+    job_id = await queue.enqueue(1)
+    with pytest.raises(streamq.JobFailed, match="cannot be encoded"):
+        await queue.wait_for(job_id, timeout=5)
+
+
+async def test_retry_all_dead_and_purge(qm: streamq.QueueManager, queue_name: str) -> None:
+    queue = qm.get_queue(queue_name)
+    healthy = False
+    done: list[int] = []
+
+    async def handle(job: streamq.Job[int]) -> None:
+        if not healthy:
+            raise ValueError("no")
+        done.append(job.data)
+
+    consumer = await queue.consume(handle, max_retries=0)
+    ids = await queue.enqueue_many(range(5))
+    for job_id in ids:
+        with pytest.raises(streamq.JobFailed):
+            await queue.wait_for(job_id, timeout=5)
+    first_three = await queue.dead_letters(limit=3)
+    everything = await queue.dead_letters()
+    assert [d.job_id for d in first_three] == [d.job_id for d in everything[:3]]
+    assert sorted(d.job_id for d in everything) == sorted(ids)
+    failed_at = [d.failed_at for d in everything]
+    assert failed_at == sorted(failed_at), "oldest failure first"
+
+    healthy = True
+    assert await queue.retry_dead() == 5
+    await wait_until(lambda: len(done) == 5, what="replayed jobs")
+    assert sorted(done) == list(range(5))
+
+    healthy = False
+    failing = await queue.enqueue(9)
+    with pytest.raises(streamq.JobFailed):
+        await queue.wait_for(failing, timeout=5)
+    assert await queue.purge_dead() == 1
+    assert await queue.dead_letters() == []
+    assert (await queue.stats()).dead == 0
+    await consumer.stop()
+
+
+async def test_failures_in_broadcast_groups_retry_only_in_their_group(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    runs: dict[str, list[int]] = {"ok": [], "flaky": []}
+    ok_seen: list[str] = []
+
+    async def ok(job: streamq.Job[Any]) -> None:
+        runs["ok"].append(job.attempt)
+        ok_seen.append(job.data)
+
+    async def flaky(job: streamq.Job[Any]) -> None:
+        runs["flaky"].append(job.attempt)
+        if job.attempt < 3:
+            raise ValueError("not yet")
+
+    await queue.consume(ok, consumer_group="ok", backoff=0.01)
+    await queue.consume(flaky, consumer_group="flaky", backoff=0.01)
+    await queue.enqueue("x")
+    await wait_until(lambda: runs["flaky"] == [1, 2, 3], what="three flaky attempts")
+    # Entries reach a group in stream order: once "ok" saw this sentinel, it saw the retries.
+    await queue.enqueue("sentinel")
+    await wait_until(lambda: "sentinel" in ok_seen, what="the sentinel")
+    assert ok_seen == ["x", "sentinel"]
+
+
+async def test_dead_letters_of_several_groups_are_replayed_to_those_groups(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    healthy = False
+    runs: dict[str, int] = {"a": 0, "b": 0, "fine": 0}
+    fine_seen: list[str] = []
+
+    def handler(group: str) -> Any:
+        async def handle(job: streamq.Job[Any]) -> None:
+            if job.data == "sentinel":
+                fine_seen.append(job.data)
+                return
+            runs[group] += 1
+            if group != "fine" and not healthy:
+                raise ValueError(f"{group} failed")
+
+        return handle
+
+    for group in runs:
+        await queue.consume(handler(group), consumer_group=group, max_retries=0)
+    job_id = await queue.enqueue("x")
+    await wait_until(lambda: all(runs.values()), what="all groups ran")
+    await wait_until(lambda: _dead_in(queue, {"a", "b"}), what="dead in a and b")
+    healthy = True
+    assert await queue.retry_dead(job_id) == 1
+    await wait_until(lambda: runs["a"] == 2 and runs["b"] == 2, what="replay in a and b")
+    await queue.enqueue("sentinel")
+    await wait_until(lambda: len(fine_seen) == 3, what="the sentinel in every group")
+    assert runs["fine"] == 1
+
+
+async def _dead_in(queue: streamq.Queue[Any], groups: set[str]) -> bool:
+    letters = await queue.dead_letters()
+    return len(letters) == 1 and set(letters[0].groups) == groups
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"timeout": 0}, "timeout"),
+        ({"visibility_timeout": -1}, "visibility_timeout"),
+        ({"backoff": -1}, "backoff"),
+        ({"consumer_group": "has space"}, "consumer group"),
+    ],
+)
+async def test_bad_consumer_options(
+    qm: streamq.QueueManager, queue_name: str, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await qm.get_queue(queue_name).consume(lambda job: None, **options)
