@@ -18,16 +18,33 @@ from playwright.async_api import Browser, async_playwright
 __all__ = ("CHROMIUM", "chromium", "dashboard")
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @contextlib.asynccontextmanager
 async def dashboard(url: str, prefix: str, *args: str) -> AsyncIterator[str]:
     """``python -m streamq dashboard --port 0`` in a subprocess: yields the address it printed;
     stopped with SIGTERM, and it must exit cleanly."""
-    command = [sys.executable, "-m", "streamq", "dashboard", "--port", "0", "--url", url,
-               "--prefix", prefix, *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "streamq",
+        "dashboard",
+        "--port",
+        "0",
+        "--url",
+        url,
+        "--prefix",
+        prefix,
+        *args,
+    ]
     async with await anyio.open_process(command) as process:
         assert process.stdout is not None
         printed = ""

@@ -19,9 +19,16 @@ from streamq.testing.localserver import LocalRedis
 from .helpers import wait_until
 
 __all__ = (
-    "ROOT", "Workers", "alive", "anyio_backend", "children", "exited", "producer", "redis_url",
+    "ROOT",
+    "Workers",
+    "alive",
+    "anyio_backend",
+    "children",
+    "exited",
+    "producer",
+    "redis_url",
     "workers",
-)  # fmt: skip
+)
 
 ROOT = Path(__file__).parent.parent
 
@@ -38,10 +45,13 @@ class Workers:
         with self._log_path(len(self.started)).open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "streamq", "worker", *args],
-                cwd=ROOT, env={**os.environ, "STREAMQ_REDIS_URL": self.redis_url},
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, "STREAMQ_REDIS_URL": self.redis_url},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=new_session,
-            )  # fmt: skip
+            )
         self.started.append(process)
         return process
 

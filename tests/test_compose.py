@@ -86,9 +86,14 @@ def strings(value: Any) -> Iterator[str]:
 
 def test_the_services_are_there() -> None:
     assert set(SERVICES) == {
-        "redis", *NODES, "redis-cluster-init", "producer", "worker", "producer-cluster",
+        "redis",
+        *NODES,
+        "redis-cluster-init",
+        "producer",
+        "worker",
+        "producer-cluster",
         "worker-cluster",
-    }  # fmt: skip
+    }
     for name in ["redis", *NODES, "redis-cluster-init"]:
         assert re.fullmatch(r"redis:7(\.\d+)*", SERVICES[name]["image"]), name  # hostnames: 7.0+
 
@@ -136,9 +141,18 @@ def test_the_app_services_run_the_example_on_one_queue_per_pair() -> None:
         assert options.command == "produce"
         queue = flag(produce, "--queue")
         assert args(worker) == [
-            "python", "-m", "streamq", "worker", "streamq.example:handle", "--queue", queue,
-            "--processes", "2", "--concurrency", "8",
-        ]  # fmt: skip
+            "python",
+            "-m",
+            "streamq",
+            "worker",
+            "streamq.example:handle",
+            "--queue",
+            queue,
+            "--processes",
+            "2",
+            "--concurrency",
+            "8",
+        ]
         url = SERVICES[producer]["environment"]["STREAMQ_REDIS_URL"]
         assert SERVICES[worker]["environment"]["STREAMQ_REDIS_URL"] == url
     assert SERVICES["producer"]["environment"]["STREAMQ_REDIS_URL"] == "redis://redis:6379/0"
@@ -237,8 +251,10 @@ def test_the_redis_command_starts_a_server_with_those_settings() -> None:
         redis.Redis.from_url(server.url, decode_responses=True) as client,
     ):
         for setting, value in [
-            ("appendonly", "yes"), ("appendfsync", "always"), ("maxmemory-policy", "noeviction"),
-        ]:  # fmt: skip
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+            ("maxmemory-policy", "noeviction"),
+        ]:
             assert client.config_get(setting) == {setting: value}
 
 
@@ -259,9 +275,13 @@ def run_init_script(cluster_addresses: dict[str, str]) -> subprocess.CompletedPr
     nodes = " ".join(cluster_addresses[a] for a in init["environment"]["NODES"].split())
     return subprocess.run(
         [*init["entrypoint"], init_script()],
-        env={**os.environ, "NODES": nodes}, capture_output=True, text=True, timeout=90,
-        stdin=subprocess.DEVNULL, check=False,
-    )  # fmt: skip
+        env={**os.environ, "NODES": nodes},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -312,8 +332,9 @@ async def run_producer(url: str, *argv: str) -> subprocess.CompletedProcess[byte
     """The producer as the compose services run it: the URL from the environment."""
     return await anyio.run_process(
         [sys.executable, "-m", "streamq.example", "produce", *argv],
-        env={**os.environ, "STREAMQ_REDIS_URL": url}, check=False,
-    )  # fmt: skip
+        env={**os.environ, "STREAMQ_REDIS_URL": url},
+        check=False,
+    )
 
 
 @pytest.mark.anyio

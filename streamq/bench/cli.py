@@ -75,15 +75,29 @@ def show(report: dict[str, Any], console: Console) -> None:
         + (" · with PrometheusMetrics" if env.get("metrics") else "")
     )
     table = Table(title="streamq benchmark (medians)")
-    for column in ("scenario", "what", "jobs", "jobs/s", "Redis µs/job", "cmds/job",
-                   "round trips/job", "details"):  # fmt: skip
+    for column in (
+        "scenario",
+        "what",
+        "jobs",
+        "jobs/s",
+        "Redis µs/job",
+        "cmds/job",
+        "round trips/job",
+        "details",
+    ):
         table.add_column(column, justify="left" if column in ("scenario", "what") else "right")
     for r in report["results"]:
         details = "  ".join(f"{k} {v:.2f}" for k, v in r["extra"].items())
         table.add_row(
-            r["scenario"], r["label"], f"{r['jobs']:,}", f"{r['rate']:,.0f}",
-            f"{r['redis_cpu_us']:.1f}", f"{r['commands']:.2f}", f"{r['round_trips']:.3f}", details,
-        )  # fmt: skip
+            r["scenario"],
+            r["label"],
+            f"{r['jobs']:,}",
+            f"{r['rate']:,.0f}",
+            f"{r['redis_cpu_us']:.1f}",
+            f"{r['commands']:.2f}",
+            f"{r['round_trips']:.3f}",
+            details,
+        )
     console.print(table)
     if any("primaries" in r for r in report["results"]):
         console.print(_primaries_table(report["results"]))
@@ -92,16 +106,31 @@ def show(report: dict[str, Any], console: Console) -> None:
 def _primaries_table(results: list[dict[str, Any]]) -> Table:
     """The shards rows, primary by primary (per job of that primary's queues)."""
     table = Table(title="shards: per primary")
-    for column in ("what", "primary", "queues", "jobs", "CPU % of a core", "Redis µs/job",
-                   "cmds/job", "round trips/job", "replicas µs/job"):  # fmt: skip
+    for column in (
+        "what",
+        "primary",
+        "queues",
+        "jobs",
+        "CPU % of a core",
+        "Redis µs/job",
+        "cmds/job",
+        "round trips/job",
+        "replicas µs/job",
+    ):
         table.add_column(column, justify="left" if column in ("what", "primary") else "right")
     for r in results:
         for p in r.get("primaries", ()):
             table.add_row(
-                r["label"], p["primary"], str(len(p["queues"])), f"{p['jobs']:,}",
-                f"{p['cpu_pct']:.0f}", f"{p['redis_cpu_us']:.1f}", f"{p['commands']:.2f}",
-                f"{p['round_trips']:.3f}", f"{p['replicas_cpu_us']:.1f}" if p["replicas"] else "-",
-            )  # fmt: skip
+                r["label"],
+                p["primary"],
+                str(len(p["queues"])),
+                f"{p['jobs']:,}",
+                f"{p['cpu_pct']:.0f}",
+                f"{p['redis_cpu_us']:.1f}",
+                f"{p['commands']:.2f}",
+                f"{p['round_trips']:.3f}",
+                f"{p['replicas_cpu_us']:.1f}" if p["replicas"] else "-",
+            )
     return table
 
 
@@ -110,8 +139,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m streamq.bench",
         description="Measure streamq's throughput and latency against a real Redis.",
     )
-    parser.add_argument("--url", help="Redis URL (default: $STREAMQ_REDIS_URL, else a "
-                        "throwaway local redis-server)")  # fmt: skip
+    parser.add_argument(
+        "--url", help="Redis URL (default: $STREAMQ_REDIS_URL, else a throwaway local redis-server)"
+    )
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -119,14 +149,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " redis+cluster:// URL, else a throwaway local cluster (3 primaries, 1 replica each);"
         f" default scenarios {', '.join(CLUSTER_SCENARIOS)}",
     )
-    parser.add_argument("--cluster-replicas", type=int, default=1, metavar="N",
-                        help="replicas per primary of the throwaway cluster (default 1;"
-                        " 0 leaves replication's cost out)")  # fmt: skip
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
-                        help="scenario to run (repeatable; default: all but memory and shards;"
-                        " shards needs --cluster)")  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=20_000,
-                        help="jobs per scenario (shards: per queue)")  # fmt: skip
+    parser.add_argument(
+        "--cluster-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replicas per primary of the throwaway cluster (default 1;"
+        " 0 leaves replication's cost out)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=SCENARIOS,
+        help="scenario to run (repeatable; default: all but memory and shards;"
+        " shards needs --cluster)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=20_000, help="jobs per scenario (shards: per queue)"
+    )
     parser.add_argument("--concurrency", type=int, default=10, help="consumer concurrency")
     parser.add_argument(
         "--processes",
@@ -134,18 +174,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="also drain with this many worker processes (process and shards scenarios)",
     )
-    parser.add_argument("--worker", nargs=3, metavar=("URL", "QUEUES", "CONCURRENCY"),
-                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("URL", "QUEUES", "CONCURRENCY"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--producers", type=int, default=8, help="concurrent producers")
     parser.add_argument("--rate", type=float, default=400.0, help="offered jobs/s (latency)")
     parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (median)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--metrics", action="store_true",
-                        help="attach streamq.ops.metrics.PrometheusMetrics to every manager (in"
-                        " this process), to see what the metrics cost")  # fmt: skip
-    parser.add_argument("--no-uvloop", dest="uvloop", action="store_false",
-                        help="plain asyncio instead of uvloop")  # fmt: skip
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="attach streamq.ops.metrics.PrometheusMetrics to every manager (in"
+        " this process), to see what the metrics cost",
+    )
+    parser.add_argument(
+        "--no-uvloop", dest="uvloop", action="store_false", help="plain asyncio instead of uvloop"
+    )
     args = parser.parse_args(argv)
     found = os.environ.get("STREAMQ_REDIS_URL")
     if args.cluster:

@@ -23,9 +23,15 @@ from streamq.store.serialization import Codec
 from .measure import RedisMeter, Result, percentile
 
 __all__ = (
-    "RUNNERS", "Runner", "drain", "drain_in_workers", "give_room", "manager", "queue_name",
+    "RUNNERS",
+    "Runner",
+    "drain",
+    "drain_in_workers",
+    "give_room",
+    "manager",
+    "queue_name",
     "worker",
-)  # fmt: skip
+)
 
 
 @functools.cache
@@ -100,9 +106,11 @@ async def scenario_enqueue(url: str, args: argparse.Namespace, meter: RedisMeter
                 tg.start_soon(produce)
         seconds = time.perf_counter() - start
         done = per_producer * args.producers
-        results.append(await meter.finish(
-            Result("enqueue", f"{args.producers} producers", done, seconds, done / seconds)
-        ))  # fmt: skip
+        results.append(
+            await meter.finish(
+                Result("enqueue", f"{args.producers} producers", done, seconds, done / seconds)
+            )
+        )
 
         queue = qm.get_queue(queue_name("enqueue"))
         await give_room(qm, queue)
@@ -110,9 +118,9 @@ async def scenario_enqueue(url: str, args: argparse.Namespace, meter: RedisMeter
         start = time.perf_counter()
         await queue.enqueue_many(range(jobs))
         seconds = time.perf_counter() - start
-        results.append(await meter.finish(
-            Result("enqueue", "enqueue_many", jobs, seconds, jobs / seconds)
-        ))  # fmt: skip
+        results.append(
+            await meter.finish(Result("enqueue", "enqueue_many", jobs, seconds, jobs / seconds))
+        )
     return results
 
 
@@ -152,9 +160,9 @@ async def scenario_process(url: str, args: argparse.Namespace, meter: RedisMeter
         await meter.start()
         seconds = await drain([queue], args.jobs, args.concurrency, lambda job: None)
         label = f"1 consumer, concurrency {args.concurrency}"
-        results.append(await meter.finish(
-            Result("process", label, args.jobs, seconds, args.jobs / seconds)
-        ))  # fmt: skip
+        results.append(
+            await meter.finish(Result("process", label, args.jobs, seconds, args.jobs / seconds))
+        )
         if args.processes > 1:
             results.append(await _process_in_workers(url, args, meter, qm))
     return results
@@ -183,8 +191,15 @@ async def drain_in_workers(
     consumer per queue; starts ``meter`` once they are launched. Returns the jobs and seconds
     timed from the first completion (the processes' start-up is not the drain)."""
     # Queue names cannot hold whitespace: one argument carries them all.
-    command = [sys.executable, "-m", "streamq.bench", "--worker", url,
-               " ".join(q.name for q in queues), str(args.concurrency)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "streamq.bench",
+        "--worker",
+        url,
+        " ".join(q.name for q in queues),
+        str(args.concurrency),
+    ]
     workers = [await anyio.open_process(command) for _ in range(args.processes)]
     total = jobs * len(queues)
     try:
@@ -279,12 +294,19 @@ async def scenario_latency(url: str, args: argparse.Namespace, meter: RedisMeter
         seconds = time.perf_counter() - start
     ms = [v * 1000 for v in latencies]
     result = Result(
-        "latency", f"{args.rate:g} jobs/s offered", jobs, seconds, jobs / seconds,
+        "latency",
+        f"{args.rate:g} jobs/s offered",
+        jobs,
+        seconds,
+        jobs / seconds,
         extra={
-            "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90),
-            "p99_ms": percentile(ms, 99), "p99.9_ms": percentile(ms, 99.9), "max_ms": max(ms),
+            "p50_ms": percentile(ms, 50),
+            "p90_ms": percentile(ms, 90),
+            "p99_ms": percentile(ms, 99),
+            "p99.9_ms": percentile(ms, 99.9),
+            "max_ms": max(ms),
         },
-    )  # fmt: skip
+    )
     return [await meter.finish(result)]
 
 
@@ -313,12 +335,18 @@ async def scenario_delayed(url: str, args: argparse.Namespace, meter: RedisMeter
             await finished.wait()
         seconds = time.perf_counter() - start
     result = Result(
-        "delayed", "lateness, 50-550 ms delays", jobs, seconds, jobs / seconds,
+        "delayed",
+        "lateness, 50-550 ms delays",
+        jobs,
+        seconds,
+        jobs / seconds,
         extra={
-            "p50_ms": percentile(late, 50), "p99_ms": percentile(late, 99), "max_ms": max(late),
+            "p50_ms": percentile(late, 50),
+            "p99_ms": percentile(late, 99),
+            "max_ms": max(late),
             "min_ms": min(late),
         },
-    )  # fmt: skip
+    )
     return [await meter.finish(result)]
 
 

@@ -91,13 +91,19 @@ def _result(
         own = usage[shard.primary.address]
         served = max(jobs_per_queue * len(names), 1)
         replicas = sum(usage[r.address].cpu_seconds for r in shard.replicas)
-        result.primaries.append(PrimaryUsage(
-            primary=shard.primary.address, replicas=[r.address for r in shard.replicas],
-            queues=names, jobs=jobs_per_queue * len(names),
-            cpu_pct=own.cpu_seconds / seconds * 100, redis_cpu_us=own.cpu_seconds * 1e6 / served,
-            commands=own.commands / served, round_trips=own.round_trips / served,
-            replicas_cpu_us=replicas * 1e6 / served,
-        ))  # fmt: skip
+        result.primaries.append(
+            PrimaryUsage(
+                primary=shard.primary.address,
+                replicas=[r.address for r in shard.replicas],
+                queues=names,
+                jobs=jobs_per_queue * len(names),
+                cpu_pct=own.cpu_seconds / seconds * 100,
+                redis_cpu_us=own.cpu_seconds * 1e6 / served,
+                commands=own.commands / served,
+                round_trips=own.round_trips / served,
+                replicas_cpu_us=replicas * 1e6 / served,
+            )
+        )
     return result
 
 

@@ -124,10 +124,16 @@ class InspectScripts:
             args=[keys.job_prefix, state, limit],
         )
         return [
-            (job.decode(errors="replace"), payload, int(due), int(attempts),
-             group.decode(errors="replace"), error.decode(errors="replace"))
+            (
+                job.decode(errors="replace"),
+                payload,
+                int(due),
+                int(attempts),
+                group.decode(errors="replace"),
+                error.decode(errors="replace"),
+            )
             for job, payload, due, attempts, group, error in rows
-        ]  # fmt: skip
+        ]
 
     async def groups(self, keys: QueueKeys) -> list[GroupInfo]:
         rows = await self._groups(keys=[keys.stream])

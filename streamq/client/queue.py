@@ -151,13 +151,22 @@ class Queue(Generic[T]):
         return job_id
 
     def _tell_enqueued(
-        self, hooks: tuple[Hooks, ...], job_id: str, priority: int, delay_ms: int, now: float,
+        self,
+        hooks: tuple[Hooks, ...],
+        job_id: str,
+        priority: int,
+        delay_ms: int,
+        now: float,
         added: bool,
-    ) -> None:  # fmt: skip
+    ) -> None:
         event = EnqueueEvent(
-            queue=self.name, job_id=job_id, priority=priority, delay=delay_ms / 1000,
-            enqueued_at=now, duplicate=not added,
-        )  # fmt: skip
+            queue=self.name,
+            job_id=job_id,
+            priority=priority,
+            delay=delay_ms / 1000,
+            enqueued_at=now,
+            duplicate=not added,
+        )
         call_hooks(hooks, "on_enqueue", event)
 
     async def _send_enqueues(self, jobs: Sequence[_Enqueue]) -> Outcomes:

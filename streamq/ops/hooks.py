@@ -134,5 +134,6 @@ def call_hooks(
             reported.add(method)
             log.exception(
                 "hook %r raised in %s (ignored; further errors of it are logged at debug level)",
-                hook, method,
-            )  # fmt: skip
+                hook,
+                method,
+            )

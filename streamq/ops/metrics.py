@@ -86,8 +86,9 @@ class PrometheusMetrics(Hooks):
                 name, doc, qg, namespace=namespace, registry=self.registry, buckets=BUCKETS
             )
 
-        self.enqueued = counter("jobs_enqueued", "Jobs enqueued (duplicates not counted).",
-                                ("queue",))  # fmt: skip
+        self.enqueued = counter(
+            "jobs_enqueued", "Jobs enqueued (duplicates not counted).", ("queue",)
+        )
         self.started = counter("jobs_started", "Attempts started.")
         self.completed = counter("jobs_completed", "Jobs whose handler returned.")
         self.failed = counter("jobs_failed", "Failed attempts (retried or dead-lettered).")
@@ -184,9 +185,10 @@ class QueueDepth(Collector):
 
     def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
-            f"{self._namespace}_queue_jobs", "Jobs in the queue, by state.",
+            f"{self._namespace}_queue_jobs",
+            "Jobs in the queue, by state.",
             labels=("queue", "state"),
-        )  # fmt: skip
+        )
         age = GaugeMetricFamily(
             f"{self._namespace}_queue_oldest_waiting_age_seconds",
             "Seconds the oldest waiting job has waited.",

@@ -147,8 +147,12 @@ async def run_worker(
             )
             log.info(
                 "worker %d: %s consuming queue %r (group %r, concurrency %d)",
-                os.getpid(), spec.target, queue_name, consumer.group, spec.concurrency,
-            )  # fmt: skip
+                os.getpid(),
+                spec.target,
+                queue_name,
+                consumer.group,
+                spec.concurrency,
+            )
             async with anyio.create_task_group() as watch:
                 if parent_pid is not None:
                     watch.start_soon(_watch_parent, parent_pid, watch.cancel_scope)
@@ -157,8 +161,10 @@ async def run_worker(
                 async for signum in signals:
                     log.info(
                         "worker %d: %s, stopping: running jobs get %gs to finish",
-                        os.getpid(), signal.Signals(signum).name, spec.grace,
-                    )  # fmt: skip
+                        os.getpid(),
+                        signal.Signals(signum).name,
+                        spec.grace,
+                    )
                     break
                 watch.cancel_scope.cancel()
             await _stop(consumer, spec.grace, signals)

@@ -73,9 +73,13 @@ class Supervisor:
         while not self._stopping.is_set():
             started = time.monotonic()
             process = await anyio.open_process(
-                self.command, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-                start_new_session=True, env=self.env,
-            )  # fmt: skip
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=None,
+                stderr=None,
+                start_new_session=True,
+                env=self.env,
+            )
             self._running[slot] = process
             if self._stopping.is_set():  # the signal came while it was starting
                 process.send_signal(signal.SIGTERM)
@@ -97,8 +101,11 @@ class Supervisor:
                 delay = MIN_RESTART_DELAY
             log.warning(
                 "worker %d exited %s after %.1fs; starting another in %.1fs",
-                process.pid, _how(code), lived, delay,
-            )  # fmt: skip
+                process.pid,
+                _how(code),
+                lived,
+                delay,
+            )
             with anyio.move_on_after(delay):
                 await self._stopping.wait()
             delay = min(delay * 2, MAX_RESTART_DELAY)  # while it keeps dying young
@@ -107,8 +114,10 @@ class Supervisor:
         first = await signals.__anext__()
         log.info(
             "supervisor: %s, stopping %d worker(s); they get %gs to finish their jobs",
-            first.name, len(self._running), self.grace,
-        )  # fmt: skip
+            first.name,
+            len(self._running),
+            self.grace,
+        )
         self._stopping.set()
         self._send(first)
         with anyio.move_on_after(self.grace + KILL_MARGIN):

@@ -230,9 +230,12 @@ class Scripts:
         added, replicas = await self._enqueue.call_then(wait, keys=script_keys, args=args)
         if replicas < self._min_replicas:
             raise NotReplicated(
-                queue=keys.queue, job_ids=[job_id for job_id, _ in jobs], replicas=replicas,
-                wanted=self._min_replicas, timeout=self._replica_timeout,
-            )  # fmt: skip
+                queue=keys.queue,
+                job_ids=[job_id for job_id, _ in jobs],
+                replicas=replicas,
+                wanted=self._min_replicas,
+                timeout=self._replica_timeout,
+            )
         return [bool(a) for a in added]
 
     async def complete(
@@ -258,15 +261,30 @@ class Scripts:
         delay_ms = -1 if failure.retry_in is None else max(0, round(failure.retry_in * 1000))
         done = await self._fail(
             keys=[
-                keys.stream, keys.retry, keys.retry_payloads, keys.dead, keys.dead_records,
-                keys.staged, keys.window,
+                keys.stream,
+                keys.retry,
+                keys.retry_payloads,
+                keys.dead,
+                keys.dead_records,
+                keys.staged,
+                keys.window,
             ],
             args=[
-                group, consumer, keys.job_prefix, keys.done_prefix, self._ttl,
-                failure.entry_id, failure.job_id, failure.attempt, failure.error, delay_ms,
-                failure.payload, failure.dead_record, repr(failure.failed_at),
+                group,
+                consumer,
+                keys.job_prefix,
+                keys.done_prefix,
+                self._ttl,
+                failure.entry_id,
+                failure.job_id,
+                failure.attempt,
+                failure.error,
+                delay_ms,
+                failure.payload,
+                failure.dead_record,
+                repr(failure.failed_at),
             ],
-        )  # fmt: skip
+        )
         return bool(done)
 
     async def promote(self, keys: QueueKeys, limit: int) -> tuple[int, float | None]:
@@ -274,11 +292,16 @@ class Scripts:
         until the next is due or None)."""
         moved, wait_ms = await self._promote(
             keys=[
-                keys.stream, keys.retry, keys.retry_payloads, keys.delayed, keys.staged,
-                keys.staged_seq, keys.window,
+                keys.stream,
+                keys.retry,
+                keys.retry_payloads,
+                keys.delayed,
+                keys.staged,
+                keys.staged_seq,
+                keys.window,
             ],
             args=[keys.job_prefix, limit],
-        )  # fmt: skip
+        )
         return int(moved), (None if wait_ms < 0 else wait_ms / 1000)
 
     async def heartbeat(
@@ -449,14 +472,25 @@ class Scripts:
         """Enqueue one occurrence unless another scheduler already did; moves the schedule on."""
         fired = await self._recurring_fire(
             keys=[
-                keys.recurring, keys.recurring_defs, keys.stream, keys.staged, keys.staged_seq,
-                keys.window, keys.job(run.job_id),
+                keys.recurring,
+                keys.recurring_defs,
+                keys.stream,
+                keys.staged,
+                keys.staged_seq,
+                keys.window,
+                keys.job(run.job_id),
             ],
             args=[
-                due.schedule_id, due.due_ms, next_ms, due.definition, run.job_id, run.payload,
-                repr(run.enqueued_at), run.priority,
+                due.schedule_id,
+                due.due_ms,
+                next_ms,
+                due.definition,
+                run.job_id,
+                run.payload,
+                repr(run.enqueued_at),
+                run.priority,
             ],
-        )  # fmt: skip
+        )
         return bool(fired)
 
     async def rate_limit(

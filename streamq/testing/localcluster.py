@@ -58,10 +58,20 @@ class LocalCluster:
                 node.start()
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             done = subprocess.run(
-                [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
-                 "--cluster-yes"],
-                capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
             if done.returncode != 0:
                 raise StreamqError(
                     f"redis-cli --cluster create failed: {done.stdout[-800:]}{done.stderr[-800:]}"
@@ -95,9 +105,13 @@ class LocalCluster:
 
 def _cluster_args(node_timeout_ms: int) -> list[str]:
     return [
-        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-        "--cluster-node-timeout", str(node_timeout_ms),
-    ]  # fmt: skip
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        str(node_timeout_ms),
+    ]
 
 
 def _cluster_ok(port: int | None) -> bool:

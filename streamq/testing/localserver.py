@@ -45,10 +45,19 @@ class TlsFiles:
 
     def server_args(self, port: int) -> list[str]:
         return [
-            "--port", "0", "--tls-port", str(port), "--tls-cert-file", self.cert_file,
-            "--tls-key-file", self.key_file, "--tls-ca-cert-file", self.ca_file,
-            "--tls-auth-clients", "yes" if self.auth_clients else "no",
-        ]  # fmt: skip
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            self.cert_file,
+            "--tls-key-file",
+            self.key_file,
+            "--tls-ca-cert-file",
+            self.ca_file,
+            "--tls-auth-clients",
+            "yes" if self.auth_clients else "no",
+        ]
 
     def probe_context(self) -> ssl.SSLContext:
         """For checking that the server listens: trusts the CA, and shows the server's own
@@ -108,20 +117,34 @@ class LocalRedis:
             log_path = Path(self._dir.name) / "redis.log"
             self.process = subprocess.Popen(
                 [
-                    self.binary, *([self.config_file] if self.config_file else []),
+                    self.binary,
+                    *([self.config_file] if self.config_file else []),
                     *(self.tls.server_args(port) if self.tls else ["--port", str(port)]),
-                    "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-                    "--logfile", str(log_path), "--daemonize", "no", *self.extra_args,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self._dir.name,
+                    "--logfile",
+                    str(log_path),
+                    "--daemonize",
+                    "no",
+                    *self.extra_args,
                 ],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             context = self.tls.probe_context() if self.tls else None
             if _wait_until_listening(self.process, port, timeout, context):
                 self.port = port
                 return self
-            last_error = _read(log_path) or (self.process.stderr.read().decode() if
-                                             self.process.stderr else "")  # fmt: skip
+            last_error = _read(log_path) or (
+                self.process.stderr.read().decode() if self.process.stderr else ""
+            )
             self._kill()
         self._cleanup()
         raise StreamqError(f"redis-server did not start: {last_error.strip()[-500:]}")

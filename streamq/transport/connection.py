@@ -188,9 +188,12 @@ def eviction_warning(settings: dict[str, str], url: str) -> str | None:
         lost = "any key: waiting jobs, retries, schedules, dead letters, whole queues"
     limit = settings.get("maxmemory")
     when = (
-        " (maxmemory is 0 now, so only once a limit is set)" if limit == "0" else
-        f" (maxmemory {limit})" if limit else ""
-    )  # fmt: skip
+        " (maxmemory is 0 now, so only once a limit is set)"
+        if limit == "0"
+        else f" (maxmemory {limit})"
+        if limit
+        else ""
+    )
     return (
         f"Redis at {redacted(url)} has maxmemory-policy {policy}: when its memory is full{when}"
         f" it deletes {lost}, without an error. Set maxmemory-policy noeviction (CONFIG SET"

@@ -197,8 +197,12 @@ class SentinelRedis(aioredis.Redis):
             log.warning("sentinel: no primary for %r yet (%s)", self.service_name, exc)
             return
         if self._primary is not None and address != self._primary:
-            log.warning("sentinel: %r failed over from %s:%s to %s:%s", self.service_name,
-                        *self._primary, *address)  # fmt: skip
+            log.warning(
+                "sentinel: %r failed over from %s:%s to %s:%s",
+                self.service_name,
+                *self._primary,
+                *address,
+            )
             await self.pool.disconnect(inuse_connections=True)
         self._primary = address
 

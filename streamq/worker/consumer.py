@@ -20,10 +20,9 @@ import anyio
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
-from ..ops.hooks import ReclaimEvent, call_hooks
 from ..store.scripts import Claimed, Completion, pairs
 from ..validation import check_seconds
-from .entries import BadEntry, Held, Inbox, attempt_of, group_gone, job_id_of
+from .entries import Held, Inbox, group_gone, tell_reclaimed
 from .outage import OutagePolicy
 from .running import ConsumerLink, Runner
 
@@ -153,8 +152,11 @@ class Consumer(Generic[T]):
                 except Exception:
                     # A bug must not take the manager's other consumers (and the user's code)
                     # down with it: write what finished, hand the rest back, start afresh.
-                    log.exception("consumer %s of queue %r hit an unexpected error; restarting",
-                                  self.name, self.queue.name)  # fmt: skip
+                    log.exception(
+                        "consumer %s of queue %r hit an unexpected error; restarting",
+                        self.name,
+                        self.queue.name,
+                    )
                     await self._flush_acks()
                 await self._release()
                 self._acks.clear()  # not written: those entries were just handed back
@@ -198,8 +200,10 @@ class Consumer(Generic[T]):
         if not self._workers_done.is_set() and self._workers_scope is not None:
             log.warning(
                 "consumer %s: %d handler(s) still running after %.1fs grace; cancelling them",
-                self.name, self._in_flight, grace,
-            )  # fmt: skip
+                self.name,
+                self._in_flight,
+                grace,
+            )
             self._workers_scope.cancel()
         await self._finished.wait()
 
@@ -216,9 +220,13 @@ class Consumer(Generic[T]):
     async def _register(self) -> None:
         """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
         await self._scripts.register(
-            self._keys, self.group, self.name, self._options.prefetch,
-            round(3 * self._register_every * 1000), self._group_idle_ms,
-        )  # fmt: skip
+            self._keys,
+            self.group,
+            self.name,
+            self._options.prefetch,
+            round(3 * self._register_every * 1000),
+            self._group_idle_ms,
+        )
 
     async def _read_loop(self, inbox: Inbox) -> None:
         vt = self._options.visibility_timeout
@@ -247,8 +255,11 @@ class Consumer(Generic[T]):
                             continue  # time for a reclaim sweep first
                         await self._read(inbox, block_ms)
                         if errors:
-                            log.info("consumer %s: reading again after %d failed tries",
-                                     self.name, errors)  # fmt: skip
+                            log.info(
+                                "consumer %s: reading again after %d failed tries",
+                                self.name,
+                                errors,
+                            )
                         errors = 0
                     except (RedisError, OSError) as exc:
                         # A reply lost with the error may have delivered entries to us: adopt
@@ -256,8 +267,11 @@ class Consumer(Generic[T]):
                         self._adopt_needed = True
                         if group_gone(exc):
                             # Destroyed, or the server came back empty: set up again.
-                            log.warning("consumer %s: group %r is gone; recreating it",
-                                        self.name, self.group)  # fmt: skip
+                            log.warning(
+                                "consumer %s: group %r is gone; recreating it",
+                                self.name,
+                                self.group,
+                            )
                             with contextlib.suppress(RedisError, OSError):
                                 await self._ensure_group()
                                 # Marked alive again, and counted in the window again (until
@@ -272,10 +286,18 @@ class Consumer(Generic[T]):
         self._reading = True  # before any await: see _wait_for_turn_to_read
         try:
             reply = await self._read_lane.execute(
-                "XREADGROUP", "GROUP", self.group, self.name,
-                "COUNT", self._options.prefetch - self._in_flight, "BLOCK", block_ms,
-                "STREAMS", self._keys.stream, ">",
-            )  # fmt: skip
+                "XREADGROUP",
+                "GROUP",
+                self.group,
+                self.name,
+                "COUNT",
+                self._options.prefetch - self._in_flight,
+                "BLOCK",
+                block_ms,
+                "STREAMS",
+                self._keys.stream,
+                ">",
+            )
         except ResponseError:
             raise  # answered: nothing is left blocked in Redis
         except BaseException:
@@ -315,8 +337,11 @@ class Consumer(Generic[T]):
             lost = [c for c in owned if c.entry_id not in self._held][:free]
             adopted = self._hold_all(Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
         if adopted:
-            log.warning("consumer %s: taking up %d entries whose delivery reply was lost",
-                        self.name, len(adopted))  # fmt: skip
+            log.warning(
+                "consumer %s: taking up %d entries whose delivery reply was lost",
+                self.name,
+                len(adopted),
+            )
         await self._admit(inbox, adopted)
 
     def _take_claimed(self, claimed: Claimed) -> Held | None:
@@ -325,36 +350,15 @@ class Consumer(Generic[T]):
             # Our own entry went idle (a heartbeat came late): it is already running here.
             held.delivery_count = claimed.delivery_count
             return None
-        self._reclaimed(claimed)
-        return self._hold(Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
-
-    def _reclaimed(self, claimed: Claimed) -> None:
-        """One line (and the hooks) for an entry taken over from a consumer that went silent."""
-        entry_id = claimed.entry_id.decode()
-        try:
-            job_id = job_id_of(claimed.fields.get(b"j"))
-            # The attempt it was on when its consumer went silent, counting every delivery as
-            # a start (the run that comes next finds out what it really is).
-            attempt = attempt_of(claimed.fields.get(b"a")) + claimed.delivery_count - 2
-        except BadEntry:
-            job_id, attempt = f"entry-{entry_id}", claimed.delivery_count - 1
-        error = (
-            f"its consumer stopped heart-beating for {self._options.visibility_timeout:g}s"
-            " (stopped, crashed or cut off)"
+        tell_reclaimed(
+            claimed,
+            queue=self.queue.name,
+            group=self.group,
+            consumer=self.name,
+            visibility_timeout=self._options.visibility_timeout,
+            hooks=self._context.hooks(),
         )
-        log.warning(
-            "job %r of queue %r reclaimed on attempt %d by consumer %s (delivery %d): %s",
-            job_id, self.queue.name, attempt, self.name, claimed.delivery_count, error,
-            extra={"queue": self.queue.name, "group": self.group, "job_id": job_id,
-                   "attempt": attempt, "error": error, "delivery": claimed.delivery_count,
-                   "entry_id": entry_id},
-        )  # fmt: skip
-        if hooks := self._context.hooks():
-            event = ReclaimEvent(
-                queue=self.queue.name, group=self.group, consumer=self.name, job_id=job_id,
-                entry_id=entry_id, delivery=claimed.delivery_count,
-            )  # fmt: skip
-            call_hooks(hooks, "on_reclaim", event)
+        return self._hold(Held(claimed.entry_id, claimed.fields, claimed.delivery_count))
 
     def _hold_all(self, entries: Iterable[Held]) -> list[Held]:
         return [held for held in entries if self._hold(held) is not None]
@@ -404,8 +408,9 @@ class Consumer(Generic[T]):
                 await self._runner.process(held)
             except Exception:
                 self._held.pop(held.entry_id, None)  # left pending: reclaimed later
-                log.exception("consumer %s: unexpected error on entry %s",
-                              self.name, held.entry_id.decode())  # fmt: skip
+                log.exception(
+                    "consumer %s: unexpected error on entry %s", self.name, held.entry_id.decode()
+                )
             finally:
                 self._slot_done()
 
@@ -469,8 +474,9 @@ class Consumer(Generic[T]):
             except (RedisError, OSError) as exc:
                 if group_gone(exc):
                     # The group or stream was destroyed under us: nothing is owed any more.
-                    log.error("consumer %s: could not acknowledge %d jobs: %s",
-                              self.name, len(batch), exc)  # fmt: skip
+                    log.error(
+                        "consumer %s: could not acknowledge %d jobs: %s", self.name, len(batch), exc
+                    )
                     for completion in batch:
                         self._held.pop(completion.entry_id, None)
                     continue
@@ -491,8 +497,10 @@ class Consumer(Generic[T]):
                 if not ok:
                     log.warning(
                         "consumer %s: job %r finished after its entry was reclaimed by another"
-                        " consumer; the new owner's run counts", self.name, completion.job_id,
-                    )  # fmt: skip
+                        " consumer; the new owner's run counts",
+                        self.name,
+                        completion.job_id,
+                    )
 
     async def _flush_acks(self) -> None:
         """Write the last completions; bounded, so a stop never hangs on an unreachable Redis."""
@@ -500,8 +508,11 @@ class Consumer(Generic[T]):
             async with self._ack_lock:  # after a batch that is already on its way
                 await self._write_acks()
         if self._acks:
-            log.warning("consumer %s: %d completions not written; those jobs run again",
-                        self.name, len(self._acks))  # fmt: skip
+            log.warning(
+                "consumer %s: %d completions not written; those jobs run again",
+                self.name,
+                len(self._acks),
+            )
 
     async def _release(self) -> None:
         """Hand every entry this consumer still owns back to its group, at once.
@@ -513,8 +524,12 @@ class Consumer(Generic[T]):
             try:
                 await self._scripts.release(self._keys, self.group, self.name)
             except (RedisError, OSError) as exc:
-                log.warning("consumer %s: could not hand back its jobs (%s); they are"
-                            " reclaimed after the visibility timeout", self.name, exc)  # fmt: skip
+                log.warning(
+                    "consumer %s: could not hand back its jobs (%s); they are"
+                    " reclaimed after the visibility timeout",
+                    self.name,
+                    exc,
+                )
         self._held.clear()
 
     # -- upkeep ---------------------------------------------------------------------------
@@ -560,5 +575,9 @@ class Consumer(Generic[T]):
                 if held is None or held.finishing:
                     continue  # acknowledged while the heartbeat was on its way: not lost
                 # Its new owner runs it; our finish, if any, is ignored.
-                log.warning("consumer %s lost entry %s of queue %r to another consumer",
-                            self.name, entry_id.decode(), self.queue.name)  # fmt: skip
+                log.warning(
+                    "consumer %s lost entry %s of queue %r to another consumer",
+                    self.name,
+                    entry_id.decode(),
+                    self.queue.name,
+                )

@@ -1,15 +1,28 @@
 """A consumer's view of stream entries: what it holds, the checks of fields that anything may
-have written, and the queue of entries waiting for a worker."""
+have written, the queue of entries waiting for a worker, and what is told of a reclaim."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from redis.exceptions import ResponseError
 
+from ..ops.hooks import Hooks, ReclaimEvent, call_hooks
+from ..store.scripts import Claimed
 from ..validation import MAX_JOB_ID_LENGTH
 
-__all__ = ("BadEntry", "Held", "Inbox", "attempt_of", "group_gone", "job_id_of")
+__all__ = (
+    "BadEntry",
+    "Held",
+    "Inbox",
+    "attempt_of",
+    "group_gone",
+    "job_id_of",
+    "tell_reclaimed",
+)
+
+log = logging.getLogger("streamq")
 
 
 def group_gone(exc: BaseException) -> bool:
@@ -82,3 +95,55 @@ class Inbox:
 
     async def get(self) -> Held | None:
         return await self._queue.get()
+
+
+def tell_reclaimed(
+    claimed: Claimed,
+    *,
+    queue: str,
+    group: str,
+    consumer: str,
+    visibility_timeout: float,
+    hooks: tuple[Hooks, ...],
+) -> None:
+    """One line (and the hooks) for an entry taken over from a consumer that went silent."""
+    entry_id = claimed.entry_id.decode()
+    try:
+        job_id = job_id_of(claimed.fields.get(b"j"))
+        # The attempt it was on when its consumer went silent, counting every delivery as a
+        # start (the run that comes next finds out what it really is).
+        attempt = attempt_of(claimed.fields.get(b"a")) + claimed.delivery_count - 2
+    except BadEntry:
+        job_id, attempt = f"entry-{entry_id}", claimed.delivery_count - 1
+    error = (
+        f"its consumer stopped heart-beating for {visibility_timeout:g}s"
+        " (stopped, crashed or cut off)"
+    )
+    log.warning(
+        "job %r of queue %r reclaimed on attempt %d by consumer %s (delivery %d): %s",
+        job_id,
+        queue,
+        attempt,
+        consumer,
+        claimed.delivery_count,
+        error,
+        extra={
+            "queue": queue,
+            "group": group,
+            "job_id": job_id,
+            "attempt": attempt,
+            "error": error,
+            "delivery": claimed.delivery_count,
+            "entry_id": entry_id,
+        },
+    )
+    if hooks:
+        event = ReclaimEvent(
+            queue=queue,
+            group=group,
+            consumer=consumer,
+            job_id=job_id,
+            entry_id=entry_id,
+            delivery=claimed.delivery_count,
+        )
+        call_hooks(hooks, "on_reclaim", event)

@@ -106,8 +106,9 @@ class Runner(Generic[T]):
                 )
             envelope = self._codec.decode(payload)
         except BadEntry as exc:
-            await self._fail(held, job_id, 1, f"bad entry {held.entry_id.decode()}: {exc}",
-                             payload, retry=False)  # fmt: skip
+            await self._fail(
+                held, job_id, 1, f"bad entry {held.entry_id.decode()}: {exc}", payload, retry=False
+            )
             return
         except msgspec.DecodeError as exc:
             error = f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}: {exc}"
@@ -139,9 +140,15 @@ class Runner(Generic[T]):
             f" died each time it started ({attempt - 1} times, max_retries={max_retries})"
         )
         await self._fail(
-            held, job_id, attempt - 1, error, payload, retry=False,
-            max_retries=max_retries, enqueued_at=envelope.enqueued_at,
-        )  # fmt: skip
+            held,
+            job_id,
+            attempt - 1,
+            error,
+            payload,
+            retry=False,
+            max_retries=max_retries,
+            enqueued_at=envelope.enqueued_at,
+        )
 
     async def _rerun_attempt(
         self, held: Held, job_id: str, base_attempt: int, *, first: bool
@@ -158,8 +165,12 @@ class Runner(Generic[T]):
             )
         except (RedisError, OSError) as exc:
             before = -1
-            log.warning("consumer %s: could not count the starts of job %s (%s); counting its"
-                        " deliveries", link.name, job_id, exc)  # fmt: skip
+            log.warning(
+                "consumer %s: could not count the starts of job %s (%s); counting its deliveries",
+                link.name,
+                job_id,
+                exc,
+            )
         if before < 0:  # no record to count in: deliveries bound the starts
             return base_attempt + held.delivery_count - 1, held.delivery_count > 2
         return base_attempt + 1 + before, before > 0
@@ -190,28 +201,53 @@ class Runner(Generic[T]):
         result, error = await self._invoker.run(job, timeout)
         if error is not None:
             await self._fail(
-                held, job_id, attempt, error, payload, retry=attempt <= max_retries,
-                max_retries=max_retries, enqueued_at=job.enqueued_at,
+                held,
+                job_id,
+                attempt,
+                error,
+                payload,
+                retry=attempt <= max_retries,
+                max_retries=max_retries,
+                enqueued_at=job.enqueued_at,
                 duration=time.perf_counter() - started,
-            )  # fmt: skip
+            )
             return
         held.finishing = True
         self._link.queue_ack(Completion(held.entry_id, job_id, attempt, result))
         if hooks := self._hooks():
-            event = self._event(job_id, attempt, max_retries, job.enqueued_at,
-                                duration=time.perf_counter() - started)  # fmt: skip
+            event = self._event(
+                job_id,
+                attempt,
+                max_retries,
+                job.enqueued_at,
+                duration=time.perf_counter() - started,
+            )
             call_hooks(hooks, "on_success", event)
 
     def _event(
-        self, job_id: str, attempt: int, max_retries: int, enqueued_at: float, *,
-        duration: float | None = None, error: str | None = None, retry_in: float | None = None,
-    ) -> JobEvent:  # fmt: skip
+        self,
+        job_id: str,
+        attempt: int,
+        max_retries: int,
+        enqueued_at: float,
+        *,
+        duration: float | None = None,
+        error: str | None = None,
+        retry_in: float | None = None,
+    ) -> JobEvent:
         link = self._link
         return JobEvent(
-            queue=self._queue.name, group=link.group, consumer=link.name, job_id=job_id,
-            attempt=attempt, max_retries=max_retries, enqueued_at=enqueued_at,
-            duration=duration, error=error, retry_in=retry_in,
-        )  # fmt: skip
+            queue=self._queue.name,
+            group=link.group,
+            consumer=link.name,
+            job_id=job_id,
+            attempt=attempt,
+            max_retries=max_retries,
+            enqueued_at=enqueued_at,
+            duration=duration,
+            error=error,
+            retry_in=retry_in,
+        )
 
     async def _fail(
         self,
@@ -234,19 +270,44 @@ class Runner(Generic[T]):
         failure = Failure(
             held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
         )
-        context = {"queue": self._queue.name, "group": link.group, "job_id": job_id,
-                   "attempt": attempt, "error": error, "retry_in": retry_in}  # fmt: skip
+        context = {
+            "queue": self._queue.name,
+            "group": link.group,
+            "job_id": job_id,
+            "attempt": attempt,
+            "error": error,
+            "retry_in": retry_in,
+        }
         if retry_in is None:
-            log.error("job %r of queue %r failed for good on attempt %d, dead-lettered: %s",
-                      job_id, self._queue.name, attempt, error, extra=context)  # fmt: skip
+            log.error(
+                "job %r of queue %r failed for good on attempt %d, dead-lettered: %s",
+                job_id,
+                self._queue.name,
+                attempt,
+                error,
+                extra=context,
+            )
         else:
-            log.warning("job %r of queue %r failed on attempt %d, retrying in %.2fs: %s",
-                        job_id, self._queue.name, attempt, retry_in, error,
-                        extra=context)  # fmt: skip
+            log.warning(
+                "job %r of queue %r failed on attempt %d, retrying in %.2fs: %s",
+                job_id,
+                self._queue.name,
+                attempt,
+                retry_in,
+                error,
+                extra=context,
+            )
         if hooks := self._hooks():
             max_retries = self._options.max_retries if max_retries is None else max_retries
-            event = self._event(job_id, attempt, max_retries, enqueued_at, duration=duration,
-                                error=error, retry_in=retry_in)  # fmt: skip
+            event = self._event(
+                job_id,
+                attempt,
+                max_retries,
+                enqueued_at,
+                duration=duration,
+                error=error,
+                retry_in=retry_in,
+            )
             call_hooks(hooks, "on_failure", event)
         errors = 0
         while True:
@@ -259,8 +320,12 @@ class Runner(Generic[T]):
                     errors = await link.outage.pause(exc, errors, "record a failure")
                     continue
                 # Left pending (if the group still exists): reclaimed after the timeout.
-                log.error("consumer %s: could not record the failure of job %r: %s",
-                          link.name, job_id, exc)  # fmt: skip
+                log.error(
+                    "consumer %s: could not record the failure of job %r: %s",
+                    link.name,
+                    job_id,
+                    exc,
+                )
                 break
         link.forget(held)
         if retry_in is not None:
@@ -272,7 +337,10 @@ class Runner(Generic[T]):
             if not math.isfinite(delay) or delay < 0:
                 raise ValueError(f"returned {delay!r}, not seconds >= 0")
         except Exception as exc:
-            log.error("consumer %s: the backoff callable failed (%s); using the default",
-                      self._link.name, exc)  # fmt: skip
+            log.error(
+                "consumer %s: the backoff callable failed (%s); using the default",
+                self._link.name,
+                exc,
+            )
             return exponential(attempt)
         return delay

@@ -98,8 +98,12 @@ class Scheduler:
             definition = decode_recurring(schedule.definition)
         except msgspec.DecodeError as exc:
             # Not ours to run (written by something else); drop it rather than spin on it.
-            log.error("queue %r: recurring schedule %r cannot be decoded (%s); removing it",
-                      self._keys.queue, schedule.schedule_id, exc)  # fmt: skip
+            log.error(
+                "queue %r: recurring schedule %r cannot be decoded (%s); removing it",
+                self._keys.queue,
+                schedule.schedule_id,
+                exc,
+            )
             await self._scripts.recurring_cancel(self._keys, schedule.schedule_id)
             return None
         now = now_ms / 1000

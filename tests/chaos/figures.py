@@ -60,10 +60,18 @@ def record(row: Row) -> Row:
 def table() -> str:
     headers = ("scenario", "enqueued", "acked", "completed", "lost", "reruns", "faults", "s")
     rows = [
-        (r.scenario, f"{r.enqueued:,}", f"{r.acknowledged:,}", f"{r.completed:,}", str(r.lost),
-         str(r.reruns), r.faults, f"{r.seconds:.1f}")
+        (
+            r.scenario,
+            f"{r.enqueued:,}",
+            f"{r.acknowledged:,}",
+            f"{r.completed:,}",
+            str(r.lost),
+            str(r.reruns),
+            r.faults,
+            f"{r.seconds:.1f}",
+        )
         for r in _in_order()
-    ]  # fmt: skip
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

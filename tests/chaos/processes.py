@@ -63,9 +63,12 @@ class Processes:
         with (self.folder / f"{name}.log").open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, *argv],
-                cwd=ROOT, env={**os.environ, URL_ENV: self.redis_url},
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                cwd=ROOT,
+                env={**os.environ, URL_ENV: self.redis_url},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.started[name] = process
         return process
 

@@ -126,9 +126,13 @@ async def test_groups_of_gone_instances_are_removed_and_the_stream_stays_bounded
     record(
         Row(
             scenario=f"8. broadcast: {GONE} of {LIVE + GONE} instances gone for good",
-            enqueued=enqueued, acknowledged=enqueued,
-            completed=min(got for got, _ in received.values()), lost=missed, reruns=twice,
-            faults=f"{len(killed_at)} SIGKILL", seconds=time.monotonic() - started,
+            enqueued=enqueued,
+            acknowledged=enqueued,
+            completed=min(got for got, _ in received.values()),
+            lost=missed,
+            reruns=twice,
+            faults=f"{len(killed_at)} SIGKILL",
+            seconds=time.monotonic() - started,
             notes=(
                 f"seed {seed}; max XLEN {max_xlen:,} (bound {bound:,}); gone groups removed"
                 f" {', '.join(f'{s:.1f}' for s in sorted(removal.values()))} s after their"
@@ -136,7 +140,7 @@ async def test_groups_of_gone_instances_are_removed_and_the_stream_stays_bounded
             ),
             extra={"max_xlen": max_xlen, "xlen_bound": bound},
         )
-    )  # fmt: skip
+    )
     assert enqueued == JOBS
     assert settled
     assert missed == 0 and twice == 0, received

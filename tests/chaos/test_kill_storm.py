@@ -49,9 +49,15 @@ async def test_kill_storm(processes: Processes, own_redis: aioredis.Redis) -> No
     name = f"storm-{seed}"
     started = time.monotonic()
     processes.worker(
-        "pool", name, "--processes", str(PROCESSES), "--concurrency", str(CONCURRENCY),
-        "--visibility-timeout", str(VISIBILITY_TIMEOUT),
-    )  # fmt: skip
+        "pool",
+        name,
+        "--processes",
+        str(PROCESSES),
+        "--concurrency",
+        str(CONCURRENCY),
+        "--visibility-timeout",
+        str(VISIBILITY_TIMEOUT),
+    )
     url = processes.redis_url
     ids: list[str] = []
     kills: list[int] = []
@@ -104,8 +110,12 @@ async def test_kill_storm(processes: Processes, own_redis: aioredis.Redis) -> No
     record(
         Row(
             scenario="1. kill storm: 3 worker processes x 8, random SIGKILL",
-            enqueued=len(ids), acknowledged=len(ids), completed=completed, lost=len(lost),
-            reruns=runs.reruns, faults=f"{len(kills)} SIGKILL",
+            enqueued=len(ids),
+            acknowledged=len(ids),
+            completed=completed,
+            lost=len(lost),
+            reruns=runs.reruns,
+            faults=f"{len(kills)} SIGKILL",
             seconds=time.monotonic() - started,
             notes=(
                 f"seed {seed}; reruns bound {len(kills) * CONCURRENCY} (kills x concurrency),"
@@ -115,7 +125,7 @@ async def test_kill_storm(processes: Processes, own_redis: aioredis.Redis) -> No
             ),
             extra={"max_restart_delay": max(delays, default=0.0), "reruns_one_kill": per_kill},
         )
-    )  # fmt: skip
+    )
     assert len(kills) >= KILLS, "the supervisor did not keep workers running to kill"
     assert settled
     assert not lost, f"lost: {lost[:10]}"

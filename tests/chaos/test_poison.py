@@ -40,9 +40,17 @@ async def test_poison_jobs_are_dead_lettered_after_their_attempts_while_others_f
     name = f"poison-{seed}"
     started = time.monotonic()
     processes.worker(
-        "pool", name, "--processes", "2", "--concurrency", "4",
-        "--max-retries", str(MAX_RETRIES), "--visibility-timeout", str(VISIBILITY_TIMEOUT),
-    )  # fmt: skip
+        "pool",
+        name,
+        "--processes",
+        "2",
+        "--concurrency",
+        "4",
+        "--max-retries",
+        str(MAX_RETRIES),
+        "--visibility-timeout",
+        str(VISIBILITY_TIMEOUT),
+    )
     raising = [f"raises-{n}" for n in range(POISONS)]
     exiting = [f"exits-{n}" for n in range(POISONS)]
     poison = set(raising + exiting)
@@ -91,9 +99,12 @@ async def test_poison_jobs_are_dead_lettered_after_their_attempts_while_others_f
     record(
         Row(
             scenario="3. poison jobs (raise, os._exit) in 2 processes",
-            enqueued=len(ordinary) + len(poison), acknowledged=len(ordinary) + len(poison),
-            completed=completed, lost=len(ordinary) - completed - len(ordinary_dead),
-            reruns=ordinary_reruns, faults=f"{len(poison)} poison jobs, {len(died)} worker exits",
+            enqueued=len(ordinary) + len(poison),
+            acknowledged=len(ordinary) + len(poison),
+            completed=completed,
+            lost=len(ordinary) - completed - len(ordinary_dead),
+            reruns=ordinary_reruns,
+            faults=f"{len(poison)} poison jobs, {len(died)} worker exits",
             seconds=time.monotonic() - started,
             notes=(
                 f"seed {seed}; poison runs {sorted(runs.count(j) for j in poison)}"
@@ -104,7 +115,7 @@ async def test_poison_jobs_are_dead_lettered_after_their_attempts_while_others_f
             ),
             extra={"longest_stall": longest_stall, "ordinary_during_cycle": len(during)},
         )
-    )  # fmt: skip
+    )
     assert settled
     for job_id in sorted(poison):
         assert runs.count(job_id) == MAX_RETRIES + 1, (job_id, runs.started.get(job_id))

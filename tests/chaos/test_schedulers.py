@@ -46,9 +46,15 @@ async def test_delayed_jobs_run_once_and_never_early_while_schedulers_die(
     keys = QueueKeys("streamq", name)
     started = time.monotonic()
     processes.worker(
-        "pool", name, "--processes", "3", "--concurrency", "8",
-        "--visibility-timeout", str(VISIBILITY_TIMEOUT),
-    )  # fmt: skip
+        "pool",
+        name,
+        "--processes",
+        "3",
+        "--concurrency",
+        "8",
+        "--visibility-timeout",
+        str(VISIBILITY_TIMEOUT),
+    )
     due_ms: dict[str, int] = {}
     exact = 0  # due times read from the delayed set (the rest: a lower bound)
     kills: list[int] = []
@@ -102,9 +108,12 @@ async def test_delayed_jobs_run_once_and_never_early_while_schedulers_die(
     record(
         Row(
             scenario="7. delayed jobs, schedulers killed (3 processes)",
-            enqueued=JOBS, acknowledged=len(due_ms), completed=completed,
+            enqueued=JOBS,
+            acknowledged=len(due_ms),
+            completed=completed,
             lost=sum(state not in ("completed", "dead") for state in states.values()),
-            reruns=runs.reruns, faults=f"{len(kills)} SIGKILL",
+            reruns=runs.reruns,
+            faults=f"{len(kills)} SIGKILL",
             seconds=time.monotonic() - started,
             notes=(
                 f"seed {seed}; started before due {len(early)}; first start after due: median"
@@ -114,7 +123,7 @@ async def test_delayed_jobs_run_once_and_never_early_while_schedulers_die(
             ),
             extra={"late_p50_ms": p50, "late_p99_ms": p99, "early": len(early)},
         )
-    )  # fmt: skip
+    )
     assert settled
     assert not early, f"started before due (ms early): {dict(list(early.items())[:10])}"
     assert completed == JOBS

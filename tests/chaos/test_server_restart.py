@@ -59,9 +59,10 @@ async def test_a_killed_server_with_aof_loses_no_acknowledged_job(
                 tg.start_soon(producer.produce_all, range(jobs), 4)
                 for kill in range(1, kills + 1):
                     await wait_until(
-                        lambda k=kill: len(runs) >= jobs * k // (kills + 1), timeout=60,
+                        lambda k=kill: len(runs) >= jobs * k // (kills + 1),
+                        timeout=60,
                         what="jobs to flow",
-                    )  # fmt: skip
+                    )
                     aof_server.crash()
                     before = len(caplog.records)
                     await anyio.sleep(OUTAGE)  # the outage itself

@@ -49,10 +49,12 @@ async def test_a_stopped_worker_that_resumes_neither_steals_nor_completes_twice(
     record(
         Row(
             scenario=f"2. SIGSTOP past the visibility timeout, SIGCONT {resume} the takeover",
-            enqueued=ROUNDS, acknowledged=ROUNDS,
+            enqueued=ROUNDS,
+            acknowledged=ROUNDS,
             completed=sum(o.completions == 1 for o in outcomes),
             lost=sum(o.state != "completed" for o in outcomes),
-            reruns=sum(o.runs - 1 for o in outcomes), faults=f"{ROUNDS} SIGSTOP/SIGCONT",
+            reruns=sum(o.runs - 1 for o in outcomes),
+            faults=f"{ROUNDS} SIGSTOP/SIGCONT",
             seconds=time.monotonic() - started,
             notes=(
                 f"seed {seed}; results by the new owner {sum(o.by_new_owner for o in outcomes)}"
@@ -60,7 +62,7 @@ async def test_a_stopped_worker_that_resumes_neither_steals_nor_completes_twice(
                 f" stale finishes rejected {sum(o.stale_finished for o in outcomes)}"
             ),
         )
-    )  # fmt: skip
+    )
     for outcome in outcomes:
         assert outcome.settled, outcome
         assert outcome.state == "completed", outcome

@@ -21,8 +21,11 @@ async def test_job_states_through_its_life(qm: streamq.QueueManager, queue_name:
     waiting = await queue.get_job(job_id)
     assert waiting is not None
     assert (waiting.state, waiting.attempts, waiting.result, waiting.error) == (
-        "waiting", 0, None, None,
-    )  # fmt: skip
+        "waiting",
+        0,
+        None,
+        None,
+    )
     assert waiting.enqueued_at is not None and waiting.finished_at is None
 
     release = anyio.Event()

@@ -143,8 +143,11 @@ async def test_recurring_schedules_are_listed(qm: streamq.QueueManager, queue_na
     assert (hourly.interval_seconds, hourly.cron, hourly.data) == (3600.0, None, {"r": 1})
     assert abs(hourly.next_run_at - (time.time() + 60)) < 5
     assert (nightly.cron, nightly.tz, nightly.priority, nightly.data) == (
-        "0 3 * * *", "Europe/Paris", 3, "n",
-    )  # fmt: skip
+        "0 3 * * *",
+        "Europe/Paris",
+        3,
+        "n",
+    )
     assert nightly.interval_seconds is None
 
 

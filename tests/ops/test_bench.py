@@ -19,8 +19,12 @@ def run_bench(
         env["STREAMQ_REDIS_URL"] = url
     return subprocess.run(
         [sys.executable, "-m", "streamq.bench", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_help_lists_the_scenarios() -> None:
@@ -32,9 +36,21 @@ def test_help_lists_the_scenarios() -> None:
 
 def test_a_short_run_reports_rates_and_redis_cost_as_json(redis_url: str) -> None:
     done = run_bench(
-        "--jobs", "300", "--seconds", "0.5", "--scenario", "enqueue", "--scenario", "process",
-        "--scenario", "latency", "--scenario", "priority", "--json", url=redis_url,
-    )  # fmt: skip
+        "--jobs",
+        "300",
+        "--seconds",
+        "0.5",
+        "--scenario",
+        "enqueue",
+        "--scenario",
+        "process",
+        "--scenario",
+        "latency",
+        "--scenario",
+        "priority",
+        "--json",
+        url=redis_url,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     environment = report["environment"]
@@ -75,7 +91,7 @@ def test_bad_arguments_are_clear_errors() -> None:
 def test_worker_processes_drain_the_queue(redis_url: str) -> None:
     done = run_bench(
         "--jobs", "400", "--scenario", "process", "--processes", "2", "--json", url=redis_url
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["results"]
     assert [r["label"] for r in rows] == [

@@ -78,8 +78,11 @@ def test_info_lists_every_queue_with_its_counts_and_groups(cli: Cli) -> None:
     [mail, other] = cli.json("info")
     assert (mail["name"], other["name"]) == ("mail", "other")
     assert {k: mail["stats"][k] for k in ("waiting", "delayed", "dead", "completed")} == {
-        "waiting": 1, "delayed": 1, "dead": 2, "completed": 0,
-    }  # fmt: skip
+        "waiting": 1,
+        "delayed": 1,
+        "dead": 2,
+        "completed": 0,
+    }
     assert [(g["name"], g["pending"]) for g in mail["groups"]] == [("mail", 0)]
     assert other["stats"]["waiting"] == 1 and other["groups"] == []
     assert [q["name"] for q in cli.json("info", "other")] == ["other"]
@@ -126,13 +129,15 @@ def test_dead_retry_all(cli: Cli) -> None:
 def test_enqueue_adds_a_job_with_json_data(cli: Cli) -> None:
     job_id = cli("enqueue", "jobs", '{"n": 1}').output.strip()
     assert cli.json("enqueue", "jobs", "[1, 2]", "--job-id", "fixed", "--priority", "4") == {
-        "queue": "jobs", "job_id": "fixed",
-    }  # fmt: skip
+        "queue": "jobs",
+        "job_id": "fixed",
+    }
     cli("enqueue", "jobs", '"later"', "--delay", "60")
     listed = cli.json("jobs", "jobs")
     assert [(j["id"], j["data"], j["priority"]) for j in listed] == [
-        ("fixed", [1, 2], 4), (job_id, {"n": 1}, 0),
-    ]  # fmt: skip
+        ("fixed", [1, 2], 4),
+        (job_id, {"n": 1}, 0),
+    ]
     assert cli.json("jobs", "jobs", "--state", "delayed")[0]["data"] == "later"
 
 
@@ -145,8 +150,9 @@ def test_recurring_list(cli: Cli) -> None:
     cli.setup(schedule)
     listed = cli.json("recurring", "list", "reports")
     assert [(s["job_id"], s["cron"], s["interval_seconds"]) for s in listed] == [
-        ("pulse", None, 30.0), ("daily", "0 6 * * *", None),
-    ]  # fmt: skip
+        ("pulse", None, 30.0),
+        ("daily", "0 6 * * *", None),
+    ]
     table = cli("recurring", "list", "reports").output
     assert "cron 0 6 * * * (UTC)" in table and "30s" in table
 
@@ -174,17 +180,31 @@ def test_a_wrong_url_is_one_line_without_a_traceback() -> None:
     for command in (["info"], ["dead", "list", "q"], ["enqueue", "q", "1"], ["watch"]):
         done = subprocess.run(
             [sys.executable, "-m", "streamq", *command, "--url", "redis://127.0.0.1:1/0"],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
         assert done.returncode == 1, done
         assert done.stderr.startswith("Error: cannot connect to Redis at redis://127.0.0.1:1/0")
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_every_command_has_help() -> None:
-    commands = [["worker"], ["info"], ["jobs"], ["watch"], ["enqueue"], ["dead"],
-                ["dead", "list"], ["dead", "show"], ["dead", "retry"], ["dead", "purge"],
-                ["recurring"], ["recurring", "list"]]  # fmt: skip
+    commands = [
+        ["worker"],
+        ["info"],
+        ["jobs"],
+        ["watch"],
+        ["enqueue"],
+        ["dead"],
+        ["dead", "list"],
+        ["dead", "show"],
+        ["dead", "retry"],
+        ["dead", "purge"],
+        ["recurring"],
+        ["recurring", "list"],
+    ]
     for command in commands:
         result = CliRunner().invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)

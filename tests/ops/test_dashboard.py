@@ -167,8 +167,9 @@ async def test_cross_site_requests_are_refused(qm: streamq.QueueManager) -> None
         assert (await c.get("/api/purge-dead")).status_code == 405  # changes are POST only
 
         same = ACTION | _json_type() | {"origin": own, "sec-fetch-site": "same-origin"}
-        retried = await c.post("/api/retry-dead", json={"queue": "mail", "job_id": "y@bad"},
-                               headers=same)  # fmt: skip
+        retried = await c.post(
+            "/api/retry-dead", json={"queue": "mail", "job_id": "y@bad"}, headers=same
+        )
         assert retried.json() == {"queue": "mail", "retried": 1}
         purged = await c.post("/api/purge-dead", content=body, headers=same)
         assert purged.json() == {"queue": "mail", "purged": 1}
@@ -188,8 +189,9 @@ async def test_other_host_names_are_refused_on_loopback(qm: streamq.QueueManager
         for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "LOCALHOST"):
             assert (await c.get("/api/queues", headers={"host": host})).status_code == 200
     app = create_app(qm, allowed_hosts=None)  # bound beyond loopback: the user named the host
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://dash.internal:8080") as c:  # fmt: skip
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://dash.internal:8080"
+    ) as c:
         assert (await c.get("/api/queues")).status_code == 200
 
 
@@ -237,8 +239,11 @@ def test_without_the_extra_it_says_what_to_install() -> None:
     hide = "import sys; sys.modules['starlette'] = None; from streamq.ops.cli import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", hide, "dashboard", "--port", "0"],
-        capture_output=True, text=True, timeout=20, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [

@@ -76,9 +76,13 @@ async def test_enqueue_hooks_see_every_job_and_tell_duplicates(
         ids = await queue.enqueue_many(["c", "d"])
     first, again, *many = recorder.of("enqueue")
     assert first == streamq.EnqueueEvent(
-        queue=queue_name, job_id="same", priority=5, delay=0.5,
-        enqueued_at=first.enqueued_at, duplicate=False,
-    )  # fmt: skip
+        queue=queue_name,
+        job_id="same",
+        priority=5,
+        delay=0.5,
+        enqueued_at=first.enqueued_at,
+        duplicate=False,
+    )
     assert before <= first.enqueued_at <= time.time()
     assert (again.job_id, again.duplicate, again.priority, again.delay) == ("same", True, 0, 0.0)
     assert [(e.job_id, e.duplicate) for e in many] == [(ids[0], False), (ids[1], False)]
@@ -150,9 +154,13 @@ async def test_a_reclaimed_job_fires_on_reclaim(
     consumer = await queue.consume(lambda job: job.data, visibility_timeout=0.3)
     (reclaim,) = await recorder.wait_for("reclaim", 1)
     assert reclaim == streamq.ReclaimEvent(
-        queue=queue_name, group=queue_name, consumer=consumer.name, job_id="orphan-1",
-        entry_id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id, delivery=2,
-    )  # fmt: skip
+        queue=queue_name,
+        group=queue_name,
+        consumer=consumer.name,
+        job_id="orphan-1",
+        entry_id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        delivery=2,
+    )
     (start,) = await recorder.wait_for("start", 1)
     assert (start.job_id, start.attempt) == ("orphan-1", 2)
 
@@ -172,8 +180,10 @@ async def test_a_raising_hook_breaks_neither_enqueue_nor_consumer(
     # Logged with its traceback once per hook method; after that at debug level only.
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert sorted(r.getMessage().split(" in ")[1].split()[0] for r in errors) == [
-        "on_enqueue", "on_start", "on_success",
-    ]  # fmt: skip
+        "on_enqueue",
+        "on_start",
+        "on_success",
+    ]
     assert all(r.exc_info for r in errors)
 
 

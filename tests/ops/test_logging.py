@@ -89,13 +89,17 @@ async def test_a_reclaim_is_one_json_line(
     await redis.xadd(stream, {"j": "orphan-1", "p": payload})
     await redis.xreadgroup(queue_name, "died", {stream: ">"}, count=1)  # and never acks
     consumer = await queue.consume(lambda job: job.data, visibility_timeout=0.3)
-    await wait_until(lambda: any(line.get("job_id") for line in json_log.lines()),
-                     what="the reclaim")  # fmt: skip
+    await wait_until(
+        lambda: any(line.get("job_id") for line in json_log.lines()), what="the reclaim"
+    )
     (line,) = [line for line in json_log.lines() if line.get("job_id") == "orphan-1"]
     assert line["level"] == "WARNING"
     assert (line["queue"], line["group"], line["attempt"], line["delivery"]) == (
-        queue_name, queue_name, 1, 2,
-    )  # fmt: skip
+        queue_name,
+        queue_name,
+        1,
+        2,
+    )
     assert "stopped heart-beating for 0.3s" in line["error"]
     assert consumer.name in line["message"] and "reclaimed" in line["message"]
 

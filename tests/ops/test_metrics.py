@@ -73,9 +73,16 @@ async def test_a_worker_serves_counters_histograms_and_depth(
     workers: Workers, producer: streamq.QueueManager, queue_name: str
 ) -> None:
     worker = workers.start(
-        f"{HANDLERS}:fail_on_negative", "--queue", queue_name, "--max-retries", "1",
-        "--metrics-port", "0", "--metrics-interval", "0.1",
-    )  # fmt: skip
+        f"{HANDLERS}:fail_on_negative",
+        "--queue",
+        queue_name,
+        "--max-retries",
+        "1",
+        "--metrics-port",
+        "0",
+        "--metrics-interval",
+        "0.1",
+    )
     port = await metrics_port(workers, worker)
     queue = producer.get_queue(queue_name, int)
     ok = [await queue.enqueue(n) for n in range(5)]
@@ -106,8 +113,10 @@ async def test_a_worker_serves_counters_histograms_and_depth(
     inf = (("group", queue_name), ("le", "+Inf"), ("queue", queue_name))
     assert samples[("streamq_job_start_latency_seconds_bucket", inf)] == 6
     assert 0 < samples[("streamq_job_start_latency_seconds_sum", qg(queue_name))] < 30
-    states = {state: samples[depth(queue_name, state)] for state in ("waiting", "active",
-              "delayed", "retrying", "dead")}  # fmt: skip
+    states = {
+        state: samples[depth(queue_name, state)]
+        for state in ("waiting", "active", "delayed", "retrying", "dead")
+    }
     assert states == {"waiting": 0, "active": 0, "delayed": 1, "retrying": 0, "dead": 1}
     assert ("streamq_queue_oldest_waiting_age_seconds", (("queue", queue_name),)) in samples
 
@@ -120,9 +129,20 @@ async def test_a_pool_of_processes_is_one_scrape(
     workers: Workers, producer: streamq.QueueManager, queue_name: str
 ) -> None:
     supervisor = workers.start(
-        f"{HANDLERS}:nap", "--queue", queue_name, "--processes", "2", "--concurrency", "2",
-        "--metrics-port", "0", "--metrics-interval", "0.1", "--log-format", "json",
-    )  # fmt: skip
+        f"{HANDLERS}:nap",
+        "--queue",
+        queue_name,
+        "--processes",
+        "2",
+        "--concurrency",
+        "2",
+        "--metrics-port",
+        "0",
+        "--metrics-interval",
+        "0.1",
+        "--log-format",
+        "json",
+    )
     port = await metrics_port(workers, supervisor)
     queue = producer.get_queue(queue_name, Nap)
     # Jobs of 20 ms: one process alone would need 0.4 s, so both take a share.
@@ -163,9 +183,9 @@ async def test_the_hooks_count_in_process_and_serve(redis_url: str, queue_name: 
             tg.start_soon(metrics.track_depth, qm, None, 0.05)
 
             async def tracked() -> bool:
-                return parse(generate_latest(registry).decode()).get(
-                    depth(queue_name, "waiting")
-                ) == 3  # fmt: skip
+                return (
+                    parse(generate_latest(registry).decode()).get(depth(queue_name, "waiting")) == 3
+                )
 
             await wait_until(tracked, what="the depth of every registered queue")
             port = metrics.serve(0)

@@ -381,9 +381,12 @@ async def test_tls_with_client_certificates(tls_dir: Path) -> None:
     with LocalRedis(tls=_tls(tls_dir, auth_clients=True)) as server:
         client = str(tls_dir / "client.pem")
         async with streamq.QueueManager(
-            server.url, shutdown_grace=5, ssl_ca_certs=ca_file, ssl_certfile=client,
+            server.url,
+            shutdown_grace=5,
+            ssl_ca_certs=ca_file,
+            ssl_certfile=client,
             ssl_keyfile=client,
-        ) as qm:  # fmt: skip
+        ) as qm:
             queue = qm.get_queue("mtls")
             await queue.consume(lambda job: job.data)
             assert await queue.wait_for(await queue.enqueue("mutual"), timeout=5) == "mutual"

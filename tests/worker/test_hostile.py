@@ -231,8 +231,17 @@ def test_streamq_has_no_way_to_run_data_as_code() -> None:
     """No module of the package imports a deserializer that can run code, or calls eval/exec;
     no script loads Lua code from data. (A check of the source, not a proof: it catches the
     plain ways in.)"""
-    unsafe_modules = {"pickle", "_pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle",
-                      "jsonpickle", "yaml"}  # fmt: skip
+    unsafe_modules = {
+        "pickle",
+        "_pickle",
+        "cPickle",
+        "marshal",
+        "shelve",
+        "dill",
+        "cloudpickle",
+        "jsonpickle",
+        "yaml",
+    }
     unsafe_calls = {"eval", "exec", "compile", "__import__"}
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):

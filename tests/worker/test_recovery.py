@@ -216,10 +216,15 @@ async def test_deliveries_that_never_started_are_not_attempts(
     stream = f"streamq:{{{queue_name}}}:stream"
     (pending,) = await redis.xpending_range(stream, queue_name, "-", "+", 1)
     await redis.xclaim(
-        stream, queue_name, "read-ahead-and-died", 0, [pending["message_id"]], idle=3_600_000,
+        stream,
+        queue_name,
+        "read-ahead-and-died",
+        0,
+        [pending["message_id"]],
+        idle=3_600_000,
         retrycount=3,
         justid=True,
-    )  # fmt: skip
+    )
     attempts: list[int] = []
 
     async def handle(job: streamq.Job[Any]) -> str:
@@ -382,8 +387,11 @@ async def test_a_busy_consumer_still_reclaims_a_dead_consumers_jobs(
         await anyio.sleep(0.001)
 
     await queue.consume(handle, visibility_timeout=1.0)
-    await wait_until(lambda: all(f"orphan-{n}" in seen for n in range(3)), timeout=8,
-                     what="the dead consumer's jobs to be reclaimed")  # fmt: skip
+    await wait_until(
+        lambda: all(f"orphan-{n}" in seen for n in range(3)),
+        timeout=8,
+        what="the dead consumer's jobs to be reclaimed",
+    )
     assert len(seen) < 20_000, "the backlog ran dry before the reclaim: not a busy consumer"
 
 

@@ -332,9 +332,12 @@ def test_interval_next_run_keeps_its_phase_and_skips_missed_ticks() -> None:
     ],
 )
 async def test_bad_recurring_arguments(
-    qm: streamq.QueueManager, queue_name: str, kwargs: dict[str, Any], message: str,
+    qm: streamq.QueueManager,
+    queue_name: str,
+    kwargs: dict[str, Any],
+    message: str,
     redis: aioredis.Redis,
-) -> None:  # fmt: skip
+) -> None:
     queue = qm.get_queue(queue_name)
     with pytest.raises(ValueError, match=message):
         await queue.schedule_recurring("bad", 1, **kwargs)

@@ -13,12 +13,24 @@ EXTRA_HINT = "the dashboard needs Starlette and uvicorn: pip install 'streamq[da
 
 
 @main.command(short_help="A web dashboard: queues, jobs, dead letters.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; beyond loopback, other machines get in.")  # fmt: skip
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="Port to listen on; 0 picks a free one (the address is printed).")  # fmt: skip
-@click.option("--allow-actions", is_flag=True,
-              help="Let the page retry and purge dead letters (read-only without it).")  # fmt: skip
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; beyond loopback, other machines get in.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one (the address is printed).",
+)
+@click.option(
+    "--allow-actions",
+    is_flag=True,
+    help="Let the page retry and purge dead letters (read-only without it).",
+)
 @url_option
 @prefix_option
 @fail_cleanly
@@ -43,8 +55,11 @@ def dashboard(host: str, port: int, allow_actions: bool, url: str | None, prefix
         mode = "retry and purge allowed" if allow_actions else "read-only"
         click.echo(f"streamq dashboard on {address} ({mode}); Ctrl-C stops")
         if not is_loopback(host):
-            click.echo(f"warning: listening on {host}: anyone who can reach it sees the jobs'"
-                       " data (there is no login); put it behind an authenticating proxy or"
-                       " bind 127.0.0.1", err=True)  # fmt: skip
+            click.echo(
+                f"warning: listening on {host}: anyone who can reach it sees the jobs'"
+                " data (there is no login); put it behind an authenticating proxy or"
+                " bind 127.0.0.1",
+                err=True,
+            )
 
     run(functools.partial(serve, allow_actions=allow_actions, ready=ready), url, prefix, host, port)

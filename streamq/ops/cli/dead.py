@@ -36,9 +36,11 @@ def list_(queue: str, limit: int, url: str | None, prefix: str, as_json: bool) -
             await known_queues(qm, [queue])
             letters = await qm.get_queue(queue).dead_letters(limit)
         show_listing(
-            letters, as_json=as_json, empty=f"queue {queue!r} has no dead letters",
+            letters,
+            as_json=as_json,
+            empty=f"queue {queue!r} has no dead letters",
             table=lambda: dead_letters_table(queue, letters),
-        )  # fmt: skip
+        )
 
     run(show)
 
@@ -61,8 +63,10 @@ def show(queue: str, job_id: str, url: str | None, prefix: str, as_json: bool) -
             await known_queues(qm, [queue])
             letter = await qm.get_queue(queue).dead_letter(job_id)
         if letter is None:
-            raise InvalidArgument(f"queue {queue!r} has no dead letter {job_id!r}"
-                                  f" (see: python -m streamq dead list {queue})")  # fmt: skip
+            raise InvalidArgument(
+                f"queue {queue!r} has no dead letter {job_id!r}"
+                f" (see: python -m streamq dead list {queue})"
+            )
         if as_json:
             echo_json(letter)
         else:
@@ -94,8 +98,10 @@ def retry(
             await known_queues(qm, [queue])
             retried = await qm.get_queue(queue).retry_dead(job_id)
         if job_id is not None and not retried:
-            raise InvalidArgument(f"queue {queue!r} has no dead letter {job_id!r}"
-                                  f" (see: python -m streamq dead list {queue})")  # fmt: skip
+            raise InvalidArgument(
+                f"queue {queue!r} has no dead letter {job_id!r}"
+                f" (see: python -m streamq dead list {queue})"
+            )
         return retried
 
     retried = run(revive)

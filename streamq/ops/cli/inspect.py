@@ -40,8 +40,10 @@ def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -
         if as_json:
             echo_json(overviews)
         elif not overviews:
-            click.echo("no queues yet: a queue is listed once something enqueues to it,"
-                       " consumes it or schedules on it")  # fmt: skip
+            click.echo(
+                "no queues yet: a queue is listed once something enqueues to it,"
+                " consumes it or schedules on it"
+            )
         else:
             console().print(overview_tables(overviews))
 
@@ -50,8 +52,13 @@ def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -
 
 @main.command(short_help="A queue's waiting, delayed or retrying jobs.")
 @click.argument("queue")
-@click.option("-s", "--state", type=click.Choice(["waiting", "delayed", "retrying"]),
-              default="waiting", show_default=True)  # fmt: skip
+@click.option(
+    "-s",
+    "--state",
+    type=click.Choice(["waiting", "delayed", "retrying"]),
+    default="waiting",
+    show_default=True,
+)
 @click.option("-n", "--limit", type=click.IntRange(1, MAX_PEEK), default=20, show_default=True)
 @url_option
 @prefix_option
@@ -68,19 +75,31 @@ def jobs(queue: str, state: str, limit: int, url: str | None, prefix: str, as_js
             [name] = await known_queues(qm, [queue])
             listed = await qm.get_queue(name).jobs(state, limit)  # type: ignore[arg-type]
         show_listing(
-            listed, as_json=as_json, empty=f"queue {queue!r} has no {state} jobs",
+            listed,
+            as_json=as_json,
+            empty=f"queue {queue!r} has no {state} jobs",
             table=lambda: jobs_table(queue, state, listed),
-        )  # fmt: skip
+        )
 
     run(show)
 
 
 @main.command(short_help="A live view of info that refreshes.")
 @click.argument("queues", nargs=-1, metavar="[QUEUE]...")
-@click.option("-i", "--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="Seconds between refreshes.")  # fmt: skip
-@click.option("-n", "--count", type=click.IntRange(min=1),
-              help="Refresh this many times, then exit [default: until Ctrl-C].")  # fmt: skip
+@click.option(
+    "-i",
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=1),
+    help="Refresh this many times, then exit [default: until Ctrl-C].",
+)
 @url_option
 @prefix_option
 @json_option
@@ -102,8 +121,13 @@ def watch(
     async def loop() -> None:
         async with manager(url, prefix) as qm:
             if as_json:
-                await _watch(qm, queues, interval, count,
-                             lambda o: echo_json({"at": time.time(), "queues": o}))  # fmt: skip
+                await _watch(
+                    qm,
+                    queues,
+                    interval,
+                    count,
+                    lambda o: echo_json({"at": time.time(), "queues": o}),
+                )
             elif not sys.stdout.isatty():  # a file or a pipe: one table after another
                 out = console()
                 await _watch(qm, queues, interval, count, lambda o: out.print(overview_tables(o)))

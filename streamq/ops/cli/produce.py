@@ -27,14 +27,23 @@ def _json_data(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
 @main.command(short_help="Add a job with JSON data to a queue.")
 @click.argument("queue")
 @click.argument("data", metavar="JSON", callback=_json_data)
-@click.option("-p", "--priority", type=int, default=0, show_default=True,
-              help="Higher runs first.")  # fmt: skip
-@click.option("-d", "--delay", type=float, default=0.0, show_default=True,
-              help="Seconds before the job may start.")  # fmt: skip
-@click.option("--job-id", help="Deduplicates: while a job with this id is unfinished, nothing"
-              " is added.")  # fmt: skip
-@click.option("--max-retries", type=click.IntRange(min=0),
-              help="Overrides the consumer's max_retries for this job.")  # fmt: skip
+@click.option("-p", "--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "-d",
+    "--delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds before the job may start.",
+)
+@click.option(
+    "--job-id", help="Deduplicates: while a job with this id is unfinished, nothing is added."
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    help="Overrides the consumer's max_retries for this job.",
+)
 @click.option("--timeout", type=float, help="Overrides the consumer's handler timeout.")
 @url_option
 @prefix_option
@@ -60,9 +69,13 @@ def enqueue(
     async def add() -> str:
         async with manager(url, prefix) as qm:
             return await qm.get_queue(queue).enqueue(
-                data, priority=priority, start_delay=delay, job_id=job_id,
-                max_retries=max_retries, timeout=timeout,
-            )  # fmt: skip
+                data,
+                priority=priority,
+                start_delay=delay,
+                job_id=job_id,
+                max_retries=max_retries,
+                timeout=timeout,
+            )
 
     added = run(add)
     if as_json:
@@ -93,8 +106,10 @@ def list_(queue: str, url: str | None, prefix: str, as_json: bool) -> None:
             await known_queues(qm, [queue])
             schedules = await qm.get_queue(queue).recurring_schedules()
         show_listing(
-            schedules, as_json=as_json, empty=f"queue {queue!r} has no recurring schedules",
+            schedules,
+            as_json=as_json,
+            empty=f"queue {queue!r} has no recurring schedules",
             table=lambda: recurring_table(queue, schedules),
-        )  # fmt: skip
+        )
 
     run(show)

@@ -94,10 +94,16 @@ def overview_tables(overviews: Sequence[QueueOverview], caption: str | None = No
     for o in overviews:
         s = o.stats
         queues.add_row(
-            o.name, f"{s.waiting:,}", f"{s.active:,}", f"{s.delayed:,}", f"{s.retrying:,}",
-            f"{s.dead:,}", f"{s.completed:,}", age(s.oldest_waiting_age) if s.waiting else "-",
+            o.name,
+            f"{s.waiting:,}",
+            f"{s.active:,}",
+            f"{s.delayed:,}",
+            f"{s.retrying:,}",
+            f"{s.dead:,}",
+            f"{s.completed:,}",
+            age(s.oldest_waiting_age) if s.waiting else "-",
             str(s.groups),
-        )  # fmt: skip
+        )
         for g in o.groups:
             idle = max((c.idle for c in g.consumers), default=None)
             lag = "?" if g.lag is None else f"{g.lag:,}"
@@ -116,9 +122,13 @@ def jobs_table(queue: str, state: str, jobs: Sequence[JobSummary]) -> Table:
         table.add_column("last error")
     for job in jobs:
         row = [
-            job.id, str(job.priority), when(job.enqueued_at), when(job.due_at),
-            str(job.attempts), data_text(job.data),
-        ]  # fmt: skip
+            job.id,
+            str(job.priority),
+            when(job.enqueued_at),
+            when(job.due_at),
+            str(job.attempts),
+            data_text(job.data),
+        ]
         if state == "retrying":
             row += [job.group or "-", _first_line(job.error)]
         table.add_row(*row)
@@ -131,9 +141,12 @@ def dead_letters_table(queue: str, letters: Sequence[DeadLetter]) -> Table:
         table.add_column(column, justify="right" if column == "attempts" else "left")
     for letter in letters:
         table.add_row(
-            letter.job_id, when(letter.failed_at), str(letter.attempts),
-            _first_line(letter.error), data_text(letter.data),
-        )  # fmt: skip
+            letter.job_id,
+            when(letter.failed_at),
+            str(letter.attempts),
+            _first_line(letter.error),
+            data_text(letter.data),
+        )
     return table
 
 

@@ -33,32 +33,81 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 @url_option
 @prefix_option
 @click.option("-g", "--group", help="Consumer group [default: the queue's name].")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Handlers running at once in each process.")  # fmt: skip
-@click.option("-p", "--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes, supervised and restarted if they die.")  # fmt: skip
-@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Retries after the first attempt, then the dead letters.")  # fmt: skip
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a handler may run before it is cancelled.")  # fmt: skip
-@click.option("--visibility-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True,
-              help="Seconds before a silent worker's jobs go to another.")  # fmt: skip
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds running jobs get to finish on SIGTERM/SIGINT.")  # fmt: skip
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)  # fmt: skip
-@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
-              help="json: one JSON object per line, with queue, job_id, attempt and error"
-              " keys on job failures and reclaims.")  # fmt: skip
-@click.option("--metrics-port", type=click.IntRange(min=0, max=65535),
-              help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port,"
-              " logged); with --processes, one endpoint for every process.")  # fmt: skip
-@click.option("--metrics-host", default="127.0.0.1", show_default=True,
-              help="Address the metrics endpoint listens on.")  # fmt: skip
-@click.option("--metrics-interval", type=click.FloatRange(min=0, min_open=True), default=5.0,
-              show_default=True,
-              help="Seconds between two reads of the queue's depth.")  # fmt: skip
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Handlers running at once in each process.",
+)
+@click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, supervised and restarted if they die.",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Retries after the first attempt, then the dead letters.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a handler may run before it is cancelled.",
+)
+@click.option(
+    "--visibility-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds before a silent worker's jobs go to another.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on SIGTERM/SIGINT.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with queue, job_id, attempt and error"
+    " keys on job failures and reclaims.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port,"
+    " logged); with --processes, one endpoint for every process.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint listens on.",
+)
+@click.option(
+    "--metrics-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two reads of the queue's depth.",
+)
 @click.option("--supervisor-pid", type=int, hidden=True)
 @click.option("--count-metrics", is_flag=True, hidden=True)
 @fail_cleanly
@@ -93,10 +142,17 @@ def worker(
     """
     configure(log_format, log_level)
     spec = WorkerSpec(
-        target=target, queue=queue, url=url, prefix=prefix, group=group,
-        concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-        visibility_timeout=visibility_timeout, grace=grace,
-    )  # fmt: skip
+        target=target,
+        queue=queue,
+        url=url,
+        prefix=prefix,
+        group=group,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        timeout=timeout,
+        visibility_timeout=visibility_timeout,
+        grace=grace,
+    )
     spec.check()  # a bad target or name is one error here, not N workers failing to start
     if processes == 1:
         hooks: list[Hooks] = []
@@ -111,9 +167,11 @@ def worker(
                 background.append(
                     lambda qm, queue: metrics.track_depth(qm, [queue], metrics_interval)
                 )
-        run(functools.partial(
-            run_worker, spec, parent_pid=supervisor_pid, hooks=hooks, background=background
-        ))  # fmt: skip
+        run(
+            functools.partial(
+                run_worker, spec, parent_pid=supervisor_pid, hooks=hooks, background=background
+            )
+        )
         return
     run(_check_server, url)
     command = [sys.executable, "-m", "streamq", *_worker_args(spec, log_level, log_format)]
@@ -165,12 +223,31 @@ async def _check_server(url: str | None) -> None:
 
 def _worker_args(spec: WorkerSpec, log_level: str, log_format: str) -> list[str]:
     """The command line of one supervised worker: the same settings, one process."""
-    args = ["worker", spec.target, "--prefix", spec.prefix, "--concurrency", str(spec.concurrency),
-            "--max-retries", str(spec.max_retries), "--visibility-timeout",
-            str(spec.visibility_timeout), "--grace", str(spec.grace), "--log-level", log_level,
-            "--log-format", log_format, "--supervisor-pid", str(os.getpid())]  # fmt: skip
-    for flag, value in (("--queue", spec.queue), ("--group", spec.group),
-                        ("--timeout", spec.timeout)):  # fmt: skip
+    args = [
+        "worker",
+        spec.target,
+        "--prefix",
+        spec.prefix,
+        "--concurrency",
+        str(spec.concurrency),
+        "--max-retries",
+        str(spec.max_retries),
+        "--visibility-timeout",
+        str(spec.visibility_timeout),
+        "--grace",
+        str(spec.grace),
+        "--log-level",
+        log_level,
+        "--log-format",
+        log_format,
+        "--supervisor-pid",
+        str(os.getpid()),
+    ]
+    for flag, value in (
+        ("--queue", spec.queue),
+        ("--group", spec.group),
+        ("--timeout", spec.timeout),
+    ):
         if value is not None:
             args += [flag, str(value)]
     return args
