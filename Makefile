@@ -25,7 +25,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 OLDEST_VENV := .cache/venv-redis-oldest
 REDIS_PY_OLDEST := $(shell sed -n 's/.*"redis\[hiredis\]>=\([^,]*\),.*/\1/p' pyproject.toml)
-REDIS_PY_TESTS := tests/test_lane.py tests/test_manager.py tests/test_sentinel.py tests/test_cluster.py
+REDIS_PY_TESTS := tests/transport/test_lane.py tests/client/test_manager.py \
+	tests/transport/test_sentinel.py tests/worker/test_work_queue.py
 OLD_REDIS := .cache/redis-5.0/redis-server
 REDIS_62 := .cache/redis-6.2/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
