@@ -22,6 +22,9 @@ __all__ = (
 #: keys after the queue's hash tag, stream fields, script arguments), but every record, entry and
 #: dead letter of the job repeats its id.
 MAX_JOB_ID_LENGTH = 1024
+#: Longest delay streamq schedules (a start delay, a backoff): ten years. Longer is a mistake
+#: more often than a plan, and due times stay exact milliseconds in Redis's sorted sets.
+MAX_DELAY_SECONDS = 10 * 365 * 86400
 
 
 def new_job_id() -> str:
@@ -74,10 +77,14 @@ def check_count(value: object, *, what: str) -> int:
 
 
 def check_seconds(value: object, *, what: str, allow_zero: bool = False) -> float:
-    """Seconds as a finite float: > 0 (or >= 0 with ``allow_zero``)."""
+    """Seconds as a finite float: > 0 (or >= 0 with ``allow_zero``), at most ten years."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidArgument(f"{what} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidArgument(f"{what} must be seconds {bound}, got {value!r}")
+    if value > MAX_DELAY_SECONDS:
+        raise InvalidArgument(
+            f"{what} must be at most {MAX_DELAY_SECONDS:,} seconds (ten years), got {value!r}"
+        )
     return float(value)

@@ -129,10 +129,11 @@ class Codec(Generic[T]):
         envelope = Envelope(enqueued_at, priority, max_retries, timeout, data)
         try:
             payload = _encoder.encode(envelope)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise EncodeError(
                 f"queue {self.queue!r}: cannot encode {type(data).__name__} data as MessagePack"
-                f" ({exc}); pass msgspec-encodable data (builtins, msgspec.Struct, dataclasses)",
+                f" ({type(exc).__name__}: {exc}); pass msgspec-encodable data (builtins,"
+                " msgspec.Struct, dataclasses)",
                 queue=self.queue,
             ) from exc
         if len(payload) > self.max_payload_bytes:
@@ -147,7 +148,7 @@ class Codec(Generic[T]):
             # Decoding exactly as the consumer will is the only check that cannot drift from it.
             try:
                 self._decoder.decode(payload)
-            except msgspec.ValidationError as exc:
+            except (msgspec.ValidationError, RecursionError) as exc:
                 raise EncodeError(
                     f"queue {self.queue!r}: data is not a valid {_type_name(self.type)} ({exc});"
                     " fix the data or the queue's type",

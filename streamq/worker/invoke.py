@@ -53,10 +53,10 @@ class Invoker(Generic[T]):
             return b"", f"TimeoutError: the handler ran past its {timeout:g}s timeout"
         try:
             return encode_result(result), None
-        except (TypeError, ValueError, OverflowError) as exc:
+        except Exception as exc:  # TypeError, OverflowError, RecursionError (nested too deep)
             return b"", (
                 f"the handler returned {type(result).__name__}, which cannot be encoded as"
-                f" MessagePack ({exc}); return msgspec-encodable data"
+                f" MessagePack ({type(exc).__name__}: {exc}); return msgspec-encodable data"
             )
 
     async def _call(self, job: Job[T]) -> Any:

@@ -23,6 +23,7 @@ from ..job import Job
 from ..ops.hooks import JobEvent, call_hooks
 from ..store.scripts import Completion, Failure
 from ..store.serialization import DeadRecord, Envelope, encode_dead_record
+from ..validation import MAX_DELAY_SECONDS
 from .backoff import exponential
 from .entries import BadEntry, Held, attempt_of, group_gone, job_id_of
 from .invoke import Invoker
@@ -332,6 +333,8 @@ class Runner(Generic[T]):
             link.retry_staged()
 
     def _backoff(self, attempt: int) -> float:
+        """The user's backoff, at most :data:`MAX_DELAY_SECONDS` (a longer one would not fit
+        a due time); the default when it fails or returns what is not seconds >= 0."""
         try:
             delay = float(self._options.backoff(attempt))
             if not math.isfinite(delay) or delay < 0:
@@ -343,4 +346,4 @@ class Runner(Generic[T]):
                 exc,
             )
             return exponential(attempt)
-        return delay
+        return min(delay, MAX_DELAY_SECONDS)

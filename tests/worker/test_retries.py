@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -289,3 +290,68 @@ async def test_bad_consumer_options(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await qm.get_queue(queue_name).consume(lambda job: None, **options)
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_a_result_nested_too_deep_fails_the_attempt_with_its_reason(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    # RecursionError in encoding the result was an "unexpected error on entry": the job was
+    # reclaimed after the visibility timeout and dead-lettered as if its consumer had died.
+    queue = qm.get_queue(queue_name)
+    await queue.consume(lambda job: _nested(2000), max_retries=0, visibility_timeout=30)
+    job_id = await queue.enqueue("deep")
+    with pytest.raises(streamq.JobFailed, match=r"cannot be encoded.*RecursionError"):
+        await queue.wait_for(job_id, timeout=10)
+    (dead,) = await queue.dead_letters()
+    assert dead.attempts == 1 and "died" not in dead.error
+
+
+async def test_data_nested_too_deep_is_an_encode_error_that_writes_nothing(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    with pytest.raises(streamq.EncodeError, match="RecursionError"):
+        await queue.enqueue(_nested(990))
+    with pytest.raises(streamq.EncodeError, match="RecursionError"):
+        await queue.enqueue_many([1, _nested(990)])
+    stats = await queue.stats()
+    assert (stats.waiting, stats.delayed) == (0, 0)
+
+
+async def test_a_backoff_past_ten_years_is_cut_to_ten_years(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    # 1e306 s passed the finiteness check, then overflowed when made milliseconds: every retry
+    # fell back to the visibility timeout's reclaim.
+    queue = qm.get_queue(queue_name)
+    await queue.consume(_always_fails, max_retries=1, backoff=lambda attempt: 1e306)
+    job_id = await queue.enqueue("x")
+
+    async def retrying() -> bool:
+        info = await queue.get_job(job_id)
+        return info is not None and info.state == "retrying"
+
+    await wait_until(retrying, timeout=10, what="the job waiting to retry")
+    (listed,) = await queue.jobs("retrying")
+    assert listed.due_at is not None
+    years = (listed.due_at - time.time()) / (365 * 86400)
+    assert 9.9 < years <= 10.0
+
+
+async def test_delays_past_ten_years_are_refused(qm: streamq.QueueManager, queue_name: str) -> None:
+    queue = qm.get_queue(queue_name)
+    for delay in (1e306, 10 * 365 * 86400 + 1):
+        with pytest.raises(streamq.InvalidArgument, match=r"at most .* seconds"):
+            await queue.enqueue("x", start_delay=delay)
+    assert (await queue.stats()).delayed == 0
+
+
+async def _always_fails(job: streamq.Job[Any]) -> None:
+    raise RuntimeError("no")
