@@ -9,6 +9,8 @@
     ├── InvalidArgument (ValueError)
     │                           a bad name, option or value passed to the API
     ├── JobFailed               a job went to the dead letters (raised by ``Queue.wait_for``)
+    ├── JobInUse                a dead job cannot be replayed: its id belongs to a job that
+    │                           was enqueued since and is unfinished
     ├── JobNotFound (LookupError)
     │                           no such job (never enqueued, or its record expired)
     └── NotReplicated           an enqueue reached fewer replicas than ``min_replicas`` asks
@@ -23,6 +25,7 @@ __all__ = (
     "EncodeError",
     "InvalidArgument",
     "JobFailed",
+    "JobInUse",
     "JobNotFound",
     "NotReplicated",
     "PermissionDenied",
@@ -67,6 +70,20 @@ class JobFailed(StreamqError):
         super().__init__(f"job {job_id!r} of queue {queue!r} failed: {error}")
         self.job_id = job_id
         self.error = error
+        self.queue = queue
+
+
+class JobInUse(StreamqError):
+    """A dead job was not replayed: a job enqueued since under its id is unfinished, and two
+    jobs must not run under one id."""
+
+    def __init__(self, job_id: str, *, queue: str | None = None) -> None:
+        super().__init__(
+            f"dead job {job_id!r} of queue {queue!r} was not replayed: a job enqueued since"
+            " under that id is unfinished. Replay it once that job has finished, or purge the"
+            " dead letters"
+        )
+        self.job_id = job_id
         self.queue = queue
 
 

@@ -20,6 +20,7 @@ PUBLIC = {
     "InvalidArgument",
     "Job",
     "JobFailed",
+    "JobInUse",
     "JobInfo",
     "JobNotFound",
     "JobEvent",

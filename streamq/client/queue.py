@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 import anyio
 from redis.exceptions import NoPermissionError
 
-from ..errors import InvalidArgument, JobFailed, JobNotFound, NotReplicated
+from ..errors import InvalidArgument, JobFailed, JobInUse, JobNotFound, NotReplicated
 from ..job import DeadLetter, Job, JobInfo, QueueStats
 from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
 from ..store.keys import QueueKeys, validate_group
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from .host import QueueHost
 
 __all__ = ("Handler", "Queue")
+
+log = logging.getLogger("streamq")
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -399,17 +402,35 @@ class Queue(Generic[T]):
 
     @_permissions
     async def retry_dead(self, job_id: str | None = None) -> int:
-        """Replay one dead job (or all when ``job_id`` is None) with fresh attempts."""
+        """Replay one dead job (or all when ``job_id`` is None) with fresh attempts.
+
+        A dead job whose id a job enqueued since holds, unfinished, stays dead: for one id that
+        is a :class:`JobInUse`; replaying all skips it (and logs how many were skipped).
+        """
         scripts = self._scripts
         if job_id is not None:
-            return await scripts.revive(self._keys, [check_job_id(job_id)])
+            revived, in_use = await scripts.revive(self._keys, [check_job_id(job_id)])
+            if in_use:
+                raise JobInUse(job_id, queue=self.name)
+            return revived
         client = self._host.connection().client
-        revived = 0
+        total, skipped = 0, 0
+        # The skipped ones stay first in the dead set (oldest failure first): page past them.
         while ids := cast(
-            "list[bytes]", await client.zrange(self._keys.dead, 0, ENQUEUE_BATCH - 1)
+            "list[bytes]",
+            await client.zrange(self._keys.dead, skipped, skipped + ENQUEUE_BATCH - 1),
         ):
-            revived += await scripts.revive(self._keys, [i.decode() for i in ids])
-        return revived
+            revived, in_use = await scripts.revive(self._keys, [i.decode() for i in ids])
+            total += revived
+            skipped += len(in_use)
+        if skipped:
+            log.warning(
+                "queue %r: %d dead job(s) not replayed: jobs enqueued since under their ids are"
+                " unfinished",
+                self.name,
+                skipped,
+            )
+        return total
 
     @_permissions
     async def purge_dead(self) -> int:

@@ -407,11 +407,12 @@ class Scripts:
         record, payload, groups = row
         return job_id, record, payload or b"", (groups or b"").decode().split()
 
-    async def revive(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
-        revived: int = await self._revive(
+    async def revive(self, keys: QueueKeys, job_ids: Sequence[str]) -> tuple[int, list[str]]:
+        """Replay dead jobs: how many were, and the ids left dead because they are in use."""
+        revived, in_use = await self._revive(
             keys=[keys.stream, keys.dead, keys.dead_records], args=[keys.job_prefix, *job_ids]
         )
-        return revived
+        return int(revived), [job_id.decode() for job_id in in_use]
 
     async def purge_dead(self, keys: QueueKeys) -> int:
         purged: int = await self._purge_dead(keys=[keys.dead, keys.dead_records])

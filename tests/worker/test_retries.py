@@ -355,3 +355,41 @@ async def test_delays_past_ten_years_are_refused(qm: streamq.QueueManager, queue
 
 async def _always_fails(job: streamq.Job[Any]) -> None:
     raise RuntimeError("no")
+
+
+async def test_a_dead_job_is_not_replayed_while_its_id_is_in_use_again(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    # retry_dead("X") after a new job took the id X ran both under one id, one outcome lost.
+    queue = qm.get_queue(queue_name)
+    runs: list[str] = []
+    failed_once: set[str] = set()
+    release = anyio.Event()
+
+    async def handle(job: streamq.Job[str]) -> str:
+        runs.append(job.data)
+        if job.data == "old" and job.id not in failed_once:
+            failed_once.add(job.id)  # an old job fails once; replayed, it completes
+            raise RuntimeError("old fails")
+        if job.data == "new":
+            await release.wait()
+        return job.data
+
+    consumer = await queue.consume(handle, max_retries=0)
+    with pytest.raises(streamq.JobFailed):
+        await queue.wait_for(await queue.enqueue("old", job_id="X"), timeout=10)
+    await queue.enqueue("new", job_id="X")  # the id is free again: a new job takes it
+    await queue.enqueue("old", job_id="Y")  # and another dead job, free to replay
+    with pytest.raises(streamq.JobFailed):
+        await queue.wait_for("Y", timeout=10)
+    with pytest.raises(streamq.JobInUse, match=r"'X'.*enqueued since"):
+        await queue.retry_dead("X")
+    assert await queue.retry_dead() == 1  # Y only; X stays dead
+    assert await queue.wait_for("Y", timeout=10) == "old"
+    assert [dead.job_id for dead in await queue.dead_letters()] == ["X"]
+    release.set()
+    assert await queue.wait_for("X", timeout=10) == "new"
+    assert runs.count("new") == 1 and runs.count("old") == 3  # X, Y, Y replayed
+    assert await queue.retry_dead("X") == 1  # once X finished, the dead one may run again
+    assert await queue.wait_for("X", timeout=10) == "old"
+    await consumer.stop()

@@ -1,6 +1,9 @@
 -- Shared helpers: scripts.py puts this file in front of every script.
 
 -- The server's clock: milliseconds (for scores) and "seconds.micros" (for records).
+-- The states of a job that still holds its id (enqueueing the id again changes nothing).
+local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
+
 local function server_time()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),

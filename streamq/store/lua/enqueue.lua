@@ -6,7 +6,6 @@
 -- nothing is staged and the window has room; a delayed job waits in the delayed set; the rest
 -- is staged by priority and moved into the stream as the window makes room.
 -- Returns per job 1 (added) or 0 (a duplicate: nothing changed).
-local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
 local stream, staged, seq, delayed, window = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, enqueued_at = ARGV[1], ARGV[3]
 local priority, delay = tonumber(ARGV[4]), tonumber(ARGV[5])
