@@ -124,7 +124,9 @@ class Consumer(Generic[T]):
             forget=self._forget,
             retry_staged=context.wake_scheduler,
             outage=self._outage,
+            permit=None if options.rate_limit is None else self._take_permit,
         )
+        self._permits = anyio.Lock()  # one worker at a time asks for a permit, in turn
         self._runner = Runner(link, context, handler, options)
 
     def __repr__(self) -> str:
@@ -372,22 +374,31 @@ class Consumer(Generic[T]):
         return held
 
     async def _admit(self, inbox: Inbox, batch: list[Held]) -> None:
-        """Hand entries to the workers, as fast as the group's rate limit allows."""
+        """Hand entries to the workers (a rate limit meters their starts, not this)."""
+        for held in batch:
+            inbox.put(held)
+
+    async def _take_permit(self) -> bool:
+        """Wait for a start under the group's rate limit; False if the consumer stops first.
+        A Redis error pauses and asks again: the entry stays held (and heart-beaten), so it
+        runs once Redis answers, or is handed back by the stop."""
         limit = self._options.rate_limit
-        if limit is None:
-            for held in batch:
-                inbox.put(held)
-            return
+        assert limit is not None  # only given to the runner under a rate limit
         period_ms = round(self._options.rate_period * 1000)
-        while batch:
-            granted, wait = await self._scripts.rate_limit(
-                self._keys, self.group, len(batch), limit, period_ms
-            )
-            for held in batch[:granted]:
-                inbox.put(held)
-            batch = batch[granted:]
-            if batch:
+        errors = 0
+        async with self._permits:
+            while not self._stopping:
+                try:
+                    granted, wait = await self._scripts.rate_limit(
+                        self._keys, self.group, 1, limit, period_ms
+                    )
+                except (RedisError, OSError) as exc:
+                    errors = await self._outage.pause(exc, errors, "take a rate-limit permit")
+                    continue
+                if granted:
+                    return True
                 await anyio.sleep(wait)  # until the oldest start leaves the window
+        return False
 
     async def _wait_for_capacity(self) -> None:
         while self._in_flight >= self._options.prefetch:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -59,6 +59,10 @@ class ConsumerLink:
     retry_staged: Callable[[], None]
     #: The consumer's pauses and log lines after a Redis error.
     outage: OutagePolicy
+    #: Under a rate limit: waits for a start permit, taken right before a handler starts (a
+    #: permit taken earlier, while the entry waits for a worker, would let starts bunch up);
+    #: False when the consumer stops first. None without a rate limit.
+    permit: Callable[[], Awaitable[bool]] | None = None
 
 
 class Runner(Generic[T]):
@@ -115,6 +119,8 @@ class Runner(Generic[T]):
             error = f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}: {exc}"
             await self._fail(held, job_id, 1, error, payload, retry=False)
             return
+        if self._link.permit is not None and not await self._link.permit():
+            return  # stopping: never started, handed back to the group by the consumer
 
         max_retries = self._options.max_retries
         if envelope.max_retries is not None:
