@@ -333,9 +333,19 @@ class Scripts:
         )
         return cursor, [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
 
-    async def release(self, keys: QueueKeys, group: str, consumer: str) -> int:
-        """Hand every entry the consumer owns back to the group; drop it if it owned none."""
-        released: int = await self._release(keys=[keys.stream, keys.window], args=[group, consumer])
+    async def release(
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        counted: Sequence[tuple[bytes, str]] = (),
+    ) -> int:
+        """Hand every entry the consumer owns back to the group; drop it if it owned none.
+        ``counted``: (entry id, job id) of the entries whose start it counted, taken back."""
+        args: list[Arg] = [group, consumer, keys.job_prefix]
+        for entry_id, job_id in counted:
+            args += [entry_id, job_id]
+        released: int = await self._release(keys=[keys.stream, keys.window], args=args)
         return released
 
     async def trim(self, keys: QueueKeys, group_idle_ms: int) -> int:

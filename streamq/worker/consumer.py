@@ -533,7 +533,8 @@ class Consumer(Generic[T]):
         """
         with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_SECONDS):
             try:
-                await self._scripts.release(self._keys, self.group, self.name)
+                counted = [(h.entry_id, h.counted) for h in self._held.values() if h.counted]
+                await self._scripts.release(self._keys, self.group, self.name, counted)
             except (RedisError, OSError) as exc:
                 log.warning(
                     "consumer %s: could not hand back its jobs (%s); they are"

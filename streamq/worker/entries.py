@@ -64,7 +64,7 @@ def attempt_of(raw: bytes | None) -> int:
 class Held:
     """An entry this consumer holds: read or reclaimed, and not yet finished."""
 
-    __slots__ = ("delivery_count", "entry_id", "fields", "finishing")
+    __slots__ = ("counted", "delivery_count", "entry_id", "fields", "finishing")
 
     def __init__(self, entry_id: bytes, fields: dict[bytes, bytes], delivery_count: int) -> None:
         self.entry_id = entry_id
@@ -72,6 +72,9 @@ class Held:
         self.delivery_count = delivery_count
         #: Its completion is queued or on its way (it may be acknowledged any moment).
         self.finishing = False
+        #: The job id, once this consumer counted a start of the entry in the job's record
+        #: (a redelivered entry): a graceful stop that hands it back takes the start back.
+        self.counted: str | None = None
 
 
 class Inbox:

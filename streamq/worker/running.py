@@ -180,6 +180,8 @@ class Runner(Generic[T]):
             )
         if before < 0:  # no record to count in: deliveries bound the starts
             return base_attempt + held.delivery_count - 1, held.delivery_count > 2
+        if before == 0 or not first:
+            held.counted = job_id  # the script counted the start about to happen
         return base_attempt + 1 + before, before > 0
 
     async def _run(

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
+from streamq.store.keys import QueueKeys
 
 from ..helpers import wait_until
 
@@ -393,6 +394,41 @@ async def test_a_busy_consumer_still_reclaims_a_dead_consumers_jobs(
         what="the dead consumer's jobs to be reclaimed",
     )
     assert len(seen) < 20_000, "the backlog ran dry before the reclaim: not a busy consumer"
+
+
+async def test_a_run_handed_back_by_a_graceful_stop_is_not_counted_as_a_death(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis
+) -> None:
+    # A job whose worker died ran again on B, which stopped gracefully mid-run: C took it as
+    # a job that had killed two consumers and dead-lettered it without running it.
+    keys = QueueKeys(qm.prefix, queue_name)
+    queue = qm.get_queue(queue_name)
+    await redis.xgroup_create(keys.stream, queue_name, id="0", mkstream=True)
+    await redis.hset(keys.window, mapping={"total": 1000})  # room: straight into the stream
+    job_id = await queue.enqueue("x")
+    # A worker that read it and was killed running it: never acknowledged, never heart-beaten.
+    assert await redis.xreadgroup(queue_name, "killed", {keys.stream: ">"}, count=1)
+    attempts: list[int] = []
+    started = anyio.Event()
+
+    async def hang(job: streamq.Job[str]) -> None:
+        attempts.append(job.attempt)
+        started.set()
+        await anyio.sleep_forever()
+
+    b = await queue.consume(hang, max_retries=1, visibility_timeout=1)
+    with anyio.fail_after(10):
+        await started.wait()
+    await b.stop(grace=0.2)  # cancels the run and hands the job back: no failure
+
+    async def finish(job: streamq.Job[str]) -> str:
+        attempts.append(job.attempt)
+        return "done"
+
+    await queue.consume(finish, max_retries=1, visibility_timeout=1)
+    assert await queue.wait_for(job_id, timeout=10) == "done"
+    assert attempts == [2, 2]
+    assert await queue.dead_letters() == []
 
 
 def _payload(data: Any) -> bytes:

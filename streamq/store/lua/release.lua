@@ -1,12 +1,26 @@
 -- On a graceful stop: hand every entry a consumer still owns back to its group at once, so the
 -- group's next reclaim sweep takes it. Walking the consumer's pending list (rather than trusting
 -- the caller's list) also returns entries whose read reply the stop cut off.
--- The delivery count goes back by one: the next delivery is the same attempt, since an
+-- The delivery count goes back by one, and so does the count of starts the consumer recorded
+-- for a redelivered entry (rerun.lua): the next delivery is the same attempt, since an
 -- interrupted run is not a failure.
 -- It also takes the consumer's prefetch out of the queue's window.
--- KEYS[1] stream, KEYS[2] window; ARGV[1] group, ARGV[2] consumer
+-- KEYS[1] stream, KEYS[2] window; ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix,
+-- then pairs of entry id, job id: the entries whose start the consumer counted
 -- Returns the number of entries handed back.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+for i = 4, #ARGV, 2 do
+  local key, entry = ARGV[3] .. ARGV[i + 1], ARGV[i]
+  local value = redis.call('HGET', key, 'r:' .. group)
+  if value and string.sub(value, 1, #entry + 1) == entry .. ' ' then
+    local starts = tonumber(string.sub(value, #entry + 2)) or 0
+    if starts > 1 then
+      redis.call('HSET', key, 'r:' .. group, entry .. ' ' .. (starts - 1))
+    else
+      redis.call('HDEL', key, 'r:' .. group)
+    end
+  end
+end
 if redis.call('HDEL', KEYS[2], consumer) == 1 then
   recount_window(KEYS[2], server_time())
 end
