@@ -12,6 +12,7 @@ from .errors import (
     JobNotFound,
     NotReplicated,
     PermissionDenied,
+    RedisTimeout,
     StreamqError,
 )
 from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
@@ -44,6 +45,7 @@ __all__ = (
     "QueueStats",
     "ReclaimEvent",
     "RecurringInfo",
+    "RedisTimeout",
     "StreamqError",
 )
 

@@ -4,7 +4,9 @@
 
     StreamqError
     ├── ConnectionFailed        cannot reach the server, or it is unusable (too old, wrong URL)
-    │   └── PermissionDenied    the Redis user lacks a command, key or channel streamq needs
+    │   ├── PermissionDenied    the Redis user lacks a command, key or channel streamq needs
+    │   └── RedisTimeout (TimeoutError)
+    │                           the server did not answer within ``socket_timeout``
     ├── EncodeError (TypeError) data cannot be encoded, or does not match the queue's type
     ├── InvalidArgument (ValueError)
     │                           a bad name, option or value passed to the API
@@ -29,6 +31,7 @@ __all__ = (
     "JobNotFound",
     "NotReplicated",
     "PermissionDenied",
+    "RedisTimeout",
     "StreamqError",
 )
 
@@ -39,6 +42,11 @@ class StreamqError(Exception):
 
 class ConnectionFailed(StreamqError):
     """The Redis server cannot be reached or cannot be used (too old, bad URL)."""
+
+
+class RedisTimeout(ConnectionFailed, TimeoutError):
+    """Redis did not answer a command within the manager's ``socket_timeout`` (a stall, a
+    partition, a server paused): whether it ran the command is unknown."""
 
 
 class PermissionDenied(ConnectionFailed):

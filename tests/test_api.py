@@ -32,6 +32,7 @@ PUBLIC = {
     "QueueManager",
     "QueueStats",
     "ReclaimEvent",
+    "RedisTimeout",
     "RecurringInfo",
     "StreamqError",
 }

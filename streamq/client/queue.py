@@ -10,9 +10,20 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import anyio
-from redis.exceptions import NoPermissionError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import InvalidArgument, JobFailed, JobInUse, JobNotFound, NotReplicated
+from ..errors import (
+    ConnectionFailed,
+    InvalidArgument,
+    JobFailed,
+    JobInUse,
+    JobNotFound,
+    NotReplicated,
+    RedisTimeout,
+    StreamqError,
+)
 from ..job import DeadLetter, Job, JobInfo, QueueStats
 from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
 from ..store.keys import QueueKeys, validate_group
@@ -74,11 +85,26 @@ _TERMINAL = ("completed", "dead", "cancelled")
 _Enqueue = tuple[str, bytes, float, int, int]
 
 
-def _permissions(
+#: The methods that write: after a lost reply, whether the write happened is unknown.
+_WRITES = {
+    "enqueue": "the job may or may not have been added; enqueue it again with the same job_id"
+    " (deduplicated while it is unfinished)",
+    "enqueue_many": "some jobs may have been added",
+    "schedule_recurring": "the schedule may or may not have been set; set it again (idempotent)",
+    "cancel_recurring": "the schedule may or may not have been removed",
+    "retry_dead": "some dead jobs may have been replayed",
+    "purge_dead": "the dead letters may or may not have been purged",
+}
+
+
+def _clear_errors(
     method: Callable[Concatenate[Q, P], Awaitable[R]],
 ) -> Callable[Concatenate[Q, P], Awaitable[R]]:
-    """A command the Redis user may not run (its ACL) is a :class:`PermissionDenied` naming it
-    and the ACL rules that fix it, rather than redis-py's bare ``NoPermissionError``."""
+    """Errors from Redis come out as streamq's, naming the queue and the method, and for a
+    write whether it may have happened: a command the Redis user may not run (its ACL) is a
+    :class:`PermissionDenied` naming the ACL rules that fix it; a lost connection is a
+    :class:`ConnectionFailed`; no answer in time, a :class:`RedisTimeout`."""
+    written = _WRITES.get(method.__name__, "nothing was changed")
 
     @functools.wraps(method)
     async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -87,6 +113,21 @@ def _permissions(
         except NoPermissionError as exc:
             doing = f"queue {self.name!r}: {method.__name__}"
             raise permission_denied(exc, self._keys.prefix, doing) from exc
+        except RedisTimeoutError as exc:
+            raise RedisTimeout(
+                f"queue {self.name!r}: {method.__name__}: Redis did not answer in time ({exc});"
+                f" {written}"
+            ) from exc
+        except RedisConnectionError as exc:
+            raise ConnectionFailed(
+                f"queue {self.name!r}: {method.__name__}: the connection to Redis failed"
+                f" ({exc}); {written}"
+            ) from exc
+        except RedisError as exc:
+            raise StreamqError(
+                f"queue {self.name!r}: {method.__name__}: Redis answered with an error"
+                f" ({type(exc).__name__}: {exc}); {written}"
+            ) from exc
 
     return wrapper
 
@@ -121,7 +162,7 @@ class Queue(Generic[T]):
 
     # -- producing ------------------------------------------------------------------------
 
-    @_permissions
+    @_clear_errors
     async def enqueue(
         self,
         data: T,
@@ -201,7 +242,7 @@ class Queue(Generic[T]):
                 outcomes += added
         return outcomes
 
-    @_permissions
+    @_clear_errors
     async def enqueue_many(
         self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0
     ) -> list[str]:
@@ -233,7 +274,7 @@ class Queue(Generic[T]):
             raise NotReplicated.merged(unconfirmed)
         return [job_id for job_id, _ in jobs]
 
-    @_permissions
+    @_clear_errors
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job (True if it was removed; its state is "cancelled").
 
@@ -243,7 +284,7 @@ class Queue(Generic[T]):
 
     # -- recurring ------------------------------------------------------------------------
 
-    @_permissions
+    @_clear_errors
     async def schedule_recurring(
         self,
         job_id: str,
@@ -282,14 +323,14 @@ class Queue(Generic[T]):
             self._keys, schedule_id, encode_recurring(definition), first
         )
 
-    @_permissions
+    @_clear_errors
     async def cancel_recurring(self, job_id: str) -> bool:
         """Stop a recurring schedule (True if there was one). Runs already enqueued stay."""
         return await self._scripts.recurring_cancel(self._keys, check_job_id(job_id))
 
     # -- consuming ------------------------------------------------------------------------
 
-    @_permissions
+    @_clear_errors
     async def consume(
         self,
         handler: Handler[T],
@@ -329,7 +370,7 @@ class Queue(Generic[T]):
 
     # -- inspecting -----------------------------------------------------------------------
 
-    @_permissions
+    @_clear_errors
     async def get_job(self, job_id: str) -> JobInfo | None:
         """The job's state, or None if it is unknown (or finished longer than result_ttl ago)."""
         reply = await self._scripts.get_job(self._keys, check_job_id(job_id))
@@ -347,7 +388,7 @@ class Queue(Generic[T]):
             finished_at=_float(record.get(b"finished_at")),
         )
 
-    @_permissions
+    @_clear_errors
     async def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
         """The job's result once it completes.
 
@@ -379,7 +420,7 @@ class Queue(Generic[T]):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                     await self._scripts.watch_job(self._keys, job_id, "-")
 
-    @_permissions
+    @_clear_errors
     async def stats(self) -> QueueStats:
         s = await self._scripts.stats(self._keys)
         return QueueStats(
@@ -393,14 +434,14 @@ class Queue(Generic[T]):
             groups=s.groups,
         )
 
-    @_permissions
+    @_clear_errors
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Jobs that failed past their retries, oldest failure first."""
         check_count(limit, what="limit")
         rows = await self._scripts.dead_list(self._keys, limit)
         return [self._dead_letter(*row) for row in rows]
 
-    @_permissions
+    @_clear_errors
     async def retry_dead(self, job_id: str | None = None) -> int:
         """Replay one dead job (or all when ``job_id`` is None) with fresh attempts.
 
@@ -432,12 +473,12 @@ class Queue(Generic[T]):
             )
         return total
 
-    @_permissions
+    @_clear_errors
     async def purge_dead(self) -> int:
         """Drop every dead letter; returns how many there were."""
         return await self._scripts.purge_dead(self._keys)
 
-    @_permissions
+    @_clear_errors
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         """One dead letter, or None if no dead job has that id."""
         letters = await self._scripts.dead_get(self._keys, check_job_id(job_id))
@@ -456,7 +497,7 @@ class Queue(Generic[T]):
             groups=tuple(groups),
         )
 
-    @_permissions
+    @_clear_errors
     async def jobs(self, state: ListedState, limit: int = 100) -> list[JobSummary]:
         """Jobs waiting in ``state`` ("waiting", "delayed" or "retrying"), in the order they
         will run, at most ``limit`` (up to 1,000). Dead jobs: :meth:`dead_letters`."""
@@ -464,12 +505,12 @@ class Queue(Generic[T]):
         rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit))
         return summaries(self._codec, state, rows)
 
-    @_permissions
+    @_clear_errors
     async def groups(self) -> list[GroupInfo]:
         """The consumer groups reading the queue, with their consumers."""
         return await self._inspect.groups(self._keys)
 
-    @_permissions
+    @_clear_errors
     async def recurring_schedules(self) -> list[RecurringInfo]:
         """The queue's recurring schedules, soonest next run first."""
         return recurring_infos(self, await self._inspect.recurring(self._keys))

@@ -173,3 +173,21 @@ async def test_a_failed_batch_raises_in_every_producer_in_it(queue_name: str) ->
             assert len(failures) == 5
     finally:
         server.stop()
+
+
+async def test_no_answer_in_time_is_a_redis_timeout_that_says_the_job_may_be_written(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    # It was redis-py's bare TimeoutError, neither a StreamqError nor saying what happened.
+    async with streamq.QueueManager(redis_url, socket_timeout=1.0, replica_timeout=0.5) as qm:
+        queue = qm.get_queue(queue_name)
+        await queue.enqueue("warm")  # the lane is connected: the pause stalls a command
+        await redis.client_pause(1500, all=True)
+        with pytest.raises(streamq.RedisTimeout, match="may or may not have been added") as info:
+            await queue.enqueue("stalled", job_id="stalled")
+        assert isinstance(info.value, TimeoutError)
+        assert isinstance(info.value, streamq.StreamqError)
+        # Once Redis answers again, enqueueing the same id is safe: it is deduplicated.
+        await redis.client_unpause()
+        assert await queue.enqueue("stalled", job_id="stalled") == "stalled"
+        assert (await queue.stats()).waiting == 2

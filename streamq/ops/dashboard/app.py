@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 
 from ...client.inspection import MAX_PEEK, JobSummary, QueueOverview, overview, to_json
 from ...client.manager import QueueManager
-from ...errors import StreamqError
+from ...errors import JobInUse, StreamqError
 from ...job import DeadLetter
 from ...transport.connection import redacted
 from .guard import Guard
@@ -218,8 +218,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _streamq_error(request: Request, exc: Exception) -> Response:
-    """Bad input reached the library (a job id too long): 400; anything else is the server's."""
-    return _answer({"error": str(exc)}, 400 if isinstance(exc, ValueError) else 503)
+    """Bad input reached the library (a job id too long): 400; a dead job whose id is in use
+    again: 409; anything else is the server's."""
+    status = 400 if isinstance(exc, ValueError) else 409 if isinstance(exc, JobInUse) else 503
+    return _answer({"error": str(exc)}, status)
 
 
 async def _redis_error(request: Request, exc: Exception) -> Response:
