@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 import streamq
@@ -71,3 +73,19 @@ class Producer:
         async with anyio.create_task_group() as tg:
             for _ in range(producers):
                 tg.start_soon(producer)
+
+
+async def pause_redis(client: aioredis.Redis, milliseconds: int) -> None:
+    """CLIENT PAUSE ALL on the server, or on every node of a cluster (a cluster client would
+    send it to one node, not always the one holding the queue)."""
+    if isinstance(client, RedisCluster):
+        await client.client_pause(milliseconds, all=True, target_nodes=RedisCluster.ALL_NODES)
+    else:
+        await client.client_pause(milliseconds, all=True)
+
+
+async def unpause_redis(client: aioredis.Redis) -> None:
+    if isinstance(client, RedisCluster):
+        await client.client_unpause(target_nodes=RedisCluster.ALL_NODES)
+    else:
+        await client.client_unpause()

@@ -7,10 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from redis.asyncio.cluster import RedisCluster
-
-from ..transport.cluster import ClusterLane
-from ..transport.lane import lane_to
+from ..transport.cluster import lane_for
 
 if TYPE_CHECKING:
     from ..ops.hooks import Hooks
@@ -24,17 +21,9 @@ if TYPE_CHECKING:
     from .inspection import InspectScripts
     from .queue import Handler, Queue
 
-__all__ = ("Connection", "QueueHost", "lane_for")
+__all__ = ("Connection", "QueueHost")
 
 T = TypeVar("T")
-
-
-def lane_for(client: Client) -> CommandLane:
-    """A lane of its own to the server (on a cluster, a lane per node) ``client`` talks to."""
-    if isinstance(client, RedisCluster):
-        timeout = client.nodes_manager.connection_kwargs.get("socket_timeout")
-        return ClusterLane(client, None if timeout is None else float(timeout))
-    return lane_to(client)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from ..ops.hooks import Hooks, check_hooks
 from ..store.keys import registry_key, validate_name
 from ..store.scripts import Scripts
 from ..store.serialization import DEFAULT_MAX_PAYLOAD_BYTES
+from ..transport.cluster import lane_for
 from ..transport.connection import SOCKET_TIMEOUT, Client, connect, resolve_url
 from ..transport.lane import LanePool
 from ..transport.sentinel import SentinelRedis
@@ -26,7 +27,7 @@ from ..validation import check_count, check_non_negative, check_seconds
 from ..worker.context import ConsumerContext
 from ..worker.scheduler import Scheduler, WakeListener
 from .background import Background
-from .host import Connection, lane_for
+from .host import Connection
 from .inspection import InspectScripts
 from .queue import Queue
 
@@ -115,9 +116,6 @@ class QueueManager:
         self._schedulers: dict[str, Scheduler] = {}
         self._wake_listener: WakeListener | None = None
         self._consumer_numbers = itertools.count(1)
-        #: Queues this manager has written to the registry (see :meth:`queues`).
-        self._registered: set[str] = set()
-        self._registering = anyio.Lock()
         self._connection: Connection | None = None
         self._background: Background | None = None
         #: What the queues see of this manager.
@@ -217,13 +215,9 @@ class QueueManager:
         return sorted(name.decode(errors="replace") for name in names)
 
     async def _register(self, queue: str) -> None:
-        """Add ``queue`` to the registry (once per manager: it is never removed). Under a lock:
-        the first enqueues often come together, and should not each take a connection."""
-        async with self._registering:
-            if queue not in self._registered:
-                client = self._connected().client
-                await client.zadd(registry_key(self.prefix), {queue: time.time()}, nx=True)
-                self._registered.add(queue)
+        """Add ``queue`` to the registry (never removed; a queue asks once)."""
+        client = self._connected().client
+        await client.zadd(registry_key(self.prefix), {queue: time.time()}, nx=True)
 
     async def stop_consumers(self, grace: float | None = None) -> None:
         """Stop every consumer of this manager (they finish running jobs within ``grace``)."""

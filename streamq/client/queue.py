@@ -85,15 +85,31 @@ _TERMINAL = ("completed", "dead", "cancelled")
 _Enqueue = tuple[str, bytes, float, int, int]
 
 
-#: The methods that write: after a lost reply, whether the write happened is unknown.
-_WRITES = {
+#: What a failed call of each public method may have done. A write whose reply was lost may
+#: have happened; a read changed nothing.
+_AFTER_ERROR = {
     "enqueue": "the job may or may not have been added; enqueue it again with the same job_id"
     " (deduplicated while it is unfinished)",
     "enqueue_many": "some jobs may have been added",
+    "cancel": "the job may or may not have been cancelled",
     "schedule_recurring": "the schedule may or may not have been set; set it again (idempotent)",
     "cancel_recurring": "the schedule may or may not have been removed",
+    "consume": "the consumer did not start",
     "retry_dead": "some dead jobs may have been replayed",
     "purge_dead": "the dead letters may or may not have been purged",
+    **dict.fromkeys(
+        (
+            "get_job",
+            "wait_for",
+            "stats",
+            "dead_letters",
+            "dead_letter",
+            "jobs",
+            "groups",
+            "recurring_schedules",
+        ),
+        "nothing was changed",
+    ),
 }
 
 
@@ -104,7 +120,7 @@ def _clear_errors(
     write whether it may have happened: a command the Redis user may not run (its ACL) is a
     :class:`PermissionDenied` naming the ACL rules that fix it; a lost connection is a
     :class:`ConnectionFailed`; no answer in time, a :class:`RedisTimeout`."""
-    written = _WRITES.get(method.__name__, "nothing was changed")
+    written = _AFTER_ERROR[method.__name__]  # a new public method says what a failure means
 
     @functools.wraps(method)
     async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -142,6 +158,7 @@ class Queue(Generic[T]):
         self._keys = QueueKeys(host.prefix, name)
         self._codec: Codec[T] = Codec(name, type_, host.max_payload_bytes)
         self._registered = False  # in the registry tools list queues from
+        self._registering = anyio.Lock()  # the first enqueues often come together
         self._coalescer: Coalescer[_Enqueue] = Coalescer(self._send_enqueues)
 
     def __repr__(self) -> str:
@@ -363,10 +380,12 @@ class Queue(Generic[T]):
         return await self._host.start_consumer(self, self._keys, self._codec, handler, options)
 
     async def _note_used(self) -> None:
-        """Put the queue in the registry tools list queues from (once per manager)."""
-        if not self._registered:
-            await self._host.register(self.name)
-            self._registered = True
+        """Put the queue in the registry tools list queues from, once (the enqueues that come
+        together first wait for one registration rather than each sending their own)."""
+        async with self._registering:
+            if not self._registered:
+                await self._host.register(self.name)
+                self._registered = True
 
     # -- inspecting -----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -32,9 +32,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .lane import Arg, Command, Lane
+from .lane import Arg, Command, CommandLane, Lane, lane_to
 
-__all__ = ("ClusterLane",)
+if TYPE_CHECKING:
+    from .connection import Client
+
+__all__ = ("ClusterLane", "lane_for")
 
 #: Redirections followed for one command before its error is raised.
 MAX_REDIRECTS = 5
@@ -169,3 +172,11 @@ def _key_of(commands: Sequence[Command]) -> Arg:
         if name == "XREADGROUP":
             return command[command.index("STREAMS") + 1]
     raise ValueError(f"no key to route {[c[0] for c in commands]} by on a cluster")
+
+
+def lane_for(client: Client) -> CommandLane:
+    """A lane of its own to the server (on a cluster, a lane per node) ``client`` talks to."""
+    if isinstance(client, RedisCluster):
+        timeout = client.nodes_manager.connection_kwargs.get("socket_timeout")
+        return ClusterLane(client, None if timeout is None else float(timeout))
+    return lane_to(client)

@@ -312,7 +312,7 @@ class Consumer(Generic[T]):
         finally:
             self._reading = False
         for _stream, entries in reply or ():
-            await self._admit(inbox, self._hold_all(Held(e, pairs(raw), 1) for e, raw in entries))
+            self._admit(inbox, self._hold_all(Held(e, pairs(raw), 1) for e, raw in entries))
 
     async def _reclaim(self, inbox: Inbox, cursor: bytes, min_idle_ms: int) -> bytes:
         cursor, claimed = await self._scripts.reclaim(
@@ -324,7 +324,7 @@ class Consumer(Generic[T]):
             cursor,
             round(PRUNE_CONSUMERS_AFTER * 1000),
         )
-        await self._admit(inbox, [h for c in claimed if (h := self._take_claimed(c)) is not None])
+        self._admit(inbox, [h for c in claimed if (h := self._take_claimed(c)) is not None])
         return cursor
 
     async def _adopt(self, inbox: Inbox) -> None:
@@ -344,7 +344,7 @@ class Consumer(Generic[T]):
                 self.name,
                 len(adopted),
             )
-        await self._admit(inbox, adopted)
+        self._admit(inbox, adopted)
 
     def _take_claimed(self, claimed: Claimed) -> Held | None:
         held = self._held.get(claimed.entry_id)
@@ -373,7 +373,7 @@ class Consumer(Generic[T]):
         self._in_flight += 1
         return held
 
-    async def _admit(self, inbox: Inbox, batch: list[Held]) -> None:
+    def _admit(self, inbox: Inbox, batch: list[Held]) -> None:
         """Hand entries to the workers (a rate limit meters their starts, not this)."""
         for held in batch:
             inbox.put(held)

@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 
 import streamq
 
+from ..helpers import pause_redis, unpause_redis
+
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
@@ -182,12 +184,12 @@ async def test_no_answer_in_time_is_a_redis_timeout_that_says_the_job_may_be_wri
     async with streamq.QueueManager(redis_url, socket_timeout=1.0, replica_timeout=0.5) as qm:
         queue = qm.get_queue(queue_name)
         await queue.enqueue("warm")  # the lane is connected: the pause stalls a command
-        await redis.client_pause(1500, all=True)
+        await pause_redis(redis, 1500)
         with pytest.raises(streamq.RedisTimeout, match="may or may not have been added") as info:
             await queue.enqueue("stalled", job_id="stalled")
         assert isinstance(info.value, TimeoutError)
         assert isinstance(info.value, streamq.StreamqError)
         # Once Redis answers again, enqueueing the same id is safe: it is deduplicated.
-        await redis.client_unpause()
+        await unpause_redis(redis)
         assert await queue.enqueue("stalled", job_id="stalled") == "stalled"
         assert (await queue.stats()).waiting == 2

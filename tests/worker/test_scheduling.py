@@ -19,7 +19,7 @@ from streamq.store.keys import QueueKeys
 from streamq.store.serialization import RecurringDef
 from streamq.worker.recurring import first_run_ms, next_run_ms
 
-from ..helpers import wait_until
+from ..helpers import pause_redis, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
@@ -413,7 +413,7 @@ async def test_a_rate_limited_consumer_goes_on_after_redis_stalls(
         )
         await queue.enqueue_many(range(12))
         await wait_until(lambda: len(done) >= 2, what="the first starts")
-        await redis.client_pause(1500, all=True)
+        await pause_redis(redis, 1500)
         # Watched in this process: this manager's own commands fail while Redis is paused.
         await wait_until(lambda: len(done) == 12, timeout=30, what="every job to run")
         assert sorted(done) == list(range(12))
