@@ -1,6 +1,6 @@
 """What a queue needs of the manager that made it: its open connection, its hooks, the queue
-registry and starting consumers. ``QueueManager`` provides it; ``Queue`` reads nothing else of
-the manager, so neither reaches into the other's private attributes."""
+registry, its channel's messages and starting consumers. ``QueueManager`` provides it; ``Queue``
+reads nothing else of the manager, so neither reaches into the other's private attributes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..worker.consumer import Consumer
     from ..worker.options import ConsumerOptions
     from .inspection import InspectScripts
+    from .notices import QueueNotices
     from .queue import Handler, Queue
 
 __all__ = ("Connection", "QueueHost")
@@ -66,6 +67,11 @@ class QueueHost(Protocol):
 
     async def register(self, queue: str) -> None:
         """Put ``queue`` in the registry that tools list queues from."""
+        ...
+
+    async def notices(self, keys: QueueKeys) -> QueueNotices:
+        """The messages of the queue's channel (job finishes for ``wait_for``), heard from
+        now on over the manager's one subscription."""
         ...
 
     async def start_consumer(

@@ -25,10 +25,11 @@ from ..transport.lane import LanePool
 from ..transport.sentinel import SentinelRedis
 from ..validation import check_count, check_non_negative, check_seconds
 from ..worker.context import ConsumerContext
-from ..worker.scheduler import Scheduler, WakeListener
+from ..worker.scheduler import Scheduler
 from .background import Background
 from .host import Connection
 from .inspection import InspectScripts
+from .notices import QueueNotices, Subscriber
 from .queue import Queue
 
 if TYPE_CHECKING:
@@ -114,7 +115,10 @@ class QueueManager:
         self._queues: dict[str, Queue[Any]] = {}
         self._consumers: list[Consumer[Any]] = []
         self._schedulers: dict[str, Scheduler] = {}
-        self._wake_listener: WakeListener | None = None
+        #: Per queue name: its channel's messages, heard over ``_subscriber`` (started with
+        #: the first scheduler or ``wait_for``).
+        self._notices: dict[str, QueueNotices] = {}
+        self._subscriber: Subscriber | None = None
         self._consumer_numbers = itertools.count(1)
         self._connection: Connection | None = None
         self._background: Background | None = None
@@ -163,7 +167,8 @@ class QueueManager:
             self._connection = None
             self._background = None
             self._schedulers.clear()
-            self._wake_listener = None
+            self._notices.clear()
+            self._subscriber = None
             try:
                 if background is not None:
                     with anyio.CancelScope(shield=True):
@@ -236,6 +241,21 @@ class QueueManager:
             )
         return self._connection
 
+    async def _notices_of(self, keys: QueueKeys) -> QueueNotices:
+        """The queue's channel as this manager hears it, subscribed to from now on."""
+        notices = self._notices.get(keys.queue)
+        if notices is not None:
+            return notices
+        connection = self._connected()
+        background = self._background
+        assert background is not None  # open: set with the connection
+        if self._subscriber is None:
+            self._subscriber = Subscriber(connection.client, self.prefix)
+            background.start_soon(self._subscriber.run, "streamq notices")
+        notices = self._notices[keys.queue] = QueueNotices(self._subscriber)
+        await self._subscriber.route(keys.wake.encode(), notices)
+        return notices
+
     async def _start_consumer(
         self,
         queue: Queue[T],
@@ -252,12 +272,7 @@ class QueueManager:
         scheduler = self._schedulers.get(queue.name)
         if scheduler is None:
             scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, keys)
-            if self._wake_listener is None:
-                self._wake_listener = WakeListener(connection.client, self.prefix)
-                self._wake_listener.add(scheduler)
-                background.start_soon(self._wake_listener.run, "streamq wake-ups")
-            else:
-                self._wake_listener.add(scheduler)
+            (await self._notices_of(keys)).on_due(scheduler.wake)
             background.start_soon(scheduler.run, f"streamq scheduler {queue.name}")
         name = f"{self.instance_id}-{next(self._consumer_numbers)}"
         context = ConsumerContext(
@@ -303,6 +318,9 @@ class _Host:
 
     async def register(self, queue: str) -> None:
         await self._manager._register(queue)
+
+    async def notices(self, keys: QueueKeys) -> QueueNotices:
+        return await self._manager._notices_of(keys)
 
     async def start_consumer(
         self,

@@ -78,8 +78,10 @@ ENQUEUE_BATCH = 500
 #: call holds the server (about 2 ms for 1 MiB; 500 small jobs take about 5) and the memory its
 #: command takes.
 ENQUEUE_BATCH_BYTES = 1024 * 1024
-#: How long one blocking wait in ``wait_for`` lasts before the job's record is read again.
-WAIT_SLICE = 1.0
+#: How long ``wait_for`` waits for its job's finish to be published before it reads the job's
+#: state again anyway: a safety net (the subscription's confirmation, also after a lost
+#: connection, already makes every waiter look again).
+WAIT_SLICE = 5.0
 _TERMINAL = ("completed", "dead", "cancelled")
 #: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
 _Enqueue = tuple[str, bytes, float, int, int]
@@ -415,12 +417,12 @@ class Queue(Generic[T]):
         unknown job and :class:`TimeoutError` when ``timeout`` seconds pass first.
         """
         check_job_id(job_id)
-        client = self._host.connection().client
-        done_key = self._keys.done(job_id)
+        notices = await self._host.notices(self._keys)
         registered = False
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(timeout), notices.watch(job_id) as finished:
                 while True:
+                    finished.arm()  # before the read: a finish published after it wakes the wait
                     reply = await self._scripts.watch_job(
                         self._keys, job_id, "=" if registered else "+"
                     )
@@ -432,8 +434,9 @@ class Queue(Generic[T]):
                         if state == "completed":
                             return decode_result(result)
                         raise JobFailed(job_id, _text(error) or state, queue=self.name)
-                    registered = True  # once: the finishing script pushes once per waiter
-                    await client.blpop([done_key], timeout=WAIT_SLICE)
+                    registered = True  # once: the finishing script publishes when one is left
+                    await finished.wait(WAIT_SLICE)
+                    notices.check()
         finally:
             if registered:  # gave up (timeout, cancellation) before the job finished
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):

@@ -54,7 +54,6 @@ class QueueKeys:
         "dead",
         "dead_records",
         "delayed",
-        "done_prefix",
         "groups",
         "job_prefix",
         "prefix",
@@ -100,7 +99,8 @@ class QueueKeys:
         #: ``rate_seq_prefix + group``: the counter naming them.
         self.rate_log_prefix = base + "rate:"
         self.rate_seq_prefix = base + "rate-seq:"
-        #: Pub/sub channel that wakes schedulers when an earlier due time appears.
+        #: The queue's pub/sub channel: ``due`` when an earlier due time appears (wakes the
+        #: schedulers), ``finished<TAB>job id`` when a job that ``wait_for`` waits on finishes.
         self.wake = base + "wake"
         #: Sorted set of ``group<TAB>job_id`` scored by the due time (server ms) of a retry.
         self.retry = base + "retry"
@@ -114,11 +114,6 @@ class QueueKeys:
         self.completed = base + "completed"
         #: ``job_prefix + job_id``: the hash holding a job's state, result and error.
         self.job_prefix = base + "job:"
-        #: ``done_prefix + job_id``: the list ``wait_for`` blocks on until the job finishes.
-        self.done_prefix = base + "done:"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
-
-    def done(self, job_id: str) -> str:
-        return self.done_prefix + job_id

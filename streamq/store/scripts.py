@@ -248,7 +248,7 @@ class Scripts:
     ) -> tuple[list[bool], list[tuple[bytes, Fields]]]:
         """Finish entries (False where the consumer no longer owned one), then read up to
         ``fetch`` new entries for it in the same round trip."""
-        args: list[Any] = [group, consumer, keys.job_prefix, keys.done_prefix, self._ttl, fetch]
+        args: list[Any] = [group, consumer, keys.job_prefix, keys.wake, self._ttl, fetch]
         for c in done:
             args += (c.entry_id, c.job_id, c.attempt, c.result)
         finished, entries = await self._complete(
@@ -273,7 +273,7 @@ class Scripts:
                 group,
                 consumer,
                 keys.job_prefix,
-                keys.done_prefix,
+                keys.wake,
                 self._ttl,
                 failure.entry_id,
                 failure.job_id,
@@ -448,7 +448,7 @@ class Scripts:
     async def cancel(self, keys: QueueKeys, job_id: str) -> bool:
         cancelled = await self._cancel(
             keys=[keys.stream, keys.staged, keys.delayed, keys.job(job_id)],
-            args=[job_id, keys.done(job_id), self._ttl],
+            args=[job_id, keys.wake, self._ttl],
         )
         return bool(cancelled)
 

@@ -3,8 +3,8 @@
 Every manager with a consumer runs one :class:`Scheduler` per queue. Each step is an atomic
 script, so several managers may run it at once and each job is promoted (each occurrence fired)
 once. It sleeps until the next due time by the server's clock, woken earlier by a local retry or
-by a message on the queue's wake channel, which enqueues publish when they add an earlier due
-time; one :class:`WakeListener` per manager holds that subscription.
+by a message on the queue's channel, which enqueues publish when they add an earlier due time
+(the manager's subscription, ``client/notices.py``, calls :meth:`Scheduler.wake`).
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import logging
 
 import anyio
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..store.keys import QueueKeys
 from ..store.scripts import DueSchedule, NewJob, Scripts
 from ..store.serialization import decode_recurring, envelope_of
-from ..transport.connection import Client
 from .outage import OutagePolicy
 from .recurring import next_run_ms, run_job_id
 
-__all__ = ("Scheduler", "WakeListener")
+__all__ = ("Scheduler",)
 
 log = logging.getLogger("streamq")
 
@@ -31,14 +29,10 @@ log = logging.getLogger("streamq")
 PROMOTE_BATCH = 500
 RECURRING_BATCH = 100
 #: Longest sleep, a safety net: wake messages are fire-and-forget, one can be lost while the
-#: listener reconnects (it then wakes every scheduler anyway).
+#: subscription reconnects (which then wakes every scheduler anyway).
 MAX_SLEEP = 5.0
 #: The scheduler's pause after a Redis error (a wake-up ends it sooner).
 ERROR_PAUSE = 1.0
-#: The wake-up listener's pauses before it subscribes again, doubling up to MAX_SLEEP.
-RESUBSCRIBE_PAUSES = (1.0, 2.0, 4.0, MAX_SLEEP)
-#: How long the listener waits for a message before it looks for new channels to subscribe.
-LISTEN_SLICE = 1.0
 
 
 class Scheduler:
@@ -46,7 +40,6 @@ class Scheduler:
         self._scripts = scripts
         self._keys = keys
         self._wake = anyio.Event()
-        self.channel = keys.wake.encode()
         who = f"scheduler of queue {keys.queue!r}"
         self._outage = OutagePolicy(who, keys.prefix, (ERROR_PAUSE,))
 
@@ -116,44 +109,3 @@ class Scheduler:
         next_ms = next_run_ms(definition, schedule.due_ms, now_ms)
         await self._scripts.recurring_fire(self._keys, schedule, next_ms, run)
         return next_ms
-
-
-class WakeListener:
-    """One pub/sub subscription per manager, waking the scheduler of the queue it names."""
-
-    def __init__(self, client: Client, prefix: str) -> None:
-        self._client = client
-        self._outage = OutagePolicy(
-            "scheduler wake-ups", prefix, RESUBSCRIBE_PAUSES, then="resubscribing"
-        )
-        self._schedulers: dict[bytes, Scheduler] = {}
-        self._errors = 0  # in a row: a subscription that worked starts the count again
-
-    def add(self, scheduler: Scheduler) -> None:
-        self._schedulers[scheduler.channel] = scheduler
-
-    async def run(self) -> None:
-        while True:
-            pubsub = self._client.pubsub()
-            try:
-                await self._listen(pubsub)
-            except (RedisError, OSError) as exc:
-                self._errors = await self._outage.pause(exc, self._errors)
-                for scheduler in self._schedulers.values():
-                    scheduler.wake()  # a message may have been missed meanwhile
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await pubsub.aclose()
-
-    async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
-        subscribed: set[bytes] = set()
-        while True:
-            if new := self._schedulers.keys() - subscribed:
-                await pubsub.subscribe(*new)
-                subscribed |= new
-                self._errors = 0
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_SLICE)
-            if message is not None:
-                scheduler = self._schedulers.get(message["channel"])
-                if scheduler is not None:
-                    scheduler.wake()

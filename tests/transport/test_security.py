@@ -222,11 +222,12 @@ async def test_missing_permissions_name_the_command_or_the_keys_at_the_first_cal
         with pytest.raises(streamq.PermissionDenied, match="'xgroup"):
             await qm.get_queue("denied").consume(lambda job: None)
 
-    await _user(admin, "no-blpop", _without("blpop"))
-    async with streamq.QueueManager(_url(acl_server, "no-blpop")) as qm:
+    # wait_for hears the finish over a subscription: said at once, not a silent wait.
+    await _user(admin, "no-subscribe", _without("subscribe"))
+    async with streamq.QueueManager(_url(acl_server, "no-subscribe")) as qm:
         queue = qm.get_queue("denied")
-        with pytest.raises(streamq.PermissionDenied, match="'blpop'"):
-            await queue.wait_for(await queue.enqueue(1), timeout=5)
+        with pytest.raises(streamq.PermissionDenied, match="'subscribe'"):
+            await queue.wait_for(await queue.enqueue(1), timeout=2)
 
 
 @one_loop

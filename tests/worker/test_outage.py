@@ -1,6 +1,6 @@
 """The worker side's policy after a Redis error, on its own (no Redis involved): the pauses, the
 quiet logging of a long outage, and the one clear line and long pause for a missing permission.
-The consumer, the scheduler and its wake-up listener all use it (their outages: test_faults,
+The consumer, the scheduler and the manager's subscription all use it (their outages: test_faults,
 test_recovery, test_security)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import anyio
 import pytest
 from redis.exceptions import ConnectionError, NoPermissionError
 
+from streamq.client.notices import RESUBSCRIBE_PAUSES
 from streamq.transport.acl import PERMISSION_PAUSE
 from streamq.worker.outage import QUIET_ERRORS, OutagePolicy
-from streamq.worker.scheduler import MAX_SLEEP, RESUBSCRIBE_PAUSES
 
 LOST = ConnectionError("Connection closed by server.")
 DENIED = NoPermissionError("this user has no permissions to run the 'xautoclaim' command")
@@ -28,9 +28,9 @@ def test_the_pauses_grow_to_the_last_which_repeats() -> None:
     assert [outage.pause_for(LOST, errors) for errors in range(5)] == [0.05, 0.1, 2.0, 2.0, 2.0]
 
 
-def test_the_listener_doubles_its_pause_up_to_the_longest_sleep() -> None:
+def test_the_subscription_doubles_its_pause_up_to_five_seconds() -> None:
     outage = policy(*RESUBSCRIBE_PAUSES, then="resubscribing")
-    doubling = [min(1.0 * 2**errors, MAX_SLEEP) for errors in range(10)]
+    doubling = [min(1.0 * 2**errors, 5.0) for errors in range(10)]
     assert [outage.pause_for(LOST, errors) for errors in range(10)] == doubling
 
 

@@ -48,12 +48,11 @@ local function ack(stream, group, id, only_group)
   if only_group then redis.call('XDEL', stream, id) end
 end
 
--- Wake every wait_for blocked on this job.
-local function notify(job_key, done_key)
-  local waiters = tonumber(redis.call('HGET', job_key, 'w') or '0')
-  if waiters > 0 then
-    for _ = 1, waiters do redis.call('RPUSH', done_key, '1') end
-    redis.call('EXPIRE', done_key, 60)
+-- Tell the wait_for calls registered on this job (the record's 'w', see watch_job.lua) that it
+-- finished: one message on the queue's channel, whatever their number (client/notices.py).
+local function notify(job_key, channel, job)
+  if tonumber(redis.call('HGET', job_key, 'w') or '0') > 0 then
+    redis.call('PUBLISH', channel, 'finished\t' .. job)
     redis.call('HDEL', job_key, 'w')
   end
 end

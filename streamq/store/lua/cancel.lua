@@ -1,7 +1,7 @@
 -- Cancel a waiting or delayed job: out of the delayed or staged set, or out of the stream while
 -- no group has been delivered it yet.
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] job key
--- ARGV[1] job id, ARGV[2] done key, ARGV[3] result ttl (s)
+-- ARGV[1] job id, ARGV[2] the queue's channel, ARGV[3] result ttl (s)
 -- Returns 1 if the job was cancelled, else 0 (unknown, running, or finished).
 local stream, key, job = KEYS[1], KEYS[4], ARGV[1]
 local s = redis.call('HMGET', key, 'state', 'entry')
@@ -24,5 +24,5 @@ local _, now = server_time()
 redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
 redis.call('HDEL', key, 'p')
 redis.call('EXPIRE', key, ARGV[3])
-notify(key, ARGV[2])
+notify(key, ARGV[2], job)
 return 1

@@ -1,6 +1,6 @@
 -- Finish entries that ran to completion (or that another group's retry targeted: ack only).
 -- KEYS[1] stream, KEYS[2] completed counter, KEYS[3] staged, KEYS[4] window
--- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] done key prefix,
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
 -- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none);
 -- then per entry: entry id, job id ('' = only acknowledge), attempt, result
 -- An entry this consumer no longer owns (it was reclaimed) is left to its new owner.
@@ -23,7 +23,7 @@ for i = 7, #ARGV, 4 do
           'result', ARGV[i + 3], 'finished_at', now)
         if record[3] then redis.call('HDEL', key, 'error') end
         redis.call('EXPIRE', key, ARGV[5])
-        if record[2] then notify(key, ARGV[4] .. job) end
+        if record[2] then notify(key, ARGV[4], job) end
       end
       completed = completed + 1
     end

@@ -1,7 +1,7 @@
 -- A failed attempt: schedule a retry in the same group, or move the job to the dead letters.
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] retry payloads, KEYS[4] dead zset, KEYS[5] dead records,
 -- KEYS[6] staged, KEYS[7] window
--- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] done key prefix,
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
 -- ARGV[5] result ttl (s), ARGV[6] entry id, ARGV[7] job id, ARGV[8] attempt, ARGV[9] error,
 -- ARGV[10] retry delay in ms (negative: dead-letter), ARGV[11] payload, ARGV[12] dead record,
 -- ARGV[13] failure time (unix seconds, the dead set's score)
@@ -33,7 +33,7 @@ else
   if current then
     redis.call('HSET', key, 'state', 'dead', 'attempts', attempt, 'error', err, 'finished_at', now)
     redis.call('EXPIRE', key, ARGV[5])
-    notify(key, ARGV[4] .. job)
+    notify(key, ARGV[4], job)
   end
 end
 refill_after_ack(stream, KEYS[6], KEYS[7], ARGV[3])

@@ -1,5 +1,5 @@
--- For wait_for. ARGV[1] '+' registers a waiter (the finishing script pushes once to the job's
--- done list for each), '=' only looks, '-' takes a waiter back (it stopped waiting).
+-- For wait_for. ARGV[1] '+' registers a waiter (while one is registered, the finishing script
+-- publishes the job's finish), '=' only looks, '-' takes a waiter back (it stopped waiting).
 -- KEYS[1] job key
 -- Returns nil for an unknown job, {state, result, error} for a finished one, else {state}.
 local s = redis.call('HMGET', KEYS[1], 'state', 'result', 'error', 'w')
