@@ -420,7 +420,15 @@ class Scripts:
     async def revive(self, keys: QueueKeys, job_ids: Sequence[str]) -> tuple[int, list[str]]:
         """Replay dead jobs: how many were, and the ids left dead because they are in use."""
         revived, in_use = await self._revive(
-            keys=[keys.stream, keys.dead, keys.dead_records], args=[keys.job_prefix, *job_ids]
+            keys=[
+                keys.stream,
+                keys.dead,
+                keys.dead_records,
+                keys.staged,
+                keys.staged_seq,
+                keys.window,
+            ],
+            args=[keys.job_prefix, *job_ids],
         )
         return int(revived), [job_id.decode() for job_id in in_use]
 

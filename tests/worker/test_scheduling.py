@@ -67,6 +67,72 @@ async def test_high_priority_overtakes_a_backlog_that_is_being_consumed(
     assert started.index("urgent") - at <= 2 * 4 + 4 + 4
 
 
+async def test_due_retries_are_staged_by_priority_too(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    """Retries went straight into the stream when due: an urgent job started after 176 of
+    them."""
+    queue = qm.get_queue(queue_name)
+    started: list[tuple[Any, int]] = []
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        started.append((job.data, job.attempt))
+        if job.data != "urgent" and job.attempt == 1:
+            raise ValueError("first attempts fail")
+        await anyio.sleep(0.002)
+
+    await queue.enqueue_many(range(300))
+    await queue.consume(handle, concurrency=1, backoff=1.0, max_retries=3)
+
+    def retries() -> int:
+        return sum(1 for _, attempt in started if attempt == 2)
+
+    await wait_until(lambda: retries() >= 20, timeout=20, what="the retries to be under way")
+    at, retried = len(started), retries()
+    urgent = await queue.enqueue("urgent", priority=100)
+    assert retried < 250, "most retries should still wait when the urgent job comes"
+    await queue.wait_for(urgent, timeout=20)
+    # Behind it: at most the window (2 x concurrency), what was running, and the read after.
+    assert started.index(("urgent", 1)) - at <= 2 * 1 + 1 + 2
+
+
+async def test_replayed_dead_letters_are_staged_by_priority_too(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    """retry_dead() put every dead job straight into the stream: an urgent job enqueued next
+    started after all 300."""
+    queue = qm.get_queue(queue_name)
+    broken = True
+    started: list[Any] = []
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        started.append(job.data)
+        if broken and job.data != "urgent":
+            raise ValueError("a bug, fixed later")
+        await anyio.sleep(0.002)
+
+    await queue.enqueue_many(range(300), priority=-5)
+    await queue.consume(handle, concurrency=1, max_retries=0)
+    await wait_until(lambda: _dead_count(queue, 300), timeout=20, what="300 dead jobs")
+    broken = False
+    at = len(started)
+    assert await queue.retry_dead() == 300
+    urgent = await queue.enqueue("urgent", priority=100)
+    await queue.wait_for(urgent, timeout=20)
+    assert started.index("urgent") - at <= 2 * 1 + 1 + 2
+    # The replayed jobs kept their own priority (-5): a job of default priority goes first too.
+    plain = await queue.enqueue("plain")
+    before = len(started)
+    await queue.wait_for(plain, timeout=20)
+    assert started.index("plain") - before <= 2 * 1 + 1 + 2
+    await wait_until(lambda: len(started) == 600 + 2, timeout=20, what="every replay to run")
+    assert sorted(d for d in started[300:] if isinstance(d, int)) == list(range(300))
+
+
+async def _dead_count(queue: streamq.Queue[Any], dead: int) -> bool:
+    return (await queue.stats()).dead == dead
+
+
 async def test_fifo_within_a_priority_and_higher_first(
     qm: streamq.QueueManager, queue_name: str
 ) -> None:

@@ -117,17 +117,43 @@ local function stage(staged, seq_key, id, priority)
   redis.call('ZADD', staged, -priority * 4294967296 + seq, id)
 end
 
+-- Stage a job that runs again, by its priority like a new one: a due retry (for the group it
+-- failed in, as attempt `attempt`) or a replayed dead job (for a group it died in, attempt '-':
+-- fresh). Its record keeps the payload ('p') and whom the entries are for ('to': "group attempt
+-- ...", read by refill). A job staged already (due in another group too) keeps its place.
+local function stage_again(staged, seq_key, key, id, payload, group, attempt)
+  local r = redis.call('HMGET', key, 'to', 'priority')
+  if r[1] and redis.call('ZSCORE', staged, id) then
+    redis.call('HSET', key, 'to', r[1] .. ' ' .. group .. ' ' .. attempt)
+    return
+  end
+  stage(staged, seq_key, id, tonumber(r[2] or '0'))
+  redis.call('HSET', key, 'p', payload, 'to', group .. ' ' .. attempt)
+end
+
 -- Move the best staged jobs into the stream, at most `room` of them. Returns how many moved.
 local function refill(stream, staged, job_prefix, room)
   if room <= 0 then return 0 end
   local popped = redis.call('ZPOPMIN', staged, room)
   for i = 1, #popped, 2 do
-    local key = job_prefix .. popped[i]
-    local payload = redis.call('HGET', key, 'p')
-    if payload then
-      local entry = redis.call('XADD', stream, '*', 'j', popped[i], 'p', payload)
+    local id = popped[i]
+    local key = job_prefix .. id
+    local r = redis.call('HMGET', key, 'p', 'to')
+    local payload, entry = r[1], nil
+    if payload and r[2] then
+      for group, attempt in string.gmatch(r[2], '(%S+) (%S+)') do
+        if attempt == '-' then
+          entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'g', group)
+        else
+          entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'a', attempt, 'g', group)
+        end
+      end
+    elseif payload then
+      entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload)
+    end
+    if entry then
       redis.call('HSET', key, 'entry', entry)
-      redis.call('HDEL', key, 'p')
+      redis.call('HDEL', key, 'p', 'to')
     end
   end
   return #popped / 2

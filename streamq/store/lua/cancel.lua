@@ -22,7 +22,7 @@ end
 if not removed then return 0 end
 local _, now = server_time()
 redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
-redis.call('HDEL', key, 'p')
+redis.call('HDEL', key, 'p', 'to')
 redis.call('EXPIRE', key, ARGV[3])
 notify(key, ARGV[2], job)
 return 1

@@ -1,5 +1,5 @@
--- The scheduler's step: due retries go back into the stream (each targeted at the group it
--- failed in), due delayed jobs are staged by priority, and staged jobs fill the window's room.
+-- The scheduler's step: due retries (each for the group it failed in) and due delayed jobs are
+-- staged by priority, and staged jobs fill the window's room.
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] retry payloads, KEYS[4] delayed, KEYS[5] staged,
 -- KEYS[6] staged seq, KEYS[7] window
 -- ARGV[1] job key prefix, ARGV[2] most jobs to move from each set in one call
@@ -16,11 +16,16 @@ for _, member in ipairs(due) do
   local value = redis.call('HGET', payloads, member)
   if value then
     local sep = string.find(value, '\t', 1, true)
-    local entry = redis.call('XADD', stream, '*', 'j', job, 'p', string.sub(value, sep + 1),
-      'a', string.sub(value, 1, sep - 1), 'g', group)
+    local attempt, payload = string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
     local key = prefix .. job
-    if redis.call('HGET', key, 'state') == 'retrying' then
-      redis.call('HSET', key, 'state', 'waiting', 'entry', entry)
+    local state = redis.call('HGET', key, 'state')
+    if state == 'retrying' or (state == 'waiting' and redis.call('ZSCORE', staged, job)) then
+      stage_again(staged, seq, key, job, payload, group, attempt)
+      redis.call('HSET', key, 'state', 'waiting')
+    else
+      -- The record is another group's now (a broadcast job finished there): the entry goes
+      -- straight to the stream, the record left as it is.
+      redis.call('XADD', stream, '*', 'j', job, 'p', payload, 'a', attempt, 'g', group)
     end
     redis.call('HDEL', payloads, member)
   end
