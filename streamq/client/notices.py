@@ -135,16 +135,21 @@ class JobWatch:
     """One ``wait_for`` call's wake-ups: :meth:`arm` before reading the job's state, then
     :meth:`wait`; a wake-up that came in between ends the wait at once."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "published")
 
     def __init__(self) -> None:
         self._event = anyio.Event()
+        #: Whether the job's finish was published since :meth:`arm`: the script that published
+        #: it took every waiter's registration back.
+        self.published = False
 
     def arm(self) -> None:
         if self._event.is_set():
             self._event = anyio.Event()
+        self.published = False
 
-    def wake(self) -> None:
+    def wake(self, published: bool = False) -> None:
+        self.published = self.published or published
         self._event.set()
 
     async def wait(self, timeout: float) -> None:
@@ -194,6 +199,6 @@ class QueueNotices:
         kind, _, job_id = message.partition(b"\t")
         if kind == FINISHED:
             for watch in self._watches.get(job_id.decode(errors="replace"), ()):
-                watch.wake()
+                watch.wake(published=True)
         elif kind == DUE and self._on_due is not None:
             self._on_due()

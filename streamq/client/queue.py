@@ -434,8 +434,11 @@ class Queue(Generic[T]):
                         if state == "completed":
                             return decode_result(result)
                         raise JobFailed(job_id, _text(error) or state, queue=self.name)
-                    registered = True  # once: the finishing script publishes when one is left
+                    registered = True
                     await finished.wait(WAIT_SLICE)
+                    # A finish was published, yet the job is not finished: a broadcast job that
+                    # another group finished. The script took the registration: register again.
+                    registered = not finished.published
                     notices.check()
         finally:
             if registered:  # gave up (timeout, cancellation) before the job finished
