@@ -15,7 +15,6 @@ finished before that is read, whatever finishes after is published to a subscrib
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -28,8 +27,6 @@ from ..transport.connection import Client
 from ..worker.outage import OutagePolicy
 
 __all__ = ("JobWatch", "QueueNotices", "Subscriber")
-
-log = logging.getLogger("streamq")
 
 #: What the scripts publish (store/lua/enqueue.lua, recurring_set.lua and _lib.lua's notify).
 DUE = b"due"

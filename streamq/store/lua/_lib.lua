@@ -120,10 +120,11 @@ end
 -- Stage a job that runs again, by its priority like a new one: a due retry (for the group it
 -- failed in, as attempt `attempt`) or a replayed dead job (for a group it died in, attempt '-':
 -- fresh). Its record keeps the payload ('p') and whom the entries are for ('to': "group attempt
--- ...", read by refill). A job staged already (due in another group too) keeps its place.
+-- ...", read by refill, which deletes it). A job staged already (due in another group too)
+-- keeps its place.
 local function stage_again(staged, seq_key, key, id, payload, group, attempt)
   local r = redis.call('HMGET', key, 'to', 'priority')
-  if r[1] and redis.call('ZSCORE', staged, id) then
+  if r[1] then
     redis.call('HSET', key, 'to', r[1] .. ' ' .. group .. ' ' .. attempt)
     return
   end

@@ -19,12 +19,13 @@ for _, member in ipairs(due) do
     local attempt, payload = string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
     local key = prefix .. job
     local state = redis.call('HGET', key, 'state')
-    if state == 'retrying' or (state == 'waiting' and redis.call('ZSCORE', staged, job)) then
+    if state == 'retrying' or (state == 'waiting' and redis.call('HGET', key, 'to')) then
       stage_again(staged, seq, key, job, payload, group, attempt)
       redis.call('HSET', key, 'state', 'waiting')
     else
-      -- The record is another group's now (a broadcast job finished there): the entry goes
-      -- straight to the stream, the record left as it is.
+      -- The record is not this retry's now (a broadcast job finished in another group, or a
+      -- job enqueued since under its id): the entry goes straight to the stream, the record
+      -- left as it is.
       redis.call('XADD', stream, '*', 'j', job, 'p', payload, 'a', attempt, 'g', group)
     end
     redis.call('HDEL', payloads, member)
