@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 
@@ -10,6 +11,7 @@ from .errors import InvalidArgument
 __all__ = (
     "MAX_JOB_ID_LENGTH",
     "check_count",
+    "check_handler",
     "check_job_id",
     "check_max_retries",
     "check_non_negative",
@@ -88,3 +90,25 @@ def check_seconds(value: object, *, what: str, allow_zero: bool = False) -> floa
             f"{what} must be at most {MAX_DELAY_SECONDS:,} seconds (ten years), got {value!r}"
         )
     return float(value)
+
+
+def check_handler(handler: object) -> None:
+    """A handler is called with one argument, the job: refuse what cannot be (at ``consume``,
+    not as a dead letter per job)."""
+    name = getattr(handler, "__qualname__", None) or repr(handler)[:60]
+    fix = "pass a function that takes the job: async def handle(job: streamq.Job[T]) -> ..."
+    if inspect.isclass(handler):
+        # Calling it would make an instance per job, never run one.
+        raise InvalidArgument(f"handler {name!r} is a class, not a function: {fix}")
+    if not callable(handler):
+        raise InvalidArgument(f"handler must be callable, got a {type(handler).__name__}: {fix}")
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: it may well take one argument
+    try:
+        signature.bind(None)
+    except TypeError as exc:
+        raise InvalidArgument(
+            f"handler {name!r} cannot be called with one argument, the job ({exc}): {fix}"
+        ) from None

@@ -37,7 +37,14 @@ from ..store.serialization import (
     encode_recurring,
 )
 from ..transport.acl import permission_denied
-from ..validation import check_count, check_job_id, check_max_retries, check_seconds, new_job_id
+from ..validation import (
+    check_count,
+    check_handler,
+    check_job_id,
+    check_max_retries,
+    check_seconds,
+    new_job_id,
+)
 from ..worker.backoff import Backoff
 from ..worker.recurring import check_schedule, first_run_ms
 from .batching import Coalescer, Outcomes
@@ -369,6 +376,7 @@ class Queue(Generic[T]):
         """
         from ..worker.options import ConsumerOptions
 
+        check_handler(handler)
         options = ConsumerOptions.build(
             group=validate_group(self.name if consumer_group is None else consumer_group),
             max_retries=max_retries,

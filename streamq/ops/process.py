@@ -24,6 +24,7 @@ from ..client.queue import Handler
 from ..errors import InvalidArgument
 from ..job import Job
 from ..store.keys import validate_group, validate_name
+from ..validation import check_handler
 from ..worker.consumer import Consumer
 from .hooks import Hooks
 
@@ -95,11 +96,10 @@ def load_handler(target: str) -> tuple[Handler[Any], Any]:
         raise InvalidArgument(
             f"module {module_name!r} has no {attribute!r}: check the name after the colon"
         ) from None
-    if not callable(handler):
-        raise InvalidArgument(
-            f"{target!r} is a {type(handler).__name__}, not a function: name a handler that"
-            " takes a streamq.Job"
-        )
+    try:
+        check_handler(handler)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{target!r}: {exc}") from None
     return handler, _job_type(handler)
 
 
@@ -111,10 +111,7 @@ def _job_type(handler: Any) -> Any:
     except (TypeError, ValueError, NameError):
         return Any  # no signature, or hints that do not resolve: an untyped queue
     if not parameters:
-        raise InvalidArgument(
-            f"handler {getattr(handler, '__qualname__', handler)!r} takes no argument; a handler"
-            " takes the job: async def handle(job: streamq.Job[T]) -> ..."
-        )
+        return Any  # a handler of (*args): check_handler let it through
     hint = hints.get(parameters[0].name)
     if get_origin(hint) is Job and get_args(hint):
         return get_args(hint)[0]

@@ -28,6 +28,7 @@ from .sentinel import NoPrimaryFound, SentinelRedis, no_primary_message, primary
 __all__ = (
     "DEFAULT_URL",
     "MIN_SERVER_VERSION",
+    "check_url",
     "connect",
     "eviction_warning",
     "redacted",
@@ -53,7 +54,46 @@ CONNECT_TIMEOUT = 5.0
 
 
 def resolve_url(url: str | None) -> str:
-    return url or os.environ.get(URL_ENV) or DEFAULT_URL
+    """``url``, else ``$STREAMQ_REDIS_URL`` (unless empty), else the default; checked, so a
+    mistyped URL is an :class:`InvalidArgument` rather than another server or database."""
+    if url is None:
+        url = os.environ.get(URL_ENV) or DEFAULT_URL
+    elif not isinstance(url, str):
+        raise InvalidArgument(f"the Redis URL must be a str, got {type(url).__name__}")
+    elif not url.strip():
+        raise InvalidArgument(
+            f"the Redis URL is empty ({url!r}): pass one like {DEFAULT_URL}, or None for"
+            f" ${URL_ENV} (else {DEFAULT_URL})"
+        )
+    check_url(url)
+    return url
+
+
+def check_url(url: str) -> None:
+    """Refuse what redis-py would take for something else: a database that is not a number
+    (it connects to db 0), a port that is not one."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in (*_SCHEMES, CLUSTER_SCHEME, SENTINEL_SCHEME):
+        raise InvalidArgument(
+            f"unsupported Redis URL {redacted(url)!r}: use redis://host:port/db,"
+            " rediss:// for TLS, unix:///path/to/socket, redis+cluster://host:port,host:port"
+            " or redis+sentinel://host:port,host:port/service_name"
+        )
+    if scheme not in ("redis", "rediss"):
+        return
+    try:
+        parts.port  # noqa: B018 (raises for a port that is not a number)
+    except ValueError:
+        raise InvalidArgument(
+            f"the port in Redis URL {redacted(url)!r} is not a number: use redis://host:6379/0"
+        ) from None
+    database = unquote(parts.path).strip("/")
+    if database and not database.isdigit():
+        raise InvalidArgument(
+            f"the database in Redis URL {redacted(url)!r} is {database!r}, not a number: use"
+            " redis://host:port/0 (a database is numbered, 0 by default)"
+        )
 
 
 def redacted(url: str) -> str:
@@ -73,13 +113,8 @@ async def connect(url: str, *, key_prefix: str = "streamq", **options: Any) -> C
     """A client for ``url``, after checking that the server answers and is recent enough (and
     warning when its eviction policy may delete jobs). ``key_prefix`` is for the ACL rules a
     permission error suggests."""
+    check_url(url)
     scheme = urlsplit(url).scheme
-    if scheme not in (*_SCHEMES, CLUSTER_SCHEME, SENTINEL_SCHEME):
-        raise InvalidArgument(
-            f"unsupported Redis URL {redacted(url)!r}: use redis://host:port/db,"
-            " rediss:// for TLS, unix:///path/to/socket, redis+cluster://host:port,host:port"
-            " or redis+sentinel://host:port,host:port/service_name"
-        )
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
     client: Client

@@ -111,6 +111,32 @@ async def test_unsupported_urls_are_clear_errors(url: str) -> None:
             pass
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "the Redis URL is empty"),
+        ("   ", "the Redis URL is empty"),
+        ("redis://127.0.0.1:6379/abc", "the database in Redis URL .* is 'abc', not a number"),
+        ("rediss://127.0.0.1:6379/1x", "the database in Redis URL .* is '1x', not a number"),
+        ("redis://127.0.0.1:port/0", "the port in Redis URL .* is not a number"),
+        ("ftp://127.0.0.1", "unsupported Redis URL"),
+    ],
+)
+async def test_an_empty_or_mistyped_url_is_refused_at_once(
+    url: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty URL used $STREAMQ_REDIS_URL (or the default), and a database that is not a
+    number connected to database 0."""
+    monkeypatch.setenv("STREAMQ_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(streamq.InvalidArgument, match=message):
+        streamq.QueueManager(url)
+
+
+async def test_an_empty_environment_url_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMQ_REDIS_URL", "")
+    assert streamq.QueueManager().url == "redis://127.0.0.1:6379/0"
+
+
 async def test_unreachable_cluster_is_a_clear_error() -> None:
     ports = [free_port(), free_port()]
     url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)

@@ -59,7 +59,9 @@ def test_help_names_the_commands_and_options() -> None:
         ("no_colon", "is not module:function"),
         ("no_such_module_here:handle", "no module named 'no_such_module_here'"),
         (f"{HANDLERS}:missing", "has no 'missing'"),
-        (f"{HANDLERS}:NOT_A_FUNCTION", "is a int, not a function"),
+        (f"{HANDLERS}:NOT_A_FUNCTION", "handler must be callable, got a int"),
+        (f"{HANDLERS}:AClass", "handler 'AClass' is a class, not a function"),
+        (f"{HANDLERS}:takes_nothing", "handler 'takes_nothing' cannot be called with one argument"),
     ],
 )
 @pytest.mark.parametrize("processes", ["1", "2"])

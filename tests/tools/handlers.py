@@ -34,6 +34,17 @@ def sync_report_pid(job: streamq.Job[int]) -> int:
 NOT_A_FUNCTION = 42
 
 
+class AClass:
+    """Not a handler: calling it would make an instance per job."""
+
+    def __init__(self, job: streamq.Job[int]) -> None:
+        self.job = job
+
+
+def takes_nothing() -> None:
+    """Not a handler: it cannot be given the job."""
+
+
 async def fail_on_negative(job: streamq.Job[int]) -> int:
     """Returns its number, and fails on a negative one (for the dead letters)."""
     if job.data < 0:

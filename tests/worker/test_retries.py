@@ -292,6 +292,60 @@ async def test_bad_consumer_options(
         await qm.get_queue(queue_name).consume(lambda job: None, **options)
 
 
+class _NotAHandler:
+    def __init__(self, job: streamq.Job[Any]) -> None:
+        self.job = job
+
+
+async def _two_arguments(job: streamq.Job[Any], extra: int) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        (42, "handler must be callable, got a int"),
+        (lambda: None, "cannot be called with one argument"),
+        (_two_arguments, "'_two_arguments' cannot be called with one argument"),
+        (_NotAHandler, "'_NotAHandler' is a class, not a function"),
+    ],
+)
+async def test_a_handler_that_cannot_take_the_job_is_refused_at_consume(
+    qm: streamq.QueueManager, queue_name: str, handler: Any, message: str
+) -> None:
+    """They were accepted, and every job went to the dead letters."""
+    queue = qm.get_queue(queue_name)
+    with pytest.raises(streamq.InvalidArgument, match=message):
+        await queue.consume(handler)
+    assert await queue.groups() == [], "no consumer group was made"
+
+
+async def test_handlers_of_every_shape_that_takes_the_job_are_accepted(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    class Handlers:
+        async def method(self, job: streamq.Job[int]) -> int:
+            return job.data
+
+        def __call__(self, job: streamq.Job[int]) -> int:
+            return job.data + 1
+
+    async def with_defaults(job: streamq.Job[int], scale: int = 10) -> int:
+        return job.data * scale
+
+    def star(*args: Any) -> int:
+        return 7
+
+    results = []
+    handlers: list[Any] = [Handlers().method, Handlers(), with_defaults, star]
+    for n, handler in enumerate(handlers):
+        queue = qm.get_queue(f"{queue_name}-{n}")
+        consumer = await queue.consume(handler)
+        results.append(await queue.wait_for(await queue.enqueue(-3), timeout=10))
+        await consumer.stop()
+    assert results == [-3, -2, -30, 7]
+
+
 def _nested(depth: int) -> list[Any]:
     value: list[Any] = []
     for _ in range(depth):

@@ -179,6 +179,23 @@ async def test_delayed_jobs_never_start_early_and_start_close_to_due(
     assert lateness < 500, f"started {lateness} ms late"
 
 
+async def test_a_due_time_is_never_before_the_enqueue_plus_its_delay(
+    qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis
+) -> None:
+    """Due times were the server's millisecond rounded down plus the delay: a job could be
+    promoted, and start, up to 1 ms before its delay ran out (the bench saw -0.27 ms)."""
+    queue = qm.get_queue(queue_name)
+    delayed = QueueKeys(qm.prefix, queue_name).delayed
+    for n in range(50):
+        seconds, micros = await redis.time()
+        before_us = int(seconds) * 1_000_000 + int(micros)
+        job_id = await queue.enqueue(n, start_delay=0.5)
+        due_ms = await redis.zscore(delayed, job_id)
+        assert due_ms is not None
+        early_us = before_us + 500_000 - due_ms * 1000
+        assert early_us <= 0, f"due {early_us} us before the enqueue plus its delay"
+
+
 async def test_delayed_and_prioritised_together(qm: streamq.QueueManager, queue_name: str) -> None:
     queue = qm.get_queue(queue_name)
     await queue.enqueue("late-low", start_delay=0.2, priority=-1)

@@ -1,13 +1,21 @@
 -- Shared helpers: scripts.py puts this file in front of every script.
 
--- The server's clock: milliseconds (for scores) and "seconds.micros" (for records).
 -- The states of a job that still holds its id (enqueueing the id again changes nothing).
 local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
 
+-- The server's clock: milliseconds (for scores) and "seconds.micros" (for records).
 local function server_time()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
     t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+end
+
+-- The due time `delay` ms from now by the server's clock, in ms rounded up: a job is promoted
+-- once the clock's (rounded down) millisecond reaches it, so rounding now down too would start
+-- it up to 1 ms before its delay ran out.
+local function due_after(delay)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000) + delay
 end
 
 -- XINFO GROUPS as a list of {name=, pending=, last=, lag=}; empty when the stream does not exist.

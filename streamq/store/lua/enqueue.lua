@@ -9,7 +9,7 @@
 local stream, staged, seq, delayed, window = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, enqueued_at = ARGV[1], ARGV[3]
 local priority, delay = tonumber(ARGV[4]), tonumber(ARGV[5])
-local added, room, now_ms, wake = {}, nil, nil, false
+local added, room, due, wake = {}, nil, nil, false
 for i = 6, #ARGV, 2 do
   local id, payload = ARGV[i], ARGV[i + 1]
   local key = prefix .. id
@@ -19,8 +19,7 @@ for i = 6, #ARGV, 2 do
   else
     if state then redis.call('DEL', key) end
     if delay > 0 then
-      now_ms = now_ms or server_time()
-      local due = now_ms + delay
+      due = due or due_after(delay)
       local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
       if not first[2] or due < tonumber(first[2]) then wake = true end
       redis.call('ZADD', delayed, due, id)
