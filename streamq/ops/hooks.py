@@ -71,7 +71,7 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 class ReclaimEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A consumer took over a job whose consumer stopped heart-beating (crashed, killed,
-    partitioned) for the visibility timeout."""
+    partitioned) for the visibility timeout, or handed it back as it stopped."""
 
     queue: str
     group: str
@@ -82,6 +82,9 @@ class ReclaimEvent(msgspec.Struct, frozen=True, kw_only=True):
     entry_id: str
     #: Times the entry has now been delivered (2 on its first reclaim).
     delivery: int
+    #: Its consumer handed it back as it stopped (a graceful stop past its grace), rather than
+    #: going silent.
+    handed_back: bool = False
 
 
 class Hooks:

@@ -87,6 +87,8 @@ class Claimed:
     entry_id: bytes
     delivery_count: int
     fields: Fields
+    #: A stopping consumer handed it back (else its consumer went silent).
+    handed_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +333,7 @@ class Scripts:
         cursor, rows = await self._reclaim(
             keys=[keys.stream], args=[group, consumer, min_idle_ms, limit, cursor, prune_idle_ms]
         )
-        return cursor, [Claimed(row[0], int(row[1]), pairs(row[2])) for row in rows]
+        return cursor, [Claimed(row[0], int(row[1]), pairs(row[2]), bool(row[3])) for row in rows]
 
     async def release(
         self,

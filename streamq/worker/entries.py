@@ -109,7 +109,8 @@ def tell_reclaimed(
     visibility_timeout: float,
     hooks: tuple[Hooks, ...],
 ) -> None:
-    """One line (and the hooks) for an entry taken over from a consumer that went silent."""
+    """One line (and the hooks) for an entry taken over from a consumer that went silent (a
+    warning) or that handed it back as it stopped (info: nothing went wrong)."""
     entry_id = claimed.entry_id.decode()
     try:
         job_id = job_id_of(claimed.fields.get(b"j"))
@@ -118,11 +119,17 @@ def tell_reclaimed(
         attempt = attempt_of(claimed.fields.get(b"a")) + claimed.delivery_count - 2
     except BadEntry:
         job_id, attempt = f"entry-{entry_id}", claimed.delivery_count - 1
-    error = (
-        f"its consumer stopped heart-beating for {visibility_timeout:g}s"
-        " (stopped, crashed or cut off)"
-    )
-    log.warning(
+    if claimed.handed_back:
+        error = "its consumer handed it back as it stopped (the job did not fail)"
+        level = logging.INFO
+    else:
+        error = (
+            f"its consumer stopped heart-beating for {visibility_timeout:g}s"
+            " (crashed, killed or cut off)"
+        )
+        level = logging.WARNING
+    log.log(
+        level,
         "job %r of queue %r reclaimed on attempt %d by consumer %s (delivery %d): %s",
         job_id,
         queue,
@@ -148,5 +155,6 @@ def tell_reclaimed(
             job_id=job_id,
             entry_id=entry_id,
             delivery=claimed.delivery_count,
+            handed_back=claimed.handed_back,
         )
         call_hooks(hooks, "on_reclaim", event)

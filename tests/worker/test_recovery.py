@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -159,6 +160,55 @@ async def test_stop_past_grace_hands_unfinished_jobs_back_at_once(
     await queue.wait_for(waiting_id, timeout=5)
     # An interrupted run is not a failed attempt: both come back as attempt 1.
     assert attempts == {job_id: 1, waiting_id: 1}
+
+
+async def test_a_stopped_consumer_leaves_its_group_and_its_hand_back_is_said_as_one(
+    qm: streamq.QueueManager,
+    queue_name: str,
+    redis: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A consumer that handed a job back stayed listed in its group for good, and the next one
+    logged the job as taken from a consumer that "stopped heart-beating (stopped, crashed or
+    cut off)"."""
+    caplog.set_level(logging.INFO, logger="streamq")
+    queue = qm.get_queue(queue_name)
+    stream = QueueKeys(qm.prefix, queue_name).stream
+    started = anyio.Event()
+
+    async def hang(job: streamq.Job[Any]) -> None:
+        started.set()
+        await anyio.sleep(3600)
+
+    first = await queue.consume(hang, concurrency=1)
+    job_id = await queue.enqueue("handed back")
+    with anyio.fail_after(5):
+        await started.wait()
+    await first.stop(grace=0.1)
+    assert first.name not in await _consumers(redis, stream, queue_name)
+
+    second = await queue.consume(lambda job: "done", visibility_timeout=60)
+    assert await queue.wait_for(job_id, timeout=5) == "done"
+    taken = [r for r in caplog.records if f"{job_id!r} of queue" in r.getMessage()]
+    taken = [r for r in taken if "reclaimed" in r.getMessage()]
+    assert len(taken) == 1
+    assert taken[0].levelno == logging.INFO
+    assert "handed it back as it stopped" in taken[0].getMessage()
+    assert "heart-beating" not in taken[0].getMessage()
+    # Only the live consumer is listed once the hand-back is taken.
+    await wait_until(
+        lambda: _consumers_are(redis, stream, queue_name, [second.name]), what="one consumer"
+    )
+    await second.stop()
+    assert await _consumers(redis, stream, queue_name) == []
+
+
+async def _consumers(redis: aioredis.Redis, stream: str, group: str) -> list[str]:
+    return sorted(c["name"].decode() for c in await redis.xinfo_consumers(stream, group))
+
+
+async def _consumers_are(redis: aioredis.Redis, stream: str, group: str, names: list[str]) -> bool:
+    return await _consumers(redis, stream, group) == sorted(names)
 
 
 async def test_manager_exit_stops_consumers_gracefully(redis_url: str, queue_name: str) -> None:

@@ -2,6 +2,9 @@
 
 -- The states of a job that still holds its id (enqueueing the id again changes nothing).
 local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
+-- The consumer that holds the entries a stopping consumer handed back until a reclaim sweep
+-- takes them (release.lua, reclaim.lua): no consumer of streamq's is named with a space.
+local HANDED_BACK = 'handed back'
 
 -- The server's clock: milliseconds (for scores) and "seconds.micros" (for records).
 local function server_time()

@@ -1,6 +1,8 @@
 -- On a graceful stop: hand every entry a consumer still owns back to its group at once, so the
--- group's next reclaim sweep takes it. Walking the consumer's pending list (rather than trusting
--- the caller's list) also returns entries whose read reply the stop cut off.
+-- group's next reclaim sweep takes it, and leave the group. Walking the consumer's pending list
+-- (rather than trusting the caller's list) also returns entries whose read reply the stop cut
+-- off. The entries wait with the HANDED_BACK consumer, so the one that takes them knows they
+-- were handed back, not lost by a consumer that died.
 -- The delivery count goes back by one, and so does the count of starts the consumer recorded
 -- for a redelivered entry (rerun.lua): the next delivery is the same attempt, since an
 -- interrupted run is not a failure.
@@ -31,17 +33,13 @@ local released, start = 0, '-'
 for _ = 1, 100 do
   local page = redis.call('XPENDING', stream, group, start, '+', PAGE, consumer)
   for _, p in ipairs(page) do
-    -- Already handed back (this script ran twice: a client retried it): leave it be.
-    if p[3] < LONG_IDLE / 2 then
-      redis.call('XCLAIM', stream, group, consumer, 0, p[1], 'IDLE', LONG_IDLE,
-        'RETRYCOUNT', math.max(0, p[4] - 1), 'JUSTID')
-    end
+    redis.call('XCLAIM', stream, group, HANDED_BACK, 0, p[1], 'IDLE', LONG_IDLE,
+      'RETRYCOUNT', math.max(0, p[4] - 1), 'JUSTID')
     released = released + 1
   end
   if #page < PAGE then break end
   start = '(' .. page[#page][1]
 end
-if released == 0 then
-  redis.call('XGROUP', 'DELCONSUMER', stream, group, consumer)
-end
+-- It owes nothing now: out of the group's list of consumers (XINFO, the CLI's info).
+redis.call('XGROUP', 'DELCONSUMER', stream, group, consumer)
 return released
