@@ -18,6 +18,11 @@ from ..validation import check_seconds
 __all__ = ("check_schedule", "first_run_ms", "next_run_ms", "run_job_id")
 
 
+#: The shortest interval of a recurring schedule: 10 occurrences a second. Below it a schedule
+#: is a job flood (0.001 s made 1,000 jobs a second for ever), not a timetable.
+MIN_INTERVAL_SECONDS = 0.1
+
+
 def check_schedule(
     interval_seconds: float | None, cron: str | None, tz: str | None
 ) -> tuple[int | None, str | None, str | None]:
@@ -31,10 +36,13 @@ def check_schedule(
         if tz is not None:
             raise InvalidArgument("tz= applies to cron schedules only; drop it for an interval")
         interval = check_seconds(interval_seconds, what="interval_seconds")
-        interval_ms = round(interval * 1000)
-        if interval_ms < 1:
-            raise InvalidArgument(f"interval_seconds must be at least 0.001, got {interval!r}")
-        return interval_ms, None, None
+        if interval < MIN_INTERVAL_SECONDS:
+            raise InvalidArgument(
+                f"interval_seconds must be at least {MIN_INTERVAL_SECONDS:g}, got {interval!r}"
+                " (every occurrence is a job with its own record): for work that runs"
+                " continuously, run a loop in a long job or in your own task"
+            )
+        return round(interval * 1000), None, None
     if not isinstance(cron, str) or len(cron.split()) != 5:
         raise InvalidArgument(
             f"cron must have 5 fields (minute hour day-of-month month day-of-week), got {cron!r}"

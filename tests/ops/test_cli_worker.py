@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import anyio
@@ -51,6 +52,23 @@ def test_help_names_the_commands_and_options() -> None:
     ):
         assert option in result.output
     assert "STREAMQ_REDIS_URL" in result.output
+
+
+def test_help_says_the_url_it_would_use() -> None:
+    """It said the built-in default even when $STREAMQ_REDIS_URL named another server."""
+    env = {**os.environ, "STREAMQ_REDIS_URL": "redis://user:secret@example.com:6380/2"}
+    shown = _worker_help(env)
+    assert "[default: redis://user:***@example.com:6380/2 from $STREAMQ_REDIS_URL]" in shown
+    assert "secret" not in shown
+    del env["STREAMQ_REDIS_URL"]
+    assert "[default: redis://127.0.0.1:6379/0]" in _worker_help(env)
+
+
+def _worker_help(env: dict[str, str]) -> str:
+    """``worker --help`` in a process of its own (the help is made at import), as one line."""
+    command = [sys.executable, "-m", "streamq", "worker", "--help"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30, check=True)
+    return " ".join(done.stdout.split())
 
 
 @pytest.mark.parametrize(

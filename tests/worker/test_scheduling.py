@@ -407,6 +407,8 @@ def test_interval_next_run_keeps_its_phase_and_skips_missed_ticks() -> None:
         ({"interval_seconds": 5, "cron": "* * * * *"}, "exactly one"),
         ({"interval_seconds": 0}, "interval_seconds"),
         ({"interval_seconds": -1}, "interval_seconds"),
+        ({"interval_seconds": 0.001}, r"interval_seconds must be at least 0\.1, got 0\.001"),
+        ({"interval_seconds": 0.099}, r"at least 0\.1"),
         ({"cron": "61 * * * *"}, "invalid cron expression"),
         ({"cron": "* * * *"}, "5 fields"),
         ({"cron": "* * * * * *"}, "5 fields"),

@@ -6,13 +6,14 @@ Errors streamq raises on purpose are one line and a non-zero exit, never a trace
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from ...errors import StreamqError
-from ...transport.connection import URL_ENV
+from ...transport.connection import DEFAULT_URL, URL_ENV, redacted
 
 __all__ = ("fail_cleanly", "json_option", "main", "prefix_option", "url_option")
 
@@ -49,12 +50,17 @@ def main() -> None:
     """streamq: an asyncio-native job queue on Redis Streams."""
 
 
+#: What --url is when not given: said as it is now (the help said the built-in default even
+#: with $STREAMQ_REDIS_URL set).
+_URL_DEFAULT = (
+    f"{redacted(os.environ[URL_ENV])} from ${URL_ENV}" if os.environ.get(URL_ENV) else DEFAULT_URL
+)
 url_option = click.option(
     "--url",
     envvar=URL_ENV,
     show_envvar=True,
     help="Redis URL: redis://, rediss://, unix://, redis+cluster://, redis+sentinel://"
-    " [default: redis://127.0.0.1:6379/0]",
+    f" [default: {_URL_DEFAULT}]",
 )
 prefix_option = click.option(
     "--prefix", default="streamq", show_default=True, help="Prefix of streamq's keys."
