@@ -114,6 +114,8 @@ class QueueManager:
         self._hooks: tuple[Hooks, ...] = check_hooks(hooks)
         self._queues: dict[str, Queue[Any]] = {}
         self._consumers: list[Consumer[Any]] = []
+        #: The handler of each (queue, group) this manager consumes, with its latest consumer.
+        self._handlers: dict[tuple[str, str], tuple[Handler[Any], Consumer[Any]]] = {}
         self._schedulers: dict[str, Scheduler] = {}
         #: Per queue name: its channel's messages, heard over ``_subscriber`` (started with
         #: the first scheduler or ``wait_for``).
@@ -167,6 +169,7 @@ class QueueManager:
             self._connection = None
             self._background = None
             self._schedulers.clear()
+            self._handlers.clear()
             self._notices.clear()
             self._subscriber = None
             try:
@@ -269,6 +272,14 @@ class QueueManager:
         connection = self._connected()
         background = self._background
         assert background is not None  # open: set with the connection
+        consuming = self._handlers.get((queue.name, options.group))
+        if consuming is not None and consuming[1].running and consuming[0] != handler:
+            raise InvalidArgument(
+                f"queue {queue.name!r}: group {options.group!r} is already consumed here by"
+                f" {_name_of(consuming[0])}, so {_name_of(handler)} would get only some of its"
+                " jobs, at random: give one of them another consumer_group (each group gets"
+                " every job), or consume with one handler that dispatches on the job's data"
+            )
         scheduler = self._schedulers.get(queue.name)
         if scheduler is None:
             scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, keys)
@@ -290,6 +301,7 @@ class QueueManager:
         consumer = Consumer(context, handler, options, name)
         await background.start(consumer.run, f"streamq consumer {name}")
         self._consumers.append(consumer)
+        self._handlers[queue.name, options.group] = (handler, consumer)
         return consumer
 
 
@@ -331,6 +343,11 @@ class _Host:
         options: ConsumerOptions,
     ) -> Consumer[T]:
         return await self._manager._start_consumer(queue, keys, codec, handler, options)
+
+
+def _name_of(handler: object) -> str:
+    name = getattr(handler, "__qualname__", None)
+    return repr(name.rpartition("<locals>.")[2] if isinstance(name, str) else handler)
 
 
 def _new_instance_id() -> str:

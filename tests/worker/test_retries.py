@@ -447,3 +447,27 @@ async def test_a_dead_job_is_not_replayed_while_its_id_is_in_use_again(
     assert await queue.retry_dead("X") == 1  # once X finished, the dead one may run again
     assert await queue.wait_for("X", timeout=10) == "old"
     await consumer.stop()
+
+
+async def test_two_handlers_on_one_group_in_one_manager_is_an_error(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    """They were accepted, and each got some of the jobs, at random."""
+
+    async def send_email(job: streamq.Job[Any]) -> str:
+        return "email"
+
+    async def send_sms(job: streamq.Job[Any]) -> str:
+        return "sms"
+
+    queue = qm.get_queue(queue_name)
+    first = await queue.consume(send_email)
+    refused = "already consumed here by 'send_email', so 'send_sms'"
+    with pytest.raises(streamq.InvalidArgument, match=refused):
+        await queue.consume(send_sms)
+    await queue.consume(send_email, concurrency=2)  # the same handler again: more workers
+    await queue.consume(send_sms, consumer_group="sms")  # another group gets every job
+    assert await queue.wait_for(await queue.enqueue(1), timeout=10) in ("email", "sms")
+    await first.stop()
+    with pytest.raises(streamq.InvalidArgument, match="another consumer_group"):
+        await queue.consume(send_sms)  # the second consumer of send_email still runs
