@@ -110,9 +110,7 @@ def _job_type(handler: Any) -> Any:
         hints = get_type_hints(handler)
     except (TypeError, ValueError, NameError):
         return Any  # no signature, or hints that do not resolve: an untyped queue
-    if not parameters:
-        return Any  # a handler of (*args): check_handler let it through
-    hint = hints.get(parameters[0].name)
+    hint = hints.get(parameters[0].name)  # there is one: check_handler bound the job to it
     if get_origin(hint) is Job and get_args(hint):
         return get_args(hint)[0]
     return Any
