@@ -28,16 +28,21 @@ class Job(msgspec.Struct, Generic[T], frozen=True):
 
 
 class JobInfo(msgspec.Struct, frozen=True):
-    """A job's state as ``Queue.get_job`` reports it."""
+    """A job's state as ``Queue.get_job`` reports it (or one consumer group's part in it)."""
 
     id: str
     state: JobState
-    #: Attempts finished so far (failed or completed).
+    #: Attempts made so far: those that failed or completed, and the one running.
     attempts: int
+    #: The handler's result; None until it completed, and for a job that went to several
+    #: groups unless one is asked for (``get_job(job_id, group=...)``).
     result: Any
     error: str | None
     enqueued_at: float | None
     finished_at: float | None
+    #: Where each consumer group stands with a job that goes to several (a broadcast queue);
+    #: empty for a job of one group.
+    groups: dict[str, JobState] = msgspec.field(default_factory=dict)
 
 
 class QueueStats(msgspec.Struct, frozen=True):

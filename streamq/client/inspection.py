@@ -8,15 +8,15 @@ Queues are found through the registry every manager writes to when it first uses
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import msgspec
 
-from ..job import QueueStats
+from ..job import JobInfo, JobState, QueueStats
 from ..store.keys import QueueKeys
-from ..store.scripts import Script
-from ..store.serialization import Codec, decode_recurring
+from ..store.scripts import JobRecord, Script
+from ..store.serialization import Codec, decode_recurring, decode_result
 from ..validation import check_count
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = (
     "ListedState",
     "QueueOverview",
     "RecurringInfo",
+    "job_info",
     "overview",
     "to_json",
 )
@@ -157,6 +158,81 @@ class InspectScripts:
         """``(schedule id, next run ms, encoded definition)``, soonest first."""
         rows = await self._recurring(keys=[keys.recurring, keys.recurring_defs])
         return [(sid.decode(errors="replace"), int(due), raw) for sid, due, raw in rows]
+
+
+#: A broadcast job's summary state while groups still owe it: the furthest along any group is.
+_SUMMARY_ORDER: tuple[JobState, ...] = ("active", "retrying", "waiting", "delayed")
+_TERMINAL: tuple[str, ...] = ("completed", "dead", "cancelled")
+
+
+def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | None:
+    """What ``get_job`` reports: the job's own state, or ``group``'s part in it; None for a
+    group the job does not go to.
+
+    A job that goes to several groups (a broadcast queue) has no result of its own: its state
+    is ``active`` while any group runs it, and ends ``completed`` once every group completed it
+    (``dead`` when one dead-lettered it, its error naming that group); ``groups`` says where each
+    group stands, and ``group=`` gives that group's attempts, result and error.
+    """
+    f = record.fields
+    states = cast("dict[str, JobState]", record.group_states)
+    enqueued_at = _float(f.get(b"enqueued_at"))
+    if group is not None and states:
+        if group not in states:
+            return None
+        state = states[group]
+        g = group.encode()
+        return JobInfo(
+            id=job_id,
+            state=state,
+            attempts=_attempts(f.get(b"attempts " + g), running=state == "active"),
+            result=decode_result(f.get(b"result " + g)),
+            error=_text(f.get(b"error " + g)),
+            enqueued_at=enqueued_at,
+            finished_at=_float(f.get(b"finished " + g)),
+            groups=states,
+        )
+    if group is not None and record.groups and group not in record.groups:
+        return None
+    own = cast("JobState", f.get(b"state", b"waiting").decode())
+    if not states:
+        return JobInfo(
+            id=job_id,
+            state="active" if record.running else own,
+            attempts=_attempts(f.get(b"attempts"), running=record.running),
+            result=decode_result(f.get(b"result")),
+            error=_text(f.get(b"error")),
+            enqueued_at=enqueued_at,
+            finished_at=_float(f.get(b"finished_at")),
+        )
+    if own not in _TERMINAL:
+        own = next((s for s in _SUMMARY_ORDER if s in states.values()), own)
+    return JobInfo(
+        id=job_id,
+        state=own,
+        attempts=max(
+            _attempts(f.get(b"attempts " + g.encode()), running=s == "active")
+            for g, s in states.items()
+        ),
+        result=None,
+        error=_text(f.get(b"error")),
+        enqueued_at=enqueued_at,
+        finished_at=_float(f.get(b"finished_at")),
+        groups=states,
+    )
+
+
+def _attempts(raw: bytes | None, *, running: bool) -> int:
+    """Attempts made: those finished, and the one running."""
+    return (0 if raw is None else int(raw)) + running
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode(errors="replace")
+
+
+def _float(raw: bytes | None) -> float | None:
+    return None if raw is None else float(raw)
 
 
 def check_listed_state(state: object) -> ListedState:

@@ -56,6 +56,7 @@ from .inspection import (
     RecurringInfo,
     check_listed_state,
     check_peek_limit,
+    job_info,
     recurring_infos,
     summaries,
 )
@@ -400,48 +401,52 @@ class Queue(Generic[T]):
     # -- inspecting -----------------------------------------------------------------------
 
     @_clear_errors
-    async def get_job(self, job_id: str) -> JobInfo | None:
-        """The job's state, or None if it is unknown (or finished longer than result_ttl ago)."""
-        reply = await self._scripts.get_job(self._keys, check_job_id(job_id))
-        if reply is None:
-            return None
-        running, record = reply
-        state = record.get(b"state", b"waiting").decode()
-        return JobInfo(
-            id=job_id,
-            state="active" if running else state,  # type: ignore[arg-type]
-            attempts=int(record.get(b"attempts", 0)),
-            result=decode_result(record.get(b"result")),
-            error=_text(record.get(b"error")),
-            enqueued_at=_float(record.get(b"enqueued_at")),
-            finished_at=_float(record.get(b"finished_at")),
-        )
+    async def get_job(self, job_id: str, group: str | None = None) -> JobInfo | None:
+        """The job's state, or None if it is unknown (or finished longer than result_ttl ago).
 
-    @_clear_errors
-    async def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
-        """The job's result once it completes.
-
-        Raises :class:`JobFailed` if it went to the dead letters, :class:`JobNotFound` for an
-        unknown job and :class:`TimeoutError` when ``timeout`` seconds pass first.
+        A job that goes to several consumer groups (a broadcast queue) has a state per group:
+        ``group=`` picks one (None when the job does not go to it); without it the summary's
+        ``groups`` says where each stands and ``result`` is None.
         """
         check_job_id(job_id)
+        if group is not None:
+            validate_group(group)
+        record = await self._scripts.get_job(self._keys, job_id)
+        return None if record is None else job_info(job_id, record, group)
+
+    @_clear_errors
+    async def wait_for(
+        self, job_id: str, timeout: float | None = None, group: str | None = None
+    ) -> Any:
+        """The job's result once it completes (in ``group``, for a job that goes to several).
+
+        Raises :class:`JobFailed` if it went to the dead letters, :class:`JobNotFound` for an
+        unknown job, :class:`TimeoutError` when ``timeout`` seconds pass first, and
+        :class:`InvalidArgument` when several groups read the job and none is named (each has
+        a result of its own), or the one named does not read it.
+        """
+        check_job_id(job_id)
+        if group is not None:
+            validate_group(group)
         notices = await self._host.notices(self._keys)
         registered = False
         try:
             with anyio.fail_after(timeout), notices.watch(job_id) as finished:
                 while True:
                     finished.arm()  # before the read: a finish published after it wakes the wait
-                    reply = await self._scripts.watch_job(
-                        self._keys, job_id, "=" if registered else "+"
+                    seen = await self._scripts.watch_job(
+                        self._keys, job_id, "=" if registered else "+", group or ""
                     )
-                    if reply is None:
+                    if seen is None:
                         raise JobNotFound(job_id, queue=self.name)
-                    state, result, error = reply
-                    if state in _TERMINAL:
+                    if not seen.state:
+                        raise self._name_a_group(job_id, group, seen.groups)
+                    if seen.state in _TERMINAL:
                         registered = False  # the finishing script took the registration back
-                        if state == "completed":
-                            return decode_result(result)
-                        raise JobFailed(job_id, _text(error) or state, queue=self.name)
+                        if seen.state == "completed":
+                            return decode_result(seen.result)
+                        error = seen.error.decode(errors="replace") if seen.error else seen.state
+                        raise JobFailed(job_id, error, queue=self.name)
                     registered = True
                     await finished.wait(WAIT_SLICE)
                     # A finish was published, yet the job is not finished: a broadcast job that
@@ -451,7 +456,21 @@ class Queue(Generic[T]):
         finally:
             if registered:  # gave up (timeout, cancellation) before the job finished
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await self._scripts.watch_job(self._keys, job_id, "-")
+                    await self._scripts.watch_job(self._keys, job_id, "-", group or "")
+
+    def _name_a_group(
+        self, job_id: str, group: str | None, groups: tuple[str, ...]
+    ) -> InvalidArgument:
+        listed = ", ".join(groups)
+        if group is None:
+            return InvalidArgument(
+                f"job {job_id!r} of queue {self.name!r} goes to several consumer groups "
+                f"({listed}), each with a result of its own: pass group= to wait for one"
+            )
+        return InvalidArgument(
+            f"consumer group {group!r} does not read queue {self.name!r} (its groups: "
+            f"{listed}): pass one of those, or group=None for a work queue's job"
+        )
 
     @_clear_errors
     async def stats(self) -> QueueStats:
@@ -579,11 +598,3 @@ def _check_staging(priority: int, start_delay: float) -> int:
         )
     # Rounded up: a job never starts before the delay it was given.
     return math.ceil(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)
-
-
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode(errors="replace")
-
-
-def _float(raw: bytes | None) -> float | None:
-    return None if raw is None else float(raw)

@@ -26,10 +26,12 @@ __all__ = (
     "Completion",
     "DueSchedule",
     "Failure",
+    "JobRecord",
     "NewJob",
     "Script",
     "Scripts",
     "StatsReply",
+    "Watched",
     "pairs",
 )
 
@@ -89,6 +91,33 @@ class Claimed:
     fields: Fields
     #: A stopping consumer handed it back (else its consumer went silent).
     handed_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's record as ``get_job`` reads it."""
+
+    #: A group is running it right now.
+    running: bool
+    fields: Fields
+    #: Where each group stands with it, while several groups read the stream (or once they
+    #: did: a broadcast job); empty for a job of one group.
+    group_states: dict[str, str]
+    #: The groups reading the stream now.
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What ``wait_for`` reads of a job (or of one group's part in it)."""
+
+    #: Empty when the job cannot be awaited as asked: see ``groups``.
+    state: str
+    result: bytes | None = None
+    error: bytes | None = None
+    #: With no state: the groups reading the stream, one of which must be named (the job goes to
+    #: several, or the group asked for does not read it).
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,27 +399,38 @@ class Scripts:
         )
         return before
 
-    async def get_job(self, keys: QueueKeys, job_id: str) -> tuple[bool, Fields] | None:
-        """``(running, record)`` or None for an unknown job."""
+    async def get_job(self, keys: QueueKeys, job_id: str) -> JobRecord | None:
+        """The job's record and where each group stands with it; None for an unknown job."""
         reply = await self._get_job(keys=[keys.stream, keys.job(job_id)])
         if reply is None:
             return None
-        return bool(reply[0]), pairs(reply[1])
+        running, record, states, groups = reply
+        return JobRecord(
+            running=bool(running),
+            fields=pairs(record),
+            group_states={
+                g.decode(): s.decode() for g, s in zip(states[::2], states[1::2], strict=True)
+            },
+            groups=tuple(g.decode() for g in groups),
+        )
 
     async def watch_job(
-        self, keys: QueueKeys, job_id: str, waiter: Literal["+", "=", "-"]
-    ) -> tuple[str, bytes | None, bytes | None] | None:
-        """A finished job's (state, result, error), else (state, None, None); None if unknown.
+        self, keys: QueueKeys, job_id: str, waiter: Literal["+", "=", "-"], group: str = ""
+    ) -> Watched | None:
+        """The job's state (with its result and error once finished), or that of ``group``'s
+        part in it; None for an unknown job.
 
         ``waiter`` registers ("+"), keeps ("=") or takes back ("-") one waiter on the job.
         """
-        reply = await self._watch_job(keys=[keys.job(job_id)], args=[waiter])
+        reply = await self._watch_job(keys=[keys.job(job_id), keys.stream], args=[waiter, group])
         if reply is None:
             return None
         state = reply[0].decode()
+        if not state:
+            return Watched("", groups=tuple(g.decode() for g in reply[1:]))
         if len(reply) == 1:
-            return state, None, None
-        return state, reply[1], reply[2]
+            return Watched(state)
+        return Watched(state, reply[1], reply[2])
 
     async def stats(self, keys: QueueKeys) -> StatsReply:
         reply = await self._stats(

@@ -129,14 +129,22 @@ async def test_a_user_limited_to_streamqs_keys_and_commands_runs_the_whole_workf
 
         await queue.consume(handle, max_retries=1, backoff=0.05, rate_limit=(1000, 1.0))
         await queue.consume(handle, consumer_group="acl-other")  # a broadcast: trims
-        assert await queue.wait_for(await queue.enqueue("plain"), timeout=5) == "plain"
-        assert await queue.wait_for(await queue.enqueue("fail-once"), timeout=5) == "fail-once"
+        assert (
+            await queue.wait_for(await queue.enqueue("plain"), timeout=5, group="acl-work")
+            == "plain"
+        )
+        assert (
+            await queue.wait_for(await queue.enqueue("fail-once"), timeout=5, group="acl-work")
+            == "fail-once"
+        )
         dead = await queue.enqueue("always-fails", job_id="doomed")
         with pytest.raises(streamq.JobFailed):
-            await queue.wait_for(dead, timeout=5)
+            await queue.wait_for(dead, timeout=5, group="acl-work")
         ids = await queue.enqueue_many(["a", "b"], priority=5)
-        assert [await queue.wait_for(i, timeout=5) for i in ids] == ["a", "b"]
-        assert await queue.wait_for(await queue.enqueue("late", start_delay=0.1), timeout=5)
+        assert [await queue.wait_for(i, timeout=5, group="acl-work") for i in ids] == ["a", "b"]
+        assert await queue.wait_for(
+            await queue.enqueue("late", start_delay=0.1), timeout=5, group="acl-work"
+        )
         later = await queue.enqueue("never", start_delay=60)
         assert await queue.cancel(later)
         info = await queue.get_job(later)
@@ -147,7 +155,7 @@ async def test_a_user_limited_to_streamqs_keys_and_commands_runs_the_whole_workf
         assert [d.job_id for d in await queue.dead_letters()] == ["doomed"]
         assert await queue.retry_dead() == 1
         with pytest.raises(streamq.JobFailed):
-            await queue.wait_for("doomed", timeout=5)
+            await queue.wait_for("doomed", timeout=5, group="acl-work")
         assert await queue.purge_dead() == 1
         stats = await queue.stats()
         assert stats.groups == 2 and stats.dead == 0

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import anyio
@@ -19,43 +15,11 @@ import streamq
 from streamq.store.keys import QueueKeys
 
 from ..helpers import wait_until
+from .spawned import SpawnWorker, next_start, spawn_worker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
-WORKER = Path(__file__).parent.parent / "tools" / "worker.py"
-SpawnWorker = Callable[..., subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def spawn_worker(redis_url: str, queue_name: str) -> Iterator[SpawnWorker]:
-    """Start worker processes; any still alive at the end are killed by their PID."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def spawn(mode: str, vt: float = 1.0, max_retries: int = 3) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, str(WORKER), redis_url, queue_name, mode, str(vt), str(max_retries)],
-            stdin=subprocess.DEVNULL,
-        )
-        processes.append(process)
-        return process
-
-    yield spawn
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
-async def next_start(
-    redis: aioredis.Redis, queue_name: str, timeout: float = 15
-) -> tuple[str, int]:
-    """The (job id, attempt) a worker process reported starting."""
-    reply = await redis.blpop([f"test:{queue_name}:started"], timeout=timeout)
-    assert reply is not None, f"no worker started a job within {timeout}s"
-    value = reply[1]
-    text = value.decode() if isinstance(value, bytes) else value
-    job_id, attempt, _pid = text.rsplit(":", 2)
-    return job_id, int(attempt)
+__all__ = ("spawn_worker",)  # the fixture
 
 
 async def test_job_of_a_killed_worker_is_run_by_another_consumer(

@@ -467,7 +467,9 @@ async def test_two_handlers_on_one_group_in_one_manager_is_an_error(
         await queue.consume(send_sms)
     await queue.consume(send_email, concurrency=2)  # the same handler again: more workers
     await queue.consume(send_sms, consumer_group="sms")  # another group gets every job
-    assert await queue.wait_for(await queue.enqueue(1), timeout=10) in ("email", "sms")
+    job_id = await queue.enqueue(1)
+    assert await queue.wait_for(job_id, timeout=10, group=queue_name) == "email"
+    assert await queue.wait_for(job_id, timeout=10, group="sms") == "sms"
     await first.stop()
     with pytest.raises(streamq.InvalidArgument, match="another consumer_group"):
         await queue.consume(send_sms)  # the second consumer of send_email still runs

@@ -2,6 +2,7 @@
 
 -- The states of a job that still holds its id (enqueueing the id again changes nothing).
 local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
+local TERMINAL = { completed = true, dead = true, cancelled = true }
 -- The consumer that holds the entries a stopping consumer handed back until a reclaim sweep
 -- takes them (release.lua, reclaim.lua): no consumer of streamq's is named with a space.
 local HANDED_BACK = 'handed back'
@@ -66,6 +67,66 @@ local function notify(job_key, channel, job)
     redis.call('PUBLISH', channel, 'finished\t' .. job)
     redis.call('HDEL', job_key, 'w')
   end
+end
+
+-- A record's fields as a table.
+local function fields_of(key)
+  local flat, f = redis.call('HGETALL', key), {}
+  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  return f
+end
+
+-- Broadcast jobs. While several groups read the stream, each group's outcome of a job is kept
+-- in fields of its own in the job's record ('state G', 'attempts G', 'result G', 'error G',
+-- 'finished G', and 'entry G' for the entry a retry or replay in G runs on), and 'bc' marks
+-- the record. The job's own 'state' stays unfinished, holding its id, until no group owes it
+-- any more (settle_broadcast): one group's result is never the job's.
+
+-- Where group `g` (one of groups_of) stands with the job whose record fields are `f`: its
+-- recorded outcome, 'active' while its entry is pending in the group, else the state it waits
+-- in; nil when the group acknowledged the entry with no outcome recorded (nothing owed).
+local function group_state(stream, g, f)
+  local name = g.name
+  local s = f['state ' .. name]
+  if s and TERMINAL[s] then return s end
+  -- A record only one group finished so far (no 'bc'): its own state is that group's.
+  if not s and not f['bc'] and TERMINAL[f['state']] then return f['state'] end
+  local entry = f['entry ' .. name] or f['entry']
+  if entry and not older(g.last, entry) then
+    if #redis.call('XPENDING', stream, name, entry, entry, 1) > 0 then return 'active' end
+    if not s then return nil end
+  end
+  return s or f['state']
+end
+
+-- Whether a group that finished its part of a broadcast job (marked 'bc' by the caller) was the
+-- last one owing it: then the job finishes ('completed' when no group dead-lettered it, else
+-- 'dead' with that group's error), frees its id and expires after `ttl`. Returns true if so.
+-- Whether a group of the stream still owes the broadcast job whose record fields are `f`.
+local function still_owed(stream, groups, f)
+  for _, g in ipairs(groups) do
+    local s = group_state(stream, g, f)
+    if s and not TERMINAL[s] then return true end
+  end
+  return false
+end
+
+local function settle_broadcast(stream, key, groups, ttl, now)
+  local f = fields_of(key)
+  if TERMINAL[f['state']] or still_owed(stream, groups, f) then return false end
+  local outcome, err = 'completed', nil
+  for field, value in pairs(f) do
+    local group = string.match(field, '^state (.+)$')
+    if group and value == 'dead' and (not err or group < err[1]) then
+      outcome, err = 'dead', { group, f['error ' .. group] or '' }
+    elseif group and value == 'cancelled' and outcome == 'completed' then
+      outcome = 'cancelled'
+    end
+  end
+  redis.call('HSET', key, 'state', outcome, 'finished_at', now)
+  if err then redis.call('HSET', key, 'error', 'in group ' .. err[1] .. ': ' .. err[2]) end
+  redis.call('EXPIRE', key, ttl)
+  return true
 end
 
 -- Entries waiting undelivered in the stream, for the group furthest ahead (the window serves
@@ -150,7 +211,7 @@ local function refill(stream, staged, job_prefix, room)
   for i = 1, #popped, 2 do
     local id = popped[i]
     local key = job_prefix .. id
-    local r = redis.call('HMGET', key, 'p', 'to')
+    local r = redis.call('HMGET', key, 'p', 'to', 'bc')
     local payload, entry = r[1], nil
     if payload and r[2] then
       for group, attempt in string.gmatch(r[2], '(%S+) (%S+)') do
@@ -159,12 +220,14 @@ local function refill(stream, staged, job_prefix, room)
         else
           entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'a', attempt, 'g', group)
         end
+        -- On a broadcast job, each group that runs it again does so on an entry of its own.
+        if r[3] then redis.call('HSET', key, 'entry ' .. group, entry) end
       end
     elseif payload then
       entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload)
     end
     if entry then
-      redis.call('HSET', key, 'entry', entry)
+      if not r[3] then redis.call('HSET', key, 'entry', entry) end
       redis.call('HDEL', key, 'p', 'to')
     end
   end

@@ -3,12 +3,14 @@
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
 -- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none);
 -- then per entry: entry id, job id ('' = only acknowledge), attempt, result
--- An entry this consumer no longer owns (it was reclaimed) is left to its new owner.
+-- An entry this consumer no longer owns (it was reclaimed) is left to its new owner. With
+-- several groups reading the stream the outcome is this group's (see settle_broadcast).
 -- Staged jobs then take the room the finished entries left in the window, and the consumer's
 -- next entries come back in the same round trip (a non-blocking XREADGROUP).
 -- Returns {per entry 1 (finished) or 0 (no longer ours), {{entry id, {field, value, ...}}, ...}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local _, now = server_time()
+local groups = groups_of(stream)
 local out, owned, completed = {}, {}, 0
 for i = 7, #ARGV, 4 do
   local entry, job = ARGV[i], ARGV[i + 1]
@@ -16,9 +18,19 @@ for i = 7, #ARGV, 4 do
     owned[#owned + 1] = entry
     if job ~= '' then
       local key = ARGV[3] .. job
-      local record = redis.call('HMGET', key, 'entry', 'w', 'error')
-      -- A later delivery of the job (a retry in another group) owns the record.
-      if record[1] == entry then
+      local record = redis.call('HMGET', key, 'entry', 'w', 'error', 'bc', 'entry ' .. group)
+      -- The record is this entry's unless a later delivery of the job in this group (a retry
+      -- of it) or, on a work queue, in another group owns it.
+      if #groups > 1 or record[4] then
+        if (record[5] or record[1]) == entry then
+          redis.call('HSET', key, 'bc', 1, 'state ' .. group, 'completed',
+            'attempts ' .. group, ARGV[i + 2], 'result ' .. group, ARGV[i + 3],
+            'finished ' .. group, now)
+          redis.call('HDEL', key, 'error ' .. group)
+          settle_broadcast(stream, key, groups, ARGV[5], now)
+          if record[2] then notify(key, ARGV[4], job) end
+        end
+      elseif record[1] == entry then
         redis.call('HSET', key, 'state', 'completed', 'attempts', ARGV[i + 2],
           'result', ARGV[i + 3], 'finished_at', now)
         if record[3] then redis.call('HDEL', key, 'error') end
@@ -35,7 +47,7 @@ end
 if #owned > 0 then
   redis.call('XACK', stream, group, unpack(owned))
   -- The only group reading the stream: delete at once (else the periodic trim does).
-  if #groups_of(stream) == 1 then redis.call('XDEL', stream, unpack(owned)) end
+  if #groups == 1 then redis.call('XDEL', stream, unpack(owned)) end
 end
 if completed > 0 then redis.call('INCRBY', KEYS[2], completed) end
 refill_after_ack(stream, KEYS[3], KEYS[4], ARGV[3])

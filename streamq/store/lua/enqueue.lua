@@ -13,7 +13,14 @@ local added, room, due, wake = {}, nil, nil, false
 for i = 6, #ARGV, 2 do
   local id, payload = ARGV[i], ARGV[i + 1]
   local key = prefix .. id
-  local state = redis.call('HGET', key, 'state')
+  local r = redis.call('HMGET', key, 'state', 'bc')
+  local state = r[1]
+  -- A broadcast job that no group owes any more (the last one that did was removed) is over.
+  if state and UNFINISHED[state] and r[2]
+    and not still_owed(stream, groups_of(stream), fields_of(key)) then
+    notify(key, ARGV[2], id)
+    state = 'completed'
+  end
   if state and UNFINISHED[state] then
     added[#added + 1] = 0
   else

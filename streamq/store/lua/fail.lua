@@ -9,28 +9,40 @@
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local entry, job, attempt, err = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 if not owns(stream, group, consumer, entry) then return 0 end
-ack(stream, group, entry, #groups_of(stream) == 1)
+local groups = groups_of(stream)
+ack(stream, group, entry, #groups == 1)
 local key = ARGV[3] .. job
-local current = redis.call('HGET', key, 'entry') == entry
+local record = redis.call('HMGET', key, 'entry', 'bc', 'entry ' .. group)
+local current = (record[3] or record[1]) == entry
+-- With several groups reading the stream, the outcome is this group's (see settle_broadcast).
+local broadcast = #groups > 1 or record[2]
 local now_ms, now = server_time()
 local delay = tonumber(ARGV[10])
 if delay >= 0 then
   local member = group .. '\t' .. job
   redis.call('ZADD', KEYS[2], now_ms + delay, member)
   redis.call('HSET', KEYS[3], member, (attempt + 1) .. '\t' .. ARGV[11])
-  if current then
+  if current and broadcast then
+    redis.call('HSET', key, 'bc', 1, 'state ' .. group, 'retrying', 'attempts ' .. group, attempt,
+      'error ' .. group, err)
+  elseif current then
     redis.call('HSET', key, 'state', 'retrying', 'attempts', attempt, 'error', err)
   end
 else
   redis.call('ZADD', KEYS[4], ARGV[13], job)
-  local groups = redis.call('HGET', KEYS[5], 'g:' .. job)
-  if not groups then
-    groups = group
-  elseif not string.find(' ' .. groups .. ' ', ' ' .. group .. ' ', 1, true) then
-    groups = groups .. ' ' .. group
+  local dead_in = redis.call('HGET', KEYS[5], 'g:' .. job)
+  if not dead_in then
+    dead_in = group
+  elseif not string.find(' ' .. dead_in .. ' ', ' ' .. group .. ' ', 1, true) then
+    dead_in = dead_in .. ' ' .. group
   end
-  redis.call('HSET', KEYS[5], 'r:' .. job, ARGV[12], 'p:' .. job, ARGV[11], 'g:' .. job, groups)
-  if current then
+  redis.call('HSET', KEYS[5], 'r:' .. job, ARGV[12], 'p:' .. job, ARGV[11], 'g:' .. job, dead_in)
+  if current and broadcast then
+    redis.call('HSET', key, 'bc', 1, 'state ' .. group, 'dead', 'attempts ' .. group, attempt,
+      'error ' .. group, err, 'finished ' .. group, now)
+    settle_broadcast(stream, key, groups, ARGV[5], now)
+    notify(key, ARGV[4], job)
+  elseif current then
     redis.call('HSET', key, 'state', 'dead', 'attempts', attempt, 'error', err, 'finished_at', now)
     redis.call('EXPIRE', key, ARGV[5])
     notify(key, ARGV[4], job)

@@ -1,18 +1,40 @@
--- A job's record, and whether a group is running it right now.
+-- A job's record, whether a group is running it right now, and, while several groups read the
+-- stream (or the record is a broadcast job's), where each group stands with it.
 -- KEYS[1] stream, KEYS[2] job key
--- Returns nil for an unknown job, else {running (0/1), {field, value, ...}}.
+-- Returns nil for an unknown job, else {running (0/1), {field, value, ...}, {group, state, ...},
+-- {the stream's groups}}.
 local record = redis.call('HGETALL', KEYS[2])
 if #record == 0 then return nil end
-local state, entry
-for i = 1, #record, 2 do
-  if record[i] == 'state' then state = record[i + 1] end
-  if record[i] == 'entry' then entry = record[i + 1] end
-end
-if state == 'waiting' and entry then
-  for _, g in ipairs(groups_of(KEYS[1])) do
-    if #redis.call('XPENDING', KEYS[1], g.name, entry, entry, 1) > 0 then
-      return { 1, record }
+local f = {}
+for i = 1, #record, 2 do f[record[i]] = record[i + 1] end
+local groups = groups_of(KEYS[1])
+local running, states = 0, {}
+-- A job one group finished before others came to read the stream is that group's alone.
+if f['bc'] or (#groups > 1 and not TERMINAL[f['state']]) then
+  local seen = {}
+  for _, g in ipairs(groups) do
+    local s = group_state(KEYS[1], g, f)
+    if s then
+      states[#states + 1] = g.name
+      states[#states + 1] = s
+      seen[g.name] = true
+      if s == 'active' then running = 1 end
     end
   end
+  -- Groups that finished their part and have been removed since.
+  for field, value in pairs(f) do
+    local group = string.match(field, '^state (.+)$')
+    if group and not seen[group] then
+      states[#states + 1] = group
+      states[#states + 1] = value
+    end
+  end
+elseif f['state'] == 'waiting' and f['entry'] then
+  local entry = f['entry']
+  for _, g in ipairs(groups) do
+    if #redis.call('XPENDING', KEYS[1], g.name, entry, entry, 1) > 0 then running = 1 end
+  end
 end
-return { 0, record }
+local names = {}
+for _, g in ipairs(groups) do names[#names + 1] = g.name end
+return { running, record, states, names }

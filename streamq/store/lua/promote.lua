@@ -18,14 +18,17 @@ for _, member in ipairs(due) do
     local sep = string.find(value, '\t', 1, true)
     local attempt, payload = string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
     local key = prefix .. job
-    local state = redis.call('HGET', key, 'state')
-    if state == 'retrying' or (state == 'waiting' and redis.call('HGET', key, 'to')) then
+    local r = redis.call('HMGET', key, 'state', 'to', 'bc', 'state ' .. group)
+    if r[3] and r[4] == 'retrying' then
+      -- A broadcast job: the retry is its group's alone (see settle_broadcast).
+      stage_again(staged, seq, key, job, payload, group, attempt)
+      redis.call('HSET', key, 'state ' .. group, 'waiting')
+    elseif not r[3] and (r[1] == 'retrying' or (r[1] == 'waiting' and r[2])) then
       stage_again(staged, seq, key, job, payload, group, attempt)
       redis.call('HSET', key, 'state', 'waiting')
     else
-      -- The record is not this retry's now (a broadcast job finished in another group, or a
-      -- job enqueued since under its id): the entry goes straight to the stream, the record
-      -- left as it is.
+      -- The record is not this retry's now (a job enqueued since under its id): the entry
+      -- goes straight to the stream, the record left as it is.
       redis.call('XADD', stream, '*', 'j', job, 'p', payload, 'a', attempt, 'g', group)
     end
     redis.call('HDEL', payloads, member)

@@ -10,20 +10,29 @@ local revived, in_use = 0, {}
 for i = 2, #ARGV do
   local job = ARGV[i]
   local key = ARGV[1] .. job
-  local state = redis.call('HGET', key, 'state')
-  if state and UNFINISHED[state] and redis.call('ZSCORE', dead, job) then
+  local r = redis.call('HMGET', key, 'state', 'bc')
+  local groups = {}
+  for group in string.gmatch(redis.call('HGET', records, 'g:' .. job) or '', '%S+') do
+    groups[#groups + 1] = group
+  end
+  -- A broadcast job still running in other groups is this dead job itself, not one enqueued
+  -- since under its id.
+  local same_job = r[2] and groups[1] and redis.call('HGET', key, 'state ' .. groups[1]) == 'dead'
+  if r[1] and UNFINISHED[r[1]] and not same_job and redis.call('ZSCORE', dead, job) then
     in_use[#in_use + 1] = job
   elseif redis.call('ZREM', dead, job) == 1 then
-    local r = redis.call('HMGET', records, 'p:' .. job, 'g:' .. job)
+    local payload = redis.call('HGET', records, 'p:' .. job)
     redis.call('HDEL', records, 'r:' .. job, 'p:' .. job, 'g:' .. job)
-    local groups = {}
-    for group in string.gmatch(r[2] or '', '%S+') do groups[#groups + 1] = group end
     if #groups > 0 then
       redis.call('HSET', key, 'state', 'waiting', 'attempts', 0)
       redis.call('HDEL', key, 'error', 'result', 'finished_at', 'to')
       redis.call('PERSIST', key)
       for _, group in ipairs(groups) do
-        stage_again(staged, seq, key, job, r[1] or '', group, '-')
+        if r[2] then
+          redis.call('HSET', key, 'state ' .. group, 'waiting', 'attempts ' .. group, 0)
+          redis.call('HDEL', key, 'error ' .. group, 'finished ' .. group)
+        end
+        stage_again(staged, seq, key, job, payload or '', group, '-')
       end
       revived = revived + 1
     end
