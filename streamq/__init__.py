@@ -12,6 +12,7 @@ from .errors import (
     JobNotFound,
     NotReplicated,
     PermissionDenied,
+    QueueInUse,
     RedisTimeout,
     StreamqError,
 )
@@ -41,6 +42,7 @@ __all__ = (
     "NotReplicated",
     "PermissionDenied",
     "Queue",
+    "QueueInUse",
     "QueueManager",
     "QueueStats",
     "ReclaimEvent",

@@ -15,12 +15,15 @@
     │                           was enqueued since and is unfinished
     ├── JobNotFound (LookupError)
     │                           no such job (never enqueued, or its record expired)
-    └── NotReplicated           an enqueue reached fewer replicas than ``min_replicas`` asks
+    ├── NotReplicated           an enqueue reached fewer replicas than ``min_replicas`` asks
+    └── QueueInUse              a queue was not deleted: consumers of it are live
 
 Waiting past a deadline raises the built-in :class:`TimeoutError`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = (
     "ConnectionFailed",
@@ -31,6 +34,7 @@ __all__ = (
     "JobNotFound",
     "NotReplicated",
     "PermissionDenied",
+    "QueueInUse",
     "RedisTimeout",
     "StreamqError",
 )
@@ -96,12 +100,14 @@ class JobInUse(StreamqError):
 
 
 class JobNotFound(StreamqError, LookupError):
-    """No record of the job: never enqueued, or finished longer than ``result_ttl`` ago."""
+    """No record of the job: never enqueued, or finished longer than ``result_ttl`` ago or
+    before the queue's newest ``keep_finished`` finished jobs."""
 
     def __init__(self, job_id: str, *, queue: str | None = None) -> None:
         super().__init__(
             f"no job {job_id!r} in queue {queue!r}: it was never enqueued there, or it finished"
-            " longer than result_ttl ago"
+            " longer than result_ttl ago or before the queue's newest keep_finished finished"
+            " jobs (raise those to keep more)"
         )
         self.job_id = job_id
         self.queue = queue
@@ -141,3 +147,17 @@ class NotReplicated(StreamqError):
             wanted=first.wanted,
             timeout=first.timeout,
         )
+
+
+class QueueInUse(StreamqError):
+    """A queue was not deleted: consumers of it are live (in this process or another)."""
+
+    def __init__(self, queue: str, consumers: Sequence[str]) -> None:
+        more = len(consumers) - 5
+        shown = ", ".join(consumers[:5]) + (f" and {more} more" if more > 0 else "")
+        super().__init__(
+            f"queue {queue!r} was not deleted: {len(consumers)} consumer(s) of it are live"
+            f" ({shown}). Stop them first, or delete with force=True (--force)"
+        )
+        self.queue = queue
+        self.consumers = tuple(consumers)

@@ -61,6 +61,9 @@ class QueueStats(msgspec.Struct, frozen=True):
     oldest_waiting_age: float
     #: Consumer groups reading the queue.
     groups: int
+    #: Redis memory the queue takes, approximately (its keys, and its jobs' records estimated
+    #: from a sample); 0 where the server does not say.
+    memory_bytes: int = 0
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

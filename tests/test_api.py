@@ -29,6 +29,7 @@ PUBLIC = {
     "NotReplicated",
     "PermissionDenied",
     "Queue",
+    "QueueInUse",
     "QueueManager",
     "QueueStats",
     "ReclaimEvent",

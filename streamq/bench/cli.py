@@ -7,8 +7,9 @@ import json
 import os
 import statistics
 import sys
+import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from rich.console import Console
@@ -17,9 +18,10 @@ from rich.table import Table
 
 import streamq
 from streamq.ops.eventloop import backend_options
+from streamq.store.keys import registry_key
 
 from .measure import RedisMeter, Result, environment, is_cluster_url, open_target, server_url
-from .scenarios import RUNNERS, Runner, worker
+from .scenarios import BENCH_PREFIX, RUNNERS, Runner, worker
 from .shards import scenario_shards
 
 __all__ = ("main",)
@@ -34,18 +36,33 @@ _RUNNERS: dict[str, Runner] = {**RUNNERS, "shards": scenario_shards}
 
 
 async def run(url: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    started = time.time()
     async with open_target(url) as target:
         env = await environment(target, args)
         meter = RedisMeter(target)
         results: list[Result] = []
         with Progress(console=console, transient=True, disable=args.json) as progress:
             task = progress.add_task("benchmark", total=len(args.scenario) * args.repeat)
-            for _ in range(args.repeat):
-                for scenario in args.scenario:
-                    progress.update(task, description=scenario)
-                    results += await _RUNNERS[scenario](url, args, meter)
-                    progress.advance(task)
+            try:
+                for _ in range(args.repeat):
+                    for scenario in args.scenario:
+                        progress.update(task, description=scenario)
+                        results += await _RUNNERS[scenario](url, args, meter)
+                        progress.advance(task)
+            finally:
+                progress.update(task, description="removing the benchmark's queues")
+                with anyio.CancelScope(shield=True):
+                    await _remove_queues(url, since=started)
     return {"environment": env, "results": [asdict(r) for r in _medians(results)]}
+
+
+async def _remove_queues(url: str, since: float) -> None:
+    """Delete the queues this run made (a user's Redis keeps nothing of the benchmark)."""
+    async with streamq.QueueManager(url) as qm:
+        made = await qm.redis.zrangebyscore(registry_key(qm.prefix), since - 1, "+inf")
+        for name in cast("list[bytes]", made):
+            if name.startswith(BENCH_PREFIX.encode()):
+                await qm.get_queue(name.decode()).delete(force=True)
 
 
 def _medians(results: list[Result]) -> list[Result]:

@@ -23,6 +23,7 @@ from streamq.store.serialization import Codec
 from .measure import RedisMeter, Result, percentile
 
 __all__ = (
+    "BENCH_PREFIX",
     "RUNNERS",
     "Runner",
     "drain",
@@ -50,8 +51,12 @@ def manager(url: str, args: argparse.Namespace) -> streamq.QueueManager:
     return streamq.QueueManager(url, hooks=[_metrics()] if args.metrics else [])
 
 
+#: Every queue (and stream) the benchmark makes is named so: removed when it ends.
+BENCH_PREFIX = "bench-"
+
+
 def queue_name(scenario: str) -> str:
-    return f"bench-{scenario}-{time.time_ns()}"
+    return f"{BENCH_PREFIX}{scenario}-{time.time_ns()}"
 
 
 async def give_room(qm: streamq.QueueManager, queue: streamq.Queue[Any]) -> None:
@@ -393,8 +398,10 @@ def _rss_mb() -> float:
 
 
 async def scenario_memory(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
-    """A long run through one consumer: its RSS after 10 % of the jobs and at the end, and the
-    longest the stream got (it should stay within what consumers hold plus the window)."""
+    """A long run through one consumer at default settings: its RSS and Redis's used memory
+    after 10 % of the jobs, at most after that and at the end (finished records are bounded by
+    ``keep_finished``, so Redis should stay flat), and the longest the stream got (it should
+    stay within what consumers hold plus the window)."""
     jobs, batch = args.jobs, 1000
     samples: dict[str, float] = {}
     longest = 0
@@ -404,11 +411,12 @@ async def scenario_memory(url: str, args: argparse.Namespace, meter: RedisMeter)
         stream = QueueKeys(qm.prefix, queue.name).stream
         done = 0
         progress = anyio.Event()
+        redis_peak = 0.0
 
         async def noop(job: streamq.Job[Any]) -> None:
             nonlocal done, progress
             done += 1
-            if done % batch == 0:
+            if done % batch == 0 or done == jobs:
                 progress.set()
                 progress = anyio.Event()
 
@@ -422,16 +430,30 @@ async def scenario_memory(url: str, args: argparse.Namespace, meter: RedisMeter)
             longest = max(longest, int(await client.xlen(stream)))
             if "rss_at_10pct_mb" not in samples and done >= jobs // 10:
                 samples["rss_at_10pct_mb"] = _rss_mb()
+                samples["redis_at_10pct_mb"] = await _redis_used_mb(client)
+            elif "rss_at_10pct_mb" in samples and sent % (jobs // 20 or 1) < batch:
+                redis_peak = max(redis_peak, await _redis_used_mb(client))
         with anyio.fail_after(max(120.0, jobs / 500)):
             while done < jobs:
                 await progress.wait()
         seconds = time.perf_counter() - start
         samples["rss_at_end_mb"] = _rss_mb()
+        samples["redis_at_end_mb"] = await _redis_used_mb(client)
+        samples["redis_peak_after_10pct_mb"] = max(redis_peak, samples["redis_at_end_mb"])
+        samples["queue_memory_mb"] = (await queue.stats()).memory_bytes / 2**20
     samples["longest_stream"] = longest
     samples["in_flight_plus_window"] = 2 * (2 * args.concurrency)
     label = f"{jobs:,} jobs through one consumer"
     result = Result("memory", label, jobs, seconds, jobs / seconds, extra=samples)
     return [await meter.finish(result)]
+
+
+async def _redis_used_mb(client: Any) -> float:
+    """Redis's ``used_memory`` in MiB (summed over the nodes of a cluster)."""
+    info = await client.info("memory")
+    if "used_memory" in info:
+        return float(info["used_memory"]) / 2**20
+    return sum(float(node["used_memory"]) for node in info.values()) / 2**20
 
 
 #: A scenario: ``(url, args, meter)`` to its result rows.

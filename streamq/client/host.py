@@ -69,6 +69,10 @@ class QueueHost(Protocol):
         """Put ``queue`` in the registry that tools list queues from."""
         ...
 
+    async def unregister(self, queue: str) -> None:
+        """Take ``queue`` out of that registry (it was deleted)."""
+        ...
+
     async def notices(self, keys: QueueKeys) -> QueueNotices:
         """The messages of the queue's channel (job finishes for ``wait_for``), heard from
         now on over the manager's one subscription."""

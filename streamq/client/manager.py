@@ -17,7 +17,7 @@ import anyio
 from ..errors import InvalidArgument, StreamqError
 from ..ops.hooks import Hooks, check_hooks
 from ..store.keys import registry_key, validate_name
-from ..store.scripts import Scripts
+from ..store.scripts import Retention, Scripts
 from ..store.serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from ..transport.cluster import lane_for
 from ..transport.connection import SOCKET_TIMEOUT, Client, connect, resolve_url
@@ -44,6 +44,9 @@ __all__ = ("QueueManager",)
 T = TypeVar("T")
 
 DEFAULT_RESULT_TTL = 24 * 3600
+#: Finished jobs whose records a queue keeps (the newest): with the ttl alone, 1,000 jobs a
+#: second held ~29 GB of records at any time.
+DEFAULT_KEEP_FINISHED = 10_000
 DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 #: Connections that durable enqueues (``min_replicas``) may wait for replicas on at once.
@@ -68,6 +71,11 @@ class QueueManager:
 
     ``hooks``: :class:`~streamq.Hooks` called as this manager's queues enqueue and its
     consumers run jobs (tracing, metrics); more with :meth:`add_hooks`.
+
+    ``result_ttl`` (seconds) and ``keep_finished``: a finished job's record (its state, result
+    or error, for ``get_job`` and ``wait_for``) is kept that long, and per queue only for the
+    newest ``keep_finished`` finished jobs, so memory stays bounded however many jobs flow;
+    ``get_queue`` overrides both per queue. Dead letters stay until purged.
     """
 
     def __init__(
@@ -77,6 +85,7 @@ class QueueManager:
         prefix: str = "streamq",
         instance_id: str | None = None,
         result_ttl: int = DEFAULT_RESULT_TTL,
+        keep_finished: int = DEFAULT_KEEP_FINISHED,
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         group_idle_timeout: float = DEFAULT_GROUP_IDLE_TIMEOUT,
         min_replicas: int = 0,
@@ -91,6 +100,7 @@ class QueueManager:
             instance_id if instance_id is not None else _new_instance_id(), what="instance_id"
         )
         self.result_ttl = check_count(result_ttl, what="result_ttl")
+        self.keep_finished = check_non_negative(keep_finished, what="keep_finished")
         self.shutdown_grace = check_seconds(shutdown_grace, what="shutdown_grace", allow_zero=True)
         #: A consumer group with no live consumer for this long is removed, so the broadcast
         #: groups of instances that are gone do not keep the stream from being trimmed.
@@ -135,13 +145,12 @@ class QueueManager:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
         client = await connect(self.url, key_prefix=self.prefix, **self._options)
         lane = lane_for(client)
-        scripts = Scripts(lane, self.result_ttl)
+        scripts = Scripts(lane)
         enqueue_scripts = scripts
         if self.min_replicas:
             lanes = LanePool(lambda: lane_for(client), DURABLE_LANES)
             enqueue_scripts = Scripts(
                 lanes,
-                self.result_ttl,
                 min_replicas=self.min_replicas,
                 replica_timeout=self.replica_timeout,
             )
@@ -196,22 +205,64 @@ class QueueManager:
         self._hooks += check_hooks(hooks)
 
     @overload
-    def get_queue(self, name: str) -> Queue[Any]: ...
+    def get_queue(
+        self,
+        name: str,
+        *,
+        result_ttl: int | None = None,
+        keep_finished: int | None = None,
+    ) -> Queue[Any]: ...
     @overload
-    def get_queue(self, name: str, type: type[T]) -> Queue[T]: ...
+    def get_queue(
+        self,
+        name: str,
+        type: type[T],
+        *,
+        result_ttl: int | None = None,
+        keep_finished: int | None = None,
+    ) -> Queue[T]: ...
     @overload
-    def get_queue(self, name: str, type: Any) -> Queue[Any]: ...
+    def get_queue(
+        self,
+        name: str,
+        type: Any,
+        *,
+        result_ttl: int | None = None,
+        keep_finished: int | None = None,
+    ) -> Queue[Any]: ...
 
-    def get_queue(self, name: str, type: Any = Any) -> Queue[Any]:
-        """The queue called ``name`` (the same object every time), typed by ``type``."""
+    def get_queue(
+        self,
+        name: str,
+        type: Any = Any,
+        *,
+        result_ttl: int | None = None,
+        keep_finished: int | None = None,
+    ) -> Queue[Any]:
+        """The queue called ``name`` (the same object every time), typed by ``type``;
+        ``result_ttl`` and ``keep_finished`` override the manager's for its finished jobs."""
         validate_name(name)
+        retention = Retention(
+            ttl=check_count(
+                self.result_ttl if result_ttl is None else result_ttl, what="result_ttl"
+            ),
+            keep=check_non_negative(
+                self.keep_finished if keep_finished is None else keep_finished,
+                what="keep_finished",
+            ),
+        )
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = Queue(self._host, name, type)
+            queue = self._queues[name] = Queue(self._host, name, type, retention)
         elif type is not Any and queue.type != type:
             raise InvalidArgument(
                 f"queue {name!r} was already opened with type {queue.type!r}, not {type!r}:"
                 " use one type per queue name"
+            )
+        elif (result_ttl, keep_finished) != (None, None) and queue.retention != retention:
+            raise InvalidArgument(
+                f"queue {name!r} was already opened with result_ttl={queue.retention.ttl} and"
+                f" keep_finished={queue.retention.keep}: give them the first time only"
             )
         return queue
 
@@ -223,9 +274,13 @@ class QueueManager:
         return sorted(name.decode(errors="replace") for name in names)
 
     async def _register(self, queue: str) -> None:
-        """Add ``queue`` to the registry (never removed; a queue asks once)."""
+        """Add ``queue`` to the registry (removed when the queue is deleted; a queue asks once)."""
         client = self._connected().client
         await client.zadd(registry_key(self.prefix), {queue: time.time()}, nx=True)
+
+    async def _unregister(self, queue: str) -> None:
+        client = self._connected().client
+        await client.zrem(registry_key(self.prefix), queue)
 
     async def stop_consumers(self, grace: float | None = None) -> None:
         """Stop every consumer of this manager (they finish running jobs within ``grace``)."""
@@ -297,6 +352,7 @@ class QueueManager:
             wake_scheduler=scheduler.wake,
             group_idle_timeout=self.group_idle_timeout,
             socket_timeout=self.socket_timeout,
+            retention=queue.retention,
         )
         consumer = Consumer(context, handler, options, name)
         await background.start(consumer.run, f"streamq consumer {name}")
@@ -330,6 +386,9 @@ class _Host:
 
     async def register(self, queue: str) -> None:
         await self._manager._register(queue)
+
+    async def unregister(self, queue: str) -> None:
+        await self._manager._unregister(queue)
 
     async def notices(self, keys: QueueKeys) -> QueueNotices:
         return await self._manager._notices_of(keys)

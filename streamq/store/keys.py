@@ -54,6 +54,7 @@ class QueueKeys:
         "dead",
         "dead_records",
         "delayed",
+        "finished",
         "groups",
         "job_prefix",
         "prefix",
@@ -110,6 +111,9 @@ class QueueKeys:
         self.dead = base + "dead"
         #: Hash: ``r:<id>`` the encoded DeadRecord, ``p:<id>`` the payload, ``g:<id>`` its groups.
         self.dead_records = base + "dead:records"
+        #: Sorted set of finished job ids scored by when they finished (server ms): the
+        #: newest ``keep_finished`` keep their records, older ones are removed.
+        self.finished = base + "finished"
         #: Counter of jobs completed, for stats.
         self.completed = base + "completed"
         #: ``job_prefix + job_id``: the hash holding a job's state, result and error.
@@ -117,3 +121,22 @@ class QueueKeys:
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    def fixed(self) -> tuple[str, ...]:
+        """Every key of the queue but its jobs' records and its groups' rate limits."""
+        return (
+            self.stream,
+            self.staged,
+            self.staged_seq,
+            self.delayed,
+            self.window,
+            self.groups,
+            self.recurring,
+            self.recurring_defs,
+            self.retry,
+            self.retry_payloads,
+            self.dead,
+            self.dead_records,
+            self.finished,
+            self.completed,
+        )

@@ -28,6 +28,7 @@ __all__ = (
     "Failure",
     "JobRecord",
     "NewJob",
+    "Retention",
     "Script",
     "Scripts",
     "StatsReply",
@@ -85,6 +86,15 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs keep their records: ``ttl`` seconds, and only the newest ``keep``
+    of their queue."""
+
+    ttl: int
+    keep: int
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     entry_id: bytes
     delivery_count: int
@@ -130,6 +140,7 @@ class StatsReply:
     oldest_waiting_ms: int
     groups: int
     delayed: int
+    memory: int
 
 
 class Script:
@@ -201,13 +212,11 @@ class Scripts:
     def __init__(
         self,
         lane: CommandLane,
-        result_ttl: int,
         *,
         min_replicas: int = 0,
         replica_timeout: float = 1.0,
     ) -> None:
         self.lane = lane
-        self._ttl = result_ttl
         self._min_replicas = min_replicas
         self._replica_timeout = replica_timeout
 
@@ -231,6 +240,7 @@ class Scripts:
         self._purge_dead = register("purge_dead.lua")
         self._register = register("register.lua")
         self._cancel = register("cancel.lua")
+        self._delete = register("delete.lua")
         self._recurring_set = register("recurring_set.lua")
         self._recurring_cancel = register("recurring_cancel.lua")
         self._recurring_due = register("recurring_due.lua")
@@ -272,6 +282,7 @@ class Scripts:
     async def complete(
         self,
         keys: QueueKeys,
+        retention: Retention,
         group: str,
         consumer: str,
         done: Sequence[Completion],
@@ -279,15 +290,25 @@ class Scripts:
     ) -> tuple[list[bool], list[tuple[bytes, Fields]]]:
         """Finish entries (False where the consumer no longer owned one), then read up to
         ``fetch`` new entries for it in the same round trip."""
-        args: list[Any] = [group, consumer, keys.job_prefix, keys.wake, self._ttl, fetch]
+        args: list[Any] = [
+            group,
+            consumer,
+            keys.job_prefix,
+            keys.wake,
+            retention.ttl,
+            fetch,
+            retention.keep,
+        ]
         for c in done:
             args += (c.entry_id, c.job_id, c.attempt, c.result)
         finished, entries = await self._complete(
-            keys=[keys.stream, keys.completed, keys.staged, keys.window], args=args
+            keys=[keys.stream, keys.completed, keys.staged, keys.window, keys.finished], args=args
         )
         return [bool(f) for f in finished], [(e[0], pairs(e[1])) for e in entries]
 
-    async def fail(self, keys: QueueKeys, group: str, consumer: str, failure: Failure) -> bool:
+    async def fail(
+        self, keys: QueueKeys, retention: Retention, group: str, consumer: str, failure: Failure
+    ) -> bool:
         """Retry or dead-letter one entry; False if the consumer no longer owned it."""
         delay_ms = -1 if failure.retry_in is None else max(0, round(failure.retry_in * 1000))
         done = await self._fail(
@@ -299,13 +320,14 @@ class Scripts:
                 keys.dead_records,
                 keys.staged,
                 keys.window,
+                keys.finished,
             ],
             args=[
                 group,
                 consumer,
                 keys.job_prefix,
                 keys.wake,
-                self._ttl,
+                retention.ttl,
                 failure.entry_id,
                 failure.job_id,
                 failure.attempt,
@@ -314,6 +336,7 @@ class Scripts:
                 failure.payload,
                 failure.dead_record,
                 repr(failure.failed_at),
+                retention.keep,
             ],
         )
         return bool(done)
@@ -434,7 +457,21 @@ class Scripts:
 
     async def stats(self, keys: QueueKeys) -> StatsReply:
         reply = await self._stats(
-            keys=[keys.stream, keys.retry, keys.dead, keys.completed, keys.staged, keys.delayed],
+            keys=[
+                keys.stream,
+                keys.retry,
+                keys.dead,
+                keys.completed,
+                keys.staged,
+                keys.delayed,
+                keys.finished,
+                keys.retry_payloads,
+                keys.dead_records,
+                keys.window,
+                keys.groups,
+                keys.recurring,
+                keys.recurring_defs,
+            ],
             args=[keys.job_prefix],
         )
         return StatsReply(*(int(v) for v in reply))
@@ -495,12 +532,41 @@ class Scripts:
         )
         return total
 
-    async def cancel(self, keys: QueueKeys, job_id: str) -> bool:
+    async def cancel(self, keys: QueueKeys, retention: Retention, job_id: str) -> bool:
         cancelled = await self._cancel(
-            keys=[keys.stream, keys.staged, keys.delayed, keys.job(job_id)],
-            args=[job_id, keys.wake, self._ttl],
+            keys=[keys.stream, keys.staged, keys.delayed, keys.job(job_id), keys.finished],
+            args=[job_id, keys.wake, retention.ttl, retention.keep, keys.job_prefix],
         )
         return bool(cancelled)
+
+    async def delete(
+        self, keys: QueueKeys, batch: int, *, force: bool
+    ) -> tuple[int, bool] | list[str]:
+        """Delete up to ``batch`` job records of the queue, or once none is left its keys:
+        ``(records deleted, all gone)``; the live consumers instead when some are (unforced)."""
+        first = [
+            keys.stream,
+            keys.staged,
+            keys.delayed,
+            keys.retry,
+            keys.dead,
+            keys.finished,
+            keys.window,
+            keys.groups,
+        ]
+        reply = await self._delete(
+            keys=first + [k for k in keys.fixed() if k not in first],
+            args=[
+                keys.job_prefix,
+                batch,
+                "1" if force else "0",
+                keys.rate_log_prefix,
+                keys.rate_seq_prefix,
+            ],
+        )
+        if reply[0] < 0:
+            return [c.decode() for c in reply[1:]]
+        return int(reply[0]), bool(reply[1])
 
     async def recurring_set(
         self, keys: QueueKeys, schedule_id: str, definition: bytes, first_run_ms: int

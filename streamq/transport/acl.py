@@ -44,6 +44,7 @@ CLIENT_COMMANDS = (
 SCRIPT_COMMANDS = (
     "time",
     "del",
+    "unlink",
     "exists",
     "expire",
     "pexpire",
@@ -55,6 +56,7 @@ SCRIPT_COMMANDS = (
     "hget",
     "hmget",
     "hgetall",
+    "hkeys",
     "hset",
     "hdel",
     "hincrby",
@@ -79,6 +81,7 @@ SCRIPT_COMMANDS = (
     "xreadgroup",
     "xinfo|groups",
     "xinfo|consumers",
+    "memory|usage",
     "xgroup|destroy",
     "xgroup|delconsumer",
 )
@@ -96,7 +99,7 @@ PERMISSION_PAUSE = 30.0
 _SCRIPT_DENIED = re.compile(r"The user executing the script (can't .*?)(?:\s+script:|[.:]?$)")
 _SCRIPT_LINE = re.compile(r"@user_script:\s*(\d+)")
 _CALL = re.compile(r"redis\.call\('(\w+)'(?:,\s*'(\w+)')?")
-_SUBCOMMANDS = {"XGROUP", "XINFO", "SCRIPT", "CONFIG", "CLIENT"}
+_SUBCOMMANDS = {"XGROUP", "XINFO", "SCRIPT", "CONFIG", "CLIENT", "MEMORY"}
 
 
 def acl_rules(prefix: str = "streamq", *, cluster: bool = False) -> str:

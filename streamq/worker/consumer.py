@@ -92,6 +92,7 @@ class Consumer(Generic[T]):
         #: up every command behind them.
         self._read_lane = context.new_lane()
         self._keys = context.keys
+        self._retention = context.retention
         self._group_idle_ms = round(context.group_idle_timeout * 1000)
         self._register_every = register_interval(context.group_idle_timeout)
 
@@ -480,7 +481,7 @@ class Consumer(Generic[T]):
             fetch = self._fetch_with_acks()
             try:
                 finished, entries = await self._scripts.complete(
-                    self._keys, self.group, self.name, batch, fetch
+                    self._keys, self._retention, self.group, self.name, batch, fetch
                 )
             except (RedisError, OSError) as exc:
                 if group_gone(exc):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..client.queue import Queue
     from ..ops.hooks import Hooks
     from ..store.keys import QueueKeys
-    from ..store.scripts import Scripts
+    from ..store.scripts import Retention, Scripts
     from ..store.serialization import Codec
     from ..transport.connection import Client
     from ..transport.lane import CommandLane
@@ -42,3 +42,5 @@ class ConsumerContext(Generic[T]):
     wake_scheduler: Callable[[], None]
     group_idle_timeout: float
     socket_timeout: float | None
+    #: How long the queue's finished jobs keep their records, and how many of the newest do.
+    retention: Retention

@@ -83,6 +83,7 @@ class Runner(Generic[T]):
         self._repeats = anyio.Lock()
         self._codec = context.codec
         self._keys = context.keys
+        self._retention = context.retention
         self._hooks = context.hooks
         self._group_bytes = link.group.encode()
 
@@ -321,7 +322,7 @@ class Runner(Generic[T]):
         errors = 0
         while True:
             try:
-                await link.scripts.fail(self._keys, link.group, link.name, failure)
+                await link.scripts.fail(self._keys, self._retention, link.group, link.name, failure)
                 break
             except (RedisError, OSError) as exc:
                 # Not when the group is gone: what it owed (this entry) went with it.

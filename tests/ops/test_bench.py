@@ -8,7 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import redis
 from redis.crc import key_slot
+
+from streamq.testing.localserver import LocalRedis
 
 
 def run_bench(
@@ -65,6 +68,25 @@ def test_a_short_run_reports_rates_and_redis_cost_as_json(redis_url: str) -> Non
     assert rows["enqueue", "one at a time"]["extra"]["vs_bare_xadd"] > 0
     latency = next(r for (s, _), r in rows.items() if s == "latency")
     assert 0 < latency["extra"]["p50_ms"] <= latency["extra"]["p99_ms"]
+
+
+def test_a_run_against_a_users_redis_leaves_nothing_behind() -> None:
+    with LocalRedis() as server:
+        mine = redis.Redis.from_url(server.url)
+        mine.set("users-own-key", "stays")
+        done = run_bench(
+            "--jobs",
+            "300",
+            "--seconds",
+            "0.5",
+            *("--scenario", "enqueue", "--scenario", "process", "--scenario", "latency"),
+            *("--scenario", "delayed", "--scenario", "priority", "--scenario", "mixed"),
+            *("--scenario", "memory"),
+            url=server.url,
+        )
+        assert done.returncode == 0, done.stderr
+        assert sorted(mine.keys()) == [b"users-own-key"]
+        mine.close()
 
 
 def test_metrics_can_be_attached_to_see_their_cost(redis_url: str) -> None:

@@ -85,6 +85,8 @@ def test_info_lists_every_queue_with_its_counts_and_groups(cli: Cli) -> None:
     }
     assert [(g["name"], g["pending"]) for g in mail["groups"]] == [("mail", 0)]
     assert other["stats"]["waiting"] == 1 and other["groups"] == []
+    assert 0 < other["stats"]["memory_bytes"] < mail["stats"]["memory_bytes"]
+    assert "memory" in table and " KiB" in table
     assert [q["name"] for q in cli.json("info", "other")] == ["other"]
 
 
@@ -118,6 +120,15 @@ def test_dead_letters_listed_shown_retried_and_purged(cli: Cli) -> None:
     assert cli.json("dead", "purge", "mail", "--yes") == {"queue": "mail", "purged": 1}
     assert cli.json("dead", "list", "mail") == []
     assert "JOB_ID or --all" in cli("dead", "retry", "mail", code=2).output
+
+
+def test_delete_asks_then_deletes_a_queue(cli: Cli) -> None:
+    cli.setup(_dead_letters)
+    assert "pass --yes" in cli("delete", "mail", code=2).output
+    assert cli.json("jobs", "mail")  # nothing deleted
+    assert cli.json("delete", "mail", "--yes") == {"queue": "mail", "deleted_records": 4}
+    assert [q["name"] for q in cli.json("info")] == []
+    assert "unknown queue 'mail'" in cli("delete", "mail", "--yes", code=1).output
 
 
 def test_dead_retry_all(cli: Cli) -> None:
@@ -197,6 +208,7 @@ def test_every_command_has_help() -> None:
         ["jobs"],
         ["watch"],
         ["enqueue"],
+        ["delete"],
         ["dead"],
         ["dead", "list"],
         ["dead", "show"],

@@ -1,8 +1,9 @@
-"""``python -m streamq enqueue QUEUE JSON`` and ``recurring list QUEUE``: for scripts and smoke
-tests."""
+"""``python -m streamq enqueue QUEUE JSON``, ``delete QUEUE`` and ``recurring list QUEUE``: for
+scripts and smoke tests."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -82,6 +83,47 @@ def enqueue(
         echo_json({"queue": queue, "job_id": added})
     else:
         click.echo(added)
+
+
+@main.command(short_help="Delete a queue and all its jobs.")
+@click.argument("queue")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Delete it even while consumers of it are live.")
+@url_option
+@prefix_option
+@json_option
+@fail_cleanly
+def delete(queue: str, yes: bool, force: bool, url: str | None, prefix: str, as_json: bool) -> None:
+    """Delete QUEUE from Redis: its jobs in every state, dead letters, recurring schedules and
+    groups. Refused while consumers of it are live, unless --force.
+
+    Example: python -m streamq delete emails --yes
+    """
+
+    async def counts() -> str:
+        async with manager(url, prefix) as qm:
+            await known_queues(qm, [queue])
+            s = await qm.get_queue(queue).stats()
+            return (
+                f"{s.waiting:,} waiting, {s.active:,} active, {s.delayed:,} delayed,"
+                f" {s.retrying:,} retrying, {s.dead:,} dead"
+            )
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("deleting a queue cannot be undone: pass --yes to confirm")
+        click.confirm(f"Delete queue {queue!r} ({run(counts)}) for good?", abort=True)
+
+    async def drop() -> int:
+        async with manager(url, prefix) as qm:
+            await known_queues(qm, [queue])
+            return await qm.get_queue(queue).delete(force=force)
+
+    deleted = run(drop)
+    if as_json:
+        echo_json({"queue": queue, "deleted_records": deleted})
+    else:
+        click.echo(f"deleted queue {queue!r} ({deleted:,} job records)")
 
 
 @main.group(short_help="Recurring schedules: list.")

@@ -67,6 +67,16 @@ def age(seconds: float | None) -> str:
     return f"{days}d{hours}h"
 
 
+def size(memory: int) -> str:
+    """Bytes as people read them: 812 B, 3.4 KiB, 12.0 MiB."""
+    amount, unit = float(memory), "B"
+    for bigger in ("KiB", "MiB", "GiB"):
+        if amount < 1024:
+            break
+        amount, unit = amount / 1024, bigger
+    return f"{amount:,.0f} B" if unit == "B" else f"{amount:,.1f} {unit}"
+
+
 def when(unix: float | None) -> str:
     if unix is None:
         return "-"
@@ -88,6 +98,7 @@ def overview_tables(overviews: Sequence[QueueOverview], caption: str | None = No
         queues.add_column(column, justify="left" if column == "queue" else "right")
     queues.add_column("oldest waiting", justify="right")
     queues.add_column("groups", justify="right")
+    queues.add_column("memory", justify="right")
     groups = Table(title="Consumer groups", title_justify="left")
     for column in ("queue", "group", "consumers", "pending", "lag", "most idle consumer"):
         groups.add_column(column, justify="left" if column in ("queue", "group") else "right")
@@ -103,6 +114,7 @@ def overview_tables(overviews: Sequence[QueueOverview], caption: str | None = No
             f"{s.completed:,}",
             age(s.oldest_waiting_age) if s.waiting else "-",
             str(s.groups),
+            size(s.memory_bytes),
         )
         for g in o.groups:
             idle = max((c.idle for c in g.consumers), default=None)

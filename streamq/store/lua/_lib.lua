@@ -76,6 +76,40 @@ local function fields_of(key)
   return f
 end
 
+-- Retention of finished jobs' records: `r` is {index = the queue's 'finished' key, ttl = result
+-- ttl (s), keep = how many of the newest to keep, at = the server's clock in µs}. A finished
+-- record expires after the ttl and is indexed in finishing order, so that only the newest
+-- `keep` stay (trim_finished): memory stays bounded however many jobs flow.
+local function retention(index, ttl, keep)
+  local t = redis.call('TIME')
+  return { index = index, ttl = tonumber(ttl), keep = tonumber(keep),
+    at = tonumber(t[1]) * 1000000 + tonumber(t[2]) }
+end
+
+local function retain(r, key, job)
+  redis.call('EXPIRE', key, r.ttl)
+  -- The clock stands still within a script: a batch's jobs keep their order by a count.
+  r.at = r.at + 1
+  redis.call('ZADD', r.index, r.at, job)
+end
+
+-- Most records one call removes: lowering keep_finished a lot is then worked off over the next
+-- finishes, never in one long call.
+local TRIM_MOST = 1000
+
+-- Remove the records of the oldest finished jobs past `keep` (and forget those their ttl
+-- already removed). A record whose id an unfinished job holds again is that job's: kept.
+local function trim_finished(r, prefix)
+  redis.call('ZREMRANGEBYSCORE', r.index, '-inf', r.at - r.ttl * 1000000)
+  local excess = redis.call('ZCARD', r.index) - r.keep
+  if excess <= 0 then return end
+  local oldest = redis.call('ZPOPMIN', r.index, math.min(excess, TRIM_MOST))
+  for i = 1, #oldest, 2 do
+    local key = prefix .. oldest[i]
+    if TERMINAL[redis.call('HGET', key, 'state')] then redis.call('DEL', key) end
+  end
+end
+
 -- Broadcast jobs. While several groups read the stream, each group's outcome of a job is kept
 -- in fields of its own in the job's record ('state G', 'attempts G', 'result G', 'error G',
 -- 'finished G', and 'entry G' for the entry a retry or replay in G runs on), and 'bc' marks
@@ -101,7 +135,8 @@ end
 
 -- Whether a group that finished its part of a broadcast job (marked 'bc' by the caller) was the
 -- last one owing it: then the job finishes ('completed' when no group dead-lettered it, else
--- 'dead' with that group's error), frees its id and expires after `ttl`. Returns true if so.
+-- 'dead' with that group's error), frees its id and is retained like others (`r`, see retain).
+-- Returns true if so.
 -- Whether a group of the stream still owes the broadcast job whose record fields are `f`.
 local function still_owed(stream, groups, f)
   for _, g in ipairs(groups) do
@@ -111,7 +146,7 @@ local function still_owed(stream, groups, f)
   return false
 end
 
-local function settle_broadcast(stream, key, groups, ttl, now)
+local function settle_broadcast(stream, key, job, groups, r, now)
   local f = fields_of(key)
   if TERMINAL[f['state']] or still_owed(stream, groups, f) then return false end
   local outcome, err = 'completed', nil
@@ -125,7 +160,7 @@ local function settle_broadcast(stream, key, groups, ttl, now)
   end
   redis.call('HSET', key, 'state', outcome, 'finished_at', now)
   if err then redis.call('HSET', key, 'error', 'in group ' .. err[1] .. ': ' .. err[2]) end
-  redis.call('EXPIRE', key, ttl)
+  retain(r, key, job)
   return true
 end
 

@@ -1,7 +1,8 @@
 -- Cancel a waiting or delayed job: out of the delayed or staged set, or out of the stream while
 -- no group has been delivered it yet.
--- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] job key
--- ARGV[1] job id, ARGV[2] the queue's channel, ARGV[3] result ttl (s)
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] job key, KEYS[5] finished
+-- ARGV[1] job id, ARGV[2] the queue's channel, ARGV[3] result ttl (s), ARGV[4] finished records
+-- to keep, ARGV[5] job key prefix
 -- Returns 1 if the job was cancelled, else 0 (unknown, running, or finished).
 local stream, key, job = KEYS[1], KEYS[4], ARGV[1]
 local s = redis.call('HMGET', key, 'state', 'entry')
@@ -21,8 +22,10 @@ elseif s[1] == 'waiting' then
 end
 if not removed then return 0 end
 local _, now = server_time()
+local kept = retention(KEYS[5], ARGV[3], ARGV[4])
 redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
 redis.call('HDEL', key, 'p', 'to')
-redis.call('EXPIRE', key, ARGV[3])
+retain(kept, key, job)
 notify(key, ARGV[2], job)
+trim_finished(kept, ARGV[5])
 return 1

@@ -1,8 +1,9 @@
 -- Finish entries that ran to completion (or that another group's retry targeted: ack only).
--- KEYS[1] stream, KEYS[2] completed counter, KEYS[3] staged, KEYS[4] window
+-- KEYS[1] stream, KEYS[2] completed counter, KEYS[3] staged, KEYS[4] window, KEYS[5] finished
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
--- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none);
--- then per entry: entry id, job id ('' = only acknowledge), attempt, result
+-- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none),
+-- ARGV[7] finished records to keep; then per entry: entry id, job id ('' = only acknowledge),
+-- attempt, result
 -- An entry this consumer no longer owns (it was reclaimed) is left to its new owner. With
 -- several groups reading the stream the outcome is this group's (see settle_broadcast).
 -- Staged jobs then take the room the finished entries left in the window, and the consumer's
@@ -10,9 +11,10 @@
 -- Returns {per entry 1 (finished) or 0 (no longer ours), {{entry id, {field, value, ...}}, ...}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local _, now = server_time()
+local kept = retention(KEYS[5], ARGV[5], ARGV[7])
 local groups = groups_of(stream)
 local out, owned, completed = {}, {}, 0
-for i = 7, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   local entry, job = ARGV[i], ARGV[i + 1]
   if owns(stream, group, consumer, entry) then
     owned[#owned + 1] = entry
@@ -27,14 +29,14 @@ for i = 7, #ARGV, 4 do
             'attempts ' .. group, ARGV[i + 2], 'result ' .. group, ARGV[i + 3],
             'finished ' .. group, now)
           redis.call('HDEL', key, 'error ' .. group)
-          settle_broadcast(stream, key, groups, ARGV[5], now)
+          settle_broadcast(stream, key, job, groups, kept, now)
           if record[2] then notify(key, ARGV[4], job) end
         end
       elseif record[1] == entry then
         redis.call('HSET', key, 'state', 'completed', 'attempts', ARGV[i + 2],
           'result', ARGV[i + 3], 'finished_at', now)
         if record[3] then redis.call('HDEL', key, 'error') end
-        redis.call('EXPIRE', key, ARGV[5])
+        retain(kept, key, job)
         if record[2] then notify(key, ARGV[4], job) end
       end
       completed = completed + 1
@@ -49,7 +51,10 @@ if #owned > 0 then
   -- The only group reading the stream: delete at once (else the periodic trim does).
   if #groups == 1 then redis.call('XDEL', stream, unpack(owned)) end
 end
-if completed > 0 then redis.call('INCRBY', KEYS[2], completed) end
+if completed > 0 then
+  redis.call('INCRBY', KEYS[2], completed)
+  trim_finished(kept, ARGV[3])
+end
 refill_after_ack(stream, KEYS[3], KEYS[4], ARGV[3])
 local entries = {}
 if tonumber(ARGV[6]) > 0 then

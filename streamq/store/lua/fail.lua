@@ -1,10 +1,10 @@
 -- A failed attempt: schedule a retry in the same group, or move the job to the dead letters.
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] retry payloads, KEYS[4] dead zset, KEYS[5] dead records,
--- KEYS[6] staged, KEYS[7] window
+-- KEYS[6] staged, KEYS[7] window, KEYS[8] finished
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
 -- ARGV[5] result ttl (s), ARGV[6] entry id, ARGV[7] job id, ARGV[8] attempt, ARGV[9] error,
 -- ARGV[10] retry delay in ms (negative: dead-letter), ARGV[11] payload, ARGV[12] dead record,
--- ARGV[13] failure time (unix seconds, the dead set's score)
+-- ARGV[13] failure time (unix seconds, the dead set's score), ARGV[14] finished records to keep
 -- Returns 1, or 0 when the entry is no longer this consumer's (its new owner decides).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local entry, job, attempt, err = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
@@ -17,6 +17,7 @@ local current = (record[3] or record[1]) == entry
 -- With several groups reading the stream, the outcome is this group's (see settle_broadcast).
 local broadcast = #groups > 1 or record[2]
 local now_ms, now = server_time()
+local kept = retention(KEYS[8], ARGV[5], ARGV[14])
 local delay = tonumber(ARGV[10])
 if delay >= 0 then
   local member = group .. '\t' .. job
@@ -40,12 +41,14 @@ else
   if current and broadcast then
     redis.call('HSET', key, 'bc', 1, 'state ' .. group, 'dead', 'attempts ' .. group, attempt,
       'error ' .. group, err, 'finished ' .. group, now)
-    settle_broadcast(stream, key, groups, ARGV[5], now)
+    settle_broadcast(stream, key, job, groups, kept, now)
     notify(key, ARGV[4], job)
+    trim_finished(kept, ARGV[3])
   elseif current then
     redis.call('HSET', key, 'state', 'dead', 'attempts', attempt, 'error', err, 'finished_at', now)
-    redis.call('EXPIRE', key, ARGV[5])
+    retain(kept, key, job)
     notify(key, ARGV[4], job)
+    trim_finished(kept, ARGV[3])
   end
 end
 refill_after_ack(stream, KEYS[6], KEYS[7], ARGV[3])

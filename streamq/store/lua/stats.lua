@@ -1,7 +1,9 @@
--- Counts of a queue's jobs by state.
+-- Counts of a queue's jobs by state, and the memory the queue takes.
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] dead zset, KEYS[4] completed counter,
--- KEYS[5] staged, KEYS[6] delayed; ARGV[1] job key prefix
--- Returns {waiting, active, retrying, dead, completed, oldest waiting age ms, groups, delayed}.
+-- KEYS[5] staged, KEYS[6] delayed, KEYS[7] finished, then the queue's other keys;
+-- ARGV[1] job key prefix
+-- Returns {waiting, active, retrying, dead, completed, oldest waiting age ms, groups, delayed,
+-- memory bytes}.
 local stream = KEYS[1]
 local now_ms = server_time()
 local groups = groups_of(stream)
@@ -43,7 +45,30 @@ if staged > 0 then
 end
 local age = 0
 if oldest then age = math.max(0, now_ms - oldest) end
+
+-- Memory, approximately: the queue's keys (Redis samples the big ones), and its jobs' records
+-- as the mean of a few of each kind times their number.
+local memory = 0
+for i = 1, #KEYS do memory = memory + (redis.call('MEMORY', 'USAGE', KEYS[i]) or 0) end
+local sample = {}
+for _, job in ipairs(redis.call('ZRANGE', KEYS[7], -5, -1)) do sample[#sample + 1] = job end
+for _, job in ipairs(redis.call('ZRANGE', KEYS[5], 0, 4)) do sample[#sample + 1] = job end
+for _, job in ipairs(redis.call('ZRANGE', KEYS[6], 0, 4)) do sample[#sample + 1] = job end
+for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', 5)) do
+  if entry[2][1] == 'j' then sample[#sample + 1] = entry[2][2] end
+end
+local sampled, bytes = 0, 0
+for _, job in ipairs(sample) do
+  local used = redis.call('MEMORY', 'USAGE', ARGV[1] .. job)
+  if used then sampled, bytes = sampled + 1, bytes + used end
+end
+if sampled > 0 then
+  local records = length + staged + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[6])
+    + redis.call('ZCARD', KEYS[7])
+  memory = memory + math.floor(bytes / sampled * records)
+end
 return {
   waiting + staged, active, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   tonumber(redis.call('GET', KEYS[4]) or '0'), age, #groups, redis.call('ZCARD', KEYS[6]),
+  memory,
 }
