@@ -111,8 +111,8 @@ class QueueKeys:
         self.dead = base + "dead"
         #: Hash: ``r:<id>`` the encoded DeadRecord, ``p:<id>`` the payload, ``g:<id>`` its groups.
         self.dead_records = base + "dead:records"
-        #: Sorted set of finished job ids scored by when they finished (server ms): the
-        #: newest ``keep_finished`` keep their records, older ones are removed.
+        #: List of finished job ids in finishing order: the newest ``keep_finished`` keep
+        #: their records, older ones are removed.
         self.finished = base + "finished"
         #: Counter of jobs completed, for stats.
         self.completed = base + "completed"

@@ -77,35 +77,30 @@ local function fields_of(key)
 end
 
 -- Retention of finished jobs' records: `r` is {index = the queue's 'finished' key, ttl = result
--- ttl (s), keep = how many of the newest to keep, at = the server's clock in µs}. A finished
--- record expires after the ttl and is indexed in finishing order, so that only the newest
--- `keep` stay (trim_finished): memory stays bounded however many jobs flow.
+-- ttl (s), keep = how many of the newest to keep}. A finished record expires after the ttl,
+-- and its id joins the index (a list, in finishing order) so that only the newest `keep` stay
+-- (trim_finished): memory stays bounded however many jobs flow.
 local function retention(index, ttl, keep)
-  local t = redis.call('TIME')
-  return { index = index, ttl = tonumber(ttl), keep = tonumber(keep),
-    at = tonumber(t[1]) * 1000000 + tonumber(t[2]) }
+  return { index = index, ttl = tonumber(ttl), keep = tonumber(keep) }
 end
 
 local function retain(r, key, job)
   redis.call('EXPIRE', key, r.ttl)
-  -- The clock stands still within a script: a batch's jobs keep their order by a count.
-  r.at = r.at + 1
-  redis.call('ZADD', r.index, r.at, job)
+  redis.call('RPUSH', r.index, job)
 end
 
 -- Most records one call removes: lowering keep_finished a lot is then worked off over the next
 -- finishes, never in one long call.
 local TRIM_MOST = 1000
 
--- Remove the records of the oldest finished jobs past `keep` (and forget those their ttl
--- already removed). A record whose id an unfinished job holds again is that job's: kept.
+-- Remove the records of the oldest finished jobs past `keep`. An id whose record is gone
+-- already (its ttl) or is an unfinished job's again (enqueued anew) is only dropped from the
+-- index.
 local function trim_finished(r, prefix)
-  redis.call('ZREMRANGEBYSCORE', r.index, '-inf', r.at - r.ttl * 1000000)
-  local excess = redis.call('ZCARD', r.index) - r.keep
+  local excess = redis.call('LLEN', r.index) - r.keep
   if excess <= 0 then return end
-  local oldest = redis.call('ZPOPMIN', r.index, math.min(excess, TRIM_MOST))
-  for i = 1, #oldest, 2 do
-    local key = prefix .. oldest[i]
+  for _, job in ipairs(redis.call('LPOP', r.index, math.min(excess, TRIM_MOST))) do
+    local key = prefix .. job
     if TERMINAL[redis.call('HGET', key, 'state')] then redis.call('DEL', key) end
   end
 end

@@ -25,10 +25,15 @@ local deleted = 0
 local function drop(job)
   deleted = deleted + redis.call('UNLINK', prefix .. job)
 end
-for _, set in ipairs({ KEYS[2], KEYS[3], KEYS[5], KEYS[6] }) do
+for _, set in ipairs({ KEYS[2], KEYS[3], KEYS[5] }) do
   local popped = redis.call('ZPOPMIN', set, batch)
   for i = 1, #popped, 2 do drop(popped[i]) end
   if #popped > 0 then return { deleted, 0 } end
+end
+local finished = redis.call('LPOP', KEYS[6], batch)
+if finished then
+  for _, job in ipairs(finished) do drop(job) end
+  return { deleted, 0 }
 end
 local retries = redis.call('ZPOPMIN', KEYS[4], batch)
 for i = 1, #retries, 2 do

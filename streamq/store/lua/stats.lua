@@ -51,7 +51,7 @@ if oldest then age = math.max(0, now_ms - oldest) end
 local memory = 0
 for i = 1, #KEYS do memory = memory + (redis.call('MEMORY', 'USAGE', KEYS[i]) or 0) end
 local sample = {}
-for _, job in ipairs(redis.call('ZRANGE', KEYS[7], -5, -1)) do sample[#sample + 1] = job end
+for _, job in ipairs(redis.call('LRANGE', KEYS[7], -5, -1)) do sample[#sample + 1] = job end
 for _, job in ipairs(redis.call('ZRANGE', KEYS[5], 0, 4)) do sample[#sample + 1] = job end
 for _, job in ipairs(redis.call('ZRANGE', KEYS[6], 0, 4)) do sample[#sample + 1] = job end
 for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', 5)) do
@@ -64,7 +64,7 @@ for _, job in ipairs(sample) do
 end
 if sampled > 0 then
   local records = length + staged + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[6])
-    + redis.call('ZCARD', KEYS[7])
+    + redis.call('LLEN', KEYS[7])
   memory = memory + math.floor(bytes / sampled * records)
 end
 return {
