@@ -28,6 +28,7 @@ from ..errors import (
 from ..job import DeadLetter, Job, JobInfo, QueueStats
 from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
 from ..store.keys import QueueKeys, validate_group
+from ..store.schema import schema_of
 from ..store.scripts import Retention, Scripts
 from ..store.serialization import (
     MAX_PRIORITY,
@@ -397,11 +398,14 @@ class Queue(Generic[T]):
         return await self._host.start_consumer(self, self._keys, self._codec, handler, options)
 
     async def _note_used(self) -> None:
-        """Put the queue in the registry tools list queues from, once (the enqueues that come
-        together first wait for one registration rather than each sending their own)."""
+        """Put the queue in the registry tools list queues from, with its type's schema for
+        tools that do not have the type, once (the enqueues that come together first wait for
+        one registration rather than each sending their own)."""
         async with self._registering:
             if not self._registered:
                 await self._host.register(self.name)
+                if (schema := schema_of(self.type)) is not None:
+                    await self._host.connection().client.set(self._keys.schema, schema)
                 self._registered = True
 
     # -- inspecting -----------------------------------------------------------------------

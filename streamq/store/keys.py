@@ -65,6 +65,7 @@ class QueueKeys:
         "recurring_defs",
         "retry",
         "retry_payloads",
+        "schema",
         "staged",
         "staged_seq",
         "stream",
@@ -114,6 +115,9 @@ class QueueKeys:
         #: List of finished job ids in finishing order: the newest ``keep_finished`` keep
         #: their records, older ones are removed.
         self.finished = base + "finished"
+        #: The JSON Schema of the queue's type, as the last manager that used it with a type
+        #: wrote it: what tools without the type (the command line) check data against.
+        self.schema = base + "schema"
         #: Counter of jobs completed, for stats.
         self.completed = base + "completed"
         #: ``job_prefix + job_id``: the hash holding a job's state, result and error.
@@ -139,4 +143,5 @@ class QueueKeys:
             self.dead_records,
             self.finished,
             self.completed,
+            self.schema,
         )

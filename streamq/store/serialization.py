@@ -6,6 +6,7 @@ envelope holds the job's metadata and its data. Nothing here ever unpickles.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
@@ -22,6 +23,7 @@ __all__ = (
     "decode_result",
     "encode_result",
     "envelope_of",
+    "in_user_terms",
 )
 
 T = TypeVar("T")
@@ -51,6 +53,22 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True):
 _raw_envelope_decoder: msgspec.msgpack.Decoder[Envelope[msgspec.Raw]] = msgspec.msgpack.Decoder(
     Envelope[msgspec.Raw]
 )
+
+
+#: A path into the envelope's data (`$[4]`, `$[4].to`) is a path into the user's data.
+_DATA_PATH = re.compile(r"`\$\[4\](?=[`.\[])")
+_ENVELOPE_PATH = re.compile(r"`\$\[([0-3])\]`")
+_ENVELOPE_FIELDS = ("enqueued_at", "priority", "max_retries", "timeout")
+
+
+def in_user_terms(error: Exception) -> str:
+    """A decoding error with its path in the job's data (`$.to`), not in streamq's envelope
+    around it (`$[4].to`); a bad envelope field is named."""
+    text = _DATA_PATH.sub("`$", str(error))
+    return _ENVELOPE_PATH.sub(
+        lambda m: f"{m[0]} (the job's {_ENVELOPE_FIELDS[int(m[1])]}, in streamq's envelope)",
+        text,
+    )
 
 
 class DeadRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -150,8 +168,8 @@ class Codec(Generic[T]):
                 self._decoder.decode(payload)
             except (msgspec.ValidationError, RecursionError) as exc:
                 raise EncodeError(
-                    f"queue {self.queue!r}: data is not a valid {_type_name(self.type)} ({exc});"
-                    " fix the data or the queue's type",
+                    f"queue {self.queue!r}: data is not a valid {_type_name(self.type)}"
+                    f" ({in_user_terms(exc)}); fix the data or the queue's type",
                     queue=self.queue,
                 ) from exc
         return payload

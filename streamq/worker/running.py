@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from ..job import Job
 from ..ops.hooks import JobEvent, call_hooks
 from ..store.scripts import Completion, Failure
-from ..store.serialization import DeadRecord, Envelope, encode_dead_record
+from ..store.serialization import DeadRecord, Envelope, encode_dead_record, in_user_terms
 from ..validation import MAX_DELAY_SECONDS
 from .backoff import exponential
 from .entries import BadEntry, Held, attempt_of, group_gone, job_id_of
@@ -117,7 +117,10 @@ class Runner(Generic[T]):
             )
             return
         except msgspec.DecodeError as exc:
-            error = f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}: {exc}"
+            error = (
+                f"undecodable entry {held.entry_id.decode()}: {type(exc).__name__}:"
+                f" {in_user_terms(exc)}"
+            )
             await self._fail(held, job_id, 1, error, payload, retry=False)
             return
         if self._link.permit is not None and not await self._link.permit():

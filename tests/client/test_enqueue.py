@@ -78,7 +78,9 @@ async def test_typed_queue_rejects_bad_data_and_writes_nothing(
     qm: streamq.QueueManager, queue_name: str, redis: aioredis.Redis
 ) -> None:
     queue = qm.get_queue(queue_name, Export)
-    with pytest.raises(streamq.EncodeError, match="not a valid Export") as caught:
+    with pytest.raises(
+        streamq.EncodeError, match=r"not a valid Export.* at `\$.user_id`"
+    ) as caught:
         await queue.enqueue({"user_id": "not a number"})  # type: ignore[arg-type]
     assert isinstance(caught.value, TypeError)
     assert caught.value.queue == queue_name

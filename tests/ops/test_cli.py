@@ -7,9 +7,10 @@ import json
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
+import msgspec
 import pytest
 from click.testing import CliRunner, Result
 
@@ -150,6 +151,32 @@ def test_enqueue_adds_a_job_with_json_data(cli: Cli) -> None:
         (job_id, {"n": 1}, 0),
     ]
     assert cli.json("jobs", "jobs", "--state", "delayed")[0]["data"] == "later"
+
+
+class Email(msgspec.Struct):
+    to: str
+    subject: str = "hello"
+    tries: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+def test_enqueue_checks_the_data_against_the_type_a_typed_queue_recorded(cli: Cli) -> None:
+    async def typed(qm: streamq.QueueManager) -> None:
+        await qm.get_queue("emails", Email).enqueue(Email(to="ada@example.com"))
+
+    cli.setup(typed)
+    refused = {
+        "42": "at `$`: expected object, got integer",
+        '{"to": 5}': "at `$.to`: expected string, got integer",
+        '{"subject": "x"}': "at `$`: missing required field 'to'",
+        '{"to": "a@b", "tries": 0}': "at `$.tries`: expected a number >= 1, got 0",
+    }
+    for data, problem in refused.items():
+        output = cli("enqueue", "emails", data, code=1).output
+        assert problem in output and "Email" in output, (data, output)
+    assert len(cli.json("jobs", "emails")) == 1  # nothing was written
+    cli("enqueue", "emails", '{"to": "grace@example.com", "tries": 2}')
+    assert [j["data"]["to"] for j in cli.json("jobs", "emails")][-1] == "grace@example.com"
+    cli("enqueue", "untyped", "42")  # a queue no typed manager used: anything goes
 
 
 def test_recurring_list(cli: Cli) -> None:

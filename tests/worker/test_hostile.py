@@ -128,7 +128,7 @@ async def test_foreign_entries_of_every_kind_are_dead_lettered_with_the_reason(
         "a-string": ({"j": "a-string", "p": msgspec.msgpack.encode("hi")}, "Expected `array`"),
         "bad-time": (
             {"j": "bad-time", "p": msgspec.msgpack.encode(["yesterday", 0, None, None, {}])},
-            "Expected `float`",
+            "Expected `float`, got `str` - at `$[0]` (the job's enqueued_at",
         ),
         "negative-retries": (
             {"j": "negative-retries", "p": _envelope({"order_id": 1}, max_retries=-5)},

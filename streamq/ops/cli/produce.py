@@ -9,6 +9,9 @@ from typing import Any
 import click
 import msgspec
 
+from ...errors import EncodeError
+from ...store.keys import QueueKeys
+from ...store.schema import problem_in, schema_title
 from ..eventloop import run
 from . import fail_cleanly, json_option, main, prefix_option, url_option
 from .render import echo_json, recurring_table, show_listing
@@ -23,6 +26,10 @@ def _json_data(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
             f'{exc} — give the job\'s data as JSON, e.g. \'{{"to": "a@example.com"}}\''
             " or '\"text\"' (quote it for the shell)"
         ) from exc
+
+
+def _title(schema: bytes | str) -> str:
+    return schema_title(schema) or "(as recorded by the queue's producers and consumers)"
 
 
 @main.command(short_help="Add a job with JSON data to a queue.")
@@ -62,13 +69,21 @@ def enqueue(
     prefix: str,
     as_json: bool,
 ) -> None:
-    """Add a job with JSON data to QUEUE and print its id.
+    """Add a job with JSON data to QUEUE and print its id. When a program used the queue with
+    a type, the data is checked against it first.
 
     Example: python -m streamq enqueue emails '{"to": "a@example.com"}' --priority 5
     """
 
     async def add() -> str:
         async with manager(url, prefix) as qm:
+            schema = await qm.redis.get(QueueKeys(qm.prefix, queue).schema)
+            if schema and (problem := problem_in(data, schema)):
+                raise EncodeError(
+                    f"queue {queue!r}: the data does not fit its type"
+                    f" {_title(schema)} ({problem}); nothing was enqueued",
+                    queue=queue,
+                )
             return await qm.get_queue(queue).enqueue(
                 data,
                 priority=priority,
