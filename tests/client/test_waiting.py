@@ -5,10 +5,15 @@ was lost still reaches them."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import time
+import uuid
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -155,3 +160,44 @@ async def _waiters(redis: aioredis.Redis, queue_name: str, job_id: str, waiters:
     """Whether ``waiters`` wait_for calls registered on the job (its record's count)."""
     registered = await redis.hget(f"streamq:{{{queue_name}}}:job:{job_id}", "w")
     return registered is not None and int(registered) == waiters
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+class _Point(msgspec.Struct):
+    x: int
+
+
+async def test_results_come_back_as_their_messagepack_image_as_the_readme_says(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    aware = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC)
+    returned = {
+        "tuple": (1, 2),
+        "set": {3},
+        "naive": datetime.datetime(2026, 12, 5, 12, 0),
+        "aware": aware,
+        "date": datetime.date(2026, 12, 5),
+        "uuid": uuid.UUID(int=1),
+        "decimal": decimal.Decimal("1.50"),
+        "enum": _Colour.RED,
+        "struct": _Point(1),
+        "bytes": b"\x00\x01",
+    }
+    queue = qm.get_queue(queue_name)
+    await queue.consume(lambda job: returned)
+    result = await queue.wait_for(await queue.enqueue(None), timeout=5)
+    assert result == {
+        "tuple": [1, 2],
+        "set": [3],
+        "naive": "2026-12-05T12:00:00",
+        "aware": aware,
+        "date": "2026-12-05",
+        "uuid": "00000000-0000-0000-0000-000000000001",
+        "decimal": "1.50",
+        "enum": "red",
+        "struct": {"x": 1},
+        "bytes": b"\x00\x01",
+    }
