@@ -78,3 +78,6 @@ class DeadLetter(msgspec.Struct, frozen=True):
     failed_at: float
     #: The consumer groups the job failed in (one for a work queue).
     groups: tuple[str, ...] = ()
+    #: Where the handler raised: its traceback (the last 8,000 characters); None when the
+    #: attempt failed without an exception of the handler's (a timeout, a bad payload).
+    traceback: str | None = None

@@ -582,6 +582,7 @@ class Queue(Generic[T]):
             attempts=record.attempts,
             failed_at=record.failed_at,
             groups=tuple(groups),
+            traceback=record.traceback or None,
         )
 
     @_clear_errors

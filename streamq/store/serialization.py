@@ -78,6 +78,8 @@ class DeadRecord(msgspec.Struct, array_like=True, frozen=True):
     error: str
     attempts: int
     failed_at: float
+    #: The handler's traceback (its end), when it raised; "" otherwise (and in older records).
+    traceback: str = ""
 
 
 _dead_record_decoder = msgspec.msgpack.Decoder(DeadRecord)

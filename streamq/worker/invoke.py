@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import inspect
 import threading
+import traceback
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -14,9 +15,29 @@ import anyio.lowlevel
 from ..job import Job
 from ..store.serialization import encode_result
 
-__all__ = ("Invoker",)
+__all__ = ("Invoker", "Outcome", "traceback_of")
 
 T = TypeVar("T")
+
+#: The most of a failed handler's traceback a dead letter keeps (its end: where it raised).
+MAX_TRACEBACK = 8000
+
+
+class Outcome(NamedTuple):
+    """An attempt's outcome: the encoded result, or why it failed (and what the handler
+    raised, if it did)."""
+
+    result: bytes
+    error: str | None = None
+    exception: BaseException | None = None
+
+
+def traceback_of(exc: BaseException | None) -> str:
+    """The exception's traceback as Python prints it, its last ``MAX_TRACEBACK`` characters."""
+    if exc is None:
+        return ""
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= MAX_TRACEBACK else "...\n" + text[-MAX_TRACEBACK:]
 
 
 class Invoker(Generic[T]):
@@ -30,9 +51,9 @@ class Invoker(Generic[T]):
         self._threads = anyio.CapacityLimiter(concurrency)
         self._stopping = stopping
 
-    async def run(self, job: Job[T], timeout: float | None) -> tuple[bytes, str | None]:
-        """``(encoded result, None)``, or ``(b"", why the attempt failed)``: the handler raised,
-        ran past ``timeout``, or returned what MessagePack cannot encode."""
+    async def run(self, job: Job[T], timeout: float | None) -> Outcome:
+        """The encoded result, or why the attempt failed: the handler raised (with the
+        exception), ran past ``timeout``, or returned what MessagePack cannot encode."""
         timed_out = False
         try:
             if timeout is None:
@@ -42,21 +63,22 @@ class Invoker(Generic[T]):
                     result = await self._call(job)
                 timed_out = deadline.cancelled_caught
         except Exception as exc:
-            return b"", f"{type(exc).__name__}: {exc}"
+            return Outcome(b"", f"{type(exc).__name__}: {exc}", exc)
         except anyio.get_cancelled_exc_class():
             # anyio's cancellation is level-triggered: if a scope around us (stop past grace,
             # the manager's exit) was cancelled, this checkpoint raises again. A CancelledError
             # the handler raised on its own does not come back, and is a failed attempt.
             await anyio.lowlevel.checkpoint()
-            return b"", "CancelledError: the handler raised CancelledError"
+            return Outcome(b"", "CancelledError: the handler raised CancelledError")
         if timed_out:
-            return b"", f"TimeoutError: the handler ran past its {timeout:g}s timeout"
+            return Outcome(b"", f"TimeoutError: the handler ran past its {timeout:g}s timeout")
         try:
-            return encode_result(result), None
+            return Outcome(encode_result(result))
         except Exception as exc:  # TypeError, OverflowError, RecursionError (nested too deep)
-            return b"", (
+            return Outcome(
+                b"",
                 f"the handler returned {type(result).__name__}, which cannot be encoded as"
-                f" MessagePack ({type(exc).__name__}: {exc}); return msgspec-encodable data"
+                f" MessagePack ({type(exc).__name__}: {exc}); return msgspec-encodable data",
             )
 
     async def _call(self, job: Job[T]) -> Any:

@@ -26,7 +26,7 @@ from ..store.serialization import DeadRecord, Envelope, encode_dead_record, in_u
 from ..validation import MAX_DELAY_SECONDS
 from .backoff import exponential
 from .entries import BadEntry, Held, attempt_of, group_gone, job_id_of
-from .invoke import Invoker
+from .invoke import Invoker, traceback_of
 
 if TYPE_CHECKING:
     from ..client.queue import Handler
@@ -211,22 +211,23 @@ class Runner(Generic[T]):
             event = self._event(job_id, attempt, max_retries, job.enqueued_at)
             call_hooks(hooks, "on_start", event)
         started = time.perf_counter()
-        result, error = await self._invoker.run(job, timeout)
-        if error is not None:
+        outcome = await self._invoker.run(job, timeout)
+        if outcome.error is not None:
             await self._fail(
                 held,
                 job_id,
                 attempt,
-                error,
+                outcome.error,
                 payload,
                 retry=attempt <= max_retries,
                 max_retries=max_retries,
                 enqueued_at=job.enqueued_at,
                 duration=time.perf_counter() - started,
+                raised=outcome.exception,
             )
             return
         held.finishing = True
-        self._link.queue_ack(Completion(held.entry_id, job_id, attempt, result))
+        self._link.queue_ack(Completion(held.entry_id, job_id, attempt, outcome.result))
         if hooks := self._hooks():
             event = self._event(
                 job_id,
@@ -274,12 +275,15 @@ class Runner(Generic[T]):
         max_retries: int | None = None,
         enqueued_at: float = 0.0,
         duration: float | None = None,
+        raised: BaseException | None = None,
     ) -> None:
         link = self._link
         held.finishing = True
         retry_in = self._backoff(attempt) if retry else None
         failed_at = time.time()
-        record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at))
+        # Only a job that goes to the dead letters keeps the traceback: formatting it costs.
+        trace = traceback_of(raised) if retry_in is None else ""
+        record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at, trace))
         failure = Failure(
             held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
         )

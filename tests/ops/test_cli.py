@@ -109,6 +109,7 @@ def test_dead_letters_listed_shown_retried_and_purged(cli: Cli) -> None:
 
     shown = cli("dead", "show", "mail", "x@bad").output
     assert "ValueError: bad address x@bad" in shown and '{"to":"x@bad"}' in shown
+    assert "traceback:" in shown and "in fail" in shown
     assert cli.json("dead", "show", "mail", "y@bad")["job_id"] == "y@bad"
     assert "no dead letter 'nope'" in cli("dead", "show", "mail", "nope", code=1).output
 

@@ -473,3 +473,32 @@ async def test_two_handlers_on_one_group_in_one_manager_is_an_error(
     await first.stop()
     with pytest.raises(streamq.InvalidArgument, match="another consumer_group"):
         await queue.consume(send_sms)  # the second consumer of send_email still runs
+
+
+def _parse(text: str) -> int:
+    return int(text)  # the frame the traceback should end in
+
+
+async def test_dead_letters_keep_the_handlers_traceback_capped(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+
+    async def handle(job: streamq.Job[Any]) -> int:
+        if job.data == "huge":
+            raise ValueError("x" * 20_000)
+        return _parse(job.data)
+
+    await queue.consume(handle, max_retries=0)
+    for data in ("nan", "huge"):
+        with pytest.raises(streamq.JobFailed):
+            await queue.wait_for(await queue.enqueue(data, job_id=data), timeout=5)
+    letters = {d.job_id: d for d in await queue.dead_letters()}
+    trace = letters["nan"].traceback
+    assert trace is not None and trace.startswith("Traceback (most recent call last)")
+    assert "in handle" in trace and "in _parse" in trace and "test_retries.py" in trace
+    assert trace.rstrip().endswith("ValueError: invalid literal for int() with base 10: 'nan'")
+    assert letters["nan"].error == "ValueError: invalid literal for int() with base 10: 'nan'"
+    huge = letters["huge"].traceback
+    assert huge is not None and huge.startswith("...\n") and len(huge) <= 8_004
+    assert huge.rstrip().endswith("x" * 100)

@@ -173,6 +173,8 @@ def dead_letter_details(queue: str, letter: DeadLetter) -> str:
             f"data:      {data_text(letter.data, width=None)}",
             "error:",
             *(f"  {line}" for line in letter.error.splitlines()),
+            *(["traceback:"] if letter.traceback else []),
+            *(f"  {line}" for line in (letter.traceback or "").splitlines()),
         )
     )
 
