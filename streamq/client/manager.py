@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import secrets
@@ -20,7 +21,14 @@ from ..store.keys import registry_key, validate_name
 from ..store.scripts import Retention, Scripts
 from ..store.serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from ..transport.cluster import lane_for
-from ..transport.connection import SOCKET_TIMEOUT, Client, connect, resolve_url
+from ..transport.connection import (
+    SOCKET_TIMEOUT,
+    Client,
+    connect,
+    replica_warning,
+    replicas_connected,
+    resolve_url,
+)
 from ..transport.lane import LanePool
 from ..transport.sentinel import SentinelRedis
 from ..validation import check_count, check_non_negative, check_seconds
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
     from .queue import Handler
 
 __all__ = ("QueueManager",)
+
+log = logging.getLogger("streamq")
 
 T = TypeVar("T")
 
@@ -144,6 +154,10 @@ class QueueManager:
         if self._connection is not None:
             raise StreamqError("this QueueManager is already open; use one `async with` at a time")
         client = await connect(self.url, key_prefix=self.prefix, **self._options)
+        if self.min_replicas:
+            connected = await replicas_connected(client)
+            if warning := replica_warning(connected, self.min_replicas, self.url):
+                log.warning("%s", warning)
         lane = lane_for(client)
         scripts = Scripts(lane)
         enqueue_scripts = scripts

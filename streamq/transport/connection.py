@@ -32,6 +32,8 @@ __all__ = (
     "connect",
     "eviction_warning",
     "redacted",
+    "replica_warning",
+    "replicas_connected",
     "resolve_url",
 )
 
@@ -234,6 +236,34 @@ def eviction_warning(settings: dict[str, str], url: str) -> str | None:
         f" it deletes {lost}, without an error. Set maxmemory-policy noeviction (CONFIG SET"
         " maxmemory-policy noeviction, and in redis.conf) so that a full Redis refuses new jobs"
         " with an OOM error instead"
+    )
+
+
+async def replicas_connected(client: Client) -> int | None:
+    """How many replicas the primary (on a cluster: the primary with the fewest) has connected
+    now, from INFO replication; None when the server does not say."""
+    try:
+        info: dict[str, Any] = await client.info("replication")
+    except (RedisError, RedisClusterException, OSError):
+        return None
+    if "connected_slaves" in info:
+        return int(info["connected_slaves"])
+    counts = [
+        int(node["connected_slaves"])
+        for node in info.values()
+        if isinstance(node, dict) and node.get("role") == "master" and "connected_slaves" in node
+    ]
+    return min(counts) if counts else None
+
+
+def replica_warning(connected: int | None, min_replicas: int, url: str) -> str | None:
+    """What ``min_replicas`` will do against a server with fewer replicas connected now."""
+    if connected is None or connected >= min_replicas:
+        return None
+    return (
+        f"min_replicas={min_replicas}, but Redis at {redacted(url)} has {connected} replica(s)"
+        f" connected: every enqueue will raise NotReplicated after replica_timeout until"
+        f" {min_replicas} replica(s) connect. Add replicas, or lower min_replicas"
     )
 
 

@@ -204,3 +204,23 @@ async def test_bad_durability_options_are_clear_errors() -> None:
         streamq.QueueManager(min_replicas=1, replica_timeout=0)
     with pytest.raises(streamq.InvalidArgument, match="shorter than socket_timeout"):
         streamq.QueueManager(min_replicas=1, replica_timeout=40)
+
+
+async def test_too_few_replicas_are_a_warning_at_start_up(
+    primary: LocalRedis, replica: LocalRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rather than only an enqueue that fails after replica_timeout, every time."""
+    with LocalRedis() as alone:
+        async with streamq.QueueManager(alone.url, min_replicas=1):
+            pass
+    [warning] = [r for r in caplog.records if "min_replicas" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "has 0 replica(s) connected" in warning.getMessage()
+    assert "every enqueue will raise NotReplicated" in warning.getMessage()
+    caplog.clear()
+    async with streamq.QueueManager(primary.url, min_replicas=1):
+        pass
+    async with streamq.QueueManager(primary.url, min_replicas=2):
+        pass
+    [warning] = [r for r in caplog.records if "min_replicas" in r.getMessage()]
+    assert "min_replicas=2" in warning.getMessage() and "has 1 replica(s)" in warning.getMessage()
