@@ -376,11 +376,15 @@ class Queue(Generic[T]):
         backoff: Backoff | float | None = None,
         visibility_timeout: float = 60,
         rate_limit: tuple[int, float] | None = None,
+        prefetch: int | None = None,
     ) -> Consumer[T]:
         """Start a consumer in the background and return it (stop it with ``await c.stop()``).
 
         Consumers sharing ``consumer_group`` (default: the queue's name) share the work; every
-        distinct group receives every job.
+        distinct group receives every job. ``prefetch``: jobs the consumer reads ahead of a
+        free slot (default: as many as ``concurrency``), so the next ones start without a round
+        trip; 0 takes only what free slots can start, which shares long jobs out evenly between
+        consumers.
         """
         from ..worker.options import ConsumerOptions
 
@@ -393,6 +397,7 @@ class Queue(Generic[T]):
             backoff=backoff,
             visibility_timeout=visibility_timeout,
             rate_limit=rate_limit,
+            prefetch=prefetch,
         )
         await self._note_used()
         return await self._host.start_consumer(self, self._keys, self._codec, handler, options)

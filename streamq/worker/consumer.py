@@ -24,6 +24,7 @@ from ..store.scripts import Claimed, Completion, pairs
 from ..validation import check_seconds
 from .entries import Held, Inbox, group_gone, tell_reclaimed
 from .outage import OutagePolicy
+from .readahead import ReadAhead
 from .running import ConsumerLink, Runner
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class Consumer(Generic[T]):
         self._finished = anyio.Event()
         #: Pauses and log lines after a Redis error, for every loop of this consumer.
         self._outage = OutagePolicy(f"consumer {name}", self._keys.prefix, ERROR_PAUSES)
+        self._read_ahead = ReadAhead(options.concurrency, options.prefetch)
         link = ConsumerLink(
             name=name,
             group=self.group,
@@ -126,12 +128,18 @@ class Consumer(Generic[T]):
             retry_staged=context.wake_scheduler,
             outage=self._outage,
             permit=None if options.rate_limit is None else self._take_permit,
+            ran=self._read_ahead.ran,
         )
         self._permits = anyio.Lock()  # one worker at a time asks for a permit, in turn
         self._runner = Runner(link, context, handler, options)
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} of {self.queue.name!r} group {self.group!r}>"
+
+    @property
+    def _held_at_most(self) -> int:
+        """Entries to hold at once: running, and read ahead of a free slot."""
+        return self._options.concurrency + self._read_ahead.extra
 
     @property
     def running(self) -> bool:
@@ -226,7 +234,7 @@ class Consumer(Generic[T]):
             self._keys,
             self.group,
             self.name,
-            self._options.prefetch,
+            self._options.concurrency + self._read_ahead.most,
             round(3 * self._register_every * 1000),
             self._group_idle_ms,
         )
@@ -294,7 +302,7 @@ class Consumer(Generic[T]):
                 self.group,
                 self.name,
                 "COUNT",
-                self._options.prefetch - self._in_flight,
+                self._held_at_most - self._in_flight,
                 "BLOCK",
                 block_ms,
                 "STREAMS",
@@ -321,7 +329,7 @@ class Consumer(Generic[T]):
             self.group,
             self.name,
             min_idle_ms,
-            self._options.prefetch - self._in_flight,
+            self._held_at_most - self._in_flight,
             cursor,
             round(PRUNE_CONSUMERS_AFTER * 1000),
         )
@@ -335,7 +343,7 @@ class Consumer(Generic[T]):
         its entries (delivered, not yet held) would be taken up twice.
         """
         async with self._ack_lock:
-            free = self._options.prefetch - self._in_flight
+            free = self._held_at_most - self._in_flight
             owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
             lost = [c for c in owned if c.entry_id not in self._held][:free]
             adopted = self._hold_all(Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
@@ -402,7 +410,7 @@ class Consumer(Generic[T]):
         return False
 
     async def _wait_for_capacity(self) -> None:
-        while self._in_flight >= self._options.prefetch:
+        while self._in_flight >= self._held_at_most:
             self._capacity = anyio.Event()
             await self._capacity.wait()
 
@@ -442,7 +450,7 @@ class Consumer(Generic[T]):
         read (it would get them), while stopping, or under a rate limit (starts are metered)."""
         if self._reading or self._stopping or self._options.rate_limit is not None:
             return 0
-        return max(0, self._options.prefetch - self._in_flight)
+        return max(0, self._held_at_most - self._in_flight)
 
     async def _ack_loop(self) -> None:
         while True:
@@ -464,7 +472,7 @@ class Consumer(Generic[T]):
         of acks the reader would otherwise never get back to reclaiming."""
         with anyio.move_on_after(max(0.0, until - time.monotonic())):
             while True:
-                if self._in_flight >= self._options.prefetch:
+                if self._in_flight >= self._held_at_most:
                     await self._wait_for_capacity()
                 elif self._acks or not self._acks_idle.is_set():
                     await self._acks_idle.wait()

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
-from ..validation import check_count, check_max_retries, check_seconds
+from ..validation import check_count, check_max_retries, check_non_negative, check_seconds
 from .backoff import Backoff, resolve_backoff
 
 __all__ = ("READY_WINDOW_FACTOR", "ConsumerOptions")
 
-#: While jobs are staged, the stream holds about this many entries per consumer slot: enough
-#: to keep consumers fed, few enough that a high-priority job overtakes the backlog.
+#: While jobs are staged, the stream holds about this many entries per consumer slot (its
+#: running jobs and those it may read ahead): enough to keep consumers fed, few enough that a
+#: high-priority job overtakes the backlog.
 READY_WINDOW_FACTOR = 2
 
 
@@ -26,11 +27,9 @@ class ConsumerOptions:
     #: At most this many job starts per ``rate_period`` seconds across the group, if set.
     rate_limit: int | None = None
     rate_period: float = 1.0
-
-    @property
-    def prefetch(self) -> int:
-        """What this consumer counts for in the queue's ready window."""
-        return READY_WINDOW_FACTOR * self.concurrency
+    #: Entries read ahead of a free slot, waiting for one (0: only as many as slots are free;
+    #: None: as many as ``concurrency`` while handlers run short, see ``ReadAhead``).
+    prefetch: int | None = None
 
     @classmethod
     def build(
@@ -43,6 +42,7 @@ class ConsumerOptions:
         backoff: Backoff | float | None,
         visibility_timeout: float,
         rate_limit: tuple[int, float] | None = None,
+        prefetch: int | None = None,
     ) -> ConsumerOptions:
         limit, period = None, 1.0
         if rate_limit is not None:
@@ -53,13 +53,15 @@ class ConsumerOptions:
                 )
             limit = check_count(rate_limit[0], what="rate_limit's max_jobs")
             period = check_seconds(rate_limit[1], what="rate_limit's per_seconds")
+        concurrency = check_count(concurrency, what="concurrency")
         return cls(
             group=group,
             max_retries=check_max_retries(max_retries),
-            concurrency=check_count(concurrency, what="concurrency"),
+            concurrency=concurrency,
             timeout=None if timeout is None else check_seconds(timeout, what="timeout"),
             backoff=resolve_backoff(backoff),
             visibility_timeout=check_seconds(visibility_timeout, what="visibility_timeout"),
             rate_limit=limit,
             rate_period=period,
+            prefetch=None if prefetch is None else check_non_negative(prefetch, what="prefetch"),
         )

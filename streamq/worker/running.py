@@ -63,6 +63,8 @@ class ConsumerLink:
     #: permit taken earlier, while the entry waits for a worker, would let starts bunch up);
     #: False when the consumer stops first. None without a rate limit.
     permit: Callable[[], Awaitable[bool]] | None = None
+    #: A handler ran for this many seconds (how far ahead the consumer reads follows it).
+    ran: Callable[[float], None] = lambda seconds: None
 
 
 class Runner(Generic[T]):
@@ -212,6 +214,7 @@ class Runner(Generic[T]):
             call_hooks(hooks, "on_start", event)
         started = time.perf_counter()
         outcome = await self._invoker.run(job, timeout)
+        self._link.ran(time.perf_counter() - started)
         if outcome.error is not None:
             await self._fail(
                 held,

@@ -283,6 +283,8 @@ async def _dead_in(queue: streamq.Queue[Any], groups: set[str]) -> bool:
         ({"visibility_timeout": -1}, "visibility_timeout"),
         ({"backoff": -1}, "backoff"),
         ({"consumer_group": "has space"}, "consumer group"),
+        ({"prefetch": -1}, "prefetch"),
+        ({"prefetch": 1.5}, "prefetch"),
     ],
 )
 async def test_bad_consumer_options(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -192,3 +193,42 @@ async def test_job_carries_its_metadata(qm: streamq.QueueManager, queue_name: st
     info = await queue.get_job(job_id)
     assert info is not None and info.enqueued_at is not None
     assert abs(job.enqueued_at - info.enqueued_at) < 1e-3
+
+
+async def test_long_jobs_are_shared_out_between_consumers_started_apart(
+    redis_url: str, queue_name: str
+) -> None:
+    """The first consumer used to read ahead as many jobs as its concurrency: 4 jobs of 1 s on
+    2 consumers of concurrency 2 took 2 s, the second consumer idle."""
+    async with (
+        streamq.QueueManager(redis_url, shutdown_grace=5) as first,
+        streamq.QueueManager(redis_url, shutdown_grace=5) as second,
+    ):
+        ran: dict[str, int] = {"first": 0, "second": 0}
+
+        def handler(who: str) -> Any:
+            async def handle(job: streamq.Job[Any]) -> None:
+                ran[who] += 1
+                await anyio.sleep(1.0)
+
+            return handle
+
+        ids = await first.get_queue(queue_name).enqueue_many(range(4))
+        started = time.monotonic()
+        await first.get_queue(queue_name).consume(handler("first"), concurrency=2)
+        await anyio.sleep(0.03)
+        await second.get_queue(queue_name).consume(handler("second"), concurrency=2)
+        for job_id in ids:
+            await first.get_queue(queue_name).wait_for(job_id, timeout=10)
+        assert time.monotonic() - started < 1.8
+        assert ran == {"first": 2, "second": 2}
+
+
+@pytest.mark.parametrize("prefetch", [0, 3])
+async def test_a_fixed_prefetch_runs_every_job(
+    qm: streamq.QueueManager, queue_name: str, prefetch: int
+) -> None:
+    queue = qm.get_queue(queue_name)
+    await queue.consume(lambda job: job.data, concurrency=2, prefetch=prefetch)
+    ids = await queue.enqueue_many(range(50))
+    assert [await queue.wait_for(i, timeout=10) for i in ids] == list(range(50))
