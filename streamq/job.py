@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import msgspec
+
+if TYPE_CHECKING:
+    from .client.manager import QueueManager
 
 __all__ = ("DeadLetter", "Job", "JobInfo", "JobState", "QueueStats")
 
@@ -25,6 +28,10 @@ class Job(msgspec.Struct, Generic[T], frozen=True):
     priority: int
     #: Unix seconds when the job was enqueued.
     enqueued_at: float
+    #: The manager whose consumer runs the job: to enqueue follow-up jobs from the handler
+    #: (``job.manager.get_queue("next").enqueue(...)``), also in ``python -m streamq worker``.
+    #: None for a Job made by hand (a handler's unit test).
+    manager: QueueManager | None = None
 
 
 class JobInfo(msgspec.Struct, frozen=True):

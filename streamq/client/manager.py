@@ -367,6 +367,7 @@ class QueueManager:
             group_idle_timeout=self.group_idle_timeout,
             socket_timeout=self.socket_timeout,
             retention=queue.retention,
+            manager=self,
         )
         consumer = Consumer(context, handler, options, name)
         await background.start(consumer.run, f"streamq consumer {name}")

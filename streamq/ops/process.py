@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, cast, get_args, get_origin, get_type_hints
 
 import anyio
 
@@ -54,18 +54,35 @@ class WorkerSpec:
     timeout: float | None = None
     visibility_timeout: float = 60.0
     grace: float = 30.0
+    prefetch: int | None = None
+    #: ``(max_jobs, per_seconds)``.
+    rate_limit: tuple[int, float] | None = None
+    #: Seconds before each retry (None: the default exponential backoff).
+    backoff: float | None = None
+    #: A group of this process's own (``QUEUE:INSTANCE_ID``): every worker gets every job.
+    broadcast: bool = False
+    #: ``module:function`` called with the manager before consuming, and after stopping.
+    on_startup: str | None = None
+    on_shutdown: str | None = None
 
     def queue_name(self, handler: Handler[Any]) -> str:
         """``--queue``, else the handler's name."""
         return self.queue or str(getattr(handler, "__name__", ""))
 
     def check(self) -> None:
-        """Raise :class:`InvalidArgument` for a target that cannot be loaded, or a queue or
-        group name that cannot be used."""
+        """Raise :class:`InvalidArgument` for a target or hook that cannot be loaded, or a queue
+        or group name that cannot be used."""
         handler, _ = load_handler(self.target)
         validate_name(self.queue_name(handler), what="queue name (--queue)")
         if self.group is not None:
             validate_group(self.group)
+            if self.broadcast:
+                raise InvalidArgument(
+                    "--broadcast makes a group of each worker's own: leave out --group"
+                )
+        for flag, hook in (("--on-startup", self.on_startup), ("--on-shutdown", self.on_shutdown)):
+            if hook is not None:
+                load_hook(hook, flag)
 
 
 def load_handler(target: str) -> tuple[Handler[Any], Any]:
@@ -74,11 +91,38 @@ def load_handler(target: str) -> tuple[Handler[Any], Any]:
     Like uvicorn and arq, the current directory is importable, so ``app.tasks:send`` works from
     the project's folder without installing it.
     """
+    handler = _load(target, "the handler like myapp.tasks:send_email")
+    try:
+        check_handler(handler)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{target!r}: {exc}") from None
+    return handler, _job_type(handler)
+
+
+#: A start-up or shut-down hook of the worker command: called with the manager.
+WorkerHook = Callable[[QueueManager], Any]
+
+
+def load_hook(target: str, flag: str) -> WorkerHook:
+    """The function ``--on-startup`` or ``--on-shutdown`` names: it takes the manager."""
+    hook = _load(target, f"the {flag} function like myapp.tasks:open_pool")
+    try:
+        inspect.signature(hook).bind(None)
+    except TypeError:
+        raise InvalidArgument(
+            f"{flag} {target!r} must take one argument, the QueueManager:"
+            " def open_pool(qm: streamq.QueueManager) (or async def)"
+        ) from None
+    except ValueError:
+        pass  # no signature to check (a builtin): called as it is
+    return cast("WorkerHook", hook)
+
+
+def _load(target: str, example: str) -> Any:
+    """What ``module:attribute`` names, importing the module."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise InvalidArgument(
-            f"{target!r} is not module:function; name the handler like myapp.tasks:send_email"
-        )
+        raise InvalidArgument(f"{target!r} is not module:function; name {example}")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -91,16 +135,17 @@ def load_handler(target: str) -> tuple[Handler[Any], Any]:
             ) from exc
         raise InvalidArgument(f"importing {module_name!r} failed: {exc}") from exc
     try:
-        handler = operator.attrgetter(attribute)(module)
+        return operator.attrgetter(attribute)(module)
     except AttributeError:
         raise InvalidArgument(
             f"module {module_name!r} has no {attribute!r}: check the name after the colon"
         ) from None
-    try:
-        check_handler(handler)
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"{target!r}: {exc}") from None
-    return handler, _job_type(handler)
+
+
+async def _call_hook(hook: WorkerHook, qm: QueueManager) -> None:
+    result = hook(qm)
+    if inspect.isawaitable(result):
+        await result
 
 
 def _job_type(handler: Any) -> Any:
@@ -128,17 +173,25 @@ async def run_worker(
     ``hooks`` are attached to the manager; ``background`` tasks run while it consumes."""
     handler, job_type = load_handler(spec.target)
     queue_name = spec.queue_name(handler)
+    startup = None if spec.on_startup is None else load_hook(spec.on_startup, "--on-startup")
+    shutdown = None if spec.on_shutdown is None else load_hook(spec.on_shutdown, "--on-shutdown")
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with QueueManager(
             spec.url, prefix=spec.prefix, shutdown_grace=spec.grace, hooks=hooks
         ) as qm:
+            if startup is not None:
+                await _call_hook(startup, qm)
+            group = f"{queue_name}:{qm.instance_id}" if spec.broadcast else spec.group
             consumer = await qm.get_queue(queue_name, job_type).consume(
                 handler,
-                consumer_group=spec.group,
+                consumer_group=group,
                 max_retries=spec.max_retries,
                 concurrency=spec.concurrency,
                 timeout=spec.timeout,
                 visibility_timeout=spec.visibility_timeout,
+                backoff=spec.backoff,
+                rate_limit=spec.rate_limit,
+                prefetch=spec.prefetch,
             )
             log.info(
                 "worker %d: %s consuming queue %r (group %r, concurrency %d)",
@@ -163,6 +216,8 @@ async def run_worker(
                     break
                 watch.cancel_scope.cancel()
             await _stop(consumer, spec.grace, signals)
+            if shutdown is not None:
+                await _call_hook(shutdown, qm)
     log.info("worker %d: stopped", os.getpid())
 
 

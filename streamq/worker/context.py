@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from ..client.manager import QueueManager
     from ..client.queue import Queue
     from ..ops.hooks import Hooks
     from ..store.keys import QueueKeys
@@ -44,3 +45,5 @@ class ConsumerContext(Generic[T]):
     socket_timeout: float | None
     #: How long the queue's finished jobs keep their records, and how many of the newest do.
     retention: Retention
+    #: Handed to handlers as ``Job.manager`` (the worker side calls nothing of it).
+    manager: QueueManager

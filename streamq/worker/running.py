@@ -79,6 +79,7 @@ class Runner(Generic[T]):
     ) -> None:
         self._link = link
         self._queue = context.queue
+        self._manager = context.manager
         self._options = options
         self._invoker = Invoker(handler, options.concurrency, link.stopping)
         #: Jobs that died with their consumer more than once run one at a time.
@@ -207,6 +208,7 @@ class Runner(Generic[T]):
             max_retries=max_retries,
             priority=envelope.priority,
             enqueued_at=envelope.enqueued_at,
+            manager=self._manager,
         )
         timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
         if hooks := self._hooks():

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -320,6 +321,106 @@ async def test_a_worker_that_keeps_crashing_is_restarted_with_a_growing_delay(
     assert await exited(supervisor, 30) == 0
 
 
-async def _state(queue: streamq.Queue[Nap], job_id: str, state: str) -> bool:
+async def _state(queue: streamq.Queue[Any], job_id: str, state: str) -> bool:
     info = await queue.get_job(job_id)
     return info is not None and info.state == state
+
+
+# -- the worker's hooks and settings ------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_handler_enqueues_through_its_manager_and_the_hooks_run_around_it(
+    workers: Workers, producer: streamq.QueueManager, queue_name: str
+) -> None:
+    worker = workers.start(
+        f"{HANDLERS}:count_down",
+        "--queue",
+        queue_name,
+        "--on-startup",
+        f"{HANDLERS}:note_startup",
+        "--on-shutdown",
+        f"{HANDLERS}:note_shutdown",
+    )
+    queue = producer.get_queue(queue_name, int)
+    await queue.enqueue(3)
+    # 3 -> 2 -> 1 -> 0, each enqueued by the handler of the one before.
+    await wait_until(lambda: _state(queue, "n0", "completed"), timeout=30, what="the last job")
+    worker.send_signal(signal.SIGTERM)
+    assert await exited(worker, 15) == 0
+    raw = cast("list[bytes]", await producer.redis.lrange(f"hooks:{worker.pid}", 0, -1))
+    noted = [n.decode() for n in raw]
+    assert len(noted) == 2 and noted[0].startswith("startup ") and noted[1] == "shutdown"
+
+
+@pytest.mark.anyio
+async def test_broadcast_gives_every_worker_process_every_job(
+    workers: Workers, producer: streamq.QueueManager, queue_name: str
+) -> None:
+    pool = workers.start(
+        f"{HANDLERS}:report_pid", "--queue", queue_name, "--broadcast", "--processes", "2"
+    )
+    queue = producer.get_queue(queue_name, int)
+    await wait_until(lambda: _groups(queue, 2), timeout=30, what="a group per worker")
+    groups = [g.name for g in await queue.groups()]
+    assert all(g.startswith(f"{queue_name}:") for g in groups)
+    job_id = await queue.enqueue(1)
+    pids = {await queue.wait_for(job_id, timeout=30, group=g) for g in groups}
+    assert pids == set(children(pool.pid))
+    pool.send_signal(signal.SIGTERM)
+    assert await exited(pool, 20) == 0
+
+
+async def _groups(queue: streamq.Queue[int], n: int) -> bool:
+    return len(await queue.groups()) == n
+
+
+@pytest.mark.anyio
+async def test_backoff_and_prefetch_and_rate_limit_reach_the_consumer(
+    workers: Workers, producer: streamq.QueueManager, queue_name: str
+) -> None:
+    worker = workers.start(
+        f"{HANDLERS}:fail_on_negative",
+        "--queue",
+        queue_name,
+        *("--max-retries", "2", "--backoff", "0.05", "--prefetch", "0", "--rate-limit", "50/1"),
+    )
+    queue = producer.get_queue(queue_name, int)
+    assert await queue.wait_for(await queue.enqueue(5), timeout=30) == 5  # the worker is up
+    started = time.monotonic()
+    with pytest.raises(streamq.JobFailed, match="negative"):
+        await queue.wait_for(await queue.enqueue(-1), timeout=30)
+    # Two retries 0.05 s apart: the default backoff would take 1 s + 2 s at least.
+    assert time.monotonic() - started < 1.5
+    worker.send_signal(signal.SIGTERM)
+    assert await exited(worker, 15) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate-limit", "ten/1"], "is not JOBS/SECONDS"),
+        (["--rate-limit", "0/1"], "is not JOBS/SECONDS"),
+        (["--prefetch", "-1"], "Invalid value"),
+    ],
+)
+def test_bad_worker_settings_are_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["worker", f"{HANDLERS}:report_pid", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broadcast", "--group", "g"], "--broadcast makes a group of each worker's own"),
+        (["--on-startup", f"{HANDLERS}:nope"], "has no 'nope'"),
+        (["--on-shutdown", f"{HANDLERS}:takes_nothing"], "must take one argument"),
+    ],
+)
+def test_bad_hooks_and_broadcast_with_a_group_are_one_clear_line(
+    args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["worker", f"{HANDLERS}:report_pid", *args])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and result.output.startswith("Error: ")

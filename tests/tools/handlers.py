@@ -50,3 +50,23 @@ async def fail_on_negative(job: streamq.Job[int]) -> int:
     if job.data < 0:
         raise ValueError(f"negative: {job.data}")
     return job.data
+
+
+async def count_down(job: streamq.Job[int]) -> int:
+    """Enqueues the next number down through the job's manager, until 0."""
+    assert job.manager is not None
+    if job.data > 0:
+        await job.manager.get_queue(job.queue, int).enqueue(job.data - 1, job_id=f"n{job.data - 1}")
+    return job.data
+
+
+async def note_startup(qm: streamq.QueueManager) -> None:
+    await qm.redis.rpush(f"hooks:{os.getpid()}", f"startup {qm.instance_id}")
+
+
+def note_shutdown(qm: streamq.QueueManager) -> None:
+    """A plain function: called as it is (it cannot await), from the worker's event loop."""
+    import redis
+
+    with redis.Redis.from_url(os.environ["STREAMQ_REDIS_URL"]) as client:
+        client.rpush(f"hooks:{os.getpid()}", "shutdown")

@@ -69,6 +69,38 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
     help="Seconds before a silent worker's jobs go to another.",
 )
 @click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    help="Jobs read ahead of free slots [default: as many as --concurrency while jobs run"
+    " under 50 ms, else none].",
+)
+@click.option(
+    "--rate-limit",
+    callback=lambda _ctx, _param, value: _rate_limit(value),
+    metavar="JOBS/SECONDS",
+    help="At most JOBS starts per SECONDS across the group, e.g. 100/1.",
+)
+@click.option(
+    "--backoff",
+    type=click.FloatRange(min=0),
+    help="Seconds before each retry [default: exponential with jitter, 1 s, 2 s, 4 s ...].",
+)
+@click.option(
+    "--broadcast",
+    is_flag=True,
+    help="Each worker process gets every job: a group of its own (QUEUE:INSTANCE_ID).",
+)
+@click.option(
+    "--on-startup",
+    metavar="MODULE:FUNCTION",
+    help="Called with the QueueManager before consuming (may be async).",
+)
+@click.option(
+    "--on-shutdown",
+    metavar="MODULE:FUNCTION",
+    help="Called with the QueueManager once the consumer stopped (may be async).",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -122,6 +154,12 @@ def worker(
     max_retries: int,
     timeout: float | None,
     visibility_timeout: float,
+    prefetch: int | None,
+    rate_limit: tuple[int, float] | None,
+    backoff: float | None,
+    broadcast: bool,
+    on_startup: str | None,
+    on_shutdown: str | None,
     grace: float,
     log_level: str,
     log_format: LogFormat,
@@ -152,6 +190,12 @@ def worker(
         timeout=timeout,
         visibility_timeout=visibility_timeout,
         grace=grace,
+        prefetch=prefetch,
+        rate_limit=rate_limit,
+        backoff=backoff,
+        broadcast=broadcast,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
     )
     spec.check()  # a bad target or name is one error here, not N workers failing to start
     if processes == 1:
@@ -243,11 +287,36 @@ def _worker_args(spec: WorkerSpec, log_level: str, log_format: str) -> list[str]
         "--supervisor-pid",
         str(os.getpid()),
     ]
+    rate = None if spec.rate_limit is None else f"{spec.rate_limit[0]}/{spec.rate_limit[1]}"
     for flag, value in (
         ("--queue", spec.queue),
         ("--group", spec.group),
         ("--timeout", spec.timeout),
+        ("--prefetch", spec.prefetch),
+        ("--rate-limit", rate),
+        ("--backoff", spec.backoff),
+        ("--on-startup", spec.on_startup),
+        ("--on-shutdown", spec.on_shutdown),
     ):
         if value is not None:
             args += [flag, str(value)]
+    if spec.broadcast:
+        args.append("--broadcast")
     return args
+
+
+def _rate_limit(value: str | None) -> tuple[int, float] | None:
+    """``JOBS/SECONDS`` as ``(jobs, seconds)``."""
+    if value is None:
+        return None
+    jobs, _, seconds = value.partition("/")
+    try:
+        parsed = (int(jobs), float(seconds or "1"))
+    except ValueError:
+        parsed = (0, 0.0)
+    if parsed[0] < 1 or not 0 < parsed[1] < float("inf"):
+        raise click.BadParameter(
+            f"{value!r} is not JOBS/SECONDS: give a whole number of jobs and a number of"
+            " seconds, e.g. 100/1 (100 starts a second) or 5/60"
+        )
+    return parsed
