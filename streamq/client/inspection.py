@@ -8,7 +8,7 @@ Queues are found through the registry every manager writes to when it first uses
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import anyio
 import msgspec
@@ -41,8 +41,8 @@ __all__ = (
 MAX_PEEK = 1000
 
 #: The states whose jobs can be listed; dead jobs have ``Queue.dead_letters``.
-ListedState = Literal["waiting", "delayed", "retrying"]
-_LISTED: tuple[str, ...] = ("waiting", "delayed", "retrying")
+ListedState = Literal["waiting", "delayed", "retrying", "active", "completed"]
+_LISTED: tuple[str, ...] = ("waiting", "delayed", "retrying", "active", "completed")
 
 
 class ConsumerInfo(msgspec.Struct, frozen=True):
@@ -68,7 +68,8 @@ class GroupInfo(msgspec.Struct, frozen=True):
 
 
 class JobSummary(msgspec.Struct, frozen=True):
-    """A job waiting in a queue, as :meth:`Queue.jobs` lists it."""
+    """A job of a queue, as :meth:`Queue.jobs` lists it. A completed job's data is not kept
+    (``data`` is None)."""
 
     id: str
     state: ListedState
@@ -79,12 +80,16 @@ class JobSummary(msgspec.Struct, frozen=True):
     enqueued_at: float | None
     #: Unix seconds (server clock) when a delayed job or a retry may start; None for waiting.
     due_at: float | None
-    #: Attempts finished so far (failed ones, for a job waiting to retry).
+    #: Attempts made so far (the failed ones of a job waiting to retry, the running one of an
+    #: active job included).
     attempts: int
-    #: The group a retry runs in again; None for the others.
+    #: The group a retry runs in again, or that runs an active job; None for the others.
     group: str | None
     #: The last attempt's error, for a job waiting to retry.
     error: str | None
+    #: A completed job's result and when it finished (unix seconds); None for the others.
+    result: Any = None
+    finished_at: float | None = None
 
 
 class RecurringInfo(msgspec.Struct, frozen=True):
@@ -116,24 +121,32 @@ class InspectScripts:
         self._groups = Script(lane, "groups.lua")
         self._recurring = Script(lane, "recurring_list.lua")
 
-    async def peek(
-        self, keys: QueueKeys, state: str, limit: int
-    ) -> list[tuple[str, bytes, int, int, str, str]]:
-        """``(job id, payload, due ms or 0, attempts, group, error)`` in the order they run."""
+    async def peek(self, keys: QueueKeys, state: str, limit: int) -> list[PeekRow]:
+        """The jobs in ``state``, in the order the script lists them."""
         rows = await self._peek(
-            keys=[keys.stream, keys.staged, keys.delayed, keys.retry, keys.retry_payloads],
+            keys=[
+                keys.stream,
+                keys.staged,
+                keys.delayed,
+                keys.retry,
+                keys.retry_payloads,
+                keys.finished,
+            ],
             args=[keys.job_prefix, state, limit],
         )
         return [
-            (
-                job.decode(errors="replace"),
-                payload,
-                int(due),
-                int(attempts),
-                group.decode(errors="replace"),
-                error.decode(errors="replace"),
+            PeekRow(
+                job_id=row[0].decode(errors="replace"),
+                payload=row[1],
+                due_ms=int(row[2]),
+                attempts=int(row[3]),
+                group=row[4].decode(errors="replace"),
+                error=row[5].decode(errors="replace"),
+                result=row[6] if len(row) > 6 and row[6] else None,
+                finished_at=float(row[7]) if len(row) > 7 and row[7] else None,
+                enqueued_at=float(row[8]) if len(row) > 8 and row[8] else None,
             )
-            for job, payload, due, attempts, group, error in rows
+            for row in rows
         ]
 
     async def groups(self, keys: QueueKeys) -> list[GroupInfo]:
@@ -251,23 +264,39 @@ def check_peek_limit(limit: int) -> int:
     return limit
 
 
-def summaries(
-    codec: Codec[Any], state: ListedState, rows: Sequence[tuple[str, bytes, int, int, str, str]]
-) -> list[JobSummary]:
+class PeekRow(NamedTuple):
+    """One job as peek.lua lists it ('' where it does not say)."""
+
+    job_id: str
+    payload: bytes
+    due_ms: int
+    attempts: int
+    group: str
+    error: str
+    result: bytes | None = None
+    finished_at: float | None = None
+    enqueued_at: float | None = None
+
+
+def summaries(codec: Codec[Any], state: ListedState, rows: Sequence[PeekRow]) -> list[JobSummary]:
     listed = []
-    for job_id, payload, due_ms, attempts, group, error in rows:
-        envelope = codec.decode_for_inspection(payload)
+    for row in rows:
+        envelope = codec.decode_for_inspection(row.payload) if row.payload else None
+        # No payload (a completed job's is not kept): no data; one that does not decode: its bytes.
+        data = envelope.data if envelope is not None else (row.payload or None)
         listed.append(
             JobSummary(
-                id=job_id,
+                id=row.job_id,
                 state=state,
-                data=payload if envelope is None else envelope.data,
+                data=data,
                 priority=0 if envelope is None else envelope.priority,
-                enqueued_at=None if envelope is None else envelope.enqueued_at,
-                due_at=due_ms / 1000 if due_ms else None,
-                attempts=attempts,
-                group=group or None,
-                error=error or None,
+                enqueued_at=row.enqueued_at if envelope is None else envelope.enqueued_at,
+                due_at=row.due_ms / 1000 if row.due_ms else None,
+                attempts=row.attempts,
+                group=row.group or None,
+                error=row.error or None,
+                result=decode_result(row.result),
+                finished_at=row.finished_at,
             )
         )
     return listed

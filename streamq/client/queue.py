@@ -592,8 +592,10 @@ class Queue(Generic[T]):
 
     @_clear_errors
     async def jobs(self, state: ListedState, limit: int = 100) -> list[JobSummary]:
-        """Jobs waiting in ``state`` ("waiting", "delayed" or "retrying"), in the order they
-        will run, at most ``limit`` (up to 1,000). Dead jobs: :meth:`dead_letters`."""
+        """Jobs in ``state``, at most ``limit`` (up to 1,000): "waiting", "delayed" or
+        "retrying" ones in the order they will run, "active" ones (delivered, unfinished)
+        oldest first, "completed" ones (of those still kept) newest first, with their result
+        (their data is not kept). Dead jobs: :meth:`dead_letters`."""
         state = check_listed_state(state)
         rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit))
         return summaries(self._codec, state, rows)

@@ -175,3 +175,38 @@ async def test_bad_listing_arguments_are_clear_errors(
         await queue.jobs("waiting", limit=5000)
     with pytest.raises(ValueError, match="limit"):
         await queue.jobs("waiting", limit=0)
+
+
+async def test_active_and_recently_completed_jobs_are_listed(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    release = anyio.Event()
+
+    async def handle(job: streamq.Job[Any]) -> Any:
+        if job.data == "holds":
+            await release.wait()
+        return {"done": job.data}
+
+    await queue.consume(handle, concurrency=4)
+    for n in range(3):
+        await queue.wait_for(await queue.enqueue(n, job_id=f"c{n}"), timeout=5)
+    held = await queue.enqueue("holds", job_id="held")
+    await wait_until(lambda: _listed(queue, "active", ["held"]), what="the held job")
+    [active] = await queue.jobs("active")
+    assert (active.data, active.group, active.attempts) == ("holds", queue_name, 1)
+    assert active.enqueued_at is not None and active.result is None
+
+    completed = await queue.jobs("completed")
+    assert [j.id for j in completed] == ["c2", "c1", "c0"]  # newest first
+    assert completed[0].result == {"done": 2} and completed[0].data is None
+    assert completed[0].finished_at is not None and completed[0].enqueued_at is not None
+    assert [j.id for j in await queue.jobs("completed", limit=2)] == ["c2", "c1"]
+    release.set()
+    await queue.wait_for(held, timeout=5)
+    assert await queue.jobs("active") == []
+    assert [j.id for j in await queue.jobs("completed")] == ["held", "c2", "c1", "c0"]
+
+
+async def _listed(queue: streamq.Queue[Any], state: Any, ids: list[str]) -> bool:
+    return [j.id for j in await queue.jobs(state)] == ids

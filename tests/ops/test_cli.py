@@ -237,6 +237,8 @@ def test_every_command_has_help() -> None:
         ["watch"],
         ["enqueue"],
         ["delete"],
+        ["job"],
+        ["job", "show"],
         ["dead"],
         ["dead", "list"],
         ["dead", "show"],
@@ -249,3 +251,35 @@ def test_every_command_has_help() -> None:
         result = CliRunner().invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert "Usage:" in result.output and "Show this message and exit." in result.output
+
+
+def test_job_show_tells_a_job_in_full_and_completed_jobs_are_listed(cli: Cli) -> None:
+    async def run_some(qm: streamq.QueueManager) -> None:
+        queue = qm.get_queue("shown")
+
+        async def handle(job: streamq.Job[Any]) -> Any:
+            if job.data == "bad":
+                raise ValueError("no good")
+            return {"sent": job.data}
+
+        consumer = await queue.consume(handle, max_retries=0)
+        await queue.wait_for(await queue.enqueue("ok", job_id="ok"), timeout=10)
+        with pytest.raises(streamq.JobFailed):
+            await queue.wait_for(await queue.enqueue("bad", job_id="bad"), timeout=10)
+        await consumer.stop()
+
+    cli.setup(run_some)
+    shown = cli("job", "show", "shown", "ok").output
+    assert "state:     completed" in shown and 'result:    {"sent":"ok"}' in shown
+    assert "attempts:  1" in shown and "finished:" in shown
+    failed = cli.json("job", "show", "shown", "bad")
+    assert (failed["state"], failed["error"]) == ("dead", "ValueError: no good")
+    assert "no job 'nope' in queue 'shown'" in cli("job", "show", "shown", "nope", code=1).output
+    assert (
+        "does not go to consumer group 'x'"
+        in cli("job", "show", "shown", "ok", "--group", "x", code=1).output
+    )
+    [completed] = cli.json("jobs", "shown", "--state", "completed")
+    assert (completed["id"], completed["result"]) == ("ok", {"sent": "ok"})
+    assert "Completed jobs of 'shown'" in cli("jobs", "shown", "-s", "completed").output
+    assert "has no active jobs" in cli("jobs", "shown", "-s", "active").output

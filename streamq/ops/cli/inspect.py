@@ -1,4 +1,5 @@
-"""``python -m streamq info | jobs | watch``: the queues' counts, groups and waiting jobs."""
+"""``python -m streamq info | jobs | job show | watch``: the queues' counts and groups, their jobs
+by state, and one job in full."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from rich.live import Live
 
 from ...client.inspection import MAX_PEEK, QueueOverview, overview
 from ...client.manager import QueueManager
+from ...errors import JobNotFound
+from ...job import JobInfo
 from ..eventloop import run
 from . import fail_cleanly, json_option, main, prefix_option, url_option
-from .render import console, echo_json, jobs_table, overview_tables, show_listing
+from .render import console, echo_json, job_details, jobs_table, overview_tables, show_listing
 from .session import known_queues, manager
 
 
@@ -50,12 +53,14 @@ def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -
     run(show)
 
 
-@main.command(short_help="A queue's waiting, delayed or retrying jobs.")
+@main.command(
+    short_help="A queue's jobs in one state: waiting, delayed, retrying, active, completed."
+)
 @click.argument("queue")
 @click.option(
     "-s",
     "--state",
-    type=click.Choice(["waiting", "delayed", "retrying"]),
+    type=click.Choice(["waiting", "delayed", "retrying", "active", "completed"]),
     default="waiting",
     show_default=True,
 )
@@ -65,7 +70,9 @@ def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -
 @json_option
 @fail_cleanly
 def jobs(queue: str, state: str, limit: int, url: str | None, prefix: str, as_json: bool) -> None:
-    """The jobs of QUEUE in one state, in the order they will run (dead jobs: `dead list`).
+    """The jobs of QUEUE in one state: waiting, delayed and retrying ones in the order they
+    will run, active ones oldest first, completed ones (those still kept) newest first. Dead
+    jobs: `dead list`; one job in full: `job show`.
 
     Example: python -m streamq jobs emails --state delayed
     """
@@ -82,6 +89,47 @@ def jobs(queue: str, state: str, limit: int, url: str | None, prefix: str, as_js
         )
 
     run(show)
+
+
+@main.group(short_help="One job: show.")
+def job() -> None:
+    """One job of a queue."""
+
+
+@job.command(name="show")
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("-g", "--group", help="A broadcast job's part in this consumer group.")
+@url_option
+@prefix_option
+@json_option
+@fail_cleanly
+def job_show(
+    queue: str, job_id: str, group: str | None, url: str | None, prefix: str, as_json: bool
+) -> None:
+    """A job of QUEUE in full: its state (per group, for a broadcast job), attempts, result
+    or error, and when it was enqueued and finished.
+
+    Example: python -m streamq job show emails 8f6b4d1d77113bc936eed966
+    """
+
+    async def show() -> JobInfo | None:
+        async with manager(url, prefix) as qm:
+            [name] = await known_queues(qm, [queue])
+            return await qm.get_queue(name).get_job(job_id, group=group)
+
+    info = run(show)
+    if info is None and group is None:
+        raise JobNotFound(job_id, queue=queue)
+    if info is None:
+        raise click.ClickException(
+            f"job {job_id!r} of queue {queue!r} is unknown, or does not go to consumer group"
+            f" {group!r}"
+        )
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(job_details(queue, info))
 
 
 @main.command(short_help="A live view of info that refreshes.")

@@ -12,7 +12,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from ...client.inspection import JobSummary, QueueOverview, RecurringInfo, to_json
-from ...job import DeadLetter
+from ...job import DeadLetter, JobInfo
 
 __all__ = (
     "dead_letter_details",
@@ -127,10 +127,23 @@ def overview_tables(overviews: Sequence[QueueOverview], caption: str | None = No
 
 def jobs_table(queue: str, state: str, jobs: Sequence[JobSummary]) -> Table:
     table = Table(title=f"{state.capitalize()} jobs of {queue!r}", title_justify="left")
+    if state == "completed":
+        for column in ("job id", "enqueued", "finished", "attempts", "result"):
+            table.add_column(column, justify="right" if column == "attempts" else "left")
+        for job in jobs:
+            table.add_row(
+                job.id,
+                when(job.enqueued_at),
+                when(job.finished_at),
+                str(job.attempts),
+                data_text(job.result),
+            )
+        return table
     for column in ("job id", "priority", "enqueued", "due", "attempts", "data"):
         table.add_column(column, justify="right" if column in ("priority", "attempts") else "left")
-    if state == "retrying":
+    if state in ("retrying", "active"):
         table.add_column("group")
+    if state == "retrying":
         table.add_column("last error")
     for job in jobs:
         row = [
@@ -141,10 +154,32 @@ def jobs_table(queue: str, state: str, jobs: Sequence[JobSummary]) -> Table:
             str(job.attempts),
             data_text(job.data),
         ]
+        if state in ("retrying", "active"):
+            row.append(job.group or "-")
         if state == "retrying":
-            row += [job.group or "-", _first_line(job.error)]
+            row.append(_first_line(job.error))
         table.add_row(*row)
     return table
+
+
+def job_details(queue: str, info: JobInfo) -> str:
+    """One job in full, as ``job show`` prints it."""
+    lines = [
+        f"queue:     {queue}",
+        f"job id:    {info.id}",
+        f"state:     {info.state}",
+        f"attempts:  {info.attempts}",
+        f"enqueued:  {when(info.enqueued_at)}",
+        f"finished:  {when(info.finished_at)}",
+    ]
+    if info.groups:
+        lines.append("groups:")
+        lines += [f"  {group}: {state}" for group, state in sorted(info.groups.items())]
+    if info.result is not None:
+        lines.append(f"result:    {data_text(info.result, width=None)}")
+    if info.error:
+        lines += ["error:", *(f"  {line}" for line in info.error.splitlines())]
+    return "\n".join(lines)
 
 
 def dead_letters_table(queue: str, letters: Sequence[DeadLetter]) -> Table:

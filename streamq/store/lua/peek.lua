@@ -1,7 +1,12 @@
--- The jobs a queue holds in one state, in the order they will run, for inspection.
--- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] retry zset, KEYS[5] retry payloads
--- ARGV[1] job key prefix, ARGV[2] state: waiting, delayed or retrying, ARGV[3] most jobs
--- Returns per job {id, payload, due ms (0: none), attempts, group, error} ('' where unknown).
+-- The jobs a queue holds in one state, for inspection: waiting, delayed and retrying ones in the
+-- order they will run, active ones (delivered, unfinished) oldest first, completed ones (of the
+-- finished records kept) newest first.
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] retry zset, KEYS[5] retry payloads,
+-- KEYS[6] finished
+-- ARGV[1] job key prefix, ARGV[2] state: waiting, delayed, retrying, active or completed,
+-- ARGV[3] most jobs
+-- Returns per job {id, payload, due ms (0: none), attempts, group, error, result, finished at,
+-- enqueued at} ('' where unknown; a completed job's payload is not kept).
 local stream, staged, delayed, retry, payloads = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, state, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
@@ -28,6 +33,30 @@ if state == 'waiting' then
   if #out < limit then
     for _, job in ipairs(redis.call('ZRANGE', staged, 0, limit - #out - 1)) do
       out[#out + 1] = { job, redis.call('HGET', prefix .. job, 'p') or '', 0, 0, '', '' }
+    end
+  end
+elseif state == 'active' then
+  for _, g in ipairs(groups_of(stream)) do
+    if #out >= limit then break end
+    for _, p in ipairs(redis.call('XPENDING', stream, g.name, '-', '+', limit - #out)) do
+      local entry = redis.call('XRANGE', stream, p[1], p[1])[1]
+      if entry then
+        local f = {}
+        for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+        local job = f['j'] or ('entry-' .. p[1])
+        local attempts = attempts_and_error(job)
+        out[#out + 1] = { job, f['p'] or '', 0, attempts + 1, g.name, '' }
+      end
+    end
+  end
+elseif state == 'completed' then
+  local ids = redis.call('LRANGE', KEYS[6], -limit, -1)
+  for i = #ids, 1, -1 do
+    local r = redis.call('HMGET', prefix .. ids[i], 'state', 'attempts', 'result', 'finished_at',
+      'enqueued_at')
+    if r[1] == 'completed' then
+      out[#out + 1] = { ids[i], '', 0, tonumber(r[2] or '0'), '', '', r[3] or '', r[4] or '',
+        r[5] or '' }
     end
   end
 elseif state == 'delayed' then
