@@ -282,8 +282,8 @@ def summaries(codec: Codec[Any], state: ListedState, rows: Sequence[PeekRow]) ->
     listed = []
     for row in rows:
         envelope = codec.decode_for_inspection(row.payload) if row.payload else None
-        # No payload (a completed job's is not kept): no data; one that does not decode: its bytes.
-        data = envelope.data if envelope is not None else (row.payload or None)
+        # A completed job's payload is not kept: no data; one that does not decode: its bytes.
+        data = None if state == "completed" else row.payload if envelope is None else envelope.data
         listed.append(
             JobSummary(
                 id=row.job_id,

@@ -280,11 +280,11 @@ async def test_cancel_waiting_and_delayed_jobs(
             running.set()
             await release.wait()
 
-        await queue.consume(handle, concurrency=1)
+        await queue.consume(handle, concurrency=1, prefetch=1)
         busy = await queue.enqueue("busy")
         with anyio.fail_after(5):
             await running.wait()
-        # The consumer prefetches one more than it runs (concurrency 1): fill that slot first.
+        # The consumer reads one ahead of what it runs (prefetch=1): fill that slot first.
         buffered = await queue.enqueue("buffered")
         await wait_until(lambda: _active(queue, 2), what="the prefetch slot to be taken")
         in_window = await queue.enqueue("in the window")
