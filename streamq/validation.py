@@ -7,6 +7,7 @@ import math
 import os
 
 from .errors import InvalidArgument
+from .store.serialization import MAX_PRIORITY
 
 __all__ = (
     "MAX_JOB_ID_LENGTH",
@@ -16,6 +17,7 @@ __all__ = (
     "check_max_retries",
     "check_non_negative",
     "check_seconds",
+    "check_staging",
     "new_job_id",
 )
 
@@ -112,3 +114,17 @@ def check_handler(handler: object) -> None:
         raise InvalidArgument(
             f"handler {name!r} cannot be called with one argument, the job ({exc}): {fix}"
         ) from None
+
+
+def check_staging(priority: int, start_delay: float) -> int:
+    """The start delay in ms, once priority and delay are checked."""
+    if priority.__class__ is int and start_delay.__class__ is int and not priority | start_delay:
+        return 0  # the defaults: the common case, checked cheaply
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidArgument(f"priority must be an int, got {priority!r}")
+    if abs(priority) > MAX_PRIORITY:
+        raise InvalidArgument(
+            f"priority must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}, got {priority:,}"
+        )
+    # Rounded up: a job never starts before the delay it was given.
+    return math.ceil(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)

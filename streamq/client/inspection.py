@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 import anyio
 import msgspec
 
+from ..errors import InvalidArgument
 from ..job import JobInfo, JobState, QueueStats
 from ..store.keys import QueueKeys
 from ..store.scripts import JobRecord, Script
@@ -33,6 +34,7 @@ __all__ = (
     "QueueOverview",
     "RecurringInfo",
     "job_info",
+    "name_a_group",
     "overview",
     "to_json",
 )
@@ -232,6 +234,23 @@ def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | Non
         enqueued_at=enqueued_at,
         finished_at=_float(f.get(b"finished_at")),
         groups=states,
+    )
+
+
+def name_a_group(
+    queue: str, job_id: str, group: str | None, groups: tuple[str, ...]
+) -> InvalidArgument:
+    """Why ``wait_for`` cannot wait as asked: several groups read the job and none was named,
+    or the one named does not read it."""
+    listed = ", ".join(groups)
+    if group is None:
+        return InvalidArgument(
+            f"job {job_id!r} of queue {queue!r} goes to several consumer groups"
+            f" ({listed}), each with a result of its own: pass group= to wait for one"
+        )
+    return InvalidArgument(
+        f"consumer group {group!r} does not read queue {queue!r} (its groups: {listed}):"
+        " pass one of those, or group=None for a work queue's job"
     )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import anyio
@@ -16,7 +15,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import (
     ConnectionFailed,
-    InvalidArgument,
     JobFailed,
     JobInUse,
     JobNotFound,
@@ -31,7 +29,6 @@ from ..store.keys import QueueKeys, validate_group
 from ..store.schema import schema_of
 from ..store.scripts import Retention, Scripts
 from ..store.serialization import (
-    MAX_PRIORITY,
     Codec,
     RecurringDef,
     decode_dead_record,
@@ -45,11 +42,12 @@ from ..validation import (
     check_job_id,
     check_max_retries,
     check_seconds,
+    check_staging,
     new_job_id,
 )
 from ..worker.backoff import Backoff
 from ..worker.recurring import check_schedule, first_run_ms
-from .batching import Coalescer, Outcomes
+from .batching import ENQUEUE_BATCH, Coalescer, Outcomes, batches
 from .inspection import (
     GroupInfo,
     InspectScripts,
@@ -59,6 +57,7 @@ from .inspection import (
     check_listed_state,
     check_peek_limit,
     job_info,
+    name_a_group,
     recurring_infos,
     summaries,
 )
@@ -80,14 +79,6 @@ Q = TypeVar("Q", bound="Queue[Any]")
 #: is the job's result and raising is a failure.
 Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
 
-#: Jobs per script call in ``enqueue_many`` (and for enqueues that arrive together): big enough
-#: for throughput, small enough that one call never holds the server for long.
-ENQUEUE_BATCH = 500
-#: Payload bytes per script call: a batch of big jobs is split by size too. Redis reads a whole
-#: command before it runs it and copies each payload in the script, so this bounds the time one
-#: call holds the server (about 2 ms for 1 MiB; 500 small jobs take about 5) and the memory its
-#: command takes.
-ENQUEUE_BATCH_BYTES = 1024 * 1024
 #: Job records one call of ``delete`` removes (about a millisecond of the server's time).
 DELETE_BATCH = 1000
 #: How long ``wait_for`` waits for its job's finish to be published before it reads the job's
@@ -211,7 +202,7 @@ class Queue(Generic[T]):
 
         While a job with ``job_id`` is unfinished, enqueueing the id again changes nothing.
         """
-        delay_ms = _check_staging(priority, start_delay)
+        delay_ms = check_staging(priority, start_delay)
         if max_retries is not None:
             check_max_retries(max_retries)
         if timeout is not None:
@@ -265,7 +256,7 @@ class Queue(Generic[T]):
         self, jobs: list[_Enqueue], priority: int, delay_ms: int
     ) -> list[BaseException | bool]:
         outcomes: list[BaseException | bool] = []
-        for batch in _batches([(j[0], j[1]) for j in jobs]):
+        for batch in batches([(j[0], j[1]) for j in jobs]):
             try:
                 added = await self._enqueue_scripts.enqueue(
                     self._keys, batch, jobs[0][2], priority, delay_ms
@@ -286,14 +277,14 @@ class Queue(Generic[T]):
         every batch is written even when one is not confirmed; :class:`NotReplicated` then names
         every job that was not.
         """
-        delay_ms = _check_staging(priority, start_delay)
+        delay_ms = check_staging(priority, start_delay)
         now = time.time()
         encode = self._codec.encode
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
         await self._note_used()
         unconfirmed: list[NotReplicated] = []
         hooks = self._host.hooks
-        for batch in _batches(jobs):
+        for batch in batches(jobs):
             try:
                 added = await self._enqueue_scripts.enqueue(
                     self._keys, batch, now, priority, delay_ms
@@ -340,7 +331,7 @@ class Queue(Generic[T]):
         """
         schedule_id = check_job_id(job_id)
         interval_ms, expression, zone = check_schedule(interval_seconds, cron, tz)
-        delay_ms = _check_staging(priority, start_delay)
+        delay_ms = check_staging(priority, start_delay)
         definition = RecurringDef(
             interval_ms,
             expression,
@@ -455,7 +446,7 @@ class Queue(Generic[T]):
                     if seen is None:
                         raise JobNotFound(job_id, queue=self.name)
                     if not seen.state:
-                        raise self._name_a_group(job_id, group, seen.groups)
+                        raise name_a_group(self.name, job_id, group, seen.groups)
                     if seen.state in _TERMINAL:
                         registered = False  # the finishing script took the registration back
                         if seen.state == "completed":
@@ -472,20 +463,6 @@ class Queue(Generic[T]):
             if registered:  # gave up (timeout, cancellation) before the job finished
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                     await self._scripts.watch_job(self._keys, job_id, "-", group or "")
-
-    def _name_a_group(
-        self, job_id: str, group: str | None, groups: tuple[str, ...]
-    ) -> InvalidArgument:
-        listed = ", ".join(groups)
-        if group is None:
-            return InvalidArgument(
-                f"job {job_id!r} of queue {self.name!r} goes to several consumer groups "
-                f"({listed}), each with a result of its own: pass group= to wait for one"
-            )
-        return InvalidArgument(
-            f"consumer group {group!r} does not read queue {self.name!r} (its groups: "
-            f"{listed}): pass one of those, or group=None for a work queue's job"
-        )
 
     @_clear_errors
     async def stats(self) -> QueueStats:
@@ -609,35 +586,3 @@ class Queue(Generic[T]):
     async def recurring_schedules(self) -> list[RecurringInfo]:
         """The queue's recurring schedules, soonest next run first."""
         return recurring_infos(self, await self._inspect.recurring(self._keys))
-
-
-def _batches(jobs: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
-    """``(job_id, payload)`` jobs in order, in script calls of at most ``ENQUEUE_BATCH`` jobs
-    and ``ENQUEUE_BATCH_BYTES`` of payload (a bigger job goes alone)."""
-    if len(jobs) <= ENQUEUE_BATCH and sum(len(p) for _, p in jobs) <= ENQUEUE_BATCH_BYTES:
-        yield jobs  # the common case: one call
-        return
-    batch: list[tuple[str, bytes]] = []
-    size = 0
-    for job in jobs:
-        if batch and (len(batch) >= ENQUEUE_BATCH or size + len(job[1]) > ENQUEUE_BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(job)
-        size += len(job[1])
-    if batch:
-        yield batch
-
-
-def _check_staging(priority: int, start_delay: float) -> int:
-    """The start delay in ms, once priority and delay are checked."""
-    if priority.__class__ is int and start_delay.__class__ is int and not priority | start_delay:
-        return 0  # the defaults: the common case, checked cheaply
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise InvalidArgument(f"priority must be an int, got {priority!r}")
-    if abs(priority) > MAX_PRIORITY:
-        raise InvalidArgument(
-            f"priority must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}, got {priority:,}"
-        )
-    # Rounded up: a job never starts before the delay it was given.
-    return math.ceil(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)

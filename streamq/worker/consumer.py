@@ -137,11 +137,6 @@ class Consumer(Generic[T]):
         return f"<Consumer {self.name!r} of {self.queue.name!r} group {self.group!r}>"
 
     @property
-    def _held_at_most(self) -> int:
-        """Entries to hold at once: running, and read ahead of a free slot."""
-        return self._options.concurrency + self._read_ahead.extra
-
-    @property
     def running(self) -> bool:
         return not self._finished.is_set()
 
@@ -234,7 +229,7 @@ class Consumer(Generic[T]):
             self._keys,
             self.group,
             self.name,
-            self._options.concurrency + self._read_ahead.most,
+            self._read_ahead.window_share,
             round(3 * self._register_every * 1000),
             self._group_idle_ms,
         )
@@ -302,7 +297,7 @@ class Consumer(Generic[T]):
                 self.group,
                 self.name,
                 "COUNT",
-                self._held_at_most - self._in_flight,
+                self._read_ahead.held - self._in_flight,
                 "BLOCK",
                 block_ms,
                 "STREAMS",
@@ -329,7 +324,7 @@ class Consumer(Generic[T]):
             self.group,
             self.name,
             min_idle_ms,
-            self._held_at_most - self._in_flight,
+            self._read_ahead.held - self._in_flight,
             cursor,
             round(PRUNE_CONSUMERS_AFTER * 1000),
         )
@@ -343,7 +338,7 @@ class Consumer(Generic[T]):
         its entries (delivered, not yet held) would be taken up twice.
         """
         async with self._ack_lock:
-            free = self._held_at_most - self._in_flight
+            free = self._read_ahead.held - self._in_flight
             owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
             lost = [c for c in owned if c.entry_id not in self._held][:free]
             adopted = self._hold_all(Held(c.entry_id, c.fields, c.delivery_count) for c in lost)
@@ -410,7 +405,7 @@ class Consumer(Generic[T]):
         return False
 
     async def _wait_for_capacity(self) -> None:
-        while self._in_flight >= self._held_at_most:
+        while self._in_flight >= self._read_ahead.held:
             self._capacity = anyio.Event()
             await self._capacity.wait()
 
@@ -450,7 +445,7 @@ class Consumer(Generic[T]):
         read (it would get them), while stopping, or under a rate limit (starts are metered)."""
         if self._reading or self._stopping or self._options.rate_limit is not None:
             return 0
-        return max(0, self._held_at_most - self._in_flight)
+        return max(0, self._read_ahead.held - self._in_flight)
 
     async def _ack_loop(self) -> None:
         while True:
@@ -472,7 +467,7 @@ class Consumer(Generic[T]):
         of acks the reader would otherwise never get back to reclaiming."""
         with anyio.move_on_after(max(0.0, until - time.monotonic())):
             while True:
-                if self._in_flight >= self._held_at_most:
+                if self._in_flight >= self._read_ahead.held:
                     await self._wait_for_capacity()
                 elif self._acks or not self._acks_idle.is_set():
                     await self._acks_idle.wait()

@@ -25,18 +25,18 @@ class ReadAhead:
         self._mean: float | None = None
 
     @property
-    def extra(self) -> int:
-        """Entries to hold beyond the free slots now."""
+    def held(self) -> int:
+        """Entries to hold at once now: running, and read ahead of a free slot."""
         if self._fixed is not None:
-            return self._fixed
+            return self._concurrency + self._fixed
         if self._mean is None or self._mean >= SHORT_JOB:
-            return 0
-        return self._concurrency
+            return self._concurrency
+        return 2 * self._concurrency
 
     @property
-    def most(self) -> int:
-        """The most it may read ahead (what the consumer counts for in the ready window)."""
-        return self._concurrency if self._fixed is None else self._fixed
+    def window_share(self) -> int:
+        """The most it may hold: what the consumer counts for in the queue's ready window."""
+        return self._concurrency + (self._concurrency if self._fixed is None else self._fixed)
 
     def ran(self, seconds: float) -> None:
         """A handler ran for ``seconds``."""

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
-from streamq.client.queue import ENQUEUE_BATCH_BYTES
+from streamq.client.batching import ENQUEUE_BATCH_BYTES
 from streamq.testing.localserver import LocalRedis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

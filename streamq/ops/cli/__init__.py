@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ import click
 from ...errors import StreamqError
 from ...transport.connection import DEFAULT_URL, URL_ENV, redacted
 
-__all__ = ("fail_cleanly", "json_option", "main", "prefix_option", "url_option")
+__all__ = ("confirm", "fail_cleanly", "json_option", "main", "prefix_option", "url_option")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,16 @@ def fail_cleanly(command: F) -> F:
             raise click.ClickException(str(error)) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def confirm(yes: bool, doing: str, question: Callable[[], str]) -> None:
+    """Go on with something that cannot be undone only with --yes or a "y" on a terminal (a
+    script without one must say --yes); ``question`` is asked only when it is needed."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{doing} cannot be undone: pass --yes to confirm")
+    click.confirm(question(), abort=True)
 
 
 def _own_error(exc: BaseException) -> StreamqError | None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ...errors import InvalidArgument
 from ..eventloop import run
-from . import fail_cleanly, json_option, main, prefix_option, url_option
+from . import confirm, fail_cleanly, json_option, main, prefix_option, url_option
 from .render import dead_letter_details, dead_letters_table, echo_json, show_listing
 from .session import known_queues, manager
 
@@ -123,10 +121,7 @@ def purge(queue: str, yes: bool, url: str | None, prefix: str, as_json: bool) ->
 
     Example: python -m streamq dead purge emails --yes
     """
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError("purging cannot be undone: pass --yes to confirm")
-        click.confirm(f"Delete every dead letter of {queue!r}?", abort=True)
+    confirm(yes, "purging", lambda: f"Delete every dead letter of {queue!r}?")
 
     async def drop() -> int:
         async with manager(url, prefix) as qm:

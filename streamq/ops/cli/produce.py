@@ -3,7 +3,6 @@ scripts and smoke tests."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -13,7 +12,7 @@ from ...errors import EncodeError
 from ...store.keys import QueueKeys
 from ...store.schema import problem_in, schema_title
 from ..eventloop import run
-from . import fail_cleanly, json_option, main, prefix_option, url_option
+from . import confirm, fail_cleanly, json_option, main, prefix_option, url_option
 from .render import echo_json, recurring_table, show_listing
 from .session import known_queues, manager
 
@@ -124,10 +123,7 @@ def delete(queue: str, yes: bool, force: bool, url: str | None, prefix: str, as_
                 f" {s.retrying:,} retrying, {s.dead:,} dead"
             )
 
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError("deleting a queue cannot be undone: pass --yes to confirm")
-        click.confirm(f"Delete queue {queue!r} ({run(counts)}) for good?", abort=True)
+    confirm(yes, "deleting a queue", lambda: f"Delete queue {queue!r} ({run(counts)}) for good?")
 
     async def drop() -> int:
         async with manager(url, prefix) as qm:
