@@ -14,7 +14,9 @@ from .errors import (
     PermissionDenied,
     QueueInUse,
     RedisTimeout,
+    Retry,
     StreamqError,
+    Unrecoverable,
 )
 from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
 from .ops.hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
@@ -48,7 +50,9 @@ __all__ = (
     "ReclaimEvent",
     "RecurringInfo",
     "RedisTimeout",
+    "Retry",
     "StreamqError",
+    "Unrecoverable",
 )
 
 __version__ = "0.1.0"

@@ -16,7 +16,9 @@
     ├── JobNotFound (LookupError)
     │                           no such job (never enqueued, or its record expired)
     ├── NotReplicated           an enqueue reached fewer replicas than ``min_replicas`` asks
-    └── QueueInUse              a queue was not deleted: consumers of it are live
+    ├── QueueInUse              a queue was not deleted: consumers of it are live
+    ├── Retry                   raised by a handler: run the job again (after ``delay``)
+    └── Unrecoverable           raised by a handler: straight to the dead letters
 
 Waiting past a deadline raises the built-in :class:`TimeoutError`.
 """
@@ -36,7 +38,9 @@ __all__ = (
     "PermissionDenied",
     "QueueInUse",
     "RedisTimeout",
+    "Retry",
     "StreamqError",
+    "Unrecoverable",
 )
 
 
@@ -161,3 +165,29 @@ class QueueInUse(StreamqError):
         )
         self.queue = queue
         self.consumers = tuple(consumers)
+
+
+class Retry(StreamqError):
+    """Raise it in a handler to run the job again after ``delay`` seconds (None: the consumer's
+    backoff). It counts as an attempt: raised on the last one, the job goes to the dead letters.
+    """
+
+    def __init__(
+        self, delay: float | None = None, reason: str = "the handler asked for a retry"
+    ) -> None:
+        from .validation import check_seconds  # validation imports this module
+
+        self.delay = (
+            None if delay is None else check_seconds(delay, what="Retry's delay", allow_zero=True)
+        )
+        self.reason = reason
+        super().__init__(reason if delay is None else f"{reason} (in {self.delay:g}s)")
+
+
+class Unrecoverable(StreamqError):
+    """Raise it in a handler when trying again cannot help (bad input, a record that is gone):
+    the job goes to the dead letters with ``reason`` at once, whatever retries it had left."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -34,8 +34,10 @@ PUBLIC = {
     "QueueStats",
     "ReclaimEvent",
     "RedisTimeout",
+    "Retry",
     "RecurringInfo",
     "StreamqError",
+    "Unrecoverable",
 }
 
 

@@ -19,6 +19,7 @@ import anyio
 import msgspec
 from redis.exceptions import RedisError
 
+from ..errors import Retry, Unrecoverable
 from ..job import Job
 from ..ops.hooks import JobEvent, call_hooks
 from ..store.scripts import Completion, Failure
@@ -284,7 +285,11 @@ class Runner(Generic[T]):
     ) -> None:
         link = self._link
         held.finishing = True
-        retry_in = self._backoff(attempt) if retry else None
+        retry_in = None
+        if isinstance(raised, Retry) and raised.delay is not None and retry:
+            retry_in = raised.delay
+        elif retry and not isinstance(raised, Unrecoverable):
+            retry_in = self._backoff(attempt)
         failed_at = time.time()
         # Only a job that goes to the dead letters keeps the traceback: formatting it costs.
         trace = traceback_of(raised) if retry_in is None else ""

@@ -504,3 +504,66 @@ async def test_dead_letters_keep_the_handlers_traceback_capped(
     huge = letters["huge"].traceback
     assert huge is not None and huge.startswith("...\n") and len(huge) <= 8_004
     assert huge.rstrip().endswith("x" * 100)
+
+
+async def test_a_handler_asks_for_a_retry_with_its_own_delay_or_the_backoff(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    starts: dict[str, list[float]] = {"own": [], "backoff": [], "last": []}
+
+    async def handle(job: streamq.Job[str]) -> int:
+        starts[job.data].append(time.monotonic())
+        if job.attempt == 1 and job.data == "own":
+            raise streamq.Retry(delay=0.3, reason="not ready yet")
+        if job.attempt == 1 and job.data == "backoff":
+            raise streamq.Retry()
+        if job.data == "last":
+            raise streamq.Retry(delay=0)
+        return job.attempt
+
+    # A backoff of 30 s: a retry that comes sooner took the handler's delay.
+    await queue.consume(handle, max_retries=1, backoff=lambda n: 30.0 if n == 1 else 0.05)
+    assert await queue.wait_for(await queue.enqueue("own"), timeout=10) == 2
+    assert 0.3 <= starts["own"][1] - starts["own"][0] < 3
+    with pytest.raises(TimeoutError):
+        await queue.wait_for(await queue.enqueue("backoff"), timeout=1.5)  # waits the 30 s
+    # Raised on the last attempt, a Retry is a failure like any other: the dead letters.
+    with pytest.raises(streamq.JobFailed, match="Retry: the handler asked for a retry"):
+        await queue.wait_for(await queue.enqueue("last", job_id="last"), timeout=10)
+    assert len(starts["last"]) == 2
+    letter = await queue.dead_letter("last")
+    assert letter is not None and letter.attempts == 2
+
+
+@pytest.mark.parametrize("plain", [False, True])
+async def test_unrecoverable_goes_to_the_dead_letters_at_once(
+    qm: streamq.QueueManager, queue_name: str, plain: bool
+) -> None:
+    queue = qm.get_queue(queue_name)
+    runs: list[int] = []
+
+    def check(job: streamq.Job[int]) -> int:
+        runs.append(job.attempt)
+        if job.data < 0:
+            raise streamq.Unrecoverable(f"{job.data} can never be valid")
+        return job.data
+
+    async def handle(job: streamq.Job[int]) -> int:
+        return check(job)
+
+    await queue.consume(check if plain else handle, max_retries=5, backoff=0.01)
+    with pytest.raises(streamq.JobFailed, match="Unrecoverable: -1 can never be valid"):
+        await queue.wait_for(await queue.enqueue(-1, job_id="bad"), timeout=10)
+    assert runs == [1]
+    letter = await queue.dead_letter("bad")
+    assert letter is not None and letter.attempts == 1
+    assert letter.error == "Unrecoverable: -1 can never be valid"
+    assert letter.traceback is not None and "in check" in letter.traceback
+
+
+async def test_a_retry_delay_is_checked_where_it_is_raised() -> None:
+    for bad in (-1, float("nan"), "soon", True):
+        with pytest.raises(streamq.InvalidArgument, match="Retry's delay"):
+            streamq.Retry(delay=bad)  # type: ignore[arg-type]
+    assert streamq.Retry(0.5).delay == 0.5 and isinstance(streamq.Retry(), streamq.StreamqError)
