@@ -301,9 +301,10 @@ class Queue(Generic[T]):
 
     @_clear_errors
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job (True if it was removed; its state is "cancelled").
+        """Remove a waiting, delayed or retrying job (True if it was removed; its state is
+        "cancelled", and ``wait_for`` raises :class:`JobFailed`).
 
-        A job a consumer already received, or one that finished, is not cancelled.
+        A job a consumer holds now, or one that finished, is not cancelled.
         """
         return await self._scripts.cancel(self._keys, self.retention, check_job_id(job_id))
 
@@ -451,7 +452,9 @@ class Queue(Generic[T]):
                         registered = False  # the finishing script took the registration back
                         if seen.state == "completed":
                             return decode_result(seen.result)
-                        error = seen.error.decode(errors="replace") if seen.error else seen.state
+                        error = seen.state  # "cancelled" (whatever its last attempt said)
+                        if seen.state == "dead" and seen.error:
+                            error = seen.error.decode(errors="replace")
                         raise JobFailed(job_id, error, queue=self.name)
                     registered = True
                     await finished.wait(WAIT_SLICE)

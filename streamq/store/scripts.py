@@ -442,7 +442,15 @@ class Scripts:
 
     async def cancel(self, keys: QueueKeys, retention: Retention, job_id: str) -> bool:
         cancelled = await self._cancel(
-            keys=[keys.stream, keys.staged, keys.delayed, keys.job(job_id), keys.finished],
+            keys=[
+                keys.stream,
+                keys.staged,
+                keys.delayed,
+                keys.job(job_id),
+                keys.finished,
+                keys.retry,
+                keys.retry_payloads,
+            ],
             args=[job_id, keys.wake, retention.ttl, retention.keep, keys.job_prefix],
         )
         return bool(cancelled)

@@ -567,3 +567,36 @@ async def test_a_retry_delay_is_checked_where_it_is_raised() -> None:
         with pytest.raises(streamq.InvalidArgument, match="Retry's delay"):
             streamq.Retry(delay=bad)  # type: ignore[arg-type]
     assert streamq.Retry(0.5).delay == 0.5 and isinstance(streamq.Retry(), streamq.StreamqError)
+
+
+async def test_a_job_waiting_to_retry_can_be_cancelled(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    """cancel() returned False for it, and the job ran again after its backoff."""
+    queue = qm.get_queue(queue_name)
+    runs: list[int] = []
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        if job.data == "x":
+            runs.append(job.attempt)
+            raise ValueError("down")
+
+    consumer = await queue.consume(handle, max_retries=3, backoff=1.0)
+    job_id = await queue.enqueue("x")
+    await wait_until(lambda: _state(queue, job_id, "retrying"), what="the job to wait to retry")
+    assert await queue.cancel(job_id)
+    info = await queue.get_job(job_id)
+    assert info is not None and info.state == "cancelled"
+    with pytest.raises(streamq.JobFailed, match="cancelled"):
+        await queue.wait_for(job_id, timeout=5)
+    assert (await queue.stats()).retrying == 0
+    assert not await queue.cancel(job_id), "already cancelled"
+    # Past the backoff, the retry did not run.
+    assert await queue.wait_for(await queue.enqueue("later", start_delay=1.5), timeout=10) is None
+    assert runs == [1]
+    await consumer.stop()
+
+
+async def _state(queue: streamq.Queue[Any], job_id: str, state: str) -> bool:
+    info = await queue.get_job(job_id)
+    return info is not None and info.state == state
