@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "MAX_PEEK",
+    "TERMINAL",
     "ConsumerInfo",
     "GroupInfo",
     "JobSummary",
@@ -177,7 +178,8 @@ class InspectScripts:
 
 #: A broadcast job's summary state while groups still owe it: the furthest along any group is.
 _SUMMARY_ORDER: tuple[JobState, ...] = ("active", "retrying", "waiting", "delayed")
-_TERMINAL: tuple[str, ...] = ("completed", "dead", "cancelled")
+#: The states of a job that finished: completed, dead or cancelled.
+TERMINAL: tuple[str, ...] = ("completed", "dead", "cancelled")
 
 
 def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | None:
@@ -220,7 +222,7 @@ def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | Non
             enqueued_at=enqueued_at,
             finished_at=_float(f.get(b"finished_at")),
         )
-    if own not in _TERMINAL:
+    if own not in TERMINAL:
         own = next((s for s in _SUMMARY_ORDER if s in states.values()), own)
     return JobInfo(
         id=job_id,

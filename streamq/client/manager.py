@@ -256,7 +256,27 @@ class QueueManager:
         """The queue called ``name`` (the same object every time), typed by ``type``;
         ``result_ttl`` and ``keep_finished`` override the manager's for its finished jobs."""
         validate_name(name)
-        retention = Retention(
+        queue = self._queues.get(name)
+        if queue is None:
+            retention = self._retention(result_ttl, keep_finished)
+            queue = self._queues[name] = Queue(self._host, name, type, retention)
+        elif type is not Any and queue.type != type:
+            raise InvalidArgument(
+                f"queue {name!r} was already opened with type {queue.type!r}, not {type!r}:"
+                " use one type per queue name"
+            )
+        elif (result_ttl, keep_finished) != (None, None) and queue.retention != self._retention(
+            result_ttl, keep_finished
+        ):
+            raise InvalidArgument(
+                f"queue {name!r} was already opened with result_ttl={queue.retention.ttl} and"
+                f" keep_finished={queue.retention.keep}: give them the first time only"
+            )
+        return queue
+
+    def _retention(self, result_ttl: int | None, keep_finished: int | None) -> Retention:
+        """The manager's retention, with what a ``get_queue`` call overrides."""
+        return Retention(
             ttl=check_count(
                 self.result_ttl if result_ttl is None else result_ttl, what="result_ttl"
             ),
@@ -265,20 +285,6 @@ class QueueManager:
                 what="keep_finished",
             ),
         )
-        queue = self._queues.get(name)
-        if queue is None:
-            queue = self._queues[name] = Queue(self._host, name, type, retention)
-        elif type is not Any and queue.type != type:
-            raise InvalidArgument(
-                f"queue {name!r} was already opened with type {queue.type!r}, not {type!r}:"
-                " use one type per queue name"
-            )
-        elif (result_ttl, keep_finished) != (None, None) and queue.retention != retention:
-            raise InvalidArgument(
-                f"queue {name!r} was already opened with result_ttl={queue.retention.ttl} and"
-                f" keep_finished={queue.retention.keep}: give them the first time only"
-            )
-        return queue
 
     async def queues(self) -> list[str]:
         """The names of every queue that a manager with this prefix has enqueued to, consumed

@@ -49,6 +49,7 @@ from ..worker.backoff import Backoff
 from ..worker.recurring import check_schedule, first_run_ms
 from .batching import ENQUEUE_BATCH, Coalescer, Outcomes, batches
 from .inspection import (
+    TERMINAL,
     GroupInfo,
     InspectScripts,
     JobSummary,
@@ -85,7 +86,6 @@ DELETE_BATCH = 1000
 #: state again anyway: a safety net (the subscription's confirmation, also after a lost
 #: connection, already makes every waiter look again).
 WAIT_SLICE = 5.0
-_TERMINAL = ("completed", "dead", "cancelled")
 #: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
 _Enqueue = tuple[str, bytes, float, int, int]
 
@@ -374,9 +374,9 @@ class Queue(Generic[T]):
 
         Consumers sharing ``consumer_group`` (default: the queue's name) share the work; every
         distinct group receives every job. ``prefetch``: jobs the consumer reads ahead of a
-        free slot (default: as many as ``concurrency``), so the next ones start without a round
-        trip; 0 takes only what free slots can start, which shares long jobs out evenly between
-        consumers.
+        free slot, so the next ones start without a round trip (default: as many as
+        ``concurrency`` while handlers run under 50 ms on average, none while they run longer,
+        so long jobs are shared out evenly between consumers); 0 never reads ahead.
         """
         from ..worker.options import ConsumerOptions
 
@@ -448,7 +448,7 @@ class Queue(Generic[T]):
                         raise JobNotFound(job_id, queue=self.name)
                     if not seen.state:
                         raise name_a_group(self.name, job_id, group, seen.groups)
-                    if seen.state in _TERMINAL:
+                    if seen.state in TERMINAL:
                         registered = False  # the finishing script took the registration back
                         if seen.state == "completed":
                             return decode_result(seen.result)

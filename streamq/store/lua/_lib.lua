@@ -128,10 +128,6 @@ local function group_state(stream, g, f)
   return s or f['state']
 end
 
--- Whether a group that finished its part of a broadcast job (marked 'bc' by the caller) was the
--- last one owing it: then the job finishes ('completed' when no group dead-lettered it, else
--- 'dead' with that group's error), frees its id and is retained like others (`r`, see retain).
--- Returns true if so.
 -- Whether a group of the stream still owes the broadcast job whose record fields are `f`.
 local function still_owed(stream, groups, f)
   for _, g in ipairs(groups) do
@@ -141,6 +137,10 @@ local function still_owed(stream, groups, f)
   return false
 end
 
+-- Whether a group that finished its part of a broadcast job (marked 'bc' by the caller) was the
+-- last one owing it: then the job finishes ('completed' when no group dead-lettered it, else
+-- 'dead' with that group's error), frees its id and is retained like others (`r`, see retain).
+-- Returns true if so.
 local function settle_broadcast(stream, key, job, groups, r, now)
   local f = fields_of(key)
   if TERMINAL[f['state']] or still_owed(stream, groups, f) then return false end

@@ -42,11 +42,11 @@ else
     redis.call('HSET', key, 'bc', 1, 'state ' .. group, 'dead', 'attempts ' .. group, attempt,
       'error ' .. group, err, 'finished ' .. group, now)
     settle_broadcast(stream, key, job, groups, kept, now)
-    notify(key, ARGV[4], job)
-    trim_finished(kept, ARGV[3])
   elseif current then
     redis.call('HSET', key, 'state', 'dead', 'attempts', attempt, 'error', err, 'finished_at', now)
     retain(kept, key, job)
+  end
+  if current then
     notify(key, ARGV[4], job)
     trim_finished(kept, ARGV[3])
   end
