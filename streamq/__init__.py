@@ -7,6 +7,7 @@ from .errors import (
     ConnectionFailed,
     EncodeError,
     InvalidArgument,
+    JobCancelled,
     JobFailed,
     JobInUse,
     JobNotFound,
@@ -18,7 +19,7 @@ from .errors import (
     StreamqError,
     Unrecoverable,
 )
-from .job import DeadLetter, Job, JobInfo, JobState, QueueStats
+from .job import DeadLetter, Event, EventType, Job, JobInfo, JobState, QueueStats
 from .ops.hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
 from .worker.consumer import Consumer
 
@@ -29,11 +30,14 @@ __all__ = (
     "DeadLetter",
     "EncodeError",
     "EnqueueEvent",
+    "Event",
+    "EventType",
     "GroupInfo",
     "Handler",
     "Hooks",
     "InvalidArgument",
     "Job",
+    "JobCancelled",
     "JobEvent",
     "JobFailed",
     "JobInUse",

@@ -11,6 +11,7 @@
     ├── InvalidArgument (ValueError)
     │                           a bad name, option or value passed to the API
     ├── JobFailed               a job went to the dead letters (raised by ``Queue.wait_for``)
+    │   └── JobCancelled        ... or was cancelled
     ├── JobInUse                a dead job cannot be replayed: its id belongs to a job that
     │                           was enqueued since and is unfinished
     ├── JobNotFound (LookupError)
@@ -31,6 +32,7 @@ __all__ = (
     "ConnectionFailed",
     "EncodeError",
     "InvalidArgument",
+    "JobCancelled",
     "JobFailed",
     "JobInUse",
     "JobNotFound",
@@ -87,6 +89,14 @@ class JobFailed(StreamqError):
         self.job_id = job_id
         self.error = error
         self.queue = queue
+
+
+class JobCancelled(JobFailed):
+    """The job was cancelled (``Queue.cancel``) before it finished: it will not run again."""
+
+    def __init__(self, job_id: str, *, queue: str | None = None) -> None:
+        super().__init__(job_id, "cancelled", queue=queue)
+        self.args = (f"job {job_id!r} of queue {queue!r} was cancelled",)
 
 
 class JobInUse(StreamqError):

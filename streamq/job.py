@@ -2,22 +2,51 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
 if TYPE_CHECKING:
     from .client.manager import QueueManager
 
-__all__ = ("DeadLetter", "Job", "JobInfo", "JobState", "QueueStats")
+__all__ = (
+    "DeadLetter",
+    "Event",
+    "EventType",
+    "Job",
+    "JobControl",
+    "JobInfo",
+    "JobState",
+    "QueueStats",
+)
 
 T = TypeVar("T")
 
 JobState = Literal["waiting", "delayed", "active", "retrying", "completed", "dead", "cancelled"]
+EventType = Literal[
+    "enqueued", "started", "progress", "completed", "failed", "dead", "cancelled", "reclaimed"
+]
+
+
+class JobControl(Protocol):
+    """What a running job's handler reaches through its :class:`Job` (the consumer's side)."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    async def set_progress(self, value: Any) -> None: ...
+
+    async def log(self, message: str) -> None: ...
+
+    async def checkpoint(self, value: Any) -> None: ...
 
 
 class Job(msgspec.Struct, Generic[T], frozen=True):
-    """A job as a handler receives it."""
+    """A job as a handler receives it.
+
+    A Job made by hand (a handler's unit test) has no consumer behind it: ``cancelled`` is
+    False and ``set_progress``, ``log`` and ``checkpoint`` do nothing.
+    """
 
     id: str
     data: T
@@ -32,6 +61,36 @@ class Job(msgspec.Struct, Generic[T], frozen=True):
     #: (``job.manager.get_queue("next").enqueue(...)``), also in ``python -m streamq worker``.
     #: None for a Job made by hand (a handler's unit test).
     manager: QueueManager | None = None
+    #: The cursor the job's last attempt saved with :meth:`checkpoint`: where to go on from
+    #: after a reclaim, a retry or a hand-back on shutdown. None on a fresh job.
+    resume_from: Any = None
+    #: Set by the consumer that runs the job.
+    _control: JobControl | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled while it runs (``Queue.cancel``). An ``async def``
+        handler is cancelled outright; a plain function cannot be, so it should look at this
+        between steps and return."""
+        return self._control is not None and self._control.cancelled
+
+    async def set_progress(self, value: Any) -> None:
+        """Keep ``value`` (any msgspec-encodable data) as the job's progress: the last one is
+        ``JobInfo.progress``."""
+        if self._control is not None:
+            await self._control.set_progress(value)
+
+    async def log(self, message: str) -> None:
+        """Add a line to the job's log (``Queue.job_logs``; the newest 1,000 lines are kept,
+        as long as the job's record)."""
+        if self._control is not None:
+            await self._control.log(message)
+
+    async def checkpoint(self, value: Any) -> None:
+        """Save ``value`` (msgspec-encodable) as the job's cursor: an attempt that follows this
+        one finds it in ``resume_from``, so it goes on from there rather than from the start."""
+        if self._control is not None:
+            await self._control.checkpoint(value)
 
 
 class JobInfo(msgspec.Struct, frozen=True):
@@ -50,6 +109,8 @@ class JobInfo(msgspec.Struct, frozen=True):
     #: Where each consumer group stands with a job that goes to several (a broadcast queue);
     #: empty for a job of one group.
     groups: dict[str, JobState] = msgspec.field(default_factory=dict)
+    #: The last value the handler passed to ``job.set_progress`` (None before any).
+    progress: Any = None
 
 
 class QueueStats(msgspec.Struct, frozen=True):
@@ -71,6 +132,8 @@ class QueueStats(msgspec.Struct, frozen=True):
     #: Redis memory the queue takes, approximately (its keys, and its jobs' records estimated
     #: from a sample); 0 where the server does not say.
     memory_bytes: int = 0
+    #: Whether the queue is paused (``Queue.pause``): no consumer starts a job.
+    paused: bool = False
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -88,3 +151,21 @@ class DeadLetter(msgspec.Struct, frozen=True):
     #: Where the handler raised: its traceback (the last 8,000 characters); None when the
     #: attempt failed without an exception of the handler's (a timeout, a bad payload).
     traceback: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True):
+    """A step in a job's life, as ``Queue.events`` reports it."""
+
+    #: The event's id in the queue's event stream: pass it as ``since`` to go on after it.
+    id: str
+    type: EventType
+    job_id: str
+    #: The attempt it concerns (1 for the first; 0 where none is known: enqueued, cancelled).
+    attempt: int
+    #: Unix seconds, by the Redis server's clock (millisecond precision).
+    at: float
+    #: ``completed``: the result; ``failed``/``dead``: the error; ``progress``: the value;
+    #: ``reclaimed``: how many times the job's entry has been delivered. None otherwise.
+    detail: Any = None
+    #: The consumer group it happened in (None for enqueued and cancelled).
+    group: str | None = None

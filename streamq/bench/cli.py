@@ -17,22 +17,34 @@ from rich.progress import Progress
 from rich.table import Table
 
 import streamq
+from streamq.client.manager import DEFAULT_KEEP_EVENTS
 from streamq.ops.eventloop import backend_options
 from streamq.store.keys import registry_key
 
+from .control import scenario_control
 from .measure import RedisMeter, Result, environment, is_cluster_url, open_target, server_url
 from .scenarios import BENCH_PREFIX, RUNNERS, Runner, worker
 from .shards import scenario_shards
 
 __all__ = ("main",)
 
-SCENARIOS = ("enqueue", "process", "latency", "delayed", "priority", "mixed", "memory", "shards")
+SCENARIOS = (
+    "enqueue",
+    "process",
+    "latency",
+    "delayed",
+    "priority",
+    "mixed",
+    "control",
+    "memory",
+    "shards",
+)
 #: Run when no --scenario is given (``memory`` is long: ask for it; ``shards`` needs a cluster).
 DEFAULT_SCENARIOS = SCENARIOS[:-2]
 #: Run with --cluster when no --scenario is given: one queue on one primary, then six on three.
 CLUSTER_SCENARIOS = ("enqueue", "process", "shards")
 
-_RUNNERS: dict[str, Runner] = {**RUNNERS, "shards": scenario_shards}
+_RUNNERS: dict[str, Runner] = {**RUNNERS, "shards": scenario_shards, "control": scenario_control}
 
 
 async def run(url: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
@@ -206,6 +218,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " this process), to see what the metrics cost",
     )
     parser.add_argument(
+        "--keep-events",
+        type=int,
+        default=DEFAULT_KEEP_EVENTS,
+        metavar="N",
+        help="each manager's keep_events: lifecycle events kept per queue (0: none written,"
+        f" default {DEFAULT_KEEP_EVENTS:,})",
+    )
+    parser.add_argument(
         "--no-uvloop", dest="uvloop", action="store_false", help="plain asyncio instead of uvloop"
     )
     args = parser.parse_args(argv)
@@ -220,6 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.scenario = args.scenario or list(CLUSTER_SCENARIOS if args.cluster else DEFAULT_SCENARIOS)
     if "shards" in args.scenario and not args.cluster:
         parser.error("the shards scenario needs a Redis Cluster: add --cluster")
+    if args.keep_events < 0:
+        parser.error("--keep-events must be at least 0")
     for name in ("jobs", "concurrency", "producers", "repeat", "processes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")

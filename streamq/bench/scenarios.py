@@ -47,8 +47,10 @@ def _metrics() -> streamq.Hooks:
 
 def manager(url: str, args: argparse.Namespace) -> streamq.QueueManager:
     """A manager for a scenario: with ``--metrics``, Prometheus metrics count its jobs (so their
-    cost shows in the figures)."""
-    return streamq.QueueManager(url, hooks=[_metrics()] if args.metrics else [])
+    cost shows in the figures); ``--keep-events`` sets its lifecycle events."""
+    return streamq.QueueManager(
+        url, hooks=[_metrics()] if args.metrics else [], keep_events=args.keep_events
+    )
 
 
 #: Every queue (and stream) the benchmark makes is named so: removed when it ends.

@@ -11,6 +11,7 @@ from ..transport.cluster import lane_for
 
 if TYPE_CHECKING:
     from ..ops.hooks import Hooks
+    from ..store.control import ControlScripts
     from ..store.keys import QueueKeys
     from ..store.scripts import Scripts
     from ..store.serialization import Codec
@@ -39,6 +40,7 @@ class Connection:
     #: for the replicas (a WAIT holds its connection: nothing else may queue behind it).
     enqueue_scripts: Scripts
     inspect: InspectScripts
+    control: ControlScripts
 
     def new_lane(self) -> CommandLane:
         """A lane of its own (for a consumer's blocking reads)."""

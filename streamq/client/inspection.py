@@ -14,10 +14,10 @@ import anyio
 import msgspec
 
 from ..errors import InvalidArgument
-from ..job import JobInfo, JobState, QueueStats
+from ..job import DeadLetter, JobInfo, JobState, QueueStats
 from ..store.keys import QueueKeys
-from ..store.scripts import JobRecord, Script
-from ..store.serialization import Codec, decode_recurring, decode_result
+from ..store.scripts import JobRecord, Script, StatsReply
+from ..store.serialization import Codec, decode_dead_record, decode_recurring, decode_result
 from ..validation import check_count
 
 if TYPE_CHECKING:
@@ -194,6 +194,7 @@ def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | Non
     f = record.fields
     states = cast("dict[str, JobState]", record.group_states)
     enqueued_at = _float(f.get(b"enqueued_at"))
+    progress = decode_result(f.get(b"progress"))
     if group is not None and states:
         if group not in states:
             return None
@@ -206,6 +207,7 @@ def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | Non
             result=decode_result(f.get(b"result " + g)),
             error=_text(f.get(b"error " + g)),
             enqueued_at=enqueued_at,
+            progress=progress,
             finished_at=_float(f.get(b"finished " + g)),
             groups=states,
         )
@@ -220,6 +222,7 @@ def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | Non
             result=decode_result(f.get(b"result")),
             error=_text(f.get(b"error")),
             enqueued_at=enqueued_at,
+            progress=progress,
             finished_at=_float(f.get(b"finished_at")),
         )
     if own not in TERMINAL:
@@ -234,8 +237,39 @@ def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | Non
         result=None,
         error=_text(f.get(b"error")),
         enqueued_at=enqueued_at,
+        progress=progress,
         finished_at=_float(f.get(b"finished_at")),
         groups=states,
+    )
+
+
+def stats_of(s: StatsReply) -> QueueStats:
+    return QueueStats(
+        waiting=s.waiting,
+        active=s.active,
+        delayed=s.delayed,
+        retrying=s.retrying,
+        completed=s.completed,
+        dead=s.dead,
+        oldest_waiting_age=s.oldest_waiting_ms / 1000,
+        groups=s.groups,
+        memory_bytes=s.memory,
+        paused=bool(s.paused),
+    )
+
+
+def dead_letter_of(
+    codec: Codec[Any], job_id: str, raw_record: bytes, payload: bytes, groups: list[str]
+) -> DeadLetter:
+    record = decode_dead_record(raw_record)
+    return DeadLetter(
+        job_id=job_id,
+        data=codec.decode_data_or_raw(payload),
+        error=record.error,
+        attempts=record.attempts,
+        failed_at=record.failed_at,
+        groups=tuple(groups),
+        traceback=record.traceback or None,
     )
 
 

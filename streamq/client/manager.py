@@ -17,6 +17,7 @@ import anyio
 
 from ..errors import InvalidArgument, StreamqError
 from ..ops.hooks import Hooks, check_hooks
+from ..store.control import ControlScripts
 from ..store.keys import registry_key, validate_name
 from ..store.scripts import Retention, Scripts
 from ..store.serialization import DEFAULT_MAX_PAYLOAD_BYTES
@@ -57,6 +58,7 @@ DEFAULT_RESULT_TTL = 24 * 3600
 #: Finished jobs whose records a queue keeps (the newest): with the ttl alone, 1,000 jobs a
 #: second held ~29 GB of records at any time.
 DEFAULT_KEEP_FINISHED = 10_000
+DEFAULT_KEEP_EVENTS = 10_000
 DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
 #: Connections that durable enqueues (``min_replicas``) may wait for replicas on at once.
@@ -86,6 +88,9 @@ class QueueManager:
     or error, for ``get_job`` and ``wait_for``) is kept that long, and per queue only for the
     newest ``keep_finished`` finished jobs, so memory stays bounded however many jobs flow;
     ``get_queue`` overrides both per queue. Dead letters stay until purged.
+
+    ``keep_events``: the lifecycle events (``Queue.events``) each queue keeps, the newest ones
+    (about: the stream is trimmed in whole nodes); 0 writes none.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class QueueManager:
         instance_id: str | None = None,
         result_ttl: int = DEFAULT_RESULT_TTL,
         keep_finished: int = DEFAULT_KEEP_FINISHED,
+        keep_events: int = DEFAULT_KEEP_EVENTS,
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
         group_idle_timeout: float = DEFAULT_GROUP_IDLE_TIMEOUT,
         min_replicas: int = 0,
@@ -111,6 +117,7 @@ class QueueManager:
         )
         self.result_ttl = check_count(result_ttl, what="result_ttl")
         self.keep_finished = check_non_negative(keep_finished, what="keep_finished")
+        self.keep_events = check_non_negative(keep_events, what="keep_events")
         self.shutdown_grace = check_seconds(shutdown_grace, what="shutdown_grace", allow_zero=True)
         #: A consumer group with no live consumer for this long is removed, so the broadcast
         #: groups of instances that are gone do not keep the stream from being trimmed.
@@ -168,7 +175,14 @@ class QueueManager:
                 min_replicas=self.min_replicas,
                 replica_timeout=self.replica_timeout,
             )
-        self._connection = Connection(client, lane, scripts, enqueue_scripts, InspectScripts(lane))
+        self._connection = Connection(
+            client,
+            lane,
+            scripts,
+            enqueue_scripts,
+            InspectScripts(lane),
+            ControlScripts(lane, client),
+        )
         self._background = await Background.open(f"streamq manager {self.instance_id}")
         if isinstance(client, SentinelRedis):
             self._background.start_soon(client.follow_failovers, "streamq sentinel failovers")
@@ -284,6 +298,7 @@ class QueueManager:
                 self.keep_finished if keep_finished is None else keep_finished,
                 what="keep_finished",
             ),
+            events=self.keep_events,
         )
 
     async def queues(self) -> list[str]:
@@ -367,6 +382,8 @@ class QueueManager:
             codec=codec,
             client=connection.client,
             scripts=connection.scripts,
+            control=connection.control,
+            notices=await self._notices_of(keys),
             new_lane=connection.new_lane,
             hooks=lambda: self._hooks,
             wake_scheduler=scheduler.wake,

@@ -1,11 +1,14 @@
 """Messages from Redis to this process, over one pub/sub connection per manager.
 
 Each queue has one channel (``QueueKeys.wake``) that the scripts publish to: ``due`` when an
-enqueue adds an earlier due time (it wakes the queue's scheduler) and ``finished<TAB>job id``
-when a job that a ``wait_for`` registered on finishes. A :class:`Subscriber` holds the manager's
-one subscription and hands each channel's messages to that queue's :class:`QueueNotices`, which
-wakes the scheduler or the waiting calls: so any number of waiters cost no connection of their
-own, and no command until their job finishes.
+enqueue adds an earlier due time (it wakes the queue's scheduler), ``finished<TAB>job id``
+when a job that a ``wait_for`` registered on finishes, and for the queue's consumers
+``cancel<TAB>entry id`` (a job they may be running was cancelled), ``paused``, ``resumed`` and
+``slot<TAB>group`` (a global-concurrency slot was freed).
+A :class:`Subscriber` holds the manager's one subscription and hands each channel's messages
+to that queue's :class:`QueueNotices`, which wakes the scheduler, the waiting calls or the
+consumers: so any number of waiters cost no connection of their own, and no command until
+their job finishes.
 
 Pub/sub delivers at most once: a message published while the subscription is not in place is
 gone. So each (re)subscription, once Redis has confirmed it, wakes everything listening on the
@@ -31,6 +34,10 @@ __all__ = ("JobWatch", "QueueNotices", "Subscriber")
 #: What the scripts publish (store/lua/enqueue.lua, recurring_set.lua and _lib.lua's notify).
 DUE = b"due"
 FINISHED = b"finished"
+#: ``outcome<TAB>state<TAB>detail length<TAB>detail job id``: a finish with its result or error.
+OUTCOME = b"outcome"
+#: What the consumers hear (store/lua/cancel.lua, pause.lua).
+FOR_CONSUMERS = frozenset((b"cancel", b"paused", b"resumed", b"slot"))
 #: The pauses before subscribing again after a lost connection, doubling up to 5 s.
 RESUBSCRIBE_PAUSES = (1.0, 2.0, 4.0, 5.0)
 #: How long one read of the subscription waits for a message before it looks for channels that
@@ -132,21 +139,25 @@ class JobWatch:
     """One ``wait_for`` call's wake-ups: :meth:`arm` before reading the job's state, then
     :meth:`wait`; a wake-up that came in between ends the wait at once."""
 
-    __slots__ = ("_event", "published")
+    __slots__ = ("_event", "outcome", "published")
 
     def __init__(self) -> None:
         self._event = anyio.Event()
         #: Whether the job's finish was published since :meth:`arm`: the script that published
         #: it took every waiter's registration back.
         self.published = False
+        #: The job's final state and its result or error, when the message carried them.
+        self.outcome: tuple[str, bytes] | None = None
 
     def arm(self) -> None:
         if self._event.is_set():
             self._event = anyio.Event()
         self.published = False
+        self.outcome = None
 
-    def wake(self, published: bool = False) -> None:
+    def wake(self, published: bool = False, outcome: tuple[str, bytes] | None = None) -> None:
         self.published = self.published or published
+        self.outcome = outcome or self.outcome
         self._event.set()
 
     async def wait(self, timeout: float) -> None:
@@ -161,6 +172,7 @@ class QueueNotices:
         self._subscriber = subscriber
         self._on_due: Callable[[], None] | None = None
         self._watches: dict[str, set[JobWatch]] = {}
+        self._listeners: set[Route] = set()
 
     def check(self) -> None:
         """Raise the ACL error that refuses the subscription, if one does (waiting could
@@ -171,6 +183,12 @@ class QueueNotices:
     def on_due(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when something may be due sooner than planned."""
         self._on_due = wake
+
+    def listen(self, listener: Route) -> Callable[[], None]:
+        """Hand the consumers' messages (cancel, paused, resumed: kind<TAB>detail) to
+        ``listener``, and None when some may have been missed; returns how to stop."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
 
     @contextmanager
     def watch(self, job_id: str) -> Iterator[JobWatch]:
@@ -192,8 +210,22 @@ class QueueNotices:
             for watches in self._watches.values():
                 for watch in watches:
                     watch.wake()
+            for listener in tuple(self._listeners):
+                listener(None)
             return
         kind, _, job_id = message.partition(b"\t")
+        if kind == OUTCOME:
+            state, _, rest = job_id.partition(b"\t")
+            length, _, rest = rest.partition(b"\t")
+            size = int(length)
+            outcome = (state.decode(), rest[:size])
+            for watch in self._watches.get(rest[size:].decode(errors="replace"), ()):
+                watch.wake(published=True, outcome=outcome)
+            return
+        if kind in FOR_CONSUMERS:
+            for listener in tuple(self._listeners):
+                listener(message)
+            return
         if kind == FINISHED:
             for watch in self._watches.get(job_id.decode(errors="replace"), ()):
                 watch.wake(published=True)

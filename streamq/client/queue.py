@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import anyio
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -15,24 +15,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import (
     ConnectionFailed,
-    JobFailed,
     JobInUse,
-    JobNotFound,
     NotReplicated,
-    QueueInUse,
     RedisTimeout,
     StreamqError,
 )
-from ..job import DeadLetter, Job, JobInfo, QueueStats
+from ..job import DeadLetter, Event, Job, JobInfo, QueueStats
 from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
+from ..store.control import ControlScripts
 from ..store.keys import QueueKeys, validate_group
 from ..store.schema import schema_of
 from ..store.scripts import Retention, Scripts
 from ..store.serialization import (
     Codec,
     RecurringDef,
-    decode_dead_record,
-    decode_result,
     encode_recurring,
 )
 from ..transport.acl import permission_denied
@@ -47,9 +43,10 @@ from ..validation import (
 )
 from ..worker.backoff import Backoff
 from ..worker.recurring import check_schedule, first_run_ms
-from .batching import ENQUEUE_BATCH, Coalescer, Outcomes, batches
+from .batching import Coalescer, Outcomes, batches
+from .events import check_since, read_events
+from .housekeeping import delete_jobs, revive_all
 from .inspection import (
-    TERMINAL,
     GroupInfo,
     InspectScripts,
     JobSummary,
@@ -57,11 +54,13 @@ from .inspection import (
     RecurringInfo,
     check_listed_state,
     check_peek_limit,
+    dead_letter_of,
     job_info,
-    name_a_group,
     recurring_infos,
+    stats_of,
     summaries,
 )
+from .waiting import wait_for_job
 
 if TYPE_CHECKING:
     from ..worker.consumer import Consumer
@@ -80,12 +79,6 @@ Q = TypeVar("Q", bound="Queue[Any]")
 #: is the job's result and raising is a failure.
 Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
 
-#: Job records one call of ``delete`` removes (about a millisecond of the server's time).
-DELETE_BATCH = 1000
-#: How long ``wait_for`` waits for its job's finish to be published before it reads the job's
-#: state again anyway: a safety net (the subscription's confirmation, also after a lost
-#: connection, already makes every waiter look again).
-WAIT_SLICE = 5.0
 #: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
 _Enqueue = tuple[str, bytes, float, int, int]
 
@@ -97,6 +90,9 @@ _AFTER_ERROR = {
     " (deduplicated while it is unfinished)",
     "enqueue_many": "some jobs may have been added",
     "cancel": "the job may or may not have been cancelled",
+    "pause": "the queue may or may not have been paused",
+    "resume": "the queue may or may not have been resumed",
+    "call": "the job may or may not have been enqueued; its id is unknown",
     "schedule_recurring": "the schedule may or may not have been set; set it again (idempotent)",
     "cancel_recurring": "the schedule may or may not have been removed",
     "consume": "the consumer did not start",
@@ -113,6 +109,7 @@ _AFTER_ERROR = {
             "jobs",
             "groups",
             "recurring_schedules",
+            "job_logs",
         ),
         "nothing was changed",
     ),
@@ -177,6 +174,10 @@ class Queue(Generic[T]):
         return self._host.connection().scripts
 
     @property
+    def _control(self) -> ControlScripts:
+        return self._host.connection().control
+
+    @property
     def _inspect(self) -> InspectScripts:
         return self._host.connection().inspect
 
@@ -202,6 +203,22 @@ class Queue(Generic[T]):
 
         While a job with ``job_id`` is unfinished, enqueueing the id again changes nothing.
         """
+        job = await self._prepare(data, priority, start_delay, job_id, max_retries, timeout)
+        added = await self._coalescer.submit(job)
+        if hooks := self._host.hooks:
+            self._tell_enqueued(hooks, job[0], priority, job[4], job[2], added)
+        return job[0]
+
+    async def _prepare(
+        self,
+        data: T,
+        priority: int,
+        start_delay: float,
+        job_id: str | None,
+        max_retries: int | None,
+        timeout: float | None,
+    ) -> _Enqueue:
+        """Check and encode a job (nothing is written before this succeeded)."""
         delay_ms = check_staging(priority, start_delay)
         if max_retries is not None:
             check_max_retries(max_retries)
@@ -214,10 +231,7 @@ class Queue(Generic[T]):
         )
         if not self._registered:
             await self._note_used()
-        added = await self._coalescer.submit((job_id, payload, now, priority, delay_ms))
-        if hooks := self._host.hooks:
-            self._tell_enqueued(hooks, job_id, priority, delay_ms, now, added)
-        return job_id
+        return job_id, payload, now, priority, delay_ms
 
     def _tell_enqueued(
         self,
@@ -259,7 +273,7 @@ class Queue(Generic[T]):
         for batch in batches([(j[0], j[1]) for j in jobs]):
             try:
                 added = await self._enqueue_scripts.enqueue(
-                    self._keys, batch, jobs[0][2], priority, delay_ms
+                    self._keys, batch, jobs[0][2], priority, delay_ms, self.retention.events
                 )
             except Exception as exc:
                 outcomes += [exc] * len(batch)
@@ -287,7 +301,7 @@ class Queue(Generic[T]):
         for batch in batches(jobs):
             try:
                 added = await self._enqueue_scripts.enqueue(
-                    self._keys, batch, now, priority, delay_ms
+                    self._keys, batch, now, priority, delay_ms, self.retention.events
                 )
             except NotReplicated as exc:
                 unconfirmed.append(exc)
@@ -301,12 +315,64 @@ class Queue(Generic[T]):
 
     @_clear_errors
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting, delayed or retrying job (True if it was removed; its state is
-        "cancelled", and ``wait_for`` raises :class:`JobFailed`).
-
-        A job a consumer holds now, or one that finished, is not cancelled.
+        """Cancel an unfinished job: waiting, delayed, retrying or running (True if it was
+        unfinished). It ends "cancelled", is neither retried nor dead-lettered, and
+        ``wait_for`` raises :class:`JobCancelled`. A running handler is cancelled wherever it
+        runs, within about a network round trip (a plain function, which cannot be
+        interrupted, sees ``job.cancelled`` become true). A finished job is left as it is.
         """
         return await self._scripts.cancel(self._keys, self.retention, check_job_id(job_id))
+
+    @_clear_errors
+    async def pause(self) -> bool:
+        """Stop every consumer of the queue, in every group and process, from starting jobs
+        until :meth:`resume` (running ones finish; enqueueing goes on). It holds across
+        restarts. True if the queue was not paused already."""
+        return await self._control.set_paused(self._keys, True)
+
+    @_clear_errors
+    async def resume(self) -> bool:
+        """Let the consumers start jobs again; True if the queue was paused."""
+        return await self._control.set_paused(self._keys, False)
+
+    @_clear_errors
+    async def call(
+        self,
+        data: T,
+        *,
+        timeout: float,
+        priority: int = 0,
+        start_delay: float = 0,
+        job_id: str | None = None,
+        max_retries: int | None = None,
+        job_timeout: float | None = None,
+    ) -> Any:
+        """Request/reply: enqueue a job and wait for its result, woken by the consumer that
+        finishes it (no polling). Raises like :meth:`wait_for`; ``TimeoutError`` after
+        ``timeout`` seconds (the job is not cancelled: it may still run). ``job_timeout`` is
+        the handler's time limit (``enqueue``'s ``timeout``)."""
+        check_seconds(timeout, what="timeout")
+        job = await self._prepare(data, priority, start_delay, job_id, max_retries, job_timeout)
+        notices = await self._host.notices(self._keys)
+
+        async def enqueue_watched() -> None:
+            # The enqueue registers the wait too: one round trip, not two.
+            job_id, payload, now, _, delay_ms = job
+            [added] = await self._enqueue_scripts.enqueue(
+                self._keys,
+                [(job_id, payload)],
+                now,
+                priority,
+                delay_ms,
+                self.retention.events,
+                watch=True,
+            )
+            if hooks := self._host.hooks:
+                self._tell_enqueued(hooks, job_id, priority, delay_ms, now, added)
+
+        return await wait_for_job(
+            self._scripts, self._keys, notices, job[0], timeout, None, register=enqueue_watched
+        )
 
     # -- recurring ------------------------------------------------------------------------
 
@@ -369,6 +435,7 @@ class Queue(Generic[T]):
         visibility_timeout: float = 60,
         rate_limit: tuple[int, float] | None = None,
         prefetch: int | None = None,
+        global_concurrency: int | None = None,
     ) -> Consumer[T]:
         """Start a consumer in the background and return it (stop it with ``await c.stop()``).
 
@@ -377,6 +444,9 @@ class Queue(Generic[T]):
         free slot, so the next ones start without a round trip (default: as many as
         ``concurrency`` while handlers run under 50 ms on average, none while they run longer,
         so long jobs are shared out evenly between consumers); 0 never reads ahead.
+        ``global_concurrency``: at most that many handlers of the group run at once across all
+        its consumers on all machines (a dead consumer's slots come back after
+        ``visibility_timeout``).
         """
         from ..worker.options import ConsumerOptions
 
@@ -390,6 +460,7 @@ class Queue(Generic[T]):
             visibility_timeout=visibility_timeout,
             rate_limit=rate_limit,
             prefetch=prefetch,
+            global_concurrency=global_concurrency,
         )
         await self._note_used()
         return await self._host.start_consumer(self, self._keys, self._codec, handler, options)
@@ -436,58 +507,32 @@ class Queue(Generic[T]):
         if group is not None:
             validate_group(group)
         notices = await self._host.notices(self._keys)
-        registered = False
-        try:
-            with anyio.fail_after(timeout), notices.watch(job_id) as finished:
-                while True:
-                    finished.arm()  # before the read: a finish published after it wakes the wait
-                    seen = await self._scripts.watch_job(
-                        self._keys, job_id, "=" if registered else "+", group or ""
-                    )
-                    if seen is None:
-                        raise JobNotFound(job_id, queue=self.name)
-                    if not seen.state:
-                        raise name_a_group(self.name, job_id, group, seen.groups)
-                    if seen.state in TERMINAL:
-                        registered = False  # the finishing script took the registration back
-                        if seen.state == "completed":
-                            return decode_result(seen.result)
-                        error = seen.state  # "cancelled" (whatever its last attempt said)
-                        if seen.state == "dead" and seen.error:
-                            error = seen.error.decode(errors="replace")
-                        raise JobFailed(job_id, error, queue=self.name)
-                    registered = True
-                    await finished.wait(WAIT_SLICE)
-                    # A finish was published, yet the job is not finished: a broadcast job that
-                    # another group finished. The script took the registration: register again.
-                    registered = not finished.published
-                    notices.check()
-        finally:
-            if registered:  # gave up (timeout, cancellation) before the job finished
-                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await self._scripts.watch_job(self._keys, job_id, "-", group or "")
+        return await wait_for_job(self._scripts, self._keys, notices, job_id, timeout, group)
+
+    @_clear_errors
+    async def job_logs(self, job_id: str) -> list[str]:
+        """The lines the job's handler logged (``job.log``), oldest first: the newest 1,000,
+        kept as long as the job's record."""
+        return await self._control.logs(self._keys, check_job_id(job_id))
+
+    def events(self, since: str | None = None) -> AsyncIterator[Event]:
+        """The queue's job lifecycle as it happens, from any process: ``async for event in
+        queue.events():``. ``since``: None for new events only, an ``Event.id`` to go on after
+        it (a reader that restarts misses nothing still kept), "0" for every event kept (the
+        newest ``keep_events``, a manager option)."""
+        since = check_since(since)
+        return read_events(self._host.connection().client, self._keys, since)
 
     @_clear_errors
     async def stats(self) -> QueueStats:
-        s = await self._scripts.stats(self._keys)
-        return QueueStats(
-            waiting=s.waiting,
-            active=s.active,
-            delayed=s.delayed,
-            retrying=s.retrying,
-            completed=s.completed,
-            dead=s.dead,
-            oldest_waiting_age=s.oldest_waiting_ms / 1000,
-            groups=s.groups,
-            memory_bytes=s.memory,
-        )
+        return stats_of(await self._scripts.stats(self._keys))
 
     @_clear_errors
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Jobs that failed past their retries, oldest failure first."""
         check_count(limit, what="limit")
         rows = await self._scripts.dead_list(self._keys, limit)
-        return [self._dead_letter(*row) for row in rows]
+        return [dead_letter_of(self._codec, *row) for row in rows]
 
     @_clear_errors
     async def retry_dead(self, job_id: str | None = None) -> int:
@@ -502,24 +547,7 @@ class Queue(Generic[T]):
             if in_use:
                 raise JobInUse(job_id, queue=self.name)
             return revived
-        client = self._host.connection().client
-        total, skipped = 0, 0
-        # The skipped ones stay first in the dead set (oldest failure first): page past them.
-        while ids := cast(
-            "list[bytes]",
-            await client.zrange(self._keys.dead, skipped, skipped + ENQUEUE_BATCH - 1),
-        ):
-            revived, in_use = await scripts.revive(self._keys, [i.decode() for i in ids])
-            total += revived
-            skipped += len(in_use)
-        if skipped:
-            log.warning(
-                "queue %r: %d dead job(s) not replayed: jobs enqueued since under their ids are"
-                " unfinished",
-                self.name,
-                skipped,
-            )
-        return total
+        return await revive_all(scripts, self._host.connection().client, self._keys)
 
     @_clear_errors
     async def purge_dead(self) -> int:
@@ -536,16 +564,7 @@ class Queue(Generic[T]):
         ``force``: consumers still running then find their group gone and go on with the jobs
         enqueued afterwards. Big queues go in batches, none holding the server for long.
         """
-        total, first = 0, True
-        while True:
-            # Only the first batch looks for live consumers: a delete is not left halfway.
-            reply = await self._scripts.delete(self._keys, DELETE_BATCH, force=force or not first)
-            if isinstance(reply, list):
-                raise QueueInUse(self.name, reply)
-            deleted, done = reply
-            total, first = total + deleted, False
-            if done:
-                break
+        total = await delete_jobs(self._scripts, self._keys, force=force)
         await self._host.unregister(self.name)
         self._registered = False
         return total
@@ -554,21 +573,7 @@ class Queue(Generic[T]):
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         """One dead letter, or None if no dead job has that id."""
         letters = await self._scripts.dead_get(self._keys, check_job_id(job_id))
-        return None if letters is None else self._dead_letter(*letters)
-
-    def _dead_letter(
-        self, job_id: str, raw_record: bytes, payload: bytes, groups: list[str]
-    ) -> DeadLetter:
-        record = decode_dead_record(raw_record)
-        return DeadLetter(
-            job_id=job_id,
-            data=self._codec.decode_data_or_raw(payload),
-            error=record.error,
-            attempts=record.attempts,
-            failed_at=record.failed_at,
-            groups=tuple(groups),
-            traceback=record.traceback or None,
-        )
+        return None if letters is None else dead_letter_of(self._codec, *letters)
 
     @_clear_errors
     async def jobs(self, state: ListedState, limit: int = 100) -> list[JobSummary]:

@@ -24,7 +24,9 @@ __all__ = ("EnqueueEvent", "Hooks", "JobEvent", "ReclaimEvent", "call_hooks", "c
 log = logging.getLogger("streamq.hooks")
 
 #: The methods of :class:`Hooks`.
-HookMethod = Literal["on_enqueue", "on_start", "on_success", "on_failure", "on_reclaim"]
+HookMethod = Literal[
+    "on_enqueue", "on_start", "on_success", "on_failure", "on_cancel", "on_reclaim"
+]
 
 
 class EnqueueEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +103,10 @@ class Hooks:
 
     def on_failure(self, event: JobEvent) -> None:
         """The attempt failed: ``event.retry_in`` says when it runs again, if it does."""
+
+    def on_cancel(self, event: JobEvent) -> None:
+        """The job was cancelled (``Queue.cancel``) while this consumer held it: its handler
+        was stopped, or never started (``duration`` None)."""
 
     def on_reclaim(self, event: ReclaimEvent) -> None:
         """Taken over from a consumer that stopped heart-beating; it runs here next."""

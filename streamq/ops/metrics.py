@@ -60,6 +60,7 @@ class _Series(NamedTuple):
     failed: Counter
     retried: Counter
     dead_lettered: Counter
+    cancelled: Counter
     reclaimed: Counter
     run_time: Histogram
     start_latency: Histogram
@@ -94,6 +95,9 @@ class PrometheusMetrics(Hooks):
         self.failed = counter("jobs_failed", "Failed attempts (retried or dead-lettered).")
         self.retried = counter("jobs_retried", "Failed attempts that will be retried.")
         self.dead_lettered = counter("jobs_dead_lettered", "Jobs moved to the dead letters.")
+        self.cancelled = counter(
+            "jobs_cancelled", "Jobs cancelled while a consumer held them (Queue.cancel)."
+        )
         self.reclaimed = counter(
             "jobs_reclaimed", "Jobs taken over from a consumer that stopped heart-beating."
         )
@@ -118,6 +122,7 @@ class PrometheusMetrics(Hooks):
                 failed=self.failed.labels(queue, group),
                 retried=self.retried.labels(queue, group),
                 dead_lettered=self.dead_lettered.labels(queue, group),
+                cancelled=self.cancelled.labels(queue, group),
                 reclaimed=self.reclaimed.labels(queue, group),
                 run_time=self.run_time.labels(queue, group),
                 start_latency=self.start_latency.labels(queue, group),
@@ -150,6 +155,12 @@ class PrometheusMetrics(Hooks):
             series.dead_lettered.inc()
         else:
             series.retried.inc()
+        if event.duration is not None:
+            series.run_time.observe(event.duration)
+
+    def on_cancel(self, event: JobEvent) -> None:
+        series = self._series_of(event.queue, event.group)
+        series.cancelled.inc()
         if event.duration is not None:
             series.run_time.observe(event.duration)
 

@@ -50,13 +50,17 @@ class QueueKeys:
     """The keys of one queue, computed once (they are used on every enqueue)."""
 
     __slots__ = (
+        "cancels",
         "completed",
         "dead",
         "dead_records",
         "delayed",
+        "events",
         "finished",
         "groups",
         "job_prefix",
+        "logs_prefix",
+        "paused",
         "prefix",
         "queue",
         "rate_log_prefix",
@@ -66,6 +70,7 @@ class QueueKeys:
         "retry",
         "retry_payloads",
         "schema",
+        "slots_prefix",
         "staged",
         "staged_seq",
         "stream",
@@ -101,6 +106,9 @@ class QueueKeys:
         #: ``rate_seq_prefix + group``: the counter naming them.
         self.rate_log_prefix = base + "rate:"
         self.rate_seq_prefix = base + "rate-seq:"
+        #: ``slots_prefix + group``: sorted set of the entries of a group running under its
+        #: global concurrency, scored by when their slot lapses (server ms).
+        self.slots_prefix = base + "slots:"
         #: The queue's pub/sub channel: ``due`` when an earlier due time appears (wakes the
         #: schedulers), ``finished<TAB>job id`` when a job that ``wait_for`` waits on finishes.
         self.wake = base + "wake"
@@ -118,13 +126,32 @@ class QueueKeys:
         #: The JSON Schema of the queue's type, as the last manager that used it with a type
         #: wrote it: what tools without the type (the command line) check data against.
         self.schema = base + "schema"
+        #: The queue's lifecycle events (``Queue.events``): a stream capped at the manager's
+        #: ``keep_events``, written by the scripts that make each transition.
+        self.events = base + "events"
         #: Counter of jobs completed, for stats.
         self.completed = base + "completed"
         #: ``job_prefix + job_id``: the hash holding a job's state, result and error.
         self.job_prefix = base + "job:"
+        #: ``logs_prefix + job_id``: the list of a job's log lines (``job.log``). The scripts
+        #: that expire or delete a record name it from the record's key (``logs_key`` in
+        #: ``_lib.lua``): the record's key with ``job:`` swapped for ``logs:``.
+        self.logs_prefix = base + "logs:"
+        #: Set while the queue is paused (``Queue.pause``): no consumer starts a job.
+        self.paused = base + "paused"
+        #: Sorted set of the entries of broadcast jobs cancelled before every group had been
+        #: delivered them, scored by when (server ms): a consumer that reads one acknowledges it
+        #: without running it. The newest few are kept.
+        self.cancels = base + "cancels"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    def slots(self, group: str) -> str:
+        return self.slots_prefix + group
+
+    def job_logs(self, job_id: str) -> str:
+        return self.logs_prefix + job_id
 
     def fixed(self) -> tuple[str, ...]:
         """Every key of the queue but its jobs' records and its groups' rate limits."""
@@ -144,4 +171,7 @@ class QueueKeys:
             self.finished,
             self.completed,
             self.schema,
+            self.paused,
+            self.cancels,
+            self.events,
         )

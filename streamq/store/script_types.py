@@ -60,15 +60,18 @@ class Failure:
     payload: bytes
     dead_record: bytes
     failed_at: float
+    #: Its "started" event is not written yet: write it before the failure's.
+    unwritten_start: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Retention:
     """How long finished jobs keep their records: ``ttl`` seconds, and only the newest ``keep``
-    of their queue."""
+    of their queue; and how many lifecycle events the queue keeps (0: none are written)."""
 
     ttl: int
     keep: int
+    events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ class StatsReply:
     groups: int
     delayed: int
     memory: int
+    paused: int
 
 
 def pairs(flat: Sequence[bytes]) -> Fields:

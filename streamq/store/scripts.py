@@ -164,13 +164,33 @@ class Scripts:
         enqueued_at: float,
         priority: int = 0,
         delay_ms: int = 0,
+        events: int = 0,
+        *,
+        watch: bool = False,
     ) -> list[bool]:
         """Add ``(job_id, payload)`` jobs sharing their enqueue time, priority and delay;
-        False where an unfinished job already has the id (nothing changed)."""
-        args: list[Any] = [keys.job_prefix, keys.wake, repr(enqueued_at), priority, delay_ms]
+        False where an unfinished job already has the id (nothing changed). ``events``: the
+        queue's ``keep_events`` (an "enqueued" event per job added). ``watch``: register a
+        waiter on each job (as ``watch_job`` does), whose finish is then published."""
+        args: list[Any] = [
+            keys.job_prefix,
+            keys.wake,
+            repr(enqueued_at),
+            priority,
+            delay_ms,
+            events,
+            int(watch),
+        ]
         for job_id, payload in jobs:
             args += (job_id, payload)
-        script_keys = [keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window]
+        script_keys = [
+            keys.stream,
+            keys.staged,
+            keys.staged_seq,
+            keys.delayed,
+            keys.window,
+            keys.events,
+        ]
         if not self._min_replicas:
             added = await self._enqueue(keys=script_keys, args=args)
             return [bool(a) for a in added]
@@ -195,9 +215,11 @@ class Scripts:
         consumer: str,
         done: Sequence[Completion],
         fetch: int = 0,
+        starts: Sequence[tuple[str, int]] = (),
     ) -> tuple[list[bool], list[tuple[bytes, Fields]]]:
-        """Finish entries (False where the consumer no longer owned one), then read up to
-        ``fetch`` new entries for it in the same round trip."""
+        """Write the "started" events of ``starts`` (job id, attempt), finish entries (False
+        where the consumer no longer owned one), then read up to ``fetch`` new entries for it
+        in the same round trip."""
         args: list[Any] = [
             group,
             consumer,
@@ -206,11 +228,24 @@ class Scripts:
             retention.ttl,
             fetch,
             retention.keep,
+            retention.events,
+            len(starts),
         ]
+        for job_id, attempt in starts:
+            args += (job_id, attempt)
         for c in done:
             args += (c.entry_id, c.job_id, c.attempt, c.result)
         finished, entries = await self._complete(
-            keys=[keys.stream, keys.completed, keys.staged, keys.window, keys.finished], args=args
+            keys=[
+                keys.stream,
+                keys.completed,
+                keys.staged,
+                keys.window,
+                keys.finished,
+                keys.slots(group),
+                keys.events,
+            ],
+            args=args,
         )
         return [bool(f) for f in finished], [(e[0], pairs(e[1])) for e in entries]
 
@@ -229,6 +264,8 @@ class Scripts:
                 keys.staged,
                 keys.window,
                 keys.finished,
+                keys.slots(group),
+                keys.events,
             ],
             args=[
                 group,
@@ -245,6 +282,8 @@ class Scripts:
                 failure.dead_record,
                 repr(failure.failed_at),
                 retention.keep,
+                retention.events,
+                int(failure.unwritten_start),
             ],
         )
         return bool(done)
@@ -267,13 +306,21 @@ class Scripts:
         return int(moved), (None if wait_ms < 0 else wait_ms / 1000)
 
     async def heartbeat(
-        self, keys: QueueKeys, group: str, consumer: str, entry_ids: Sequence[bytes]
-    ) -> list[bytes]:
-        """Reset the idle time of entries still owned; returns the ids no longer owned."""
-        lost: list[bytes] = await self._heartbeat(
-            keys=[keys.stream], args=[group, consumer, *entry_ids]
-        )
-        return lost
+        self,
+        keys: QueueKeys,
+        group: str,
+        consumer: str,
+        held: Sequence[tuple[bytes, bytes]],
+        slot_ms: int,
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Reset the idle time of the ``(entry id, job id)`` still owned, and renew their
+        global-concurrency slots for ``slot_ms``; returns the entry ids no longer owned, and
+        those whose job was cancelled."""
+        args: list[Arg] = [group, consumer, keys.job_prefix, slot_ms]
+        for entry_id, job_id in held:
+            args += (entry_id, job_id)
+        lost, cancelled = await self._heartbeat(keys=[keys.stream, keys.slots(group)], args=args)
+        return lost, cancelled
 
     async def reclaim(
         self,
@@ -284,14 +331,17 @@ class Scripts:
         limit: int,
         cursor: bytes,
         prune_idle_ms: int,
+        events: int = 0,
     ) -> tuple[bytes, list[Claimed]]:
         """Claim entries idle past ``min_idle_ms``; returns the cursor to go on from.
 
         At the end of a sweep, consumers that owe nothing and were idle past ``prune_idle_ms``
-        are removed from the group.
+        are removed from the group. ``events``: the queue's ``keep_events`` (a "reclaimed"
+        event per entry claimed from a consumer that went silent).
         """
         cursor, rows = await self._reclaim(
-            keys=[keys.stream], args=[group, consumer, min_idle_ms, limit, cursor, prune_idle_ms]
+            keys=[keys.stream, keys.events],
+            args=[group, consumer, min_idle_ms, limit, cursor, prune_idle_ms, events],
         )
         return cursor, [Claimed(row[0], int(row[1]), pairs(row[2]), bool(row[3])) for row in rows]
 
@@ -304,10 +354,12 @@ class Scripts:
     ) -> int:
         """Hand every entry the consumer owns back to the group; drop it if it owned none.
         ``counted``: (entry id, job id) of the entries whose start it counted, taken back."""
-        args: list[Arg] = [group, consumer, keys.job_prefix]
+        args: list[Arg] = [group, consumer, keys.job_prefix, keys.wake]
         for entry_id, job_id in counted:
             args += [entry_id, job_id]
-        released: int = await self._release(keys=[keys.stream, keys.window], args=args)
+        released: int = await self._release(
+            keys=[keys.stream, keys.window, keys.slots(group)], args=args
+        )
         return released
 
     async def trim(self, keys: QueueKeys, group_idle_ms: int) -> int:
@@ -322,13 +374,14 @@ class Scripts:
 
     async def rerun(
         self, keys: QueueKeys, group: str, entry_id: bytes, job_id: str, *, count_repeat: bool
-    ) -> int:
+    ) -> tuple[int, bytes | None]:
         """Starts of a redelivered entry before this one, counting this one unless it is a
-        repeat and not ``count_repeat``; -1 when the job has no record."""
-        before: int = await self._rerun(
+        repeat and not ``count_repeat``: -1 when the job has no record, -2 when it was
+        cancelled (not to run); and the group's checkpoint of the job (encoded), if any."""
+        before, checkpoint = await self._rerun(
             keys=[keys.job(job_id)], args=[group, entry_id, int(count_repeat)]
         )
-        return before
+        return before, checkpoint or None
 
     async def get_job(self, keys: QueueKeys, job_id: str) -> JobRecord | None:
         """The job's record and where each group stands with it; None for an unknown job."""
@@ -373,6 +426,7 @@ class Scripts:
                 keys.staged,
                 keys.delayed,
                 keys.finished,
+                keys.paused,
                 keys.retry_payloads,
                 keys.dead_records,
                 keys.window,
@@ -431,14 +485,15 @@ class Scripts:
         prefetch: int,
         ttl_ms: int,
         group_idle_ms: int,
-    ) -> int:
+    ) -> bool:
         """Register (or renew, or with 0 remove) a consumer's prefetch in the window; mark its
-        group alive, to be removed after ``group_idle_ms`` without another mark."""
-        total: int = await self._register(
-            keys=[keys.stream, keys.staged, keys.window, keys.groups],
+        group alive, to be removed after ``group_idle_ms`` without another mark. Returns
+        whether the queue is paused."""
+        _total, paused = await self._register(
+            keys=[keys.stream, keys.staged, keys.window, keys.groups, keys.paused],
             args=[keys.job_prefix, consumer, prefetch, ttl_ms, group, group_idle_ms],
         )
-        return total
+        return bool(paused)
 
     async def cancel(self, keys: QueueKeys, retention: Retention, job_id: str) -> bool:
         cancelled = await self._cancel(
@@ -450,8 +505,17 @@ class Scripts:
                 keys.finished,
                 keys.retry,
                 keys.retry_payloads,
+                keys.cancels,
+                keys.events,
             ],
-            args=[job_id, keys.wake, retention.ttl, retention.keep, keys.job_prefix],
+            args=[
+                job_id,
+                keys.wake,
+                retention.ttl,
+                retention.keep,
+                keys.job_prefix,
+                retention.events,
+            ],
         )
         return bool(cancelled)
 
@@ -478,6 +542,7 @@ class Scripts:
                 "1" if force else "0",
                 keys.rate_log_prefix,
                 keys.rate_seq_prefix,
+                keys.slots_prefix,
             ],
         )
         if reply[0] < 0:

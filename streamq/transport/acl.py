@@ -25,7 +25,8 @@ __all__ = (
 )
 
 #: Sent from Python: the connection's set-up and health checks, the server checks at connect,
-#: scripts, blocking reads, wake-ups, ``wait_for``, ``min_replicas``, the queue registry.
+#: scripts, blocking reads, wake-ups, ``wait_for``, ``min_replicas``, the queue registry, and
+#: job control's reads (the pause, cancelled entries, job logs, the event stream).
 CLIENT_COMMANDS = (
     "ping",
     "select",
@@ -39,6 +40,10 @@ CLIENT_COMMANDS = (
     "zrange",
     "zadd",
     "wait",
+    "exists",
+    "lrange",
+    "xread",
+    "xrevrange",
 )
 #: Called by the Lua scripts in ``lua/``.
 SCRIPT_COMMANDS = (
@@ -54,6 +59,7 @@ SCRIPT_COMMANDS = (
     "incr",
     "incrby",
     "hget",
+    "hexists",
     "hmget",
     "hgetall",
     "hkeys",
@@ -69,7 +75,10 @@ SCRIPT_COMMANDS = (
     "zrangebyscore",
     "zpopmin",
     "zremrangebyscore",
+    "zremrangebyrank",
     "rpush",
+    "ltrim",
+    "pttl",
     "lpop",
     "llen",
     "lrange",

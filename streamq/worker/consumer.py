@@ -20,16 +20,21 @@ import anyio
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError, ResponseError
 
-from ..store.scripts import Claimed, Completion, pairs
+from ..store.scripts import Claimed, pairs
 from ..validation import check_seconds
+from .acks import Acks, AckTarget
+from .control import ConsumerControls
 from .entries import Held, Inbox, group_gone, tell_reclaimed
+from .limits import StartLimits
 from .outage import OutagePolicy
 from .readahead import ReadAhead
 from .running import ConsumerLink, Runner
 
 if TYPE_CHECKING:
     from ..client.queue import Handler
+    from ..store.script_types import Fields
     from .context import ConsumerContext
+    from .control import RunningJob
     from .options import ConsumerOptions
 
 __all__ = ("Consumer",)
@@ -48,7 +53,7 @@ TRIM_INTERVAL = 2.0
 ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 #: Entries per heartbeat call.
 HEARTBEAT_BATCH = 500
-#: Longest a stop spends writing the last completions and handing jobs back.
+#: Longest a stop spends handing jobs back.
 FLUSH_SECONDS = 5.0
 #: How often a consumer renews its place in the window and marks its group alive (more often
 #: with a short ``group_idle_timeout``: see :func:`register_interval`); a registration lapses
@@ -100,15 +105,10 @@ class Consumer(Generic[T]):
         self._held: dict[bytes, Held] = {}
         self._in_flight = 0  # held and not yet done running (the ack may still be on its way)
         self._capacity = anyio.Event()
-        self._acks: list[Completion] = []
-        self._acks_ready = anyio.Event()
-        self._ack_lock = anyio.Lock()
-        self._acks_idle = anyio.Event()
-        self._acks_idle.set()
         self._reading = False  # in a blocking XREADGROUP
+        self._read_scope: anyio.CancelScope | None = None  # around that read
         self._adopt_needed = False  # a read's reply may have been lost: take up what we own
         self._inbox: Inbox | None = None
-        self._acked_since_trim = False
 
         self._stopping: bool = False
         self._reader_scope: anyio.CancelScope | None = None
@@ -118,19 +118,53 @@ class Consumer(Generic[T]):
         #: Pauses and log lines after a Redis error, for every loop of this consumer.
         self._outage = OutagePolicy(f"consumer {name}", self._keys.prefix, ERROR_PAUSES)
         self._read_ahead = ReadAhead(options.concurrency, options.prefetch)
+        #: The queue's pause as last heard, and the entries cancelled before they started.
+        self._controls = ConsumerControls(
+            context.control,
+            self._keys,
+            self.group,
+            running=self._running_job,
+            on_pause=self._interrupt_read,
+            on_slot_freed=self._slot_freed,
+        )
+        self._gate = self._controls.gate
+        self._acks = Acks(
+            AckTarget(
+                name=name,
+                group=self.group,
+                scripts=self._scripts,
+                keys=self._keys,
+                retention=self._retention,
+                outage=self._outage,
+                fetch=self._fetch_with_acks,
+                read=self._read_along,
+                done=self._done_with,
+                reply_lost=self._lost_reply,
+            )
+        )
+        self._limits = StartLimits.of(
+            options,
+            self._scripts,
+            context.control,
+            self._keys,
+            self._outage,
+            lambda: self._stopping,
+        )
         link = ConsumerLink(
             name=name,
             group=self.group,
             scripts=self._scripts,
             stopping=lambda: self._stopping,
-            queue_ack=self._queue_ack,
+            queue_ack=self._acks.queue,
             forget=self._forget,
             retry_staged=context.wake_scheduler,
             outage=self._outage,
-            permit=None if options.rate_limit is None else self._take_permit,
+            permit=None if self._limits is None else self._limits.take,
             ran=self._read_ahead.ran,
+            was_cancelled=self._controls.cancelled.take,
+            note_start=self._acks.note_start,
+            take_start=self._acks.take_start,
         )
-        self._permits = anyio.Lock()  # one worker at a time asks for a permit, in turn
         self._runner = Runner(link, context, handler, options)
 
     def __repr__(self) -> str:
@@ -150,6 +184,8 @@ class Consumer(Generic[T]):
         """Run until :meth:`stop`; the manager starts this in its task group."""
         await self._ensure_group()
         await self._register()
+        await self._controls.read_again()
+        stop_listening = self._context.notices.listen(self._controls.on_message)
         task_status.started()
         try:
             while True:
@@ -163,9 +199,9 @@ class Consumer(Generic[T]):
                         self.name,
                         self.queue.name,
                     )
-                    await self._flush_acks()
+                    await self._acks.flush()
                 await self._release()
-                self._acks.clear()  # not written: those entries were just handed back
+                self._acks.drop()  # not written: those entries were just handed back
                 if self._stopping:
                     break
                 await anyio.sleep(RESTART_PAUSE)
@@ -174,6 +210,7 @@ class Consumer(Generic[T]):
                 self._in_flight = 0
                 self._workers_done = anyio.Event()
         finally:
+            stop_listening()
             self._read_lane.close()
             self._workers_done.set()
             self._finished.set()
@@ -182,14 +219,14 @@ class Consumer(Generic[T]):
         inbox = self._inbox = Inbox()
         async with anyio.create_task_group() as upkeep:
             upkeep.start_soon(self._maintain)
-            upkeep.start_soon(self._ack_loop)
+            upkeep.start_soon(self._acks.loop)
             async with anyio.create_task_group() as workers:
                 self._workers_scope = workers.cancel_scope
                 workers.start_soon(self._read_loop, inbox)
                 for _ in range(self._options.concurrency):
                     workers.start_soon(self._work_loop, inbox)
             self._workers_done.set()
-            await self._flush_acks()
+            await self._acks.flush()
             upkeep.cancel_scope.cancel()  # no heartbeat may follow the hand-back
 
     async def stop(self, grace: float = 30) -> None:
@@ -199,6 +236,9 @@ class Consumer(Generic[T]):
         """
         check_seconds(grace, what="grace", allow_zero=True)
         self._stopping = True
+        self._gate.release()
+        if self._limits is not None:
+            self._limits.wake()
         if self._reader_scope is not None:
             self._reader_scope.cancel()
         with anyio.move_on_after(grace):
@@ -224,8 +264,9 @@ class Consumer(Generic[T]):
                 raise
 
     async def _register(self) -> None:
-        """Count this consumer's prefetch in the window (and let staged jobs fill the room)."""
-        await self._scripts.register(
+        """Count this consumer's prefetch in the window (and let staged jobs fill the room);
+        hear whether the queue is paused."""
+        paused = await self._scripts.register(
             self._keys,
             self.group,
             self.name,
@@ -233,6 +274,22 @@ class Consumer(Generic[T]):
             round(3 * self._register_every * 1000),
             self._group_idle_ms,
         )
+        self._gate.set(paused)
+
+    # -- control --------------------------------------------------------------------------
+
+    def _running_job(self, entry_id: bytes) -> RunningJob | None:
+        held = self._held.get(entry_id)
+        return None if held is None else held.control
+
+    def _slot_freed(self) -> None:
+        if self._limits is not None:
+            self._limits.slot_freed()
+
+    def _interrupt_read(self) -> None:
+        """The queue was paused: a blocking read would take entries that cannot start."""
+        if self._read_scope is not None:
+            self._read_scope.cancel()
 
     async def _read_loop(self, inbox: Inbox) -> None:
         vt = self._options.visibility_timeout
@@ -248,6 +305,7 @@ class Consumer(Generic[T]):
             with anyio.CancelScope() as self._reader_scope:
                 while not self._stopping:
                     await self._wait_for_capacity()
+                    await self._gate.wait()  # paused: read nothing new
                     try:
                         if self._adopt_needed:
                             self._adopt_needed = False
@@ -291,19 +349,26 @@ class Consumer(Generic[T]):
     async def _read(self, inbox: Inbox, block_ms: int) -> None:
         self._reading = True  # before any await: see _wait_for_turn_to_read
         try:
-            reply = await self._read_lane.execute(
-                "XREADGROUP",
-                "GROUP",
-                self.group,
-                self.name,
-                "COUNT",
-                self._read_ahead.held - self._in_flight,
-                "BLOCK",
-                block_ms,
-                "STREAMS",
-                self._keys.stream,
-                ">",
-            )
+            with anyio.CancelScope() as scope:
+                self._read_scope = scope
+                reply = await self._read_lane.execute(
+                    "XREADGROUP",
+                    "GROUP",
+                    self.group,
+                    self.name,
+                    "COUNT",
+                    self._read_ahead.held - self._in_flight,
+                    "BLOCK",
+                    block_ms,
+                    "STREAMS",
+                    self._keys.stream,
+                    ">",
+                )
+            if scope.cancelled_caught:
+                # Paused: nothing new is read; what the read delivered meanwhile is adopted.
+                self._read_lane.disconnect()
+                self._adopt_needed = True
+                return
         except ResponseError:
             raise  # answered: nothing is left blocked in Redis
         except BaseException:
@@ -315,6 +380,7 @@ class Consumer(Generic[T]):
             raise
         finally:
             self._reading = False
+            self._read_scope = None
         for _stream, entries in reply or ():
             self._admit(inbox, self._hold_all(Held(e, pairs(raw), 1) for e, raw in entries))
 
@@ -327,6 +393,7 @@ class Consumer(Generic[T]):
             self._read_ahead.held - self._in_flight,
             cursor,
             round(PRUNE_CONSUMERS_AFTER * 1000),
+            self._retention.events,
         )
         self._admit(inbox, [h for c in claimed if (h := self._take_claimed(c)) is not None])
         return cursor
@@ -337,7 +404,7 @@ class Consumer(Generic[T]):
         Under the ack lock: a finishing script that reads for us must not be on its way, or
         its entries (delivered, not yet held) would be taken up twice.
         """
-        async with self._ack_lock:
+        async with self._acks.lock:
             free = self._read_ahead.held - self._in_flight
             owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
             lost = [c for c in owned if c.entry_id not in self._held][:free]
@@ -382,28 +449,6 @@ class Consumer(Generic[T]):
         for held in batch:
             inbox.put(held)
 
-    async def _take_permit(self) -> bool:
-        """Wait for a start under the group's rate limit; False if the consumer stops first.
-        A Redis error pauses and asks again: the entry stays held (and heart-beaten), so it
-        runs once Redis answers, or is handed back by the stop."""
-        limit = self._options.rate_limit
-        assert limit is not None  # only given to the runner under a rate limit
-        period_ms = round(self._options.rate_period * 1000)
-        errors = 0
-        async with self._permits:
-            while not self._stopping:
-                try:
-                    granted, wait = await self._scripts.rate_limit(
-                        self._keys, self.group, 1, limit, period_ms
-                    )
-                except (RedisError, OSError) as exc:
-                    errors = await self._outage.pause(exc, errors, "take a rate-limit permit")
-                    continue
-                if granted:
-                    return True
-                await anyio.sleep(wait)  # until the oldest start leaves the window
-        return False
-
     async def _wait_for_capacity(self) -> None:
         while self._in_flight >= self._read_ahead.held:
             self._capacity = anyio.Event()
@@ -416,47 +461,51 @@ class Consumer(Generic[T]):
     # -- running --------------------------------------------------------------------------
 
     async def _work_loop(self, inbox: Inbox) -> None:
-        while (held := await inbox.get()) is not None:
-            if self._stopping:
-                continue  # never started: handed back to the group by _release
-            try:
-                await self._runner.process(held)
-            except Exception:
-                self._held.pop(held.entry_id, None)  # left pending: reclaimed later
-                log.exception(
-                    "consumer %s: unexpected error on entry %s", self.name, held.entry_id.decode()
-                )
-            finally:
-                self._slot_done()
+        """Run entries one after another. A cancelled job's handler is stopped through the
+        worker's cancel scope: one per worker rather than per job (a scope costs more than the
+        rest of a job's bookkeeping), and a new one after each job cancelled this way."""
+        while True:
+            with anyio.CancelScope() as scope:
+                while not scope.cancel_called:
+                    if (held := await inbox.get()) is None:
+                        return
+                    if self._gate.paused:
+                        await self._gate.wait()
+                    if self._stopping:
+                        continue  # never started: handed back to the group by _release
+                    try:
+                        await self._runner.process(held, scope)
+                    except Exception:
+                        self._held.pop(held.entry_id, None)  # left pending: reclaimed later
+                        log.exception(
+                            "consumer %s: unexpected error on entry %s",
+                            self.name,
+                            held.entry_id.decode(),
+                        )
+                    finally:
+                        self._slot_done()
 
     # -- finishing ------------------------------------------------------------------------
-
-    def _queue_ack(self, completion: Completion) -> None:
-        self._acks.append(completion)
-        self._acks_ready.set()
 
     def _forget(self, held: Held) -> None:
         """``held`` is finished with (its failure recorded, or left to be reclaimed)."""
         self._held.pop(held.entry_id, None)
 
+    def _done_with(self, entry_id: bytes) -> None:
+        self._held.pop(entry_id, None)
+
     def _fetch_with_acks(self) -> int:
         """How many new entries the finishing script should read for us: while jobs flow, the
         next batch rides on the acks' round trip. None while the reader is blocked in its own
         read (it would get them), while stopping, or under a rate limit (starts are metered)."""
-        if self._reading or self._stopping or self._options.rate_limit is not None:
+        if (
+            self._reading
+            or self._stopping
+            or self._gate.paused
+            or self._options.rate_limit is not None
+        ):
             return 0
         return max(0, self._read_ahead.held - self._in_flight)
-
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._acks_ready.wait()
-            self._acks_ready = anyio.Event()
-            self._acks_idle = anyio.Event()
-            try:
-                async with self._ack_lock:
-                    await self._write_acks()
-            finally:
-                self._acks_idle.set()
 
     async def _wait_for_turn_to_read(self, until: float) -> bool:
         """Wait for free slots and for the acks to be written: while completions are on their
@@ -469,65 +518,22 @@ class Consumer(Generic[T]):
             while True:
                 if self._in_flight >= self._read_ahead.held:
                     await self._wait_for_capacity()
-                elif self._acks or not self._acks_idle.is_set():
-                    await self._acks_idle.wait()
+                elif self._acks.busy:
+                    await self._acks.wait_idle()
                     await anyio.lowlevel.checkpoint()
                 else:
                     return True
         return False
 
-    async def _write_acks(self) -> None:
-        """Finish every queued completion in one script call (acks coalesce while one is out)."""
-        errors = 0
-        while self._acks:
-            batch, self._acks = self._acks, []
-            fetch = self._fetch_with_acks()
-            try:
-                finished, entries = await self._scripts.complete(
-                    self._keys, self._retention, self.group, self.name, batch, fetch
-                )
-            except (RedisError, OSError) as exc:
-                if group_gone(exc):
-                    # The group or stream was destroyed under us: nothing is owed any more.
-                    log.error(
-                        "consumer %s: could not acknowledge %d jobs: %s", self.name, len(batch), exc
-                    )
-                    for completion in batch:
-                        self._held.pop(completion.entry_id, None)
-                    continue
-                self._acks = batch + self._acks
-                if fetch:
-                    # The script may have run and read entries for us with its reply lost.
-                    self._adopt_needed = True
-                errors = await self._outage.pause(exc, errors, "acknowledge")
-                continue
-            errors = 0
-            self._acked_since_trim = True
-            if self._inbox is not None:
-                for entry_id, fields in entries:
-                    if (held := self._hold(Held(entry_id, fields, 1))) is not None:
-                        self._inbox.put(held)
-            for completion, ok in zip(batch, finished, strict=True):
-                self._held.pop(completion.entry_id, None)
-                if not ok:
-                    log.warning(
-                        "consumer %s: job %r finished after its entry was reclaimed by another"
-                        " consumer; the new owner's run counts",
-                        self.name,
-                        completion.job_id,
-                    )
+    def _read_along(self, entries: list[tuple[bytes, Fields]]) -> None:
+        """Entries the finishing script read for this consumer."""
+        if self._inbox is not None:
+            for entry_id, fields in entries:
+                if (held := self._hold(Held(entry_id, fields, 1))) is not None:
+                    self._inbox.put(held)
 
-    async def _flush_acks(self) -> None:
-        """Write the last completions; bounded, so a stop never hangs on an unreachable Redis."""
-        with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_SECONDS):
-            async with self._ack_lock:  # after a batch that is already on its way
-                await self._write_acks()
-        if self._acks:
-            log.warning(
-                "consumer %s: %d completions not written; those jobs run again",
-                self.name,
-                len(self._acks),
-            )
+    def _lost_reply(self) -> None:
+        self._adopt_needed = True
 
     async def _release(self) -> None:
         """Hand every entry this consumer still owns back to its group, at once.
@@ -560,8 +566,10 @@ class Consumer(Generic[T]):
         errors = 0
         while True:
             wake_at = min(next_heartbeat, next_trim, next_register)
-            await anyio.sleep(max(0.0, wake_at - time.monotonic()))
+            missed = await self._controls.missed(max(0.0, wake_at - time.monotonic()))
             try:
+                if missed:
+                    await self._controls.read_again()
                 # Each due time moves on only once its step succeeded: a failed heartbeat is
                 # tried again after a short pause, not a third of a visibility timeout later.
                 now = time.monotonic()
@@ -572,20 +580,26 @@ class Consumer(Generic[T]):
                     await self._register()
                     next_register = now + self._register_every
                 if now >= next_trim:
-                    if self._acked_since_trim:
+                    if self._acks.written:
                         await self._scripts.trim(self._keys, self._group_idle_ms)
-                        self._acked_since_trim = False
+                        self._acks.written = False
                     next_trim = now + TRIM_INTERVAL
                 errors = 0
             except (RedisError, OSError) as exc:
                 errors = await self._outage.pause(exc, errors, "heartbeat")
 
     async def _heartbeat(self) -> None:
-        ids = list(self._held)
-        for start in range(0, len(ids), HEARTBEAT_BATCH):
-            lost = await self._scripts.heartbeat(
-                self._keys, self.group, self.name, ids[start : start + HEARTBEAT_BATCH]
+        owned = [(h.entry_id, h.fields.get(b"j", b"")) for h in self._held.values()]
+        for start in range(0, len(owned), HEARTBEAT_BATCH):
+            lost, cancelled = await self._scripts.heartbeat(
+                self._keys,
+                self.group,
+                self.name,
+                owned[start : start + HEARTBEAT_BATCH],
+                round(self._options.visibility_timeout * 1000),
             )
+            for entry_id in cancelled:  # its cancel message was lost
+                self._controls.cancel(entry_id)
             for entry_id in lost:
                 held = self._held.pop(entry_id, None)
                 if held is None or held.finishing:

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
     from ..client.manager import QueueManager
+    from ..client.notices import QueueNotices
     from ..client.queue import Queue
     from ..ops.hooks import Hooks
+    from ..store.control import ControlScripts
     from ..store.keys import QueueKeys
     from ..store.scripts import Retention, Scripts
     from ..store.serialization import Codec
@@ -35,6 +37,9 @@ class ConsumerContext(Generic[T]):
     codec: Codec[T]
     client: Client
     scripts: Scripts
+    control: ControlScripts
+    #: The queue's channel as the manager hears it (pause, resume, cancel).
+    notices: QueueNotices
     #: A lane of the consumer's own, for its blocking reads.
     new_lane: Callable[[], CommandLane]
     #: The manager's hooks, read as each job runs (``add_hooks`` applies to running consumers).

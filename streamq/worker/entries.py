@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
 from ..ops.hooks import Hooks, ReclaimEvent, call_hooks
 from ..store.scripts import Claimed
 from ..validation import MAX_JOB_ID_LENGTH
+
+if TYPE_CHECKING:
+    from .control import RunningJob
 
 __all__ = (
     "BadEntry",
@@ -64,7 +68,7 @@ def attempt_of(raw: bytes | None) -> int:
 class Held:
     """An entry this consumer holds: read or reclaimed, and not yet finished."""
 
-    __slots__ = ("counted", "delivery_count", "entry_id", "fields", "finishing")
+    __slots__ = ("control", "counted", "delivery_count", "entry_id", "fields", "finishing")
 
     def __init__(self, entry_id: bytes, fields: dict[bytes, bytes], delivery_count: int) -> None:
         self.entry_id = entry_id
@@ -75,6 +79,8 @@ class Held:
         #: The job id, once this consumer counted a start of the entry in the job's record
         #: (a redelivered entry): a graceful stop that hands it back takes the start back.
         self.counted: str | None = None
+        #: While its handler runs: what cancels it.
+        self.control: RunningJob | None = None
 
 
 class Inbox:

@@ -30,6 +30,8 @@ class ConsumerOptions:
     #: Entries read ahead of a free slot, waiting for one (0: only as many as slots are free;
     #: None: as many as ``concurrency`` while handlers run short, see ``ReadAhead``).
     prefetch: int | None = None
+    #: At most this many handlers of the group run at once across all consumers, if set.
+    global_concurrency: int | None = None
 
     @classmethod
     def build(
@@ -43,6 +45,7 @@ class ConsumerOptions:
         visibility_timeout: float,
         rate_limit: tuple[int, float] | None = None,
         prefetch: int | None = None,
+        global_concurrency: int | None = None,
     ) -> ConsumerOptions:
         limit, period = None, 1.0
         if rate_limit is not None:
@@ -64,4 +67,7 @@ class ConsumerOptions:
             rate_limit=limit,
             rate_period=period,
             prefetch=None if prefetch is None else check_non_negative(prefetch, what="prefetch"),
+            global_concurrency=None
+            if global_concurrency is None
+            else check_count(global_concurrency, what="global_concurrency"),
         )

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import msgspec
@@ -23,9 +23,16 @@ from ..errors import Retry, Unrecoverable
 from ..job import Job
 from ..ops.hooks import JobEvent, call_hooks
 from ..store.scripts import Completion, Failure
-from ..store.serialization import DeadRecord, Envelope, encode_dead_record, in_user_terms
+from ..store.serialization import (
+    DeadRecord,
+    Envelope,
+    decode_result,
+    encode_dead_record,
+    in_user_terms,
+)
 from ..validation import MAX_DELAY_SECONDS
 from .backoff import exponential
+from .control import JobsOf, RunningJob
 from .entries import BadEntry, Held, attempt_of, group_gone, job_id_of
 from .invoke import Invoker, traceback_of
 
@@ -60,12 +67,19 @@ class ConsumerLink:
     retry_staged: Callable[[], None]
     #: The consumer's pauses and log lines after a Redis error.
     outage: OutagePolicy
-    #: Under a rate limit: waits for a start permit, taken right before a handler starts (a
-    #: permit taken earlier, while the entry waits for a worker, would let starts bunch up);
-    #: False when the consumer stops first. None without a rate limit.
-    permit: Callable[[], Awaitable[bool]] | None = None
+    #: Under a rate limit or a global concurrency: waits for a start permit for the entry,
+    #: taken right before its handler starts (a permit taken earlier, while the entry waits
+    #: for a worker, would let starts bunch up); False when the consumer stops first. None
+    #: without either.
+    permit: Callable[[bytes], Awaitable[bool]] | None = None
     #: A handler ran for this many seconds (how far ahead the consumer reads follows it).
     ran: Callable[[float], None] = lambda seconds: None
+    #: Whether the entry was cancelled before it started (then forgotten: it is acknowledged).
+    was_cancelled: Callable[[bytes], bool] = lambda entry_id: False
+    #: With lifecycle events on: write a "started" event for the entry's job (job id,
+    #: attempt) with the next acknowledgements; take that back if it is not written yet.
+    note_start: Callable[[bytes, str, int], None] = lambda entry_id, job_id, attempt: None
+    take_start: Callable[[bytes], bool] = lambda entry_id: False
 
 
 class Runner(Generic[T]):
@@ -89,9 +103,19 @@ class Runner(Generic[T]):
         self._keys = context.keys
         self._retention = context.retention
         self._hooks = context.hooks
+        self._control = context.control
+        self._jobs = JobsOf(
+            context.control,
+            context.keys,
+            link.group,
+            events=context.retention.events,
+            take_start=link.take_start,
+        )
         self._group_bytes = link.group.encode()
 
-    async def process(self, held: Held) -> None:
+    async def process(self, held: Held, worker: anyio.CancelScope) -> None:
+        """Run ``held``. ``worker``: the calling worker's cancel scope, which a cancel of the
+        job cancels while its handler runs (the worker then takes a new one)."""
         fields = held.fields
         target = fields.get(b"g")
         if target is not None and target != self._group_bytes:
@@ -127,28 +151,40 @@ class Runner(Generic[T]):
             )
             await self._fail(held, job_id, 1, error, payload, retry=False)
             return
-        if self._link.permit is not None and not await self._link.permit():
+        if self._link.permit is not None and not await self._link.permit(held.entry_id):
             return  # stopping: never started, handed back to the group by the consumer
 
         max_retries = self._options.max_retries
         if envelope.max_retries is not None:
             max_retries = envelope.max_retries
         if held.delivery_count == 1:
-            await self._run(held, job_id, base_attempt, max_retries, envelope, payload)
+            # A retry goes on from its last attempt's checkpoint; a fresh job has none.
+            resume = None if base_attempt == 1 else await self._checkpoint_of(job_id)
+            await self._run(
+                held, worker, job_id, base_attempt, max_retries, envelope, payload, resume
+            )
             return
         # It came back from a consumer that died. A job that died with its consumer before
         # waits for its turn: it may be what killed it, and what runs beside it would die too.
-        attempt, repeat = await self._rerun_attempt(held, job_id, base_attempt, first=True)
+        rerun = await self._rerun_attempt(held, job_id, base_attempt, first=True)
+        if rerun is None:
+            return  # cancelled meanwhile: acknowledged, not run
+        attempt, repeat, resume = rerun
         if repeat and attempt <= max_retries + 1:
             async with self._repeats:
                 if self._link.stopping():
                     return  # never started: handed back to the group by the consumer
-                attempt, _ = await self._rerun_attempt(held, job_id, base_attempt, first=False)
+                rerun = await self._rerun_attempt(held, job_id, base_attempt, first=False)
+                if rerun is None:
+                    return
+                attempt, _, resume = rerun
                 if attempt <= max_retries + 1:
-                    await self._run(held, job_id, attempt, max_retries, envelope, payload)
+                    await self._run(
+                        held, worker, job_id, attempt, max_retries, envelope, payload, resume
+                    )
                     return
         elif attempt <= max_retries + 1:
-            await self._run(held, job_id, attempt, max_retries, envelope, payload)
+            await self._run(held, worker, job_id, attempt, max_retries, envelope, payload, resume)
             return
         error = (
             f"delivered {held.delivery_count} times without finishing: the consumer running it"
@@ -167,15 +203,17 @@ class Runner(Generic[T]):
 
     async def _rerun_attempt(
         self, held: Held, job_id: str, base_attempt: int, *, first: bool
-    ) -> tuple[int, bool]:
+    ) -> tuple[int, bool, bytes | None] | None:
         """The attempt a redelivered entry's run is, counted by its starts (recorded in Redis
         before each run after the first), not its deliveries: a delivery that never started
         (read ahead, or waiting for its turn, when the consumer died) is no attempt. Counts
         the start about to happen, unless ``first`` and the job is a repeat (it already died in
-        a counted run): then also True, and it is counted once it is its turn."""
+        a counted run): then also True, and it is counted once it is its turn. Also the
+        job's checkpoint. None for a job cancelled meanwhile (acknowledged here)."""
         link = self._link
+        checkpoint = None
         try:
-            before = await link.scripts.rerun(
+            before, checkpoint = await link.scripts.rerun(
                 self._keys, link.group, held.entry_id, job_id, count_repeat=not first
             )
         except (RedisError, OSError) as exc:
@@ -186,21 +224,63 @@ class Runner(Generic[T]):
                 job_id,
                 exc,
             )
+        if before == -2:
+            self._acknowledge_cancelled(held, job_id, base_attempt, None)
+            return None
         if before < 0:  # no record to count in: deliveries bound the starts
-            return base_attempt + held.delivery_count - 1, held.delivery_count > 2
+            return base_attempt + held.delivery_count - 1, held.delivery_count > 2, checkpoint
         if before == 0 or not first:
             held.counted = job_id  # the script counted the start about to happen
-        return base_attempt + 1 + before, before > 0
+        return base_attempt + 1 + before, before > 0, checkpoint
+
+    async def _checkpoint_of(self, job_id: str) -> bytes | None:
+        """The checkpoint a retried job's last attempt saved; None when Redis cannot say (the
+        attempt then starts from the beginning, as a fresh one would)."""
+        try:
+            return await self._control.checkpoint_of(self._keys, job_id, self._link.group)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "consumer %s: could not read the checkpoint of job %s (%s); it starts afresh",
+                self._link.name,
+                job_id,
+                exc,
+            )
+            return None
+
+    def _acknowledge_cancelled(
+        self, held: Held, job_id: str, attempt: int, duration: float | None
+    ) -> None:
+        """The job was cancelled (its record says so already): acknowledge the entry only."""
+        self._link.take_start(held.entry_id)  # cancelled first: no start after it
+        held.finishing = True
+        self._link.queue_ack(Completion(held.entry_id, "", 0, b""))
+        log.info(
+            "job %r of queue %r was cancelled%s",
+            job_id,
+            self._queue.name,
+            "" if duration is None else f" after running {duration:.3f}s",
+        )
+        if hooks := self._hooks():
+            event = self._event(job_id, attempt, 0, 0.0, duration=duration)
+            call_hooks(hooks, "on_cancel", event)
 
     async def _run(
         self,
         held: Held,
+        worker: anyio.CancelScope,
         job_id: str,
         attempt: int,
         max_retries: int,
         envelope: Envelope[T],
         payload: bytes,
+        resume: bytes | None = None,
     ) -> None:
+        if self._link.was_cancelled(held.entry_id):
+            self._acknowledge_cancelled(held, job_id, attempt, None)
+            return
+        control = RunningJob(self._jobs, job_id, attempt, held.entry_id)
+        if self._jobs.events:
+            self._link.note_start(held.entry_id, job_id, attempt)
         job = Job(
             id=job_id,
             data=envelope.data,
@@ -210,14 +290,28 @@ class Runner(Generic[T]):
             priority=envelope.priority,
             enqueued_at=envelope.enqueued_at,
             manager=self._manager,
+            resume_from=None if resume is None else self._resume_from(job_id, resume),
+            _control=control,
         )
         timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
         if hooks := self._hooks():
             event = self._event(job_id, attempt, max_retries, job.enqueued_at)
             call_hooks(hooks, "on_start", event)
         started = time.perf_counter()
-        outcome = await self._invoker.run(job, timeout)
+        held.control = control
+        control.run_in(worker)
+        try:
+            outcome = await self._invoker.run(job, timeout)
+        except anyio.get_cancelled_exc_class():
+            if control.cancelled:  # its worker's scope ends this (and takes a new one)
+                self._acknowledge_cancelled(held, job_id, attempt, time.perf_counter() - started)
+            raise
+        finally:
+            held.control = None
         self._link.ran(time.perf_counter() - started)
+        if control.cancelled:
+            self._acknowledge_cancelled(held, job_id, attempt, time.perf_counter() - started)
+            return
         if outcome.error is not None:
             await self._fail(
                 held,
@@ -243,6 +337,13 @@ class Runner(Generic[T]):
                 duration=time.perf_counter() - started,
             )
             call_hooks(hooks, "on_success", event)
+
+    def _resume_from(self, job_id: str, checkpoint: bytes) -> Any:
+        try:
+            return decode_result(checkpoint)
+        except msgspec.DecodeError as exc:
+            log.error("job %r: its checkpoint cannot be decoded (%s); ignored", job_id, exc)
+            return None
 
     def _event(
         self,
@@ -295,7 +396,15 @@ class Runner(Generic[T]):
         trace = traceback_of(raised) if retry_in is None else ""
         record = encode_dead_record(DeadRecord(job_id, error, attempt, failed_at, trace))
         failure = Failure(
-            held.entry_id, job_id, attempt, error, retry_in, payload, record, failed_at
+            held.entry_id,
+            job_id,
+            attempt,
+            error,
+            retry_in,
+            payload,
+            record,
+            failed_at,
+            unwritten_start=link.take_start(held.entry_id),
         )
         context = {
             "queue": self._queue.name,

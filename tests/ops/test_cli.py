@@ -283,3 +283,44 @@ def test_job_show_tells_a_job_in_full_and_completed_jobs_are_listed(cli: Cli) ->
     assert (completed["id"], completed["result"]) == ("ok", {"sent": "ok"})
     assert "Completed jobs of 'shown'" in cli("jobs", "shown", "-s", "completed").output
     assert "has no active jobs" in cli("jobs", "shown", "-s", "active").output
+
+
+def test_pause_resume_and_cancel_from_the_command_line(cli: Cli) -> None:
+    ids: dict[str, str] = {}
+
+    async def enqueue(qm: streamq.QueueManager) -> None:
+        queue = qm.get_queue("controlled")
+        ids["later"] = await queue.enqueue("later", start_delay=3600)
+
+        async def handle(job: streamq.Job[Any]) -> str:
+            await job.set_progress({"rows": 10})
+            for n in range(25):
+                await job.log(f"row {n}")
+            return "done"
+
+        consumer = await queue.consume(handle)
+        ids["done"] = await queue.enqueue("now")
+        await queue.wait_for(ids["done"], timeout=10)
+        await consumer.stop()
+
+    cli.setup(enqueue)
+    assert "queue 'controlled' is paused now" in cli("pause", "controlled").output
+    assert "was paused already" in cli("pause", "controlled").output
+    assert "controlled (paused)" in cli("info", "controlled").output
+    [listed] = cli.json("info", "controlled")
+    assert listed["stats"]["paused"] is True
+    assert cli.json("resume", "controlled") == {
+        "queue": "controlled",
+        "paused": False,
+        "changed": True,
+    }
+    assert f"cancelled job {ids['later']!r}" in cli("cancel", "controlled", ids["later"]).output
+    assert cli.json("job", "show", "controlled", ids["later"])["state"] == "cancelled"
+    refused = cli("cancel", "controlled", ids["later"], code=1).output
+    assert "was not cancelled: it is unknown or finished" in refused
+    shown = cli("job", "show", "controlled", ids["done"]).output
+    assert 'progress:  {"rows":10}' in shown
+    assert "log (the last 20 of 25; --json has all):" in shown and "  row 24" in shown
+    assert "  row 4\n" not in shown
+    full = cli.json("job", "show", "controlled", ids["done"])
+    assert full["logs"] == [f"row {n}" for n in range(25)] and full["progress"] == {"rows": 10}

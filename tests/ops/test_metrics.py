@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import urllib.request
+from typing import Any
 
 import anyio
 import pytest
@@ -193,3 +194,30 @@ async def test_the_hooks_count_in_process_and_serve(redis_url: str, queue_name: 
             tg.cancel_scope.cancel()
     assert samples[("streamq_jobs_enqueued_total", (("queue", queue_name),))] == 3
     assert samples[depth(queue_name, "waiting")] == 3
+
+
+async def test_a_cancelled_running_job_is_counted(redis_url: str, queue_name: str) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    started = anyio.Event()
+
+    async def handle(job: streamq.Job[Any]) -> None:
+        started.set()
+        await anyio.sleep(30)
+
+    async with streamq.QueueManager(redis_url, hooks=[metrics]) as qm:
+        queue = qm.get_queue(queue_name)
+        await queue.consume(handle)
+        job_id = await queue.enqueue(1)
+        with anyio.fail_after(10):
+            await started.wait()
+        await queue.cancel(job_id)
+
+        def counted() -> bool:
+            samples = parse(generate_latest(registry).decode())
+            return samples.get(("streamq_jobs_cancelled_total", qg(queue_name))) == 1
+
+        await wait_until(counted, what="the cancel to be counted")
+    samples = parse(generate_latest(registry).decode())
+    assert samples[("streamq_jobs_failed_total", qg(queue_name))] == 0
+    assert samples[("streamq_job_run_seconds_count", qg(queue_name))] == 1

@@ -1,9 +1,14 @@
 """A worker process for the tests that kill workers.
 
-    python tests/tools/worker.py URL QUEUE MODE VISIBILITY_TIMEOUT MAX_RETRIES [GROUP]
+    python tests/tools/worker.py URL QUEUE MODE VISIBILITY_TIMEOUT MAX_RETRIES [GROUP [GLOBAL]]
+
+GLOBAL is the consumer's global_concurrency (0: none).
 
 Each job it starts is reported by RPUSH of ``job_id:attempt:pid`` to ``test:{QUEUE}:started``.
-MODE ``hang`` then sleeps until the process is killed; MODE ``die`` exits at once (a poison job).
+MODE ``hang`` then sleeps until the process is killed; MODE ``die`` exits at once (a poison job);
+MODE ``progress`` logs a line and sets its progress first; MODE ``checkpoint`` goes through
+items 0..999 from ``job.resume_from`` (0 on a fresh job), checkpointing every 100, reports each
+item in ``test:{QUEUE}:item`` and hangs at item 550.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from streamq.transport.connection import connect
 
 
 async def main(
-    url: str, queue_name: str, mode: str, vt: float, max_retries: int, group: str
+    url: str, queue_name: str, mode: str, vt: float, max_retries: int, group: str, most: int
 ) -> None:
     marker = await connect(url)  # a cluster client for a redis+cluster:// URL
     async with streamq.QueueManager(url) as qm:
@@ -30,10 +35,29 @@ async def main(
             )
             if mode == "die":
                 os._exit(17)
+            if mode == "progress":
+                await job.log(f"started in {os.getpid()}")
+                await job.set_progress({"done": 1, "of": 3})
+                await marker.rpush(f"test:{queue_name}:progressed", job.id)
+            if mode == "checkpoint":
+                start = 0 if job.resume_from is None else job.resume_from
+                await marker.rpush(f"test:{queue_name}:resumed", f"{job.attempt}:{start}")
+                for item in range(start, 1000):
+                    if item % 100 == 0:
+                        await job.checkpoint(item)
+                    await marker.set(f"test:{queue_name}:item", item)
+                    if item == 550 and job.attempt == 1:
+                        break
+                else:
+                    return
             await anyio.sleep(3600)
 
         await qm.get_queue(queue_name).consume(
-            handle, visibility_timeout=vt, max_retries=max_retries, consumer_group=group or None
+            handle,
+            visibility_timeout=vt,
+            max_retries=max_retries,
+            consumer_group=group or None,
+            global_concurrency=most or None,
         )
         await marker.rpush(f"test:{queue_name}:ready", os.getpid())
         await anyio.sleep_forever()
@@ -42,4 +66,5 @@ async def main(
 if __name__ == "__main__":
     url, queue_name, mode, vt, max_retries = sys.argv[1:6]
     group = sys.argv[6] if len(sys.argv) > 6 else ""
-    anyio.run(main, url, queue_name, mode, float(vt), int(max_retries), group)
+    most = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+    anyio.run(main, url, queue_name, mode, float(vt), int(max_retries), group, most)

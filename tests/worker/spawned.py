@@ -23,7 +23,11 @@ def spawn_worker(redis_url: str, queue_name: str) -> Iterator[SpawnWorker]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def spawn(
-        mode: str, vt: float = 1.0, max_retries: int = 3, group: str = ""
+        mode: str,
+        vt: float = 1.0,
+        max_retries: int = 3,
+        group: str = "",
+        global_concurrency: int = 0,
     ) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [
@@ -35,6 +39,7 @@ def spawn_worker(redis_url: str, queue_name: str) -> Iterator[SpawnWorker]:
                 str(vt),
                 str(max_retries),
                 group,
+                str(global_concurrency),
             ],
             stdin=subprocess.DEVNULL,
         )

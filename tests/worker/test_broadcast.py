@@ -195,3 +195,50 @@ async def test_the_id_is_held_while_a_killed_groups_job_waits_to_be_reclaimed(
     assert info.state == "completed"
     assert info.groups == {"g-a": "completed", "g-b": "completed", "g-killed": "completed"}
     assert runs == {"g-a": [1], "g-b": [1], "g-killed": [2]}
+
+
+async def test_cancel_of_a_broadcast_job_reaches_every_group_that_owes_it(
+    qm: streamq.QueueManager, queue_name: str, redis_url: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    started, stopped = anyio.Event(), anyio.Event()
+    ran: dict[str, list[str]] = {"g-fast": [], "g-slow": [], "g-late": []}
+
+    def recorder(group: str) -> Any:
+        async def handle(job: streamq.Job[Any]) -> str:
+            ran[group].append(job.data)
+            if group == "g-slow" and job.data == "long":
+                started.set()
+                try:
+                    await anyio.sleep(30)
+                finally:
+                    stopped.set()
+            return group
+
+        return handle
+
+    await queue.consume(recorder("g-fast"), consumer_group="g-fast")
+    await queue.consume(recorder("g-slow"), consumer_group="g-slow")
+    # g-late exists (it is owed every job) but has no consumer yet.
+    async with streamq.QueueManager(redis_url) as late:
+        consumer = await late.get_queue(queue_name).consume(
+            recorder("g-late"), consumer_group="g-late"
+        )
+        await consumer.stop()
+    job_id = await queue.enqueue("long")
+    assert await queue.wait_for(job_id, timeout=5, group="g-fast") == "g-fast"
+    with anyio.fail_after(10):
+        await started.wait()
+    assert await queue.cancel(job_id) is True
+    with anyio.fail_after(3):
+        await stopped.wait()
+    info = await queue.get_job(job_id)
+    assert info is not None and info.state == "cancelled"
+    assert info.groups == {"g-fast": "completed", "g-slow": "cancelled", "g-late": "cancelled"}
+    with pytest.raises(streamq.JobCancelled):
+        await queue.wait_for(job_id, timeout=5, group="g-slow")
+    # The group that was not delivered the job yet acknowledges it without running it.
+    await queue.consume(recorder("g-late"), consumer_group="g-late")
+    marker = await queue.enqueue("after")
+    assert await queue.wait_for(marker, timeout=5, group="g-late") == "g-late"
+    assert ran == {"g-fast": ["long", "after"], "g-slow": ["long", "after"], "g-late": ["after"]}

@@ -108,17 +108,18 @@ def job_show(
     queue: str, job_id: str, group: str | None, url: str | None, prefix: str, as_json: bool
 ) -> None:
     """A job of QUEUE in full: its state (per group, for a broadcast job), attempts, result
-    or error, and when it was enqueued and finished.
+    or error, progress, when it was enqueued and finished, and its handler's log lines.
 
     Example: python -m streamq job show emails 8f6b4d1d77113bc936eed966
     """
 
-    async def show() -> JobInfo | None:
+    async def show() -> tuple[JobInfo | None, list[str]]:
         async with manager(url, prefix) as qm:
             [name] = await known_queues(qm, [queue])
-            return await qm.get_queue(name).get_job(job_id, group=group)
+            q = qm.get_queue(name)
+            return await q.get_job(job_id, group=group), await q.job_logs(job_id)
 
-    info = run(show)
+    info, logs = run(show)
     if info is None and group is None:
         raise JobNotFound(job_id, queue=queue)
     if info is None:
@@ -127,9 +128,10 @@ def job_show(
             f" {group!r}"
         )
     if as_json:
-        echo_json(info)
+        fields = {name: getattr(info, name) for name in info.__struct_fields__}
+        echo_json({**fields, "logs": logs})
     else:
-        click.echo(job_details(queue, info))
+        click.echo(job_details(queue, info, logs))
 
 
 @main.command(short_help="A live view of info that refreshes.")

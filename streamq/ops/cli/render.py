@@ -105,7 +105,7 @@ def overview_tables(overviews: Sequence[QueueOverview], caption: str | None = No
     for o in overviews:
         s = o.stats
         queues.add_row(
-            o.name,
+            f"{o.name} (paused)" if s.paused else o.name,
             f"{s.waiting:,}",
             f"{s.active:,}",
             f"{s.delayed:,}",
@@ -162,8 +162,12 @@ def jobs_table(queue: str, state: str, jobs: Sequence[JobSummary]) -> Table:
     return table
 
 
-def job_details(queue: str, info: JobInfo) -> str:
-    """One job in full, as ``job show`` prints it."""
+#: Log lines ``job show`` prints (the newest).
+SHOWN_LOG_LINES = 20
+
+
+def job_details(queue: str, info: JobInfo, logs: Sequence[str] = ()) -> str:
+    """One job in full, as ``job show`` prints it (with the last of its log lines)."""
     lines = [
         f"queue:     {queue}",
         f"job id:    {info.id}",
@@ -177,8 +181,18 @@ def job_details(queue: str, info: JobInfo) -> str:
         lines += [f"  {group}: {state}" for group, state in sorted(info.groups.items())]
     if info.result is not None:
         lines.append(f"result:    {data_text(info.result, width=None)}")
+    if info.progress is not None:
+        lines.append(f"progress:  {data_text(info.progress, width=None)}")
     if info.error:
         lines += ["error:", *(f"  {line}" for line in info.error.splitlines())]
+    if logs:
+        shown = logs[-SHOWN_LOG_LINES:]
+        more = (
+            f" (the last {len(shown)} of {len(logs)}; --json has all)"
+            if len(shown) < len(logs)
+            else ""
+        )
+        lines += [f"log{more}:", *(f"  {line}" for line in shown)]
     return "\n".join(lines)
 
 

@@ -60,11 +60,22 @@ local function ack(stream, group, id, only_group)
   if only_group then redis.call('XDEL', stream, id) end
 end
 
+-- Results and errors up to this size ride in the message that tells waiters a job finished.
+local OUTCOME_IN_MESSAGE = 65536
+
 -- Tell the wait_for calls registered on this job (the record's 'w', see watch_job.lua) that it
 -- finished: one message on the queue's channel, whatever their number (client/notices.py).
-local function notify(job_key, channel, job)
+-- Given its final `state` (and the result or error, `detail`), the message carries them, so a
+-- waiter need not read them back: 'outcome<TAB>state<TAB>detail length<TAB>detail job id'.
+local function notify(job_key, channel, job, state, detail)
   if tonumber(redis.call('HGET', job_key, 'w') or '0') > 0 then
-    redis.call('PUBLISH', channel, 'finished\t' .. job)
+    detail = detail or ''
+    if state and #detail <= OUTCOME_IN_MESSAGE then
+      redis.call('PUBLISH', channel,
+        'outcome\t' .. state .. '\t' .. #detail .. '\t' .. detail .. job)
+    else
+      redis.call('PUBLISH', channel, 'finished\t' .. job)
+    end
     redis.call('HDEL', job_key, 'w')
   end
 end
@@ -84,8 +95,16 @@ local function retention(index, ttl, keep)
   return { index = index, ttl = tonumber(ttl), keep = tonumber(keep) }
 end
 
-local function retain(r, key, job)
+-- The key of a job's log lines (job.log), from its record's key: QueueKeys.job_logs.
+local function logs_key(key, job)
+  return string.sub(key, 1, #key - #job - 4) .. 'logs:' .. job
+end
+
+-- `logged`: whether the job has log lines (its record's 'lg', set by job_note.lua); nil: look.
+local function retain(r, key, job, logged)
   redis.call('EXPIRE', key, r.ttl)
+  if logged == nil then logged = redis.call('HEXISTS', key, 'lg') == 1 end
+  if logged then redis.call('EXPIRE', logs_key(key, job), r.ttl) end
   redis.call('RPUSH', r.index, job)
 end
 
@@ -101,7 +120,9 @@ local function trim_finished(r, prefix)
   if excess <= 0 then return end
   for _, job in ipairs(redis.call('LPOP', r.index, math.min(excess, TRIM_MOST))) do
     local key = prefix .. job
-    if TERMINAL[redis.call('HGET', key, 'state')] then redis.call('DEL', key) end
+    if TERMINAL[redis.call('HGET', key, 'state')] then
+      redis.call('DEL', key, logs_key(key, job))
+    end
   end
 end
 
@@ -287,3 +308,36 @@ local function add_ready(stream, staged, seq, window, key, id, payload, enqueued
   return room
 end
 
+
+-- Global concurrency (consume(global_concurrency=N)): each running job of a group holds a slot,
+-- its entry id in the group's sorted set of slots scored by when the slot lapses (a heartbeat
+-- renews it, so a dead consumer's slots come back after the visibility timeout). A consumer
+-- that found no free slot adds SLOT_WAITER (scored +inf): the next slot freed is published on
+-- the queue's channel ('slot<TAB>group') so that waiting consumers try again at once.
+local SLOT_WAITER = '\twaiting'
+
+local function free_slots(slots, channel, group, entries)
+  if #entries == 0 or redis.call('EXISTS', slots) == 0 then return end
+  if redis.call('ZREM', slots, unpack(entries)) > 0
+    and redis.call('ZREM', slots, SLOT_WAITER) == 1 then
+    redis.call('PUBLISH', channel, 'slot\t' .. group)
+  end
+end
+
+-- Lifecycle events (Queue.events): the queue's capped stream of what happens to its jobs, written
+-- by the script that makes each transition. `most` is how many it keeps (the manager's
+-- keep_events; about that many: the stream is trimmed in whole nodes); 0 writes none.
+local function emit(events, most, kind, job, attempt, group, detail)
+  most = tonumber(most)
+  if most <= 0 then return end
+  local command = { 'XADD', events, 'MAXLEN', '~', most, '*', 't', kind, 'j', job, 'a', attempt }
+  if group then
+    command[#command + 1] = 'g'
+    command[#command + 1] = group
+  end
+  if detail then
+    command[#command + 1] = 'd'
+    command[#command + 1] = detail
+  end
+  redis.call(unpack(command))
+end

@@ -1,43 +1,67 @@
--- Cancel a waiting, delayed or retrying job: out of the delayed or staged set, out of the
--- retries, or out of the stream while no group has been delivered it yet. A broadcast job that
--- a group already finished (its record is per group) is not cancelled.
+-- Cancel an unfinished job: waiting, delayed, retrying or running. It leaves every place it
+-- waits in (staged, delayed, the retries, the stream while undelivered) and ends 'cancelled' at
+-- once. An entry a consumer holds stays pending until that consumer acknowledges it: a message
+-- on the queue's channel ('cancel<TAB>entry id') tells it to stop the handler, and its heartbeat
+-- (heartbeat.lua) or the consumer that reclaims the entry (rerun.lua) finds the state if the
+-- message is lost. A broadcast job is cancelled in every group that has not finished it; the
+-- entries of groups not yet delivered them go to the 'cancels' set, so that the consumer that
+-- reads one acknowledges it without running it.
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] job key, KEYS[5] finished,
--- KEYS[6] retry zset, KEYS[7] retry payloads
+-- KEYS[6] retry zset, KEYS[7] retry payloads, KEYS[8] cancels, KEYS[9] events
 -- ARGV[1] job id, ARGV[2] the queue's channel, ARGV[3] result ttl (s), ARGV[4] finished records
--- to keep, ARGV[5] job key prefix
--- Returns 1 if the job was cancelled, else 0 (unknown, running, or finished).
-local stream, key, job = KEYS[1], KEYS[4], ARGV[1]
-local s = redis.call('HMGET', key, 'state', 'entry', 'bc')
-local removed = false
-if s[3] then return 0 end
-if s[1] == 'retrying' then
-  -- Waiting out its backoff: the retry is its group's member of the retry set.
-  for _, g in ipairs(groups_of(stream)) do
-    local member = g.name .. '\t' .. job
-    if redis.call('ZREM', KEYS[6], member) == 1 then
-      redis.call('HDEL', KEYS[7], member)
-      removed = true
-    end
-  end
-elseif s[1] == 'delayed' then
-  removed = redis.call('ZREM', KEYS[3], job) == 1
-elseif s[1] == 'waiting' then
-  if redis.call('ZREM', KEYS[2], job) == 1 then
-    removed = true
-  elseif s[2] then
-    local delivered = false
-    for _, g in ipairs(groups_of(stream)) do
-      if not older(g.last, s[2]) then delivered = true end
-    end
-    removed = not delivered and redis.call('XDEL', stream, s[2]) == 1
-  end
-end
-if not removed then return 0 end
-local _, now = server_time()
+-- to keep, ARGV[5] job key prefix, ARGV[6] events kept (0: none written)
+-- Returns 1 if the job was cancelled, else 0 (unknown or finished).
+local stream, key, job, channel = KEYS[1], KEYS[4], ARGV[1], ARGV[2]
+local f = fields_of(key)
+if not f['state'] or TERMINAL[f['state']] then return 0 end
+local groups = groups_of(stream)
+local now_ms, now = server_time()
 local kept = retention(KEYS[5], ARGV[3], ARGV[4])
-redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
+redis.call('ZREM', KEYS[2], job)
+redis.call('ZREM', KEYS[3], job)
+for _, g in ipairs(groups) do
+  local member = g.name .. '\t' .. job
+  if redis.call('ZREM', KEYS[6], member) == 1 then redis.call('HDEL', KEYS[7], member) end
+end
 redis.call('HDEL', key, 'p', 'to')
-retain(kept, key, job)
-notify(key, ARGV[2], job)
+
+local function stop_running(entry)
+  redis.call('PUBLISH', channel, 'cancel\t' .. entry)
+end
+
+if f['bc'] or #groups > 1 then
+  local cancelled, undelivered = false, {}
+  for _, g in ipairs(groups) do
+    local s = group_state(stream, g, f)
+    if s and not TERMINAL[s] then
+      cancelled = true
+      redis.call('HSET', key, 'state ' .. g.name, 'cancelled', 'finished ' .. g.name, now)
+      local entry = f['entry ' .. g.name] or f['entry']
+      if s == 'active' then
+        stop_running(entry)
+      elseif entry and older(g.last, entry) then
+        undelivered[#undelivered + 1] = entry
+      end
+    end
+  end
+  if not cancelled then return 0 end
+  for _, entry in ipairs(undelivered) do redis.call('ZADD', KEYS[8], now_ms, entry) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now_ms - 86400000)
+  redis.call('ZREMRANGEBYRANK', KEYS[8], 0, -1001)
+  redis.call('HSET', key, 'bc', 1)
+  settle_broadcast(stream, key, job, groups, kept, now)
+else
+  local entry, g = f['entry'], groups[1]
+  if entry and (not g or older(g.last, entry)) then
+    redis.call('XDEL', stream, entry)
+  elseif entry and #redis.call('XPENDING', stream, g.name, entry, entry, 1) > 0 then
+    stop_running(entry)
+  end
+  redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
+  retain(kept, key, job)
+end
+-- A broadcast job's waiters read their group's outcome themselves.
+notify(key, channel, job, not (f['bc'] or #groups > 1) and 'cancelled' or nil)
 trim_finished(kept, ARGV[5])
+emit(KEYS[9], ARGV[6], 'cancelled', job, 0)
 return 1

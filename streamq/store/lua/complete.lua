@@ -1,9 +1,11 @@
 -- Finish entries that ran to completion (or that another group's retry targeted: ack only).
--- KEYS[1] stream, KEYS[2] completed counter, KEYS[3] staged, KEYS[4] window, KEYS[5] finished
+-- KEYS[1] stream, KEYS[2] completed counter, KEYS[3] staged, KEYS[4] window, KEYS[5] finished,
+-- KEYS[6] the group's slots (global concurrency), KEYS[7] events
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
 -- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none),
--- ARGV[7] finished records to keep; then per entry: entry id, job id ('' = only acknowledge),
--- attempt, result
+-- ARGV[7] finished records to keep, ARGV[8] events kept (0: none written), ARGV[9] how many
+-- starts follow; then per start: job id, attempt (a "started" event each, written first); then
+-- per entry: entry id, job id ('' = only acknowledge), attempt, result
 -- An entry this consumer no longer owns (it was reclaimed) is left to its new owner. With
 -- several groups reading the stream the outcome is this group's (see settle_broadcast).
 -- Staged jobs then take the room the finished entries left in the window, and the consumer's
@@ -14,30 +16,43 @@ local _, now = server_time()
 local kept = retention(KEYS[5], ARGV[5], ARGV[7])
 local groups = groups_of(stream)
 local out, owned, completed = {}, {}, 0
-for i = 8, #ARGV, 4 do
+local first = 10 + 2 * tonumber(ARGV[9])
+local events = tonumber(ARGV[8]) > 0
+for i = 10, first - 1, 2 do
+  emit(KEYS[7], ARGV[8], 'started', ARGV[i], ARGV[i + 1], group)
+end
+for i = first, #ARGV, 4 do
   local entry, job = ARGV[i], ARGV[i + 1]
   if owns(stream, group, consumer, entry) then
     owned[#owned + 1] = entry
     if job ~= '' then
       local key = ARGV[3] .. job
-      local record = redis.call('HMGET', key, 'entry', 'w', 'error', 'bc', 'entry ' .. group)
+      local record = redis.call('HMGET', key, 'entry', 'w', 'error', 'bc', 'entry ' .. group,
+        'state', 'state ' .. group, 'lg')
       -- The record is this entry's unless a later delivery of the job in this group (a retry
-      -- of it) or, on a work queue, in another group owns it.
+      -- of it) or, on a work queue, in another group owns it. A job cancelled while its handler
+      -- ran to the end stays cancelled.
       if #groups > 1 or record[4] then
-        if (record[5] or record[1]) == entry then
+        if (record[5] or record[1]) == entry and record[7] ~= 'cancelled' then
           redis.call('HSET', key, 'bc', 1, 'state ' .. group, 'completed',
             'attempts ' .. group, ARGV[i + 2], 'result ' .. group, ARGV[i + 3],
             'finished ' .. group, now)
           redis.call('HDEL', key, 'error ' .. group)
           settle_broadcast(stream, key, job, groups, kept, now)
+          if events then
+            emit(KEYS[7], ARGV[8], 'completed', job, ARGV[i + 2], group, ARGV[i + 3])
+          end
           if record[2] then notify(key, ARGV[4], job) end
         end
-      elseif record[1] == entry then
+      elseif record[1] == entry and record[6] ~= 'cancelled' then
         redis.call('HSET', key, 'state', 'completed', 'attempts', ARGV[i + 2],
           'result', ARGV[i + 3], 'finished_at', now)
         if record[3] then redis.call('HDEL', key, 'error') end
-        retain(kept, key, job)
-        if record[2] then notify(key, ARGV[4], job) end
+        retain(kept, key, job, record[8] ~= false)
+        if record[2] then notify(key, ARGV[4], job, 'completed', ARGV[i + 3]) end
+        if events then
+          emit(KEYS[7], ARGV[8], 'completed', job, ARGV[i + 2], group, ARGV[i + 3])
+        end
       end
       completed = completed + 1
     end
@@ -47,6 +62,7 @@ for i = 8, #ARGV, 4 do
   end
 end
 if #owned > 0 then
+  free_slots(KEYS[6], ARGV[4], group, owned)
   redis.call('XACK', stream, group, unpack(owned))
   -- The only group reading the stream: delete at once (else the periodic trim does).
   if #groups == 1 then redis.call('XDEL', stream, unpack(owned)) end

@@ -5,7 +5,7 @@
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] retry, KEYS[5] dead, KEYS[6] finished,
 -- KEYS[7] window, KEYS[8] groups, then the queue's other keys (deleted at the end)
 -- ARGV[1] job key prefix, ARGV[2] batch, ARGV[3] force, ARGV[4] rate key prefix,
--- ARGV[5] rate counter key prefix
+-- ARGV[5] rate counter key prefix, ARGV[6] slots key prefix
 -- Returns {-1, live consumer, ...} when refused, else {records deleted, 1 once all is gone}.
 local prefix, batch = ARGV[1], tonumber(ARGV[2])
 local now_ms = server_time()
@@ -24,6 +24,7 @@ end
 local deleted = 0
 local function drop(job)
   deleted = deleted + redis.call('UNLINK', prefix .. job)
+  redis.call('UNLINK', logs_key(prefix .. job, job))
 end
 for _, set in ipairs({ KEYS[2], KEYS[3], KEYS[5] }) do
   local popped = redis.call('ZPOPMIN', set, batch)
@@ -55,7 +56,7 @@ local groups = {}
 for _, g in ipairs(groups_of(KEYS[1])) do groups[g.name] = true end
 for _, group in ipairs(redis.call('HKEYS', KEYS[8])) do groups[group] = true end
 for group in pairs(groups) do
-  redis.call('UNLINK', ARGV[4] .. group, ARGV[5] .. group)
+  redis.call('UNLINK', ARGV[4] .. group, ARGV[5] .. group, ARGV[6] .. group)
 end
 redis.call('UNLINK', unpack(KEYS))
 return { deleted, 1 }

@@ -1,7 +1,9 @@
 -- Add jobs, each unless an unfinished job already holds its id.
--- KEYS[1] stream, KEYS[2] staged, KEYS[3] staged seq, KEYS[4] delayed, KEYS[5] window
+-- KEYS[1] stream, KEYS[2] staged, KEYS[3] staged seq, KEYS[4] delayed, KEYS[5] window,
+-- KEYS[6] events
 -- ARGV[1] job key prefix, ARGV[2] wake channel, and for the whole batch ARGV[3] enqueued_at
--- (unix s), ARGV[4] priority, ARGV[5] delay (ms); then per job: id, payload
+-- (unix s), ARGV[4] priority, ARGV[5] delay (ms), ARGV[6] events kept (0: none written), ARGV[7]
+-- '1' to register a waiter on each job (Queue.call: see watch_job.lua); then per job: id, payload
 -- A job goes straight into the stream (the fast path) when it is immediate, of default priority,
 -- nothing is staged and the window has room; a delayed job waits in the delayed set; the rest
 -- is staged by priority and moved into the stream as the window makes room.
@@ -10,7 +12,7 @@ local stream, staged, seq, delayed, window = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
 local prefix, enqueued_at = ARGV[1], ARGV[3]
 local priority, delay = tonumber(ARGV[4]), tonumber(ARGV[5])
 local added, room, due, wake = {}, nil, nil, false
-for i = 6, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local id, payload = ARGV[i], ARGV[i + 1]
   local key = prefix .. id
   local r = redis.call('HMGET', key, 'state', 'bc')
@@ -23,8 +25,9 @@ for i = 6, #ARGV, 2 do
   end
   if state and UNFINISHED[state] then
     added[#added + 1] = 0
+    if ARGV[7] == '1' then redis.call('HINCRBY', key, 'w', 1) end
   else
-    if state then redis.call('DEL', key) end
+    if state then redis.call('DEL', key, logs_key(key, id)) end
     if delay > 0 then
       due = due or due_after(delay)
       local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
@@ -36,6 +39,8 @@ for i = 6, #ARGV, 2 do
       room = add_ready(stream, staged, seq, window, key, id, payload, enqueued_at, priority, room)
     end
     added[#added + 1] = 1
+    if ARGV[7] == '1' then redis.call('HSET', key, 'w', 1) end
+    emit(KEYS[6], ARGV[6], 'enqueued', id, 0)
   end
 end
 if room and room > 0 and redis.call('EXISTS', staged) == 1 then

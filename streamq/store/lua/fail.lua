@@ -1,19 +1,29 @@
 -- A failed attempt: schedule a retry in the same group, or move the job to the dead letters.
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] retry payloads, KEYS[4] dead zset, KEYS[5] dead records,
--- KEYS[6] staged, KEYS[7] window, KEYS[8] finished
+-- KEYS[6] staged, KEYS[7] window, KEYS[8] finished, KEYS[9] the group's slots, KEYS[10] events
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
 -- ARGV[5] result ttl (s), ARGV[6] entry id, ARGV[7] job id, ARGV[8] attempt, ARGV[9] error,
 -- ARGV[10] retry delay in ms (negative: dead-letter), ARGV[11] payload, ARGV[12] dead record,
--- ARGV[13] failure time (unix seconds, the dead set's score), ARGV[14] finished records to keep
+-- ARGV[13] failure time (unix seconds, the dead set's score), ARGV[14] finished records to keep,
+-- ARGV[15] events kept (0: none written), ARGV[16] '1' when the attempt's "started" event is
+-- not written yet (it is, first)
 -- Returns 1, or 0 when the entry is no longer this consumer's (its new owner decides).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local entry, job, attempt, err = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 if not owns(stream, group, consumer, entry) then return 0 end
+free_slots(KEYS[9], ARGV[4], group, { entry })
 local groups = groups_of(stream)
 ack(stream, group, entry, #groups == 1)
 local key = ARGV[3] .. job
-local record = redis.call('HMGET', key, 'entry', 'bc', 'entry ' .. group)
+local record = redis.call('HMGET', key, 'entry', 'bc', 'entry ' .. group, 'state',
+  'state ' .. group)
 local current = (record[3] or record[1]) == entry
+-- Cancelled while its handler ran: neither retried nor dead-lettered.
+if current and (record[2] and record[5] or record[4]) == 'cancelled' then
+  refill_after_ack(stream, KEYS[6], KEYS[7], ARGV[3])
+  return 1
+end
+if ARGV[16] == '1' then emit(KEYS[10], ARGV[15], 'started', job, attempt, group) end
 -- With several groups reading the stream, the outcome is this group's (see settle_broadcast).
 local broadcast = #groups > 1 or record[2]
 local now_ms, now = server_time()
@@ -29,6 +39,7 @@ if delay >= 0 then
   elseif current then
     redis.call('HSET', key, 'state', 'retrying', 'attempts', attempt, 'error', err)
   end
+  if current then emit(KEYS[10], ARGV[15], 'failed', job, attempt, group, err) end
 else
   redis.call('ZADD', KEYS[4], ARGV[13], job)
   local dead_in = redis.call('HGET', KEYS[5], 'g:' .. job)
@@ -47,8 +58,10 @@ else
     retain(kept, key, job)
   end
   if current then
-    notify(key, ARGV[4], job)
+    -- A broadcast job's waiters read their group's outcome themselves.
+    if broadcast then notify(key, ARGV[4], job) else notify(key, ARGV[4], job, 'dead', err) end
     trim_finished(kept, ARGV[3])
+    emit(KEYS[10], ARGV[15], 'dead', job, attempt, group, err)
   end
 end
 refill_after_ack(stream, KEYS[6], KEYS[7], ARGV[3])

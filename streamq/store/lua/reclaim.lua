@@ -1,7 +1,9 @@
 -- Claim entries whose consumer stopped heart-beating (idle past the visibility timeout).
--- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] most entries,
+-- KEYS[1] stream, KEYS[2] events; ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms,
+-- ARGV[4] most entries,
 -- ARGV[5] XAUTOCLAIM cursor to start from, ARGV[6] idle ms after which a consumer that owes
--- nothing is removed from the group (the trace of a process that stopped or died)
+-- nothing is removed from the group (the trace of a process that stopped or died), ARGV[7]
+-- events kept (a "reclaimed" event per entry taken from a consumer that went silent)
 -- Returns {next cursor ('0-0' at the end), {{entry id, delivery count, {field, value, ...},
 -- 1 if a stopping consumer handed it back (release.lua) else 0}, ...}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
@@ -29,6 +31,13 @@ for _ = 1, 20 do
       local count = redis.call('XPENDING', stream, group, id, id, 1)[1][4] + 1
       redis.call('XCLAIM', stream, group, consumer, 0, id, 'RETRYCOUNT', count, 'JUSTID')
       claimed[#claimed + 1] = { id, count, entry[1][2], handed_back[id] or 0 }
+      if not handed_back[id] then
+        local f, job, attempt = entry[1][2], nil, 1
+        for k = 1, #f, 2 do
+          if f[k] == 'j' then job = f[k + 1] elseif f[k] == 'a' then attempt = f[k + 1] end
+        end
+        if job then emit(KEYS[2], ARGV[7], 'reclaimed', job, attempt, group, count) end
+      end
     end
   end
   if cursor == '0-0' or #claimed >= limit then break end

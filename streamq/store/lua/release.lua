@@ -7,11 +7,12 @@
 -- for a redelivered entry (rerun.lua): the next delivery is the same attempt, since an
 -- interrupted run is not a failure.
 -- It also takes the consumer's prefetch out of the queue's window.
--- KEYS[1] stream, KEYS[2] window; ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix,
--- then pairs of entry id, job id: the entries whose start the consumer counted
+-- KEYS[1] stream, KEYS[2] window, KEYS[3] the group's slots; ARGV[1] group, ARGV[2] consumer,
+-- ARGV[3] job key prefix, ARGV[4] the queue's channel, then pairs of entry id, job id: the
+-- entries whose start the consumer counted
 -- Returns the number of entries handed back.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local key, entry = ARGV[3] .. ARGV[i + 1], ARGV[i]
   local value = redis.call('HGET', key, 'r:' .. group)
   if value and string.sub(value, 1, #entry + 1) == entry .. ' ' then
@@ -32,11 +33,14 @@ local PAGE = 500
 local released, start = 0, '-'
 for _ = 1, 100 do
   local page = redis.call('XPENDING', stream, group, start, '+', PAGE, consumer)
+  local entries = {}
   for _, p in ipairs(page) do
     redis.call('XCLAIM', stream, group, HANDED_BACK, 0, p[1], 'IDLE', LONG_IDLE,
       'RETRYCOUNT', math.max(0, p[4] - 1), 'JUSTID')
+    entries[#entries + 1] = p[1]
     released = released + 1
   end
+  free_slots(KEYS[3], ARGV[4], group, entries)
   if #page < PAGE then break end
   start = '(' .. page[#page][1]
 end

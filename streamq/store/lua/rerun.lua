@@ -3,9 +3,12 @@
 -- count as attempts. Counts the start about to happen too, unless ARGV[3] is '0' and the entry
 -- was started before (a repeat: the consumer counts it once it is its turn to run).
 -- KEYS[1] job key; ARGV[1] group, ARGV[2] entry id, ARGV[3] '1' to count a repeat's start
--- Returns the starts counted before this one; -1 when the job has no record.
+-- Returns {the starts counted before this one (-1 when the job has no record, -2 when it was
+-- cancelled: not to run), the group's checkpoint (job.checkpoint) or false}.
 local key, field, entry = KEYS[1], 'r:' .. ARGV[1], ARGV[2]
-if redis.call('EXISTS', key) == 0 then return -1 end
+local r = redis.call('HMGET', key, 'state', 'bc', 'state ' .. ARGV[1], 'cp ' .. ARGV[1])
+if not r[1] then return { -1, false } end
+if (r[2] and r[3] or r[1]) == 'cancelled' then return { -2, false } end
 local starts = 0
 local value = redis.call('HGET', key, field)
 if value then
@@ -18,4 +21,4 @@ end
 if starts == 0 or ARGV[3] == '1' then
   redis.call('HSET', key, field, entry .. ' ' .. (starts + 1))
 end
-return starts
+return { starts, r[4] or false }

@@ -1,9 +1,10 @@
 -- Counts of a queue's jobs by state, and the memory the queue takes.
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] dead zset, KEYS[4] completed counter,
--- KEYS[5] staged, KEYS[6] delayed, KEYS[7] finished, then the queue's other keys;
+-- KEYS[5] staged, KEYS[6] delayed, KEYS[7] finished, KEYS[8] paused, then the queue's other
+-- keys;
 -- ARGV[1] job key prefix
 -- Returns {waiting, active, retrying, dead, completed, oldest waiting age ms, groups, delayed,
--- memory bytes}.
+-- memory bytes, 1 if paused else 0}.
 local stream = KEYS[1]
 local now_ms = server_time()
 local groups = groups_of(stream)
@@ -70,5 +71,5 @@ end
 return {
   waiting + staged, active, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   tonumber(redis.call('GET', KEYS[4]) or '0'), age, #groups, redis.call('ZCARD', KEYS[6]),
-  memory,
+  memory, redis.call('EXISTS', KEYS[8]),
 }

@@ -1,0 +1,95 @@
+"""Typed wrappers over the scripts of job control: pausing a queue, a group's global
+concurrency slots, and what a running handler keeps with its job (progress, log lines, a
+checkpoint). The scripts that move jobs between
+states are in ``scripts.py``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, cast
+
+from ..transport.lane import CommandLane
+from .keys import QueueKeys
+from .scripts import Script
+
+if TYPE_CHECKING:
+    from ..transport.connection import Client
+
+__all__ = ("MAX_LOG_LINES", "ControlScripts")
+
+#: Log lines kept per job (the newest).
+MAX_LOG_LINES = 1000
+
+
+class ControlScripts:
+    """The job-control scripts, called through one lane."""
+
+    def __init__(self, lane: CommandLane, client: Client) -> None:
+        self.lane = lane
+        #: Plain reads go through the client (on a cluster, the lane routes scripts only).
+        self._client = client
+        self._pause = Script(lane, "pause.lua")
+        self._job_note = Script(lane, "job_note.lua")
+        self._slot = Script(lane, "slot.lua")
+
+    async def set_paused(self, keys: QueueKeys, paused: bool) -> bool:
+        """Pause or resume the queue; True if that changed its state."""
+        changed: int = await self._pause(keys=[keys.paused], args=[int(paused), keys.wake])
+        return bool(changed)
+
+    async def take_slot(
+        self, keys: QueueKeys, group: str, entry_id: bytes, most: int, slot_ms: int
+    ) -> tuple[bool, int]:
+        """Take one of the ``most`` slots of ``group`` for ``entry_id`` (global concurrency),
+        for ``slot_ms`` unless renewed: ``(True, 0)``, or ``(False, ms until the soonest one
+        lapses)``."""
+        taken, wait_ms = await self._slot(keys=[keys.slots(group)], args=[entry_id, most, slot_ms])
+        return bool(taken), int(wait_ms)
+
+    async def is_paused(self, keys: QueueKeys) -> bool:
+        return bool(await self._client.exists(keys.paused))
+
+    async def note(
+        self,
+        keys: QueueKeys,
+        job_id: str,
+        kind: Literal["progress", "log", "checkpoint"],
+        value: bytes | str,
+        group: str,
+        *,
+        attempt: int = 0,
+        events: int = 0,
+        unwritten_start: bool = False,
+    ) -> bool:
+        """Keep a running job's progress, a log line or (for ``group``) its checkpoint; False
+        when the job has no record any more. Progress is a lifecycle event too (``events``:
+        the queue's ``keep_events``), after the start's if that is not written yet."""
+        written: int = await self._job_note(
+            keys=[keys.job(job_id), keys.job_logs(job_id), keys.events],
+            args=[
+                kind,
+                value,
+                group,
+                MAX_LOG_LINES,
+                events,
+                attempt,
+                int(unwritten_start),
+                job_id,
+            ],
+        )
+        return bool(written)
+
+    async def checkpoint_of(self, keys: QueueKeys, job_id: str, group: str) -> bytes | None:
+        """The cursor the job's last attempt in ``group`` saved (encoded), if any."""
+        cursor: bytes | None = await self._job_note(
+            keys=[keys.job(job_id), keys.job_logs(job_id), keys.events],
+            args=["resume", "", group, 0, 0, 0, 0, job_id],
+        )
+        return cursor
+
+    async def logs(self, keys: QueueKeys, job_id: str) -> list[str]:
+        lines = cast("list[bytes]", await self._client.lrange(keys.job_logs(job_id), 0, -1))
+        return [line.decode(errors="replace") for line in lines]
+
+    async def cancelled_entries(self, keys: QueueKeys) -> list[bytes]:
+        """The entries of broadcast jobs cancelled before every group had them (cancel.lua)."""
+        return cast("list[bytes]", await self._client.zrange(keys.cancels, 0, -1))

@@ -1,0 +1,175 @@
+"""Limits on a group's job starts shared by every consumer of it on every machine: the rate
+limit (``rate_limit=(n, seconds)``) and the global concurrency (``global_concurrency=n``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from ..store.control import ControlScripts
+    from ..store.keys import QueueKeys
+    from ..store.scripts import Scripts
+    from .options import ConsumerOptions
+    from .outage import OutagePolicy
+
+__all__ = ("RatePermits", "Slots", "StartLimits")
+
+
+class RatePermits:
+    """Start permits under a group's rate limit: at most ``limit`` starts per ``period``
+    seconds across the group."""
+
+    def __init__(
+        self,
+        scripts: Scripts,
+        keys: QueueKeys,
+        group: str,
+        limit: int,
+        period: float,
+        outage: OutagePolicy,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._scripts = scripts
+        self._keys = keys
+        self._group = group
+        self._limit = limit
+        self._period_ms = round(period * 1000)
+        self._outage = outage
+        self._stopping = stopping
+        self._turn = anyio.Lock()  # one worker at a time asks for a permit, in turn
+
+    async def take(self) -> bool:
+        """Wait for a start; False if the consumer stops first. A Redis error pauses and asks
+        again: the entry stays held (and heart-beaten), so it runs once Redis answers, or is
+        handed back by the stop."""
+        errors = 0
+        async with self._turn:
+            while not self._stopping():
+                try:
+                    granted, wait = await self._scripts.rate_limit(
+                        self._keys, self._group, 1, self._limit, self._period_ms
+                    )
+                except (RedisError, OSError) as exc:
+                    errors = await self._outage.pause(exc, errors, "take a rate-limit permit")
+                    continue
+                if granted:
+                    return True
+                await anyio.sleep(wait)  # until the oldest start leaves the window
+        return False
+
+
+class Slots:
+    """Slots under a group's global concurrency: at most ``most`` of the group's handlers run
+    at once, on every machine. A slot lasts ``visibility_timeout`` unless the heartbeat renews
+    it, so a dead consumer's slots come back. Waiting for one does not poll: a freed slot is
+    published on the queue's channel (:meth:`freed`), and the soonest lapse bounds the wait."""
+
+    def __init__(
+        self,
+        control: ControlScripts,
+        keys: QueueKeys,
+        group: str,
+        most: int,
+        visibility_timeout: float,
+        outage: OutagePolicy,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._control = control
+        self._keys = keys
+        self._group = group
+        self._most = most
+        self.slot_ms = round(visibility_timeout * 1000)
+        self._outage = outage
+        self._stopping = stopping
+        self._turn = anyio.Lock()  # one worker at a time asks, in turn
+        self._freed = anyio.Event()
+
+    def freed(self) -> None:
+        """A slot of the group was freed (a message on the queue's channel)."""
+        self._freed.set()
+
+    def wake(self) -> None:
+        """Stopping: let a waiter go (it then finds ``stopping``)."""
+        self._freed.set()
+
+    async def take(self, entry_id: bytes) -> bool:
+        """Wait for a slot for ``entry_id``; False if the consumer stops first."""
+        errors = 0
+        async with self._turn:
+            while not self._stopping():
+                # Before asking: a slot freed once the script has noted us waiting wakes us.
+                self._freed = anyio.Event()
+                try:
+                    taken, wait_ms = await self._control.take_slot(
+                        self._keys, self._group, entry_id, self._most, self.slot_ms
+                    )
+                except (RedisError, OSError) as exc:
+                    errors = await self._outage.pause(exc, errors, "take a concurrency slot")
+                    continue
+                if taken:
+                    return True
+                with anyio.move_on_after(wait_ms / 1000):
+                    await self._freed.wait()
+        return False
+
+
+class StartLimits:
+    """What a consumer's job starts wait for: a rate-limit permit, then a concurrency slot (the
+    slot last: it is held while waiting for the rate)."""
+
+    def __init__(self, rate: RatePermits | None, slots: Slots | None) -> None:
+        self._rate = rate
+        self._slots = slots
+
+    @classmethod
+    def of(
+        cls,
+        options: ConsumerOptions,
+        scripts: Scripts,
+        control: ControlScripts,
+        keys: QueueKeys,
+        outage: OutagePolicy,
+        stopping: Callable[[], bool],
+    ) -> StartLimits | None:
+        """The limits ``options`` set, or None when they set none."""
+        rate = slots = None
+        if options.rate_limit is not None:
+            rate = RatePermits(
+                scripts,
+                keys,
+                options.group,
+                options.rate_limit,
+                options.rate_period,
+                outage,
+                stopping,
+            )
+        if options.global_concurrency is not None:
+            slots = Slots(
+                control,
+                keys,
+                options.group,
+                options.global_concurrency,
+                options.visibility_timeout,
+                outage,
+                stopping,
+            )
+        return None if rate is None and slots is None else cls(rate, slots)
+
+    async def take(self, entry_id: bytes) -> bool:
+        """Wait until ``entry_id`` may start; False if the consumer stops first."""
+        if self._rate is not None and not await self._rate.take():
+            return False
+        return self._slots is None or await self._slots.take(entry_id)
+
+    def slot_freed(self) -> None:
+        if self._slots is not None:
+            self._slots.freed()
+
+    def wake(self) -> None:
+        """Stopping: let waiters go."""
+        if self._slots is not None:
+            self._slots.wake()
