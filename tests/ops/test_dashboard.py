@@ -1,6 +1,7 @@
 """``python -m streamq dashboard`` against a real Redis: the JSON API through httpx (counts,
-unknown queues, read-only refusal, CSRF and DNS-rebinding refusal), the command's errors, and
-the page end to end in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+a job's progress and log, cancel, pause and resume, unknown queues, read-only refusal, CSRF and
+DNS-rebinding refusal), the command's errors, and the page end to end in headless Chromium
+(Debian's /usr/bin/chromium, driven by Playwright)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -25,10 +27,11 @@ from streamq.ops.dashboard.guard import ACTION_HEADER, loopback_names
 from streamq.testing.localserver import LocalRedis, free_port
 
 from ..browser import chromium, dashboard
+from ..helpers import wait_until
 
 pytestmark = [pytest.mark.timeout(30)]
 
-#: What the page sends with a retry or a purge.
+#: What the page sends with a retry, a purge, a cancel, a pause or a resume.
 ACTION = {ACTION_HEADER: "1"}
 XSS_ERROR = '<img src=x onerror="window.__xss = 1">'
 XSS_DATA = {"to": "<script>window.__xss = 2</script>"}
@@ -62,6 +65,35 @@ async def fill(qm: streamq.QueueManager) -> streamq.Queue[Any]:
     await queue.enqueue({"to": "ada@example.com"}, job_id="waiting-1")
     await queue.enqueue({"to": "bob@example.com"}, job_id="delayed-1", start_delay=600)
     return queue
+
+
+class LongJobs:
+    """A handler whose jobs set their data as progress and log two lines (one looks like
+    HTML), then run until ``release`` is set or they are cancelled. ``started`` is set once a
+    job got that far, ``stopped`` once its handler ended in any way."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.release = anyio.Event()
+        self.stopped = anyio.Event()
+
+    async def handle(self, job: streamq.Job[Any]) -> str:
+        try:
+            await job.set_progress(job.data)
+            await job.log(XSS_ERROR)
+            await job.log(f"attempt {job.attempt}")
+            self.started.set()
+            await self.release.wait()
+            return "done"
+        finally:
+            self.stopped.set()
+
+    async def run(self, queue: streamq.Queue[Any], data: Any, job_id: str) -> None:
+        """Consume ``queue`` and enqueue a job, returning once its handler runs."""
+        await queue.consume(self.handle, max_retries=3, backoff=0.01)
+        await queue.enqueue(data, job_id=job_id)
+        with anyio.fail_after(10):
+            await self.started.wait()
 
 
 @contextlib.asynccontextmanager
@@ -113,6 +145,11 @@ async def test_unknown_queue_or_job_is_404_and_bad_input_400(qm: streamq.QueueMa
                 "/api/retry-dead", json={"queue": "mail", "job_id": "gone"}, headers=ACTION
             ),
             await c.post("/api/purge-dead", json={"queue": "nope"}, headers=ACTION),
+            await c.get("/api/job", params={"queue": "nope", "id": "waiting-1"}),
+            await c.get("/api/job", params={"queue": "mail", "id": "gone"}),
+            await c.post("/api/cancel", json={"queue": "nope", "job_id": "x"}, headers=ACTION),
+            await c.post("/api/pause", json={"queue": "nope"}, headers=ACTION),
+            await c.post("/api/resume", json={"queue": "nope"}, headers=ACTION),
         ):
             assert response.status_code == 404, response.text
             assert "nope" in response.json()["error"] or "gone" in response.json()["error"]
@@ -122,26 +159,128 @@ async def test_unknown_queue_or_job_is_404_and_bad_input_400(qm: streamq.QueueMa
             await c.get("/api/queue", params={"name": "mail", "limit": "0"}),
             await c.post("/api/purge-dead", content=b"{", headers=ACTION | _json_type()),
             await c.post("/api/purge-dead", json={"queue": "mail", "all": True}, headers=ACTION),
+            await c.get("/api/job", params={"queue": "mail"}),
+            await c.get("/api/job", params={"id": "waiting-1"}),
+            await c.get("/api/job", params={"queue": "mail", "id": "j" * 2000}),
+            await c.post("/api/cancel", json={"queue": "mail"}, headers=ACTION),
+            await c.post("/api/cancel", json={"queue": "mail", "job_id": ""}, headers=ACTION),
+            await c.post("/api/pause", json={"queue": "mail", "job_id": "x"}, headers=ACTION),
         ):
             assert response.status_code == 400, response.text
             assert response.json()["error"]
         assert (await c.get("/api/nothing-here")).status_code == 404
-    assert (await qm.get_queue("mail").stats()).dead == 2
+    stats = await qm.get_queue("mail").stats()
+    assert stats.dead == 2 and stats.waiting == 1 and not stats.paused
 
 
 @pytest.mark.anyio
-async def test_read_only_refuses_retry_and_purge(qm: streamq.QueueManager) -> None:
+async def test_read_only_refuses_every_action(qm: streamq.QueueManager) -> None:
     queue = await fill(qm)
     async with client(qm) as c:
         for path, body in (
             ("/api/retry-dead", {"queue": "mail", "job_id": "x@bad"}),
             ("/api/retry-dead", {"queue": "mail"}),
             ("/api/purge-dead", {"queue": "mail"}),
+            ("/api/cancel", {"queue": "mail", "job_id": "waiting-1"}),
+            ("/api/pause", {"queue": "mail"}),
+            ("/api/resume", {"queue": "mail"}),
         ):
             response = await c.post(path, json=body, headers=ACTION)
-            assert response.status_code == 403
+            assert response.status_code == 403, path
             assert "--allow-actions" in response.json()["error"]
-    assert (await queue.stats()).dead == 2
+            assert "cancel" in response.json()["error"]
+        # Reading a job is not an action.
+        assert (await c.get("/api/job", params={"queue": "mail", "id": "waiting-1"})).is_success
+    stats = await queue.stats()
+    assert stats.dead == 2 and not stats.paused
+    info = await queue.get_job("waiting-1")
+    assert info is not None and info.state == "waiting"
+    await queue.pause()
+    async with client(qm) as c:
+        response = await c.post("/api/resume", json={"queue": "mail"}, headers=ACTION)
+        assert response.status_code == 403
+    assert (await queue.stats()).paused
+
+
+@pytest.mark.anyio
+async def test_a_job_with_its_progress_and_log(qm: streamq.QueueManager) -> None:
+    queue = qm.get_queue("mail")
+    jobs = LongJobs()
+    await jobs.run(queue, {"done": 2, "of": 3}, "import-1")
+    async with client(qm) as c:
+        response = await c.get("/api/job", params={"queue": "mail", "id": "import-1"})
+        assert response.status_code == 200, response.text
+        running = response.json()
+        assert running["id"] == "import-1"
+        assert running["state"] == "active" and running["attempts"] == 1
+        assert running["progress"] == {"done": 2, "of": 3}
+        assert running["logs"] == [XSS_ERROR, "attempt 1"]
+        assert running["result"] is None and running["finished_at"] is None
+
+        page = (await c.get("/api/queue", params={"name": "mail"})).json()
+        assert [(j["id"], j["state"]) for j in page["active"]] == [("import-1", "active")]
+        assert page["queue"]["stats"]["active"] == 1
+
+        jobs.release.set()
+        assert await queue.wait_for("import-1", timeout=10) == "done"
+        done = (await c.get("/api/job", params={"queue": "mail", "id": "import-1"})).json()
+        assert done["state"] == "completed" and done["result"] == "done"
+        assert done["finished_at"] is not None
+        assert done["logs"] == running["logs"], "the log stays with the finished job"
+        assert (await c.get("/api/queue", params={"name": "mail"})).json()["active"] == []
+
+
+@pytest.mark.anyio
+async def test_cancel_stops_a_running_handler(qm: streamq.QueueManager) -> None:
+    queue = qm.get_queue("mail")
+    jobs = LongJobs()
+    await jobs.run(queue, 0, "import-1")
+    async with client(qm, allow_actions=True) as c:
+        body = {"queue": "mail", "job_id": "import-1"}
+        response = await c.post("/api/cancel", json=body, headers=ACTION)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"queue": "mail", "job_id": "import-1", "cancelled": True}
+        with anyio.fail_after(5):
+            await jobs.stopped.wait()
+        assert not jobs.release.is_set()
+        with pytest.raises(streamq.JobCancelled):
+            await queue.wait_for("import-1", timeout=5)
+        info = await queue.get_job("import-1")
+        assert info is not None and info.state == "cancelled"
+        shown = (await c.get("/api/job", params={"queue": "mail", "id": "import-1"})).json()
+        assert shown["state"] == "cancelled"
+
+        again = await c.post("/api/cancel", json=body, headers=ACTION)
+        assert again.json() == {"queue": "mail", "job_id": "import-1", "cancelled": False}
+        unknown = {"queue": "mail", "job_id": "no-such-job"}
+        response = await c.post("/api/cancel", json=unknown, headers=ACTION)
+        assert response.json()["cancelled"] is False
+    assert await queue.dead_letters() == []
+
+
+@pytest.mark.anyio
+async def test_pause_and_resume(qm: streamq.QueueManager) -> None:
+    queue = await fill(qm)
+    body = {"queue": "mail"}
+    async with client(qm, allow_actions=True) as c:
+        paused = await c.post("/api/pause", json=body, headers=ACTION)
+        assert paused.status_code == 200, paused.text
+        assert paused.json() == {"queue": "mail", "paused": True, "changed": True}
+        assert (await queue.stats()).paused
+        [listed] = (await c.get("/api/queues")).json()["queues"]
+        assert listed["stats"]["paused"] is True
+        page = (await c.get("/api/queue", params={"name": "mail"})).json()
+        assert page["queue"]["stats"]["paused"] is True
+        again = await c.post("/api/pause", json=body, headers=ACTION)
+        assert again.json() == {"queue": "mail", "paused": True, "changed": False}
+
+        resumed = await c.post("/api/resume", json=body, headers=ACTION)
+        assert resumed.json() == {"queue": "mail", "paused": False, "changed": True}
+        assert not (await queue.stats()).paused
+        again = await c.post("/api/resume", json=body, headers=ACTION)
+        assert again.json() == {"queue": "mail", "paused": False, "changed": False}
+        [listed] = (await c.get("/api/queues")).json()["queues"]
+        assert listed["stats"]["paused"] is False
 
 
 @pytest.mark.anyio
@@ -262,6 +401,7 @@ async def test_in_chromium_retry_purge_and_a_screenshot(
         await page.goto(address)
         await expect(page.locator("#queues tr[data-queue='mail']")).to_contain_text("2")
         await page.get_by_role("link", name="mail", exact=True).click()
+        await expect(page.locator("button[data-cancel='waiting-1']")).to_be_visible()
         await page.get_by_role("tab", name="Dead").click()
         dead = page.locator("#jobs tr[data-job]")
         await expect(dead).to_have_count(2)
@@ -281,8 +421,11 @@ async def test_in_chromium_retry_purge_and_a_screenshot(
         info = await queue.get_job("y@bad")
         assert info is not None and info.state == "waiting"
 
-        # Purge (the confirm dialog accepted): no dead letters left.
+        # Purge (the confirm dialog accepted): no dead letters left. #no-jobs holds "No dead
+        # jobs." (hidden) on the dead tab all along: wait for the rows to go and it to show.
         await page.get_by_role("button", name="Purge all").click()
+        await expect(dead).to_have_count(0)
+        await expect(page.locator("#no-jobs")).to_be_visible()
         await expect(page.locator("#no-jobs")).to_have_text("No dead jobs.")
         assert (await queue.stats()).dead == 0
 
@@ -307,6 +450,87 @@ async def test_in_chromium_read_only_has_no_buttons(
         assert await page.locator("button[data-retry]").count() == 0
         await expect(page.locator("#dead-actions")).to_be_hidden()
         await expect(page.locator("#detail-retry")).to_be_hidden()
+        await expect(page.locator("#queue-actions")).to_be_hidden()
+
+        await page.get_by_role("tab", name="Waiting").click()
+        await expect(page.locator("#jobs tr[data-job='waiting-1']")).to_be_visible()
+        assert await page.locator("button[data-cancel]").count() == 0
+        await page.get_by_role("link", name="waiting-1", exact=True).click()
+        await expect(page.locator("#job-state")).to_have_text("waiting")
+        await expect(page.locator("#job-cancel")).to_be_hidden()
+
+
+@pytest.mark.anyio
+async def test_in_chromium_pause_a_job_view_and_cancel(
+    server: LocalRedis, prefix: str, qm: streamq.QueueManager
+) -> None:
+    queue = qm.get_queue("mail")
+    jobs = LongJobs()
+    await jobs.run(queue, 40, "import-1")
+    async with dashboard(server.url, prefix, "--allow-actions") as address, chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1200, "height": 800})
+        page.on("dialog", lambda dialog: dialog.accept())
+        await page.goto(f"{address}#queue=mail&tab=active")
+        listed = page.locator("#queues tr[data-queue='mail']")
+        await expect(listed).not_to_contain_text("paused")
+        await expect(page.locator("#queue-paused")).to_be_hidden()
+
+        # Pause: the queue list and the queue view say so, and the button turns to Resume.
+        await page.get_by_role("button", name="Pause", exact=True).click()
+        await expect(listed).to_contain_text("paused")
+        await expect(page.locator("#queue-paused")).to_be_visible()
+        await expect(page.locator("#paused-note")).to_be_visible()
+        await expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible()
+        assert (await queue.stats()).paused
+
+        # A job not due yet has a Cancel button too. (Not a waiting one: a consumer's read in
+        # flight when the pause is sent may still take it, and then it is listed as active.)
+        await queue.enqueue({"to": "ada@example.com"}, job_id="later-1", start_delay=600)
+        await page.get_by_role("tab", name="Delayed").click()
+        await expect(page.locator("button[data-cancel='later-1']")).to_be_visible()
+
+        # The running job's view: state, attempts, progress, and its log lines as text.
+        await page.get_by_role("tab", name="Active").click()
+        active = page.locator("#jobs tr[data-job='import-1']")
+        await expect(active).to_contain_text("import-1")
+        await page.get_by_role("link", name="import-1", exact=True).click()
+        await expect(page.locator("#job-state")).to_have_text("active")
+        await expect(page.locator("#job-attempts")).to_have_text("1")
+        await expect(page.locator("#job-progress")).to_have_text("40")
+        await expect(page.locator("#job-progress-bar")).to_have_js_property("value", 40)
+        await expect(page.locator("#job-logs li")).to_have_text([XSS_ERROR, "attempt 1"])
+        assert await page.locator("main img").count() == 0
+        assert await page.evaluate("window.__xss") is None
+
+        # Cancel on the active job's row (the confirm dialog accepted): its handler stops.
+        await page.locator("button[data-cancel='import-1']").click()
+        with anyio.fail_after(10):
+            await jobs.stopped.wait()
+        await wait_until(_state_is(queue, "import-1", "cancelled"), what="the job to be cancelled")
+        await expect(page.locator("#job-state")).to_have_text("cancelled")
+        await expect(page.locator("#job-cancel")).to_be_hidden()
+        await expect(active).to_have_count(0)
+
+        # The delayed job's Cancel: it leaves the queue.
+        await page.get_by_role("tab", name="Delayed").click()
+        await page.locator("button[data-cancel='later-1']").click()
+        await expect(page.locator("#jobs tr[data-job]")).to_have_count(0)
+        await expect(page.locator("#no-jobs")).to_be_visible()
+        await expect(page.locator("#no-jobs")).to_have_text("No delayed jobs.")
+        await wait_until(_state_is(queue, "later-1", "cancelled"), what="later-1 cancelled")
+
+        await page.get_by_role("button", name="Resume", exact=True).click()
+        await expect(listed).not_to_contain_text("paused")
+        assert not (await queue.stats()).paused
+    assert not jobs.release.is_set()
+
+
+def _state_is(queue: streamq.Queue[Any], job_id: str, state: str) -> Any:
+    async def check() -> bool:
+        info = await queue.get_job(job_id)
+        return info is not None and info.state == state
+
+    return check
 
 
 def _json_type() -> dict[str, str]:

@@ -29,15 +29,17 @@ EXTRA_HINT = "the dashboard needs Starlette and uvicorn: pip install 'streamq[da
 @click.option(
     "--allow-actions",
     is_flag=True,
-    help="Let the page retry and purge dead letters (read-only without it).",
+    help="Let the page cancel jobs, pause and resume queues, retry and purge dead letters"
+    " (read-only without it).",
 )
 @url_option
 @prefix_option
 @fail_cleanly
 def dashboard(host: str, port: int, allow_actions: bool, url: str | None, prefix: str) -> None:
     """Serve a web page of the queues: their counts refreshing live, a queue's waiting,
-    delayed, retrying and dead jobs, a dead job's error; with --allow-actions, buttons that
-    retry or purge dead letters. Stops on Ctrl-C or SIGTERM.
+    delayed, retrying, active and dead jobs, a job's progress and log, a dead job's error; with
+    --allow-actions, buttons that cancel jobs, pause and resume queues, retry or purge dead
+    letters. Stops on Ctrl-C or SIGTERM.
 
     Example: python -m streamq dashboard --port 8080 --allow-actions
     """
@@ -52,7 +54,7 @@ def dashboard(host: str, port: int, allow_actions: bool, url: str | None, prefix
         raise click.ClickException(EXTRA_HINT) from None
 
     def ready(address: str) -> None:
-        mode = "retry and purge allowed" if allow_actions else "read-only"
+        mode = "actions allowed" if allow_actions else "read-only"
         click.echo(f"streamq dashboard on {address} ({mode}); Ctrl-C stops")
         if not is_loopback(host):
             click.echo(

@@ -4,13 +4,19 @@
 
     GET  /                  the page (static/index.html; its script and style under /static/)
     GET  /api/queues        every queue's counts and consumer groups, and the dashboard's settings
-    GET  /api/queue?name=Q  one queue: counts, groups, waiting/delayed/retrying jobs, dead letters
+    GET  /api/queue?name=Q  one queue: counts (``paused`` too), groups, active/waiting/delayed/
+                            retrying jobs, dead letters
+    GET  /api/job?queue=Q&id=J                 one job: its JobInfo fields and its ``logs``
     GET  /api/dead-letter?queue=Q&job_id=J     one dead letter in full
     POST /api/retry-dead    {"queue": Q, "job_id": J | null}   (null: every dead letter of Q)
     POST /api/purge-dead    {"queue": Q}
+    POST /api/cancel        {"queue": Q, "job_id": J}  -> {"queue", "job_id", "cancelled"}
+    POST /api/pause         {"queue": Q}               -> {"queue", "paused", "changed"}
+    POST /api/resume        {"queue": Q}               -> {"queue", "paused", "changed"}
 
-Errors are JSON ``{"error": "..."}``: 400 bad input, 403 refused (read-only, or the checks of
-:mod:`.guard`), 404 unknown queue or dead letter, 503 Redis unreachable.
+The POST routes answer 403 unless the app was created with ``allow_actions``. Errors are JSON
+``{"error": "..."}``: 400 bad input, 403 refused (read-only, or the checks of :mod:`.guard`),
+404 unknown queue, job or dead letter, 503 Redis unreachable.
 """
 
 from __future__ import annotations
@@ -47,7 +53,10 @@ STATIC = Path(__file__).with_name("static")
 LISTED = 50
 #: A request body is a queue name and a job id: anything much bigger is not the page's.
 MAX_BODY = 16 * 1024
-READ_ONLY = "the dashboard is read-only: start it with --allow-actions to retry or purge"
+READ_ONLY = (
+    "the dashboard is read-only: start it with --allow-actions to retry, purge, cancel, pause"
+    " or resume"
+)
 
 
 class QueuesPage(msgspec.Struct, frozen=True):
@@ -61,6 +70,7 @@ class QueuesPage(msgspec.Struct, frozen=True):
 class QueuePage(msgspec.Struct, frozen=True):
     at: float
     queue: QueueOverview
+    active: list[JobSummary]
     waiting: list[JobSummary]
     delayed: list[JobSummary]
     retrying: list[JobSummary]
@@ -75,6 +85,17 @@ class RetryDead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PurgeDead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    queue: str
+
+
+class CancelJob(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    queue: str
+    job_id: str
+
+
+class PauseQueue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of a pause and of a resume."""
+
     queue: str
 
 
@@ -96,14 +117,14 @@ def create_app(
 ) -> Starlette:
     """The dashboard over ``qm`` (entered, and kept open by the caller while the app serves).
 
-    ``allow_actions``: whether retry and purge work (else they answer 403). ``allowed_hosts``:
-    the Host names the app answers to (None: any; give them when it listens on loopback, so a
-    DNS-rebinding page cannot read it).
+    ``allow_actions``: whether retry, purge, cancel, pause and resume work (else they answer
+    403). ``allowed_hosts``: the Host names the app answers to (None: any; give them when it
+    listens on loopback, so a DNS-rebinding page cannot read it).
     """
 
-    async def known(name: str | None) -> str:
+    async def known(name: str | None, parameter: str = "name") -> str:
         if not name:
-            raise Failure(400, "name the queue: ?name=QUEUE")
+            raise Failure(400, f"name the queue: ?{parameter}=QUEUE")
         if name not in await qm.queues():
             raise Failure(404, f"unknown queue {name!r} (prefix {qm.prefix!r})")
         return name
@@ -121,6 +142,7 @@ def create_app(
             QueuePage(
                 at=time.time(),
                 queue=counts,
+                active=await q.jobs("active", limit),
                 waiting=await q.jobs("waiting", limit),
                 delayed=await q.jobs("delayed", limit),
                 retrying=await q.jobs("retrying", limit),
@@ -129,8 +151,22 @@ def create_app(
             )
         )
 
+    async def job(request: Request) -> Response:
+        name = await known(request.query_params.get("queue"), "queue")
+        job_id = request.query_params.get("id")
+        if not job_id:
+            raise Failure(400, "name the job: ?queue=QUEUE&id=JOB")
+        q = qm.get_queue(name)
+        info = await q.get_job(job_id)
+        if info is None:
+            raise Failure(
+                404, f"queue {name!r} has no job {job_id!r} (or it finished past result_ttl)"
+            )
+        # JobInfo's own fields, however many it grows, and the handler's log lines.
+        return _answer(msgspec.structs.asdict(info) | {"logs": await q.job_logs(job_id)})
+
     async def dead_letter(request: Request) -> Response:
-        name = await known(request.query_params.get("queue"))
+        name = await known(request.query_params.get("queue"), "queue")
         job_id = request.query_params.get("job_id", "")
         letter = await qm.get_queue(name).dead_letter(job_id)
         if letter is None:
@@ -150,6 +186,22 @@ def create_app(
         name = await known(body.queue)
         return _answer({"queue": name, "purged": await qm.get_queue(name).purge_dead()})
 
+    async def cancel(request: Request) -> Response:
+        body = await _body(request, CancelJob)
+        name = await known(body.queue)
+        cancelled = await qm.get_queue(name).cancel(body.job_id)
+        return _answer({"queue": name, "job_id": body.job_id, "cancelled": cancelled})
+
+    def set_paused(paused: bool) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            body = await _body(request, PauseQueue)
+            name = await known(body.queue)
+            q = qm.get_queue(name)
+            changed = await (q.pause() if paused else q.resume())
+            return _answer({"queue": name, "paused": paused, "changed": changed})
+
+        return endpoint
+
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
@@ -166,9 +218,13 @@ def create_app(
             Route("/", page),
             Route("/api/queues", queues),
             Route("/api/queue", queue),
+            Route("/api/job", job),
             Route("/api/dead-letter", dead_letter),
             Route("/api/retry-dead", action(retry_dead), methods=["POST"]),
             Route("/api/purge-dead", action(purge_dead), methods=["POST"]),
+            Route("/api/cancel", action(cancel), methods=["POST"]),
+            Route("/api/pause", action(set_paused(True)), methods=["POST"]),
+            Route("/api/resume", action(set_paused(False)), methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(Guard, allowed_hosts=allowed_hosts)],

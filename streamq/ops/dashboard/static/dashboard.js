@@ -9,11 +9,13 @@
 
   const state = {
     queue: null, // the queue shown below the table, or null
-    tab: "waiting", // waiting | delayed | retrying | dead
-    job: null, // the dead letter shown in full, or null
+    tab: "waiting", // waiting | active | delayed | retrying | dead
+    job: null, // the job shown in full (on the dead tab: its dead letter), or null
+    paused: false, // whether the queue shown is paused
     allowActions: false,
     timer: null,
-    busy: false,
+    busy: false, // a refresh runs
+    again: false, // asked for while it ran: refresh once more after it
   };
 
   // ---- the API -----------------------------------------------------------------------------
@@ -118,17 +120,26 @@
     return a;
   }
 
+  function pausedTag() {
+    const tag = el("span", "paused", "tag paused");
+    tag.title = "no consumer starts a job of this queue until it is resumed";
+    return tag;
+  }
+
   function showQueues(page) {
     state.allowActions = page.allow_actions;
     $("server").textContent = `${page.redis} · prefix ${page.prefix}`;
     const mode = $("mode");
     mode.textContent = page.allow_actions ? "actions allowed" : "read-only";
     mode.className = page.allow_actions ? "badge live" : "badge";
-    mode.title = page.allow_actions ? "retry and purge are enabled" : "start with --allow-actions to retry or purge dead letters";
+    mode.title = page.allow_actions
+      ? "retry, purge, cancel, pause and resume are enabled"
+      : "start with --allow-actions to retry or purge dead letters, cancel jobs, pause or resume queues";
     const rows = page.queues.map((q) => {
       const s = q.stats;
       const name = el("td", null, "mono");
       name.append(link({ queue: q.name, tab: state.queue === q.name ? state.tab : "waiting" }, q.name));
+      if (s.paused) name.append(pausedTag());
       const tr = row([
         name,
         num(s.waiting, s.waiting ? "strong" : ""),
@@ -151,6 +162,7 @@
 
   const COLUMNS = {
     waiting: ["job id", "priority", "enqueued", "attempts", "data"],
+    active: ["job id", "group", "attempts", "enqueued", "data"],
     delayed: ["job id", "priority", "due", "enqueued", "data"],
     retrying: ["job id", "due", "attempts", "group", "last error", "data"],
     dead: ["job id", "failed", "attempts", "error", "data"],
@@ -167,34 +179,54 @@
     act(() => post("/api/retry-dead", { queue: state.queue, job_id: jobId }), (r) => `retried ${r.retried} job`);
   }
 
-  function jobRow(tab, job, now) {
+  function cancelJob(jobId) {
+    if (!confirm(`Cancel job ${jobId} of ${state.queue}? If it runs, its handler is stopped; it is not retried.`)) return;
+    act(
+      () => post("/api/cancel", { queue: state.queue, job_id: jobId }),
+      (r) => (r.cancelled ? `cancelled job ${r.job_id}` : `job ${r.job_id} was not cancelled: it is unknown or finished`),
+    );
+  }
+
+  // A row's button: its click is the button's, not the row's (which opens the job).
+  function rowButton(text, data, onClick, className) {
+    const button = el("button", text, className);
+    button.type = "button";
+    Object.assign(button.dataset, data);
+    button.addEventListener("click", (event) => {
+      event.stopPropagation();
+      onClick();
+    });
+    return button;
+  }
+
+  function jobCells(tab, job, id, now) {
     const data = el("td", dataText(job.data, DATA_WIDTH), "mono data");
     data.title = dataText(job.data);
-    if (tab !== "dead") {
-      const id = el("td", job.id, "mono");
-      if (tab === "waiting") return row([id, num(job.priority), time(job.enqueued_at, now), num(job.attempts), data]);
-      if (tab === "delayed") return row([id, num(job.priority), time(job.due_at, now), time(job.enqueued_at, now), data]);
-      return row([id, time(job.due_at, now), num(job.attempts), job.group || "-", errorCell(job.error), data]);
-    }
+    if (tab === "waiting") return [id, num(job.priority), time(job.enqueued_at, now), num(job.attempts), data];
+    if (tab === "active") return [id, el("td", job.group || "-", "mono"), num(job.attempts), time(job.enqueued_at, now), data];
+    if (tab === "delayed") return [id, num(job.priority), time(job.due_at, now), time(job.enqueued_at, now), data];
+    if (tab === "retrying") return [id, time(job.due_at, now), num(job.attempts), job.group || "-", errorCell(job.error), data];
+    return [id, time(job.failed_at, now), num(job.attempts), errorCell(job.error), data];
+  }
+
+  function jobRow(tab, job, now) {
+    const jobId = tab === "dead" ? job.job_id : job.id;
     const id = el("td", null, "mono");
-    id.append(link({ queue: state.queue, tab: "dead", job: job.job_id }, job.job_id));
-    const cells = [id, time(job.failed_at, now), num(job.attempts), errorCell(job.error), data];
+    id.append(link({ queue: state.queue, tab, job: jobId }, jobId));
+    const cells = jobCells(tab, job, id, now);
     if (state.allowActions) {
       const cell = el("td", null, "actions");
-      const retry = el("button", "Retry");
-      retry.type = "button";
-      retry.dataset.retry = job.job_id;
-      retry.addEventListener("click", (event) => {
-        event.stopPropagation();
-        retryDead(job.job_id);
-      });
-      cell.append(retry);
+      cell.append(
+        tab === "dead"
+          ? rowButton("Retry", { retry: jobId }, () => retryDead(jobId))
+          : rowButton("Cancel", { cancel: jobId }, () => cancelJob(jobId), "danger"),
+      );
       cells.push(cell);
     }
     const tr = row(cells);
-    tr.dataset.job = job.job_id;
-    tr.className = "clickable" + (job.job_id === state.job ? " selected" : "");
-    tr.addEventListener("click", () => go({ queue: state.queue, tab: "dead", job: job.job_id }));
+    tr.dataset.job = jobId;
+    tr.className = "clickable" + (jobId === state.job ? " selected" : "");
+    tr.addEventListener("click", () => go({ queue: state.queue, tab, job: jobId }));
     return tr;
   }
 
@@ -202,6 +234,12 @@
     const now = page.at;
     $("queue-section").hidden = false;
     $("queue-name").textContent = page.queue.name;
+    state.paused = page.queue.stats.paused;
+    $("queue-paused").hidden = !state.paused;
+    $("paused-note").hidden = !state.paused;
+    $("queue-actions").hidden = !state.allowActions;
+    $("pause").textContent = state.paused ? "Resume" : "Pause";
+    $("pause").title = state.paused ? "let the consumers start jobs again" : "stop every consumer from starting jobs";
     const groups = page.queue.groups.map((g) => {
       const idle = g.consumers.length ? Math.max(...g.consumers.map((c) => c.idle)) : null;
       return row([el("td", g.name, "mono"), num(g.consumers.length), num(g.pending), num(g.lag), el("td", age(idle), "num")]);
@@ -209,7 +247,7 @@
     $("groups").tBodies[0].replaceChildren(...groups);
     $("groups-wrap").hidden = groups.length === 0;
 
-    const counts = page.queue.stats; // waiting, delayed, retrying and dead: one per tab
+    const counts = page.queue.stats; // waiting, active, delayed, retrying and dead: one per tab
     for (const button of document.querySelectorAll("[data-tab]")) {
       const tab = button.dataset.tab;
       button.setAttribute("aria-selected", String(tab === state.tab));
@@ -217,7 +255,7 @@
       button.classList.toggle("bad", tab === "dead" && counts.dead > 0);
     }
     const columns = [...COLUMNS[state.tab]];
-    if (state.tab === "dead" && state.allowActions) columns.push("");
+    if (state.allowActions) columns.push(""); // retry (dead) or cancel (the others)
     $("jobs").tHead.rows[0].replaceChildren(...columns.map((c) => el("th", c, ["priority", "attempts"].includes(c) ? "num" : "")));
     const jobs = page[state.tab];
     $("jobs").tBodies[0].replaceChildren(...jobs.map((job) => jobRow(state.tab, job, now)));
@@ -239,6 +277,39 @@
     $("detail-error").textContent = letter.error;
     $("detail-data").textContent = JSON.stringify(letter.data, null, 2);
     $("detail-retry").hidden = !state.allowActions;
+  }
+
+  const FINISHED = ["completed", "dead", "cancelled"];
+
+  function showJob(job, now) {
+    $("job-view").hidden = false;
+    $("job-id").textContent = job.id;
+    $("job-state").textContent = job.state;
+    $("job-state").className = `tag ${job.state}`;
+    $("job-attempts").textContent = String(job.attempts);
+    const progress = job.progress;
+    const percent = typeof progress === "number" && progress >= 0 && progress <= 100;
+    $("job-progress-bar").hidden = !percent;
+    if (percent) $("job-progress-bar").value = progress;
+    $("job-progress").textContent = progress === null || progress === undefined ? "-" : dataText(progress, DATA_WIDTH);
+    $("job-progress").title = progress === null || progress === undefined ? "" : dataText(progress);
+    $("job-enqueued").textContent = job.enqueued_at ? `${stamp(job.enqueued_at)} (${when(job.enqueued_at, now)})` : "-";
+    $("job-finished").textContent = job.finished_at ? `${stamp(job.finished_at)} (${when(job.finished_at, now)})` : "-";
+    const groups = Object.entries(job.groups || {});
+    $("job-groups").textContent = groups.map(([group, where]) => `${group}: ${where}`).join(", ");
+    $("job-groups").hidden = $("job-groups-label").hidden = groups.length === 0;
+    $("job-error").textContent = job.error || "";
+    $("job-error-wrap").hidden = !job.error;
+    $("job-result").textContent = JSON.stringify(job.result, null, 2) ?? String(job.result);
+    $("job-result-wrap").hidden = job.state !== "completed";
+    const logs = $("job-logs");
+    const followed = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4; // keep to the newest
+    logs.replaceChildren(...job.logs.map((line) => el("li", line)));
+    if (followed) logs.scrollTop = logs.scrollHeight;
+    logs.hidden = job.logs.length === 0;
+    $("job-no-logs").hidden = job.logs.length > 0;
+    $("job-log-count").textContent = job.logs.length ? `(${job.logs.length.toLocaleString("en")} lines)` : "";
+    $("job-cancel").hidden = !state.allowActions || FINISHED.includes(job.state);
   }
 
   function status(text, bad) {
@@ -263,14 +334,17 @@
         return;
       }
     }
-    if (state.job === null) {
-      $("detail").hidden = true;
-    } else {
+    // The dead tab shows a dead letter in full, the others the job's state and log.
+    const dead = state.tab === "dead";
+    if (state.job === null || !dead) $("detail").hidden = true;
+    if (state.job === null || dead) $("job-view").hidden = true;
+    if (state.job !== null) {
       try {
-        showDetail(await get("/api/dead-letter", { queue: state.queue, job_id: state.job }));
+        if (dead) showDetail(await get("/api/dead-letter", { queue: state.queue, job_id: state.job }));
+        else showJob(await get("/api/job", { queue: state.queue, id: state.job }), page.at);
       } catch (error) {
         if (error.status !== 404) throw error;
-        go({ queue: state.queue, tab: "dead" }); // retried or purged meanwhile
+        go({ queue: state.queue, tab: state.tab }); // retried, purged or expired meanwhile
         return;
       }
     }
@@ -278,17 +352,27 @@
     status("live", false);
   }
 
+  // One refresh at a time, so answers are drawn in the order they were asked for. A tick while
+  // one runs (after an action, a new hash) must not be dropped: that refresh may have read
+  // Redis before the action, so another runs right after it and draws last.
   async function tick() {
     clearTimeout(state.timer);
-    if (!state.busy) {
-      state.busy = true;
-      try {
-        await refresh();
-      } catch (error) {
-        status(`error: ${error.message}`, true);
-      } finally {
-        state.busy = false;
-      }
+    if (state.busy) {
+      state.again = true;
+      return;
+    }
+    state.busy = true;
+    try {
+      do {
+        state.again = false;
+        try {
+          await refresh();
+        } catch (error) {
+          status(`error: ${error.message}`, true);
+        }
+      } while (state.again);
+    } finally {
+      state.busy = false;
     }
     state.timer = setTimeout(tick, document.hidden ? POLL_MS * 4 : POLL_MS);
   }
@@ -306,8 +390,8 @@
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
     state.queue = params.get("queue");
-    state.tab = COLUMNS[params.get("tab")] ? params.get("tab") : "waiting";
-    state.job = state.tab === "dead" ? params.get("job") : null;
+    state.tab = Object.hasOwn(COLUMNS, params.get("tab")) ? params.get("tab") : "waiting";
+    state.job = state.queue === null ? null : params.get("job");
   }
 
   function go(params) {
@@ -341,7 +425,16 @@
       act(() => post("/api/purge-dead", { queue: state.queue }), (r) => `purged ${r.purged} dead letters`);
     }
   });
+  $("pause").addEventListener("click", () => {
+    const resume = state.paused;
+    act(
+      () => post(resume ? "/api/resume" : "/api/pause", { queue: state.queue }),
+      (r) => `queue ${r.queue} ${r.changed ? "is" : "was"} ${r.paused ? "paused" : "running"}${r.changed ? " now" : " already"}`,
+    );
+  });
   $("detail-retry").addEventListener("click", () => retryDead(state.job));
+  $("job-cancel").addEventListener("click", () => cancelJob(state.job));
+  $("job-close").addEventListener("click", () => go({ queue: state.queue, tab: state.tab }));
   $("detail-close").addEventListener("click", () => go({ queue: state.queue, tab: "dead" }));
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) tick();
