@@ -321,7 +321,7 @@ class Queue(Generic[T]):
         runs, within about a network round trip (a plain function, which cannot be
         interrupted, sees ``job.cancelled`` become true). A finished job is left as it is.
         """
-        return await self._scripts.cancel(self._keys, self.retention, check_job_id(job_id))
+        return await self._control.cancel(self._keys, self.retention, check_job_id(job_id))
 
     @_clear_errors
     async def pause(self) -> bool:

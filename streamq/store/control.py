@@ -1,6 +1,6 @@
-"""Typed wrappers over the scripts of job control: pausing a queue, a group's global
-concurrency slots, and what a running handler keeps with its job (progress, log lines, a
-checkpoint). The scripts that move jobs between
+"""Typed wrappers over the scripts of job control: cancelling a job, pausing a queue, a
+group's global concurrency slots, and what a running handler keeps with its job (progress, log
+lines, a checkpoint). The scripts that move jobs between
 states are in ``scripts.py``."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal, cast
 
 from ..transport.lane import CommandLane
 from .keys import QueueKeys
+from .script_types import Retention
 from .scripts import Script
 
 if TYPE_CHECKING:
@@ -30,6 +31,33 @@ class ControlScripts:
         self._pause = Script(lane, "pause.lua")
         self._job_note = Script(lane, "job_note.lua")
         self._slot = Script(lane, "slot.lua")
+        self._cancel = Script(lane, "cancel.lua")
+
+    async def cancel(self, keys: QueueKeys, retention: Retention, job_id: str) -> bool:
+        """Cancel an unfinished job (running ones too: see cancel.lua); False for one that is
+        unknown or finished."""
+        cancelled = await self._cancel(
+            keys=[
+                keys.stream,
+                keys.staged,
+                keys.delayed,
+                keys.job(job_id),
+                keys.finished,
+                keys.retry,
+                keys.retry_payloads,
+                keys.cancels,
+                keys.events,
+            ],
+            args=[
+                job_id,
+                keys.wake,
+                retention.ttl,
+                retention.keep,
+                keys.job_prefix,
+                retention.events,
+            ],
+        )
+        return bool(cancelled)
 
     async def set_paused(self, keys: QueueKeys, paused: bool) -> bool:
         """Pause or resume the queue; True if that changed its state."""

@@ -147,7 +147,6 @@ class Scripts:
         self._revive = register("revive.lua")
         self._purge_dead = register("purge_dead.lua")
         self._register = register("register.lua")
-        self._cancel = register("cancel.lua")
         self._delete = register("delete.lua")
         self._recurring_set = register("recurring_set.lua")
         self._recurring_cancel = register("recurring_cancel.lua")
@@ -494,30 +493,6 @@ class Scripts:
             args=[keys.job_prefix, consumer, prefetch, ttl_ms, group, group_idle_ms],
         )
         return bool(paused)
-
-    async def cancel(self, keys: QueueKeys, retention: Retention, job_id: str) -> bool:
-        cancelled = await self._cancel(
-            keys=[
-                keys.stream,
-                keys.staged,
-                keys.delayed,
-                keys.job(job_id),
-                keys.finished,
-                keys.retry,
-                keys.retry_payloads,
-                keys.cancels,
-                keys.events,
-            ],
-            args=[
-                job_id,
-                keys.wake,
-                retention.ttl,
-                retention.keep,
-                keys.job_prefix,
-                retention.events,
-            ],
-        )
-        return bool(cancelled)
 
     async def delete(
         self, keys: QueueKeys, batch: int, *, force: bool

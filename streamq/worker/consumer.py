@@ -24,7 +24,7 @@ from ..store.scripts import Claimed, pairs
 from ..validation import check_seconds
 from .acks import Acks, AckTarget
 from .control import ConsumerControls
-from .entries import Held, Inbox, group_gone, tell_reclaimed
+from .entries import Held, Inbox, group_gone, heartbeat, tell_reclaimed
 from .limits import StartLimits
 from .outage import OutagePolicy
 from .readahead import ReadAhead
@@ -51,8 +51,6 @@ TRIM_INTERVAL = 2.0
 #: Pauses after a Redis error, doubling up to the last one: short enough that a consumer is
 #: back within ~2 s of a failover or restart however long the outage was.
 ERROR_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-#: Entries per heartbeat call.
-HEARTBEAT_BATCH = 500
 #: Longest a stop spends handing jobs back.
 FLUSH_SECONDS = 5.0
 #: How often a consumer renews its place in the window and marks its group alive (more often
@@ -574,7 +572,15 @@ class Consumer(Generic[T]):
                 # tried again after a short pause, not a third of a visibility timeout later.
                 now = time.monotonic()
                 if now >= next_heartbeat:
-                    await self._heartbeat()
+                    await heartbeat(
+                        self._scripts,
+                        self._keys,
+                        self.group,
+                        self.name,
+                        self._held,
+                        round(self._options.visibility_timeout * 1000),
+                        self._controls.cancel,
+                    )
                     next_heartbeat = now + heartbeat_every
                 if now >= next_register:
                     await self._register()
@@ -587,27 +593,3 @@ class Consumer(Generic[T]):
                 errors = 0
             except (RedisError, OSError) as exc:
                 errors = await self._outage.pause(exc, errors, "heartbeat")
-
-    async def _heartbeat(self) -> None:
-        owned = [(h.entry_id, h.fields.get(b"j", b"")) for h in self._held.values()]
-        for start in range(0, len(owned), HEARTBEAT_BATCH):
-            lost, cancelled = await self._scripts.heartbeat(
-                self._keys,
-                self.group,
-                self.name,
-                owned[start : start + HEARTBEAT_BATCH],
-                round(self._options.visibility_timeout * 1000),
-            )
-            for entry_id in cancelled:  # its cancel message was lost
-                self._controls.cancel(entry_id)
-            for entry_id in lost:
-                held = self._held.pop(entry_id, None)
-                if held is None or held.finishing:
-                    continue  # acknowledged while the heartbeat was on its way: not lost
-                # Its new owner runs it; our finish, if any, is ignored.
-                log.warning(
-                    "consumer %s lost entry %s of queue %r to another consumer",
-                    self.name,
-                    entry_id.decode(),
-                    self.queue.name,
-                )

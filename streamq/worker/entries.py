@@ -14,6 +14,10 @@ from ..store.scripts import Claimed
 from ..validation import MAX_JOB_ID_LENGTH
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..store.keys import QueueKeys
+    from ..store.scripts import Scripts
     from .control import RunningJob
 
 __all__ = (
@@ -22,6 +26,7 @@ __all__ = (
     "Inbox",
     "attempt_of",
     "group_gone",
+    "heartbeat",
     "job_id_of",
     "tell_reclaimed",
 )
@@ -164,3 +169,39 @@ def tell_reclaimed(
             handed_back=claimed.handed_back,
         )
         call_hooks(hooks, "on_reclaim", event)
+
+
+#: Entries per heartbeat call.
+HEARTBEAT_BATCH = 500
+
+
+async def heartbeat(
+    scripts: Scripts,
+    keys: QueueKeys,
+    group: str,
+    consumer: str,
+    held: dict[bytes, Held],
+    slot_ms: int,
+    cancelled: Callable[[bytes], None],
+) -> None:
+    """Keep the entries ``consumer`` holds from being reclaimed (and their concurrency slots
+    for ``slot_ms``); drop from ``held`` those another consumer took, and call ``cancelled``
+    with those whose job was cancelled (the fallback for a lost cancel message)."""
+    owned = [(h.entry_id, h.fields.get(b"j", b"")) for h in held.values()]
+    for start in range(0, len(owned), HEARTBEAT_BATCH):
+        lost, gone = await scripts.heartbeat(
+            keys, group, consumer, owned[start : start + HEARTBEAT_BATCH], slot_ms
+        )
+        for entry_id in gone:
+            cancelled(entry_id)
+        for entry_id in lost:
+            entry = held.pop(entry_id, None)
+            if entry is None or entry.finishing:
+                continue  # acknowledged while the heartbeat was on its way: not lost
+            # Its new owner runs it; our finish, if any, is ignored.
+            log.warning(
+                "consumer %s lost entry %s of queue %r to another consumer",
+                consumer,
+                entry_id.decode(),
+                keys.queue,
+            )
