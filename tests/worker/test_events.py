@@ -85,6 +85,10 @@ async def test_events_carry_details_and_cancel(qm: streamq.QueueManager, queue_n
         if job.data == "long":
             started.set()
             await anyio.sleep(30)
+        if job.data == "again":
+            raise streamq.Retry(delay=0.01, reason="not yet")
+        if job.data == "never":
+            raise streamq.Unrecoverable("no such customer")
         await job.set_progress({"half": True})
         return {"sum": 3}
 
@@ -97,6 +101,9 @@ async def test_events_carry_details_and_cancel(qm: streamq.QueueManager, queue_n
         await queue.consume(handle)
         done = await queue.wait_for(await queue.enqueue("short"), timeout=10)
         assert done == {"sum": 3}
+        for data in ("again", "never"):
+            with pytest.raises(streamq.JobFailed):
+                await queue.wait_for(await queue.enqueue(data, max_retries=1), timeout=10)
         long = await queue.enqueue("long")
         with anyio.fail_after(10):
             await started.wait()
@@ -104,6 +111,12 @@ async def test_events_carry_details_and_cancel(qm: streamq.QueueManager, queue_n
         await wait_until(lambda: any(e.type == "cancelled" for e in got), timeout=5)
         tg.cancel_scope.cancel()
     by_type = {e.type: e for e in got}
+    failures = [(e.type, e.attempt, e.detail) for e in got if e.type in ("failed", "dead")]
+    assert failures == [
+        ("failed", 1, "Retry: not yet (in 0.01s)"),
+        ("dead", 2, "Retry: not yet (in 0.01s)"),
+        ("dead", 1, "Unrecoverable: no such customer"),
+    ]
     assert by_type["progress"].detail == {"half": True}
     assert by_type["completed"].detail == {"sum": 3}
     assert by_type["completed"].group == queue_name
