@@ -81,12 +81,33 @@ def test_a_run_against_a_users_redis_leaves_nothing_behind() -> None:
             "0.5",
             *("--scenario", "enqueue", "--scenario", "process", "--scenario", "latency"),
             *("--scenario", "delayed", "--scenario", "priority", "--scenario", "mixed"),
-            *("--scenario", "memory"),
+            *("--scenario", "memory", "--scenario", "control"),
             url=server.url,
         )
         assert done.returncode == 0, done.stderr
         assert sorted(mine.keys()) == [b"users-own-key"]
         mine.close()
+
+
+def test_the_control_scenario_times_call_and_cancel(redis_url: str) -> None:
+    done = run_bench("--jobs", "100", "--scenario", "control", "--json", url=redis_url)
+    assert done.returncode == 0, done.stderr
+    rows = {r["label"]: r for r in json.loads(done.stdout)["results"]}
+    assert set(rows) == {"call, idle consumer", "cancel of a running handler"}
+    for row in rows.values():
+        assert 0 < row["extra"]["p50_ms"] <= row["extra"]["p99_ms"] <= row["extra"]["max_ms"]
+    assert rows["call, idle consumer"]["jobs"] == 100
+    assert rows["cancel of a running handler"]["jobs"] == 100
+
+
+def test_events_can_be_turned_off_to_see_their_cost(redis_url: str) -> None:
+    done = run_bench(
+        "--jobs", "200", "--scenario", "process", "--keep-events", "0", "--json", url=redis_url
+    )
+    assert done.returncode == 0, done.stderr
+    assert [r["rate"] > 0 for r in json.loads(done.stdout)["results"]] == [True]
+    refused = run_bench("--keep-events", "-1", url=redis_url)
+    assert refused.returncode == 2 and "--keep-events must be at least 0" in refused.stderr
 
 
 def test_metrics_can_be_attached_to_see_their_cost(redis_url: str) -> None:
