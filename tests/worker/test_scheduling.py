@@ -497,7 +497,7 @@ async def test_a_rate_limited_consumer_goes_on_after_redis_stalls(
         await queue.consume(
             lambda job: done.append(job.data),
             concurrency=3,
-            rate_limit=(1, 0.5),
+            rate_limit=(1, 0.25),
             visibility_timeout=3,
         )
         await queue.enqueue_many(range(12))
