@@ -132,6 +132,11 @@ class LocalRedis:
                     str(log_path),
                     "--daemonize",
                     "no",
+                    # A replica syncs at once: by default a primary waits 5 s for more replicas
+                    # to share a diskless transfer, which every cluster and sentinel set of
+                    # the suite would wait out.
+                    "--repl-diskless-sync-delay",
+                    "0",
                     *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
