@@ -22,7 +22,7 @@ DELETE_BATCH = 1000
 log = logging.getLogger("streamq")
 
 
-async def revive_all(scripts: Scripts, client: Client, keys: QueueKeys) -> int:
+async def revive_all(scripts: Scripts, client: Client, keys: QueueKeys, events: int) -> int:
     """Replay every dead job whose id no unfinished job holds; returns how many were."""
     total, skipped = 0, 0
     # The skipped ones stay first in the dead set (oldest failure first): page past them.
@@ -30,7 +30,7 @@ async def revive_all(scripts: Scripts, client: Client, keys: QueueKeys) -> int:
         "list[bytes]",
         await client.zrange(keys.dead, skipped, skipped + ENQUEUE_BATCH - 1),
     ):
-        revived, in_use = await scripts.revive(keys, [i.decode() for i in ids])
+        revived, in_use = await scripts.revive(keys, [i.decode() for i in ids], events)
         total += revived
         skipped += len(in_use)
     if skipped:

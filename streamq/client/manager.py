@@ -372,7 +372,9 @@ class QueueManager:
             )
         scheduler = self._schedulers.get(queue.name)
         if scheduler is None:
-            scheduler = self._schedulers[queue.name] = Scheduler(connection.scripts, keys)
+            scheduler = self._schedulers[queue.name] = Scheduler(
+                connection.scripts, keys, queue.retention.events
+            )
             (await self._notices_of(keys)).on_due(scheduler.wake)
             background.start_soon(scheduler.run, f"streamq scheduler {queue.name}")
         name = f"{self.instance_id}-{next(self._consumer_numbers)}"

@@ -543,11 +543,15 @@ class Queue(Generic[T]):
         """
         scripts = self._scripts
         if job_id is not None:
-            revived, in_use = await scripts.revive(self._keys, [check_job_id(job_id)])
+            revived, in_use = await scripts.revive(
+                self._keys, [check_job_id(job_id)], self.retention.events
+            )
             if in_use:
                 raise JobInUse(job_id, queue=self.name)
             return revived
-        return await revive_all(scripts, self._host.connection().client, self._keys)
+        return await revive_all(
+            scripts, self._host.connection().client, self._keys, self.retention.events
+        )
 
     @_clear_errors
     async def purge_dead(self) -> int:

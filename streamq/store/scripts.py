@@ -457,7 +457,9 @@ class Scripts:
         record, payload, groups = row
         return job_id, record, payload or b"", (groups or b"").decode().split()
 
-    async def revive(self, keys: QueueKeys, job_ids: Sequence[str]) -> tuple[int, list[str]]:
+    async def revive(
+        self, keys: QueueKeys, job_ids: Sequence[str], events: int = 0
+    ) -> tuple[int, list[str]]:
         """Replay dead jobs: how many were, and the ids left dead because they are in use."""
         revived, in_use = await self._revive(
             keys=[
@@ -467,8 +469,9 @@ class Scripts:
                 keys.staged,
                 keys.staged_seq,
                 keys.window,
+                keys.events,
             ],
-            args=[keys.job_prefix, *job_ids],
+            args=[keys.job_prefix, events, *job_ids],
         )
         return int(revived), [job_id.decode() for job_id in in_use]
 
@@ -550,9 +553,10 @@ class Scripts:
         return int(now_ms), (None if wait_ms < 0 else wait_ms / 1000), due
 
     async def recurring_fire(
-        self, keys: QueueKeys, due: DueSchedule, next_ms: int, run: NewJob
+        self, keys: QueueKeys, due: DueSchedule, next_ms: int, run: NewJob, events: int = 0
     ) -> bool:
-        """Enqueue one occurrence unless another scheduler already did; moves the schedule on."""
+        """Enqueue one occurrence unless another scheduler already did; moves the schedule on.
+        ``events``: the queue's ``keep_events`` (an "enqueued" event for the occurrence)."""
         fired = await self._recurring_fire(
             keys=[
                 keys.recurring,
@@ -562,6 +566,7 @@ class Scripts:
                 keys.staged_seq,
                 keys.window,
                 keys.job(run.job_id),
+                keys.events,
             ],
             args=[
                 due.schedule_id,
@@ -572,6 +577,7 @@ class Scripts:
                 run.payload,
                 repr(run.enqueued_at),
                 run.priority,
+                events,
             ],
         )
         return bool(fired)

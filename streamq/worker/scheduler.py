@@ -36,9 +36,11 @@ ERROR_PAUSE = 1.0
 
 
 class Scheduler:
-    def __init__(self, scripts: Scripts, keys: QueueKeys) -> None:
+    def __init__(self, scripts: Scripts, keys: QueueKeys, events: int = 0) -> None:
         self._scripts = scripts
         self._keys = keys
+        #: The queue's ``keep_events``: an occurrence's enqueue is an event too.
+        self._events = events
         self._wake = anyio.Event()
         who = f"scheduler of queue {keys.queue!r}"
         self._outage = OutagePolicy(who, keys.prefix, (ERROR_PAUSE,))
@@ -107,5 +109,5 @@ class Scheduler:
             definition.priority,
         )
         next_ms = next_run_ms(definition, schedule.due_ms, now_ms)
-        await self._scripts.recurring_fire(self._keys, schedule, next_ms, run)
+        await self._scripts.recurring_fire(self._keys, schedule, next_ms, run, self._events)
         return next_ms

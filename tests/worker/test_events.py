@@ -138,3 +138,41 @@ async def test_no_events_are_written_with_keep_events_0(
         await queue.consume(handle)
         await queue.wait_for(await queue.enqueue(1), timeout=10)
     assert await redis.exists(f"streamq:{{{queue_name}}}:events") == 0
+
+
+async def test_recurring_occurrences_and_replays_are_enqueued_events(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+    got: list[streamq.Event] = []
+    healthy = False
+
+    async def handle(job: streamq.Job[Any]) -> str:
+        if job.data == "flaky" and not healthy:
+            raise streamq.Unrecoverable("not yet")
+        return "ok"
+
+    async def read() -> None:
+        async for event in queue.events(since="0"):
+            got.append(event)  # noqa: PERF401 - read as they come, until cancelled
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await queue.consume(handle)
+        flaky = await queue.enqueue("flaky")
+        with pytest.raises(streamq.JobFailed):
+            await queue.wait_for(flaky, timeout=10)
+        healthy = True
+        assert await queue.retry_dead(flaky) == 1
+        assert await queue.wait_for(flaky, timeout=10) == "ok"
+        await queue.schedule_recurring("tick", "tock", interval_seconds=60)
+
+        def ticked() -> bool:
+            return any(e.type == "completed" and e.job_id.startswith("tick@") for e in got)
+
+        await wait_until(ticked, timeout=10, what="the first occurrence to run")
+        tg.cancel_scope.cancel()
+    of_flaky = [e.type for e in got if e.job_id == flaky]
+    assert of_flaky == ["enqueued", "started", "dead", "enqueued", "started", "completed"]
+    [tick] = {e.job_id for e in got if e.job_id.startswith("tick@")}
+    assert [e.type for e in got if e.job_id == tick] == ["enqueued", "started", "completed"]

@@ -2,12 +2,13 @@
 -- group the job died in. A dead job whose id an unfinished job holds again (enqueued after it
 -- died) is left in the dead letters: replaying it would run two jobs under one id.
 -- KEYS[1] stream, KEYS[2] dead zset, KEYS[3] dead records, KEYS[4] staged, KEYS[5] staged seq,
--- KEYS[6] window; ARGV[1] job key prefix, ARGV[2..] ids
+-- KEYS[6] window, KEYS[7] events; ARGV[1] job key prefix, ARGV[2] events kept (0: none
+-- written; a replayed job is "enqueued" again), ARGV[3..] ids
 -- Returns {how many jobs were replayed, the ids left because they are in use}.
 local stream, dead, records = KEYS[1], KEYS[2], KEYS[3]
 local staged, seq, window = KEYS[4], KEYS[5], KEYS[6]
 local revived, in_use = 0, {}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local job = ARGV[i]
   local key = ARGV[1] .. job
   local r = redis.call('HMGET', key, 'state', 'bc')
@@ -35,6 +36,7 @@ for i = 2, #ARGV do
         stage_again(staged, seq, key, job, payload or '', group, '-')
       end
       revived = revived + 1
+      emit(KEYS[7], ARGV[2], 'enqueued', job, 0)
     end
   end
 end
