@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
+from redis.exceptions import RedisError
 
 from ..errors import InvalidArgument
 from ..job import Event, EventType
 from ..store.serialization import decode_result
+from .redis_errors import as_streamq_error
 
 if TYPE_CHECKING:
     from ..store.keys import QueueKeys
@@ -42,20 +44,26 @@ def check_since(since: object) -> str | None:
 
 
 async def read_events(client: Client, keys: QueueKeys, since: str | None) -> AsyncIterator[Event]:
-    """The queue's events after ``since`` (None: from now on), as they come."""
+    """The queue's events after ``since`` (None: from now on), as they come. A Redis error
+    ends the iteration as streamq's error; iterate again from the last ``Event.id`` seen."""
     last = since
-    if last is None:
-        newest = cast("list[Any]", await client.xrevrange(keys.events, count=1))
-        last = newest[0][0] if newest else "0-0"
-    while True:
-        reply = cast(
-            "list[Any]",
-            await client.xread({keys.events: last}, count=READ_COUNT, block=BLOCK_MS),
-        )
-        for _stream, entries in reply or ():
-            for event_id, fields in entries:
-                last = event_id
-                yield event_of(event_id, fields)
+    try:
+        if last is None:
+            newest = cast("list[Any]", await client.xrevrange(keys.events, count=1))
+            last = newest[0][0] if newest else "0-0"
+        while True:
+            reply = cast(
+                "list[Any]",
+                await client.xread({keys.events: last}, count=READ_COUNT, block=BLOCK_MS),
+            )
+            for _stream, entries in reply or ():
+                for event_id, fields in entries:
+                    last = event_id
+                    yield event_of(event_id, fields)
+    except RedisError as exc:
+        after = "nothing was changed; go on with events(since=<the last Event.id you saw>)"
+        doing = f"queue {keys.queue!r}: events"
+        raise as_streamq_error(exc, keys.prefix, doing, after) from exc
 
 
 def event_of(event_id: bytes, fields: dict[bytes, bytes]) -> Event:

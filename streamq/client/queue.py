@@ -9,16 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import anyio
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoPermissionError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from ..errors import (
-    ConnectionFailed,
     JobInUse,
     NotReplicated,
-    RedisTimeout,
-    StreamqError,
 )
 from ..job import DeadLetter, Event, Job, JobInfo, QueueStats
 from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
@@ -31,7 +26,6 @@ from ..store.serialization import (
     RecurringDef,
     encode_recurring,
 )
-from ..transport.acl import permission_denied
 from ..validation import (
     check_count,
     check_handler,
@@ -60,6 +54,7 @@ from .inspection import (
     stats_of,
     summaries,
 )
+from .redis_errors import as_streamq_error
 from .waiting import wait_for_job
 
 if TYPE_CHECKING:
@@ -119,34 +114,17 @@ _AFTER_ERROR = {
 def _clear_errors(
     method: Callable[Concatenate[Q, P], Awaitable[R]],
 ) -> Callable[Concatenate[Q, P], Awaitable[R]]:
-    """Errors from Redis come out as streamq's, naming the queue and the method, and for a
-    write whether it may have happened: a command the Redis user may not run (its ACL) is a
-    :class:`PermissionDenied` naming the ACL rules that fix it; a lost connection is a
-    :class:`ConnectionFailed`; no answer in time, a :class:`RedisTimeout`."""
+    """Errors from Redis come out as streamq's (:func:`as_streamq_error`), naming the queue
+    and the method, and for a write whether it may have happened."""
     written = _AFTER_ERROR[method.__name__]  # a new public method says what a failure means
 
     @functools.wraps(method)
     async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(self, *args, **kwargs)
-        except NoPermissionError as exc:
-            doing = f"queue {self.name!r}: {method.__name__}"
-            raise permission_denied(exc, self._keys.prefix, doing) from exc
-        except RedisTimeoutError as exc:
-            raise RedisTimeout(
-                f"queue {self.name!r}: {method.__name__}: Redis did not answer in time ({exc});"
-                f" {written}"
-            ) from exc
-        except RedisConnectionError as exc:
-            raise ConnectionFailed(
-                f"queue {self.name!r}: {method.__name__}: the connection to Redis failed"
-                f" ({exc}); {written}"
-            ) from exc
         except RedisError as exc:
-            raise StreamqError(
-                f"queue {self.name!r}: {method.__name__}: Redis answered with an error"
-                f" ({type(exc).__name__}: {exc}); {written}"
-            ) from exc
+            doing = f"queue {self.name!r}: {method.__name__}"
+            raise as_streamq_error(exc, self._keys.prefix, doing, written) from exc
 
     return wrapper
 

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import streamq
+from streamq.testing.localserver import LocalRedis
 
 from ..helpers import wait_until
 
@@ -176,3 +177,12 @@ async def test_recurring_occurrences_and_replays_are_enqueued_events(
     assert of_flaky == ["enqueued", "started", "dead", "enqueued", "started", "completed"]
     [tick] = {e.job_id for e in got if e.job_id.startswith("tick@")}
     assert [e.type for e in got if e.job_id == tick] == ["enqueued", "started", "completed"]
+
+
+async def test_a_lost_server_ends_the_events_with_a_clear_error(queue_name: str) -> None:
+    with LocalRedis() as server:
+        async with streamq.QueueManager(server.url, socket_timeout=2.0) as qm:
+            events = qm.get_queue(queue_name).events(since="0")
+            server.stop()
+            with pytest.raises(streamq.ConnectionFailed, match=r"queue '.*': events: .*since="):
+                await events.__anext__()

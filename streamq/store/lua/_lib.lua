@@ -149,6 +149,13 @@ local function group_state(stream, g, f)
   return s or f['state']
 end
 
+-- A job's state as one group sees it: the group's own on a broadcast record (`bc`) that has one,
+-- else the job's (`state`).
+local function state_in_group(bc, group_state, state)
+  if bc and group_state then return group_state end
+  return state
+end
+
 -- Whether a group of the stream still owes the broadcast job whose record fields are `f`.
 local function still_owed(stream, groups, f)
   for _, g in ipairs(groups) do
@@ -307,7 +314,6 @@ local function add_ready(stream, staged, seq, window, key, id, payload, enqueued
     'enqueued_at', enqueued_at)
   return room
 end
-
 
 -- Global concurrency (consume(global_concurrency=N)): each running job of a group holds a slot,
 -- its entry id in the group's sorted set of slots scored by when the slot lapses (a heartbeat

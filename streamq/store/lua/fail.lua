@@ -19,7 +19,8 @@ local record = redis.call('HMGET', key, 'entry', 'bc', 'entry ' .. group, 'state
   'state ' .. group)
 local current = (record[3] or record[1]) == entry
 -- Cancelled while its handler ran: neither retried nor dead-lettered.
-if current and (record[2] and record[5] or record[4]) == 'cancelled' then
+local cancelled = state_in_group(record[2], record[5], record[4]) == 'cancelled'
+if current and cancelled then
   refill_after_ack(stream, KEYS[6], KEYS[7], ARGV[3])
   return 1
 end

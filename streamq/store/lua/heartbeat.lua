@@ -13,7 +13,7 @@ for i = 5, #ARGV, 2 do
     claim[#claim + 1] = entry
     local r = redis.call('HMGET', ARGV[3] .. ARGV[i + 1], 'state', 'bc', 'state ' .. group,
       'entry', 'entry ' .. group)
-    if (r[2] and r[3] or r[1]) == 'cancelled' and (r[5] or r[4]) == entry then
+    if state_in_group(r[2], r[3], r[1]) == 'cancelled' and (r[5] or r[4]) == entry then
       cancelled[#cancelled + 1] = entry
     end
   else

@@ -8,7 +8,7 @@
 local key, field, entry = KEYS[1], 'r:' .. ARGV[1], ARGV[2]
 local r = redis.call('HMGET', key, 'state', 'bc', 'state ' .. ARGV[1], 'cp ' .. ARGV[1])
 if not r[1] then return { -1, false } end
-if (r[2] and r[3] or r[1]) == 'cancelled' then return { -2, false } end
+if state_in_group(r[2], r[3], r[1]) == 'cancelled' then return { -2, false } end
 local starts = 0
 local value = redis.call('HGET', key, field)
 if value then
