@@ -1,5 +1,6 @@
 """streamq: an asyncio-native job queue on Redis Streams."""
 
+from .client.flows import Step, chain, group
 from .client.inspection import ConsumerInfo, GroupInfo, JobSummary, RecurringInfo
 from .client.manager import QueueManager
 from .client.queue import Handler, Queue
@@ -19,7 +20,7 @@ from .errors import (
     StreamqError,
     Unrecoverable,
 )
-from .job import DeadLetter, Event, EventType, Job, JobInfo, JobState, QueueStats
+from .job import DeadLetter, Event, EventType, Job, JobInfo, JobRef, JobState, QueueStats
 from .ops.hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
 from .worker.consumer import Consumer
 
@@ -43,6 +44,7 @@ __all__ = (
     "JobInUse",
     "JobInfo",
     "JobNotFound",
+    "JobRef",
     "JobState",
     "JobSummary",
     "NotReplicated",
@@ -55,8 +57,11 @@ __all__ = (
     "RecurringInfo",
     "RedisTimeout",
     "Retry",
+    "Step",
     "StreamqError",
     "Unrecoverable",
+    "chain",
+    "group",
 )
 
 __version__ = "0.1.0"

@@ -12,8 +12,8 @@
     │                           a bad name, option or value passed to the API
     ├── JobFailed               a job went to the dead letters (raised by ``Queue.wait_for``)
     │   └── JobCancelled        ... or was cancelled
-    ├── JobInUse                a dead job cannot be replayed: its id belongs to a job that
-    │                           was enqueued since and is unfinished
+    ├── JobInUse                a dead job cannot be replayed, or a flow created: an id it
+    │                           needs belongs to an unfinished job
     ├── JobNotFound (LookupError)
     │                           no such job (never enqueued, or its record expired)
     ├── NotReplicated           an enqueue reached fewer replicas than ``min_replicas`` asks
@@ -100,17 +100,28 @@ class JobCancelled(JobFailed):
 
 
 class JobInUse(StreamqError):
-    """A dead job was not replayed: a job enqueued since under its id is unfinished, and two
-    jobs must not run under one id."""
+    """A job id an unfinished job holds, where a new one was to run under it: a dead job was
+    not replayed (a job enqueued since under its id is unfinished), or a flow was not created
+    (one of its steps names such an id). Two jobs must not run under one id."""
 
-    def __init__(self, job_id: str, *, queue: str | None = None) -> None:
-        super().__init__(
-            f"dead job {job_id!r} of queue {queue!r} was not replayed: a job enqueued since"
-            " under that id is unfinished. Replay it once that job has finished, or purge the"
-            " dead letters"
-        )
+    def __init__(self, job_id: str, *, queue: str | None = None, flow: str | None = None) -> None:
+        if flow is None:
+            message = (
+                f"dead job {job_id!r} of queue {queue!r} was not replayed: a job enqueued since"
+                " under that id is unfinished. Replay it once that job has finished, or purge"
+                " the dead letters"
+            )
+        else:
+            message = (
+                f"flow {flow!r} was not created (nothing of it was kept): its step {job_id!r}"
+                f" of queue {queue!r} has the id of an unfinished job. Give the step another"
+                " job_id (or none: ids are generated), or enqueue the flow once that job"
+                " finished"
+            )
+        super().__init__(message)
         self.job_id = job_id
         self.queue = queue
+        self.flow = flow
 
 
 class JobNotFound(StreamqError, LookupError):

@@ -16,13 +16,23 @@ __all__ = (
     "Job",
     "JobControl",
     "JobInfo",
+    "JobRef",
     "JobState",
     "QueueStats",
 )
 
 T = TypeVar("T")
 
-JobState = Literal["waiting", "delayed", "active", "retrying", "completed", "dead", "cancelled"]
+JobState = Literal[
+    "waiting",
+    "delayed",
+    "active",
+    "retrying",
+    "completed",
+    "dead",
+    "cancelled",
+    "waiting_children",
+]
 EventType = Literal[
     "enqueued", "started", "progress", "completed", "failed", "dead", "cancelled", "reclaimed"
 ]
@@ -39,6 +49,8 @@ class JobControl(Protocol):
     async def log(self, message: str) -> None: ...
 
     async def checkpoint(self, value: Any) -> None: ...
+
+    async def children_results(self) -> dict[str, Any]: ...
 
 
 class Job(msgspec.Struct, Generic[T], frozen=True):
@@ -92,6 +104,21 @@ class Job(msgspec.Struct, Generic[T], frozen=True):
         if self._control is not None:
             await self._control.checkpoint(value)
 
+    async def children_results(self) -> dict[str, Any]:
+        """A flow step's children's results, by child id (one read, whatever their number):
+        those that completed; a child that failed under ``on_child_failure="ignore"`` is left
+        out. Empty for a job with no children (and for a Job made by hand)."""
+        if self._control is None:
+            return {}
+        return await self._control.children_results()
+
+
+class JobRef(msgspec.Struct, frozen=True):
+    """Another job, named by its queue and id (a flow's parent or child)."""
+
+    queue: str
+    id: str
+
 
 class JobInfo(msgspec.Struct, frozen=True):
     """A job's state as ``Queue.get_job`` reports it (or one consumer group's part in it)."""
@@ -111,6 +138,10 @@ class JobInfo(msgspec.Struct, frozen=True):
     groups: dict[str, JobState] = msgspec.field(default_factory=dict)
     #: The last value the handler passed to ``job.set_progress`` (None before any).
     progress: Any = None
+    #: A flow's step: its parent, which runs once it and its siblings completed.
+    parent: JobRef | None = None
+    #: A flow's step: the steps it waits for (``"waiting_children"``) before it runs.
+    children: tuple[JobRef, ...] = ()
 
 
 class QueueStats(msgspec.Struct, frozen=True):

@@ -27,6 +27,7 @@ PUBLIC = {
     "JobInfo",
     "JobNotFound",
     "JobEvent",
+    "JobRef",
     "JobState",
     "JobSummary",
     "NotReplicated",
@@ -39,8 +40,11 @@ PUBLIC = {
     "RedisTimeout",
     "Retry",
     "RecurringInfo",
+    "Step",
     "StreamqError",
     "Unrecoverable",
+    "chain",
+    "group",
 }
 
 

@@ -5,13 +5,14 @@ reads nothing else of the manager, so neither reaches into the other's private a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..transport.cluster import lane_for
 
 if TYPE_CHECKING:
     from ..ops.hooks import Hooks
     from ..store.control import ControlScripts
+    from ..store.flows import FlowScripts
     from ..store.keys import QueueKeys
     from ..store.scripts import Scripts
     from ..store.serialization import Codec
@@ -41,6 +42,7 @@ class Connection:
     enqueue_scripts: Scripts
     inspect: InspectScripts
     control: ControlScripts
+    flows: FlowScripts
 
     def new_lane(self) -> CommandLane:
         """A lane of its own (for a consumer's blocking reads)."""
@@ -65,6 +67,10 @@ class QueueHost(Protocol):
 
     def connection(self) -> Connection:
         """The open connection; a clear error when the manager is not open."""
+        ...
+
+    def queue(self, name: str) -> Queue[Any]:
+        """Another queue of the manager (a flow's steps live in several)."""
         ...
 
     async def register(self, queue: str) -> None:

@@ -14,7 +14,8 @@ import anyio
 import msgspec
 
 from ..errors import InvalidArgument
-from ..job import DeadLetter, JobInfo, JobState, QueueStats
+from ..job import DeadLetter, JobInfo, JobRef, JobState, QueueStats
+from ..store.control import steps_of
 from ..store.keys import QueueKeys
 from ..store.scripts import JobRecord, Script, StatsReply
 from ..store.serialization import Codec, decode_dead_record, decode_recurring, decode_result
@@ -183,6 +184,26 @@ TERMINAL: tuple[str, ...] = ("completed", "dead", "cancelled")
 
 
 def job_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | None:
+    """What ``get_job`` reports (see :func:`_state_info`), with a flow step's parent and
+    children."""
+    info = _state_info(job_id, record, group)
+    f = record.fields
+    if info is None or not (b"pa" in f or b"ch" in f):
+        return info
+    parent = f.get(b"pa")
+    children = f.get(b"ch", b"").decode(errors="replace").splitlines()
+    state = info.state
+    if f.get(b"state") == b"held":  # its flow is being created
+        state = "waiting_children" if int(f.get(b"wc", b"0")) > 0 else "waiting"
+    return msgspec.structs.replace(
+        info,
+        state=state,
+        parent=None if parent is None else JobRef(*steps_of(parent.decode(errors="replace"))),
+        children=tuple(JobRef(*steps_of(line)) for line in children),
+    )
+
+
+def _state_info(job_id: str, record: JobRecord, group: str | None) -> JobInfo | None:
     """What ``get_job`` reports: the job's own state, or ``group``'s part in it; None for a
     group the job does not go to.
 

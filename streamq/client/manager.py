@@ -14,11 +14,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import anyio
+from redis.exceptions import RedisError
 
 from ..errors import InvalidArgument, StreamqError
 from ..ops.hooks import Hooks, check_hooks
 from ..store.control import ControlScripts
-from ..store.keys import registry_key, validate_name
+from ..store.flows import FlowScripts, FlowWriter
+from ..store.keys import QueueKeys, registry_key, validate_name
 from ..store.scripts import Retention, Scripts
 from ..store.serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from ..transport.cluster import lane_for
@@ -34,15 +36,17 @@ from ..transport.lane import LanePool
 from ..transport.sentinel import SentinelRedis
 from ..validation import check_count, check_non_negative, check_seconds
 from ..worker.context import ConsumerContext
+from ..worker.relay import FlowRelay
 from ..worker.scheduler import Scheduler
 from .background import Background
+from .flows import Step, build_spec
 from .host import Connection
 from .inspection import InspectScripts
 from .notices import QueueNotices, Subscriber
 from .queue import Queue
+from .redis_errors import as_streamq_error
 
 if TYPE_CHECKING:
-    from ..store.keys import QueueKeys
     from ..store.serialization import Codec
     from ..worker.consumer import Consumer
     from ..worker.options import ConsumerOptions
@@ -182,6 +186,7 @@ class QueueManager:
             enqueue_scripts,
             InspectScripts(lane),
             ControlScripts(lane, client),
+            FlowScripts(lane),
         )
         self._background = await Background.open(f"streamq manager {self.instance_id}")
         if isinstance(client, SentinelRedis):
@@ -301,6 +306,33 @@ class QueueManager:
             events=self.keep_events,
         )
 
+    async def enqueue_flow(self, step: Step) -> str:
+        """Enqueue a flow: ``step`` and its children, each a job of its own queue, a parent
+        running once all its children completed (``streamq.chain``, ``streamq.group``).
+        Returns the root step's id. The whole tree is enqueued or none of it, also when its
+        queues live on different nodes of a cluster; with the root's ``job_id`` held by an
+        unfinished job, nothing is enqueued (a flow is deduplicated by its root id)."""
+        spec, now = await build_spec(step, self._encode_step)
+        try:
+            await self._flow_writer().create(spec, now)
+        except RedisError as exc:
+            raise as_streamq_error(
+                exc,
+                self.prefix,
+                f"enqueue_flow {spec.root.id!r}",
+                "the flow may be half-written: a consumer of its root's queue finishes or"
+                " undoes it within a minute; enqueue it again (deduplicated by its root id)",
+            ) from exc
+        return spec.root.id
+
+    def _flow_writer(self) -> FlowWriter:
+        return FlowWriter(
+            self._connected().flows, lambda name: QueueKeys(self.prefix, name), self.keep_events
+        )
+
+    async def _encode_step(self, queue: str, data: Any, priority: int, now: float) -> bytes:
+        return await self.get_queue(queue).payload_for(data, priority=priority, enqueued_at=now)
+
     async def queues(self) -> list[str]:
         """The names of every queue that a manager with this prefix has enqueued to, consumed
         or scheduled on, sorted: read from a registry, not by scanning the database's keys."""
@@ -377,6 +409,16 @@ class QueueManager:
             )
             (await self._notices_of(keys)).on_due(scheduler.wake)
             background.start_soon(scheduler.run, f"streamq scheduler {queue.name}")
+            relay = FlowRelay(
+                connection.flows,
+                self._flow_writer(),
+                keys,
+                self.instance_id,
+                retention_of=lambda name: self.get_queue(name).retention,
+                cancel=lambda name, job_id: self.get_queue(name).cancel(job_id),
+            )
+            (await self._notices_of(keys)).on_flow(relay.wake)
+            background.start_soon(relay.run, f"streamq flow relay {queue.name}")
         name = f"{self.instance_id}-{next(self._consumer_numbers)}"
         context = ConsumerContext(
             queue=queue,
@@ -423,6 +465,9 @@ class _Host:
 
     def connection(self) -> Connection:
         return self._manager._connected()
+
+    def queue(self, name: str) -> Queue[Any]:
+        return self._manager.get_queue(name)
 
     async def register(self, queue: str) -> None:
         await self._manager._register(queue)

@@ -1,7 +1,8 @@
 """Messages from Redis to this process, over one pub/sub connection per manager.
 
 Each queue has one channel (``QueueKeys.wake``) that the scripts publish to: ``due`` when an
-enqueue adds an earlier due time (it wakes the queue's scheduler), ``finished<TAB>job id``
+enqueue adds an earlier due time (it wakes the queue's scheduler), ``flow`` when a flow step
+finished (it wakes the queue's flow relay), ``finished<TAB>job id``
 when a job that a ``wait_for`` registered on finishes, and for the queue's consumers
 ``cancel<TAB>entry id`` (a job they may be running was cancelled), ``paused``, ``resumed`` and
 ``slot<TAB>group`` (a global-concurrency slot was freed).
@@ -34,6 +35,8 @@ __all__ = ("JobWatch", "QueueNotices", "Subscriber")
 #: What the scripts publish (store/lua/enqueue.lua, recurring_set.lua and _lib.lua's notify).
 DUE = b"due"
 FINISHED = b"finished"
+#: A flow step of the queue finished: its parent is told through the queue's outbox.
+FLOW = b"flow"
 #: ``outcome<TAB>state<TAB>detail length<TAB>detail job id``: a finish with its result or error.
 OUTCOME = b"outcome"
 #: What the consumers hear (store/lua/cancel.lua, pause.lua).
@@ -171,6 +174,7 @@ class QueueNotices:
     def __init__(self, subscriber: Subscriber) -> None:
         self._subscriber = subscriber
         self._on_due: Callable[[], None] | None = None
+        self._on_flow: Callable[[], None] | None = None
         self._watches: dict[str, set[JobWatch]] = {}
         self._listeners: set[Route] = set()
 
@@ -183,6 +187,10 @@ class QueueNotices:
     def on_due(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when something may be due sooner than planned."""
         self._on_due = wake
+
+    def on_flow(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when a flow step of the queue finished (and after a gap)."""
+        self._on_flow = wake
 
     def listen(self, listener: Route) -> Callable[[], None]:
         """Hand the consumers' messages (cancel, paused, resumed: kind<TAB>detail) to
@@ -207,6 +215,8 @@ class QueueNotices:
         if message is None:  # some may have been missed: everyone looks again
             if self._on_due is not None:
                 self._on_due()
+            if self._on_flow is not None:
+                self._on_flow()
             for watches in self._watches.values():
                 for watch in watches:
                     watch.wake()
@@ -231,3 +241,5 @@ class QueueNotices:
                 watch.wake(published=True)
         elif kind == DUE and self._on_due is not None:
             self._on_due()
+        elif kind == FLOW and self._on_flow is not None:
+            self._on_flow()

@@ -54,7 +54,7 @@ from .inspection import (
     stats_of,
     summaries,
 )
-from .redis_errors import as_streamq_error
+from .redis_errors import AFTER_ERROR, as_streamq_error
 from .waiting import wait_for_job
 
 if TYPE_CHECKING:
@@ -78,45 +78,12 @@ Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
 _Enqueue = tuple[str, bytes, float, int, int]
 
 
-#: What a failed call of each public method may have done. A write whose reply was lost may
-#: have happened; a read changed nothing.
-_AFTER_ERROR = {
-    "enqueue": "the job may or may not have been added; enqueue it again with the same job_id"
-    " (deduplicated while it is unfinished)",
-    "enqueue_many": "some jobs may have been added",
-    "cancel": "the job may or may not have been cancelled",
-    "pause": "the queue may or may not have been paused",
-    "resume": "the queue may or may not have been resumed",
-    "call": "the job may or may not have been enqueued; its id is unknown",
-    "schedule_recurring": "the schedule may or may not have been set; set it again (idempotent)",
-    "cancel_recurring": "the schedule may or may not have been removed",
-    "consume": "the consumer did not start",
-    "retry_dead": "some dead jobs may have been replayed",
-    "purge_dead": "the dead letters may or may not have been purged",
-    "delete": "some of the queue's jobs may have been deleted; delete it again to finish",
-    **dict.fromkeys(
-        (
-            "get_job",
-            "wait_for",
-            "stats",
-            "dead_letters",
-            "dead_letter",
-            "jobs",
-            "groups",
-            "recurring_schedules",
-            "job_logs",
-        ),
-        "nothing was changed",
-    ),
-}
-
-
 def _clear_errors(
     method: Callable[Concatenate[Q, P], Awaitable[R]],
 ) -> Callable[Concatenate[Q, P], Awaitable[R]]:
     """Errors from Redis come out as streamq's (:func:`as_streamq_error`), naming the queue
     and the method, and for a write whether it may have happened."""
-    written = _AFTER_ERROR[method.__name__]  # a new public method says what a failure means
+    written = AFTER_ERROR[method.__name__]  # a new public method says what a failure means
 
     @functools.wraps(method)
     async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -186,6 +153,14 @@ class Queue(Generic[T]):
         if hooks := self._host.hooks:
             self._tell_enqueued(hooks, job[0], priority, job[4], job[2], added)
         return job[0]
+
+    async def payload_for(self, data: T, *, priority: int, enqueued_at: float) -> bytes:
+        """The payload :meth:`enqueue` would write for ``data`` (checked against the queue's
+        type): how a flow's steps are encoded."""
+        payload = self._codec.encode(data, enqueued_at=enqueued_at, priority=priority)
+        if not self._registered:
+            await self._note_used()
+        return payload
 
     async def _prepare(
         self,
@@ -299,7 +274,13 @@ class Queue(Generic[T]):
         runs, within about a network round trip (a plain function, which cannot be
         interrupted, sees ``job.cancelled`` become true). A finished job is left as it is.
         """
-        return await self._control.cancel(self._keys, self.retention, check_job_id(job_id))
+        cancelled, children = await self._control.cancel(
+            self._keys, self.retention, check_job_id(job_id)
+        )
+        # A flow's parent: its tree goes with it, wherever its steps live.
+        for queue, child in children:
+            await self._host.queue(queue).cancel(child)
+        return cancelled
 
     @_clear_errors
     async def pause(self) -> bool:
@@ -486,6 +467,13 @@ class Queue(Generic[T]):
             validate_group(group)
         notices = await self._host.notices(self._keys)
         return await wait_for_job(self._scripts, self._keys, notices, job_id, timeout, group)
+
+    @_clear_errors
+    async def children_results(self, job_id: str) -> dict[str, Any]:
+        """The results of a flow step's children that completed, by child id (what its handler
+        reads with ``job.children_results()``); children that failed under
+        ``on_child_failure="ignore"`` are left out."""
+        return await self._control.children_results(self._keys, check_job_id(job_id))
 
     @_clear_errors
     async def job_logs(self, job_id: str) -> list[str]:

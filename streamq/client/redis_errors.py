@@ -10,7 +10,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import ConnectionFailed, RedisTimeout, StreamqError
 from ..transport.acl import permission_denied
 
-__all__ = ("as_streamq_error",)
+__all__ = ("AFTER_ERROR", "as_streamq_error")
 
 
 def as_streamq_error(exc: RedisError, prefix: str, doing: str, after: str) -> StreamqError:
@@ -27,3 +27,37 @@ def as_streamq_error(exc: RedisError, prefix: str, doing: str, after: str) -> St
     return StreamqError(
         f"{doing}: Redis answered with an error ({type(exc).__name__}: {exc}); {after}"
     )
+
+
+#: What a failed call of each of ``Queue``'s public methods may have done. A write whose reply
+#: was lost may have happened; a read changed nothing.
+AFTER_ERROR = {
+    "enqueue": "the job may or may not have been added; enqueue it again with the same job_id"
+    " (deduplicated while it is unfinished)",
+    "enqueue_many": "some jobs may have been added",
+    "cancel": "the job may or may not have been cancelled (a flow's steps: some of them)",
+    "children_results": "nothing was changed",
+    "pause": "the queue may or may not have been paused",
+    "resume": "the queue may or may not have been resumed",
+    "call": "the job may or may not have been enqueued; its id is unknown",
+    "schedule_recurring": "the schedule may or may not have been set; set it again (idempotent)",
+    "cancel_recurring": "the schedule may or may not have been removed",
+    "consume": "the consumer did not start",
+    "retry_dead": "some dead jobs may have been replayed",
+    "purge_dead": "the dead letters may or may not have been purged",
+    "delete": "some of the queue's jobs may have been deleted; delete it again to finish",
+    **dict.fromkeys(
+        (
+            "get_job",
+            "wait_for",
+            "stats",
+            "dead_letters",
+            "dead_letter",
+            "jobs",
+            "groups",
+            "recurring_schedules",
+            "job_logs",
+        ),
+        "nothing was changed",
+    ),
+}

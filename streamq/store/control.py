@@ -5,20 +5,27 @@ states are in ``scripts.py``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..transport.lane import CommandLane
 from .keys import QueueKeys
 from .script_types import Retention
 from .scripts import Script
+from .serialization import decode_result
 
 if TYPE_CHECKING:
     from ..transport.connection import Client
 
-__all__ = ("MAX_LOG_LINES", "ControlScripts")
+__all__ = ("MAX_LOG_LINES", "ControlScripts", "steps_of")
 
 #: Log lines kept per job (the newest).
 MAX_LOG_LINES = 1000
+
+
+def steps_of(line: str) -> tuple[str, str]:
+    """A flow step as records name it (``queue<TAB>id``): ``(queue, id)``."""
+    queue, _, job_id = line.partition("\t")
+    return queue, job_id
 
 
 class ControlScripts:
@@ -33,10 +40,12 @@ class ControlScripts:
         self._slot = Script(lane, "slot.lua")
         self._cancel = Script(lane, "cancel.lua")
 
-    async def cancel(self, keys: QueueKeys, retention: Retention, job_id: str) -> bool:
+    async def cancel(
+        self, keys: QueueKeys, retention: Retention, job_id: str
+    ) -> tuple[bool, list[tuple[str, str]]]:
         """Cancel an unfinished job (running ones too: see cancel.lua); False for one that is
-        unknown or finished."""
-        cancelled = await self._cancel(
+        unknown or finished. With it, a flow parent's children ``(queue, id)``, to cancel."""
+        reply = await self._cancel(
             keys=[
                 keys.stream,
                 keys.staged,
@@ -57,7 +66,18 @@ class ControlScripts:
                 retention.events,
             ],
         )
-        return bool(cancelled)
+        if not reply:
+            return False, []
+        return True, [steps_of(line) for line in reply[1].decode().splitlines()]
+
+    async def children_results(self, keys: QueueKeys, job_id: str) -> dict[str, Any]:
+        """What a flow parent's children that completed returned, by child id."""
+        fields = cast("dict[bytes, bytes]", await self._client.hgetall(keys.job(job_id)))
+        results: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name.startswith(b"r:") and value.startswith(b"c"):
+                results[name[2:].decode(errors="replace")] = decode_result(value[1:])
+        return results
 
     async def set_paused(self, keys: QueueKeys, paused: bool) -> bool:
         """Pause or resume the queue; True if that changed its state."""

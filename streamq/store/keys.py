@@ -57,9 +57,11 @@ class QueueKeys:
         "delayed",
         "events",
         "finished",
+        "flows_creating",
         "groups",
         "job_prefix",
         "logs_prefix",
+        "outbox",
         "paused",
         "prefix",
         "queue",
@@ -143,6 +145,14 @@ class QueueKeys:
         #: delivered them, scored by when (server ms): a consumer that reads one acknowledges it
         #: without running it. The newest few are kept.
         self.cancels = base + "cancels"
+        #: Stream of what the queue's flow steps ended with, for their parents (wherever they
+        #: live) to apply: ``pa`` the parent (queue<TAB>id), ``c`` the child, ``s`` its state,
+        #: ``d`` its result or error; read through the consumer group ``relay``
+        #: (worker/relay.py). Scripts name it from the stream's key (``tell_parent``).
+        self.outbox = base + "outbox"
+        #: Sorted set of the ids of root steps whose flow is being created, scored by when
+        #: creation began (server ms): what the relays' sweep finishes or undoes.
+        self.flows_creating = base + "flows:creating"
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
@@ -174,4 +184,6 @@ class QueueKeys:
             self.paused,
             self.cancels,
             self.events,
+            self.outbox,
+            self.flows_creating,
         )

@@ -26,7 +26,8 @@ __all__ = (
 
 #: Sent from Python: the connection's set-up and health checks, the server checks at connect,
 #: scripts, blocking reads, wake-ups, ``wait_for``, ``min_replicas``, the queue registry, and
-#: job control's reads (the pause, cancelled entries, job logs, the event stream).
+#: job control's reads (the pause, cancelled entries, job logs, the event stream), and a flow
+#: parent's children's results.
 CLIENT_COMMANDS = (
     "ping",
     "select",
@@ -44,6 +45,7 @@ CLIENT_COMMANDS = (
     "lrange",
     "xread",
     "xrevrange",
+    "hgetall",
 )
 #: Called by the Lua scripts in ``lua/``.
 SCRIPT_COMMANDS = (
@@ -64,6 +66,7 @@ SCRIPT_COMMANDS = (
     "hgetall",
     "hkeys",
     "hset",
+    "hsetnx",
     "hdel",
     "hincrby",
     "publish",
@@ -95,6 +98,7 @@ SCRIPT_COMMANDS = (
     "xinfo|groups",
     "xinfo|consumers",
     "memory|usage",
+    "xgroup|create",
     "xgroup|destroy",
     "xgroup|delconsumer",
 )

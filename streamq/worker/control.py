@@ -146,6 +146,10 @@ class RunningJob:
         of = self._of
         await of.control.note(of.keys, self._job_id, "checkpoint", self._encode(value), of.group)
 
+    async def children_results(self) -> dict[str, Any]:
+        of = self._of
+        return await of.control.children_results(of.keys, self._job_id)
+
     def _encode(self, value: Any) -> bytes:
         try:
             return encode_result(value)

@@ -1,7 +1,12 @@
 -- Shared helpers: scripts.py puts this file in front of every script.
 
 -- The states of a job that still holds its id (enqueueing the id again changes nothing).
-local UNFINISHED = { waiting = true, delayed = true, active = true, retrying = true }
+-- A flow's step is 'held' while the flow is being created (store/flows.py), and a parent
+-- 'waiting_children' until its children finished.
+local UNFINISHED = {
+  waiting = true, delayed = true, active = true, retrying = true, held = true,
+  waiting_children = true,
+}
 local TERMINAL = { completed = true, dead = true, cancelled = true }
 -- The consumer that holds the entries a stopping consumer handed back until a reclaim sweep
 -- takes them (release.lua, reclaim.lua): no consumer of streamq's is named with a space.
@@ -79,6 +84,33 @@ local function notify(job_key, channel, job, state, detail)
     redis.call('HDEL', job_key, 'w')
   end
 end
+
+-- Workflows (store/flows.py). A flow's steps carry 'fl' (the flow's creation token); a child
+-- 'pa' (its parent: queue<TAB>id); a parent 'ch' (its children: queue<TAB>id per line), 'wc'
+-- (children not finished yet), 'ocf' (on_child_failure: 'fail' or 'ignore'), 'dl' (its start
+-- delay in ms, counted from its release) and, until released, its payload 'p' and 'priority'.
+-- A parent keeps what each child ended with in fields of its own record ('r:<child id>':
+-- 'c' .. result, or 'x' .. error), so they go with the record and are read in one call.
+-- A child that finishes tells its parent through its own queue's outbox (a stream): on a
+-- cluster the parent may live in another slot, so flow_apply.lua applies it apart, once per
+-- child; see worker/relay.py.
+local flow_told = false
+
+local function tell_parent(stream, parent, job, state, detail)
+  if not parent then return end
+  redis.call('XADD', string.sub(stream, 1, #stream - 6) .. 'outbox', '*',
+    'pa', parent, 'c', job, 's', state, 'd', detail or '')
+  flow_told = true
+end
+
+-- Wake the queue's relays once per call that told parents anything.
+local function wake_relays(channel)
+  if flow_told then
+    redis.call('PUBLISH', channel, 'flow')
+    flow_told = false
+  end
+end
+
 
 -- A record's fields as a table.
 local function fields_of(key)
@@ -182,8 +214,14 @@ local function settle_broadcast(stream, key, job, groups, r, now)
     end
   end
   redis.call('HSET', key, 'state', outcome, 'finished_at', now)
-  if err then redis.call('HSET', key, 'error', 'in group ' .. err[1] .. ': ' .. err[2]) end
+  local detail = ''
+  if err then
+    detail = 'in group ' .. err[1] .. ': ' .. err[2]
+    redis.call('HSET', key, 'error', detail)
+  end
   retain(r, key, job)
+  -- A broadcast step has no result of its own: its parent gets none.
+  tell_parent(stream, f['pa'], job, outcome, detail)
   return true
 end
 
@@ -346,4 +384,34 @@ local function emit(events, most, kind, job, attempt, group, detail)
     command[#command + 1] = detail
   end
   redis.call(unpack(command))
+end
+
+-- Release a held step or a parent whose children all finished as a new job would go: to the
+-- delayed set (its start delay counted from now) or the window / staged set. `room` as for
+-- add_ready; returns the room left and whether a delayed job was added.
+local function make_ready(stream, staged, seq, delayed, window, key, id, room)
+  local r = redis.call('HMGET', key, 'p', 'priority', 'dl', 'enqueued_at')
+  local delay = tonumber(r[3] or '0')
+  if delay > 0 then
+    redis.call('ZADD', delayed, due_after(delay), id)
+    redis.call('HSET', key, 'state', 'delayed')
+    return room, true
+  end
+  redis.call('HDEL', key, 'p')
+  return add_ready(stream, staged, seq, window, key, id, r[1], r[4], tonumber(r[2] or '0'),
+    room), false
+end
+
+-- Write a flow's step, held (invisible to consumers until the flow is released): its payload
+-- and priority, its start delay 'dl', its parent ('' for the root) and its children (queue<TAB>id
+-- per line, '' for none) with the policy for their failures.
+local function hold_step(key, job, token, enqueued_at, payload, priority, delay, parent, policy,
+  children)
+  redis.call('DEL', key, logs_key(key, job))
+  local count = 0
+  if children ~= '' then count = select(2, string.gsub(children, '\n', '')) + 1 end
+  redis.call('HSET', key, 'state', 'held', 'fl', token, 'p', payload, 'priority', priority,
+    'dl', delay, 'enqueued_at', enqueued_at, 'wc', count)
+  if parent ~= '' then redis.call('HSET', key, 'pa', parent) end
+  if count > 0 then redis.call('HSET', key, 'ch', children, 'ocf', policy) end
 end

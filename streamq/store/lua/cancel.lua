@@ -10,7 +10,8 @@
 -- KEYS[6] retry zset, KEYS[7] retry payloads, KEYS[8] cancels, KEYS[9] events
 -- ARGV[1] job id, ARGV[2] the queue's channel, ARGV[3] result ttl (s), ARGV[4] finished records
 -- to keep, ARGV[5] job key prefix, ARGV[6] events kept (0: none written)
--- Returns 1 if the job was cancelled, else 0 (unknown or finished).
+-- Returns {1, the job's children (a flow's parent: queue<TAB>id per line)} if the job was
+-- cancelled, else 0 (unknown or finished).
 local stream, key, job, channel = KEYS[1], KEYS[4], ARGV[1], ARGV[2]
 local f = fields_of(key)
 if not f['state'] or TERMINAL[f['state']] then return 0 end
@@ -59,9 +60,12 @@ else
   end
   redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
   retain(kept, key, job)
+  tell_parent(stream, f['pa'], job, 'cancelled', '')
 end
 -- A broadcast job's waiters read their group's outcome themselves.
 notify(key, channel, job, not (f['bc'] or #groups > 1) and 'cancelled' or nil)
 trim_finished(kept, ARGV[5])
 emit(KEYS[9], ARGV[6], 'cancelled', job, 0)
-return 1
+wake_relays(channel)
+-- A flow's parent: its children are cancelled next (Queue.cancel), wherever they live.
+return { 1, f['ch'] or '' }

@@ -28,7 +28,7 @@ for i = first, #ARGV, 4 do
     if job ~= '' then
       local key = ARGV[3] .. job
       local record = redis.call('HMGET', key, 'entry', 'w', 'error', 'bc', 'entry ' .. group,
-        'state', 'state ' .. group, 'lg')
+        'state', 'state ' .. group, 'lg', 'pa')
       -- The record is this entry's unless a later delivery of the job in this group (a retry
       -- of it) or, on a work queue, in another group owns it. A job cancelled while its handler
       -- ran to the end stays cancelled.
@@ -49,6 +49,7 @@ for i = first, #ARGV, 4 do
           'result', ARGV[i + 3], 'finished_at', now)
         if record[3] then redis.call('HDEL', key, 'error') end
         retain(kept, key, job, record[8] ~= false)
+        tell_parent(stream, record[9], job, 'completed', ARGV[i + 3])
         if record[2] then notify(key, ARGV[4], job, 'completed', ARGV[i + 3]) end
         if events then
           emit(KEYS[7], ARGV[8], 'completed', job, ARGV[i + 2], group, ARGV[i + 3])
@@ -72,6 +73,7 @@ if completed > 0 then
   trim_finished(kept, ARGV[3])
 end
 refill_after_ack(stream, KEYS[3], KEYS[4], ARGV[3])
+wake_relays(ARGV[4])
 local entries = {}
 if tonumber(ARGV[6]) > 0 then
   local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[6],

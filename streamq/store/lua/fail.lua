@@ -16,7 +16,7 @@ local groups = groups_of(stream)
 ack(stream, group, entry, #groups == 1)
 local key = ARGV[3] .. job
 local record = redis.call('HMGET', key, 'entry', 'bc', 'entry ' .. group, 'state',
-  'state ' .. group)
+  'state ' .. group, 'pa')
 local current = (record[3] or record[1]) == entry
 -- Cancelled while its handler ran: neither retried nor dead-lettered.
 local cancelled = state_in_group(record[2], record[5], record[4]) == 'cancelled'
@@ -57,6 +57,7 @@ else
   elseif current then
     redis.call('HSET', key, 'state', 'dead', 'attempts', attempt, 'error', err, 'finished_at', now)
     retain(kept, key, job)
+    tell_parent(stream, record[6], job, 'dead', err)
   end
   if current then
     -- A broadcast job's waiters read their group's outcome themselves.
@@ -66,4 +67,5 @@ else
   end
 end
 refill_after_ack(stream, KEYS[6], KEYS[7], ARGV[3])
+wake_relays(ARGV[4])
 return 1

@@ -3,10 +3,19 @@
 -- KEYS[1] stream, KEYS[2] job key
 -- Returns nil for an unknown job, else {running (0/1), {field, value, ...}, {group, state, ...},
 -- {the stream's groups}}.
-local record = redis.call('HGETALL', KEYS[2])
-if #record == 0 then return nil end
-local f = {}
-for i = 1, #record, 2 do f[record[i]] = record[i + 1] end
+local all = redis.call('HGETALL', KEYS[2])
+if #all == 0 then return nil end
+-- Not sent: a flow parent's children's results ('r:<id>', read by children_results), and what
+-- a held step keeps until it runs.
+local record, f = {}, {}
+for i = 1, #all, 2 do
+  local name = all[i]
+  f[name] = all[i + 1]
+  if string.sub(name, 1, 2) ~= 'r:' and name ~= 'fs' and name ~= 'p' then
+    record[#record + 1] = name
+    record[#record + 1] = all[i + 1]
+  end
+end
 local groups = groups_of(KEYS[1])
 local running, states = 0, {}
 -- A job one group finished before others came to read the stream is that group's alone.

@@ -1,0 +1,139 @@
+"""Workflows as users write them: :class:`Step`, :func:`chain` and :func:`group`, and turning
+a tree of steps into a flow's spec (``store/flows.py`` writes it)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from ..errors import InvalidArgument
+from ..store.flows import FlowNode, FlowSpec
+from ..store.keys import validate_name
+from ..validation import check_job_id, check_staging, new_job_id
+
+__all__ = ("Step", "build_spec", "chain", "group")
+
+#: The most steps one flow may have (its spec is one value in Redis).
+MAX_STEPS = 100_000
+
+OnChildFailure = Literal["fail", "ignore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One job of a flow: ``data`` for ``queue``, run once every step in ``children`` has
+    completed (its handler reads their results with ``job.children_results()``).
+
+    ``job_id`` on the root step deduplicates the whole flow: while a job holds that id
+    unfinished, enqueueing the flow again changes nothing. ``start_delay`` counts from the
+    moment the step may run (its children completed). ``on_child_failure``: "fail" sends the
+    step to the dead letters when a child does (or is cancelled), naming it, and cancels its
+    other children; "ignore" runs it anyway, without that child's result.
+    """
+
+    queue: str
+    data: Any
+    job_id: str | None = None
+    priority: int = 0
+    start_delay: float = 0
+    children: tuple[Step, ...] = field(default=())
+    on_child_failure: OnChildFailure = "fail"
+
+    def __post_init__(self) -> None:
+        validate_name(self.queue)
+        if self.job_id is not None:
+            _check_step_id(self.job_id)
+        check_staging(self.priority, self.start_delay)
+        if self.on_child_failure not in ("fail", "ignore"):
+            raise InvalidArgument(
+                f"on_child_failure must be 'fail' or 'ignore', got {self.on_child_failure!r}"
+            )
+        children = tuple(self.children) if isinstance(self.children, Iterable) else None
+        if children is None or not all(isinstance(c, Step) for c in children):
+            raise InvalidArgument(
+                f"children must be Steps (streamq.Step(queue, data)), got {self.children!r}"
+            )
+        object.__setattr__(self, "children", children)
+
+
+def chain(*steps: Step) -> Step:
+    """``chain(a, b, c)``: a step that runs ``c`` after ``b`` after ``a``, each reading the one
+    before in ``job.children_results()``."""
+    if not steps:
+        raise InvalidArgument("chain() needs at least one Step")
+    _check_steps(steps, "chain")
+    last = steps[0]
+    for step in steps[1:]:
+        last = replace(step, children=(*step.children, last))
+    return last
+
+
+def group(*steps: Step, then: Step) -> Step:
+    """``group(a, b, c, then=d)``: a step that runs ``d`` once ``a``, ``b`` and ``c`` (which
+    run at the same time) have all completed."""
+    if not steps:
+        raise InvalidArgument("group() needs at least one Step besides then=")
+    _check_steps((*steps, then), "group")
+    return replace(then, children=(*then.children, *steps))
+
+
+def _check_steps(steps: tuple[object, ...], what: str) -> None:
+    for step in steps:
+        if not isinstance(step, Step):
+            raise InvalidArgument(
+                f"{what}() takes Steps (streamq.Step(queue, data)), got {type(step).__name__}"
+            )
+
+
+def _check_step_id(job_id: str) -> None:
+    check_job_id(job_id)
+    if "\t" in job_id or "\n" in job_id:
+        raise InvalidArgument(
+            f"job_id {job_id!r} of a flow's step contains a tab or a newline: leave them out"
+        )
+
+
+#: ``encode(queue, data, priority, enqueued_at)``: the payload ``queue.enqueue`` would write.
+Encode = Callable[[str, Any, int, float], Awaitable[bytes]]
+
+
+async def build_spec(root: Step, encode: Encode) -> tuple[FlowSpec, float]:
+    """The flow's spec (root first, then breadth first) with each step's data encoded for its
+    queue, and the enqueue time. Every step is checked before anything is written."""
+    if not isinstance(root, Step):
+        raise InvalidArgument(
+            f"enqueue_flow() takes a Step (streamq.Step(queue, data)), got {type(root).__name__}"
+        )
+    now = time.time()
+    nodes: list[FlowNode] = []
+    seen: dict[str, str] = {}
+    pending: deque[tuple[Step, int]] = deque([(root, -1)])
+    while pending:
+        step, parent = pending.popleft()
+        if len(nodes) >= MAX_STEPS:
+            raise InvalidArgument(f"a flow may have at most {MAX_STEPS:,} steps")
+        job_id = step.job_id or new_job_id()
+        if job_id in seen:
+            raise InvalidArgument(
+                f"two steps of the flow have job_id {job_id!r} (queues {seen[job_id]!r} and"
+                f" {step.queue!r}): each step needs an id of its own"
+            )
+        seen[job_id] = step.queue
+        payload = await encode(step.queue, step.data, step.priority, now)
+        nodes.append(
+            FlowNode(
+                step.queue,
+                job_id,
+                parent,
+                payload,
+                step.priority,
+                check_staging(step.priority, step.start_delay),
+                step.on_child_failure,
+            )
+        )
+        index = len(nodes) - 1
+        pending.extend((child, index) for child in step.children)
+    return FlowSpec.new(nodes), now

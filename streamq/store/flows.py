@@ -1,0 +1,377 @@
+"""Workflows in Redis: creating a flow whole or not at all, and telling parents what their
+children ended with, on one server or across the slots of a cluster.
+
+A flow is a tree of steps, each a job of its own queue; a parent runs once every child
+finished. Its steps may live in different cluster slots, where no script can write them all at
+once, so creation is a protocol whose commit point is one write:
+
+1. ``begin``: the root step is written first, *held* (invisible to consumers), with the whole
+   flow's spec and a token naming this creation, and joins its queue's set of flows being
+   created. An unfinished job holding the root's id makes the flow a duplicate: nothing more
+   is written (a flow is deduplicated by its root id).
+2. ``hold``: every other step is written, held, one call per queue. A step whose id an
+   unfinished job of something else holds is a conflict: the flow is undone (below) and
+   :class:`~streamq.JobInUse` raised.
+3. ``commit``: the root is marked committed, if it is still this creation's. This is the
+   decision: after it the flow is finished, never undone.
+4. ``release``: one call per queue makes its held steps visible (a parent waits for its
+   children in ``"waiting_children"``, the others go where a new job goes), the root's queue
+   last, which removes the flow from the set.
+
+A producer that stops anywhere leaves the flow in that set. The relay of a manager consuming the
+root's queue (``worker/relay.py``) sweeps flows older than :data:`STALE_MS`: a committed one is
+released (step 4 again: each call releases only what is still held), the others undone, root
+first and only while uncommitted (so a producer that was merely slow then fails its commit, and
+deletes its held steps itself). So a flow is, after the sweep, either whole or absent.
+
+Each finished child appends what it ended with to its own queue's outbox (``tell_parent`` in
+``lua/_lib.lua``, in the same script that finishes it); a relay applies each item on the
+parent's queue (``flow_apply.lua``, idempotent by child id), then deletes it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from ..errors import JobInUse, StreamqError
+from ..transport.lane import CommandLane
+from .keys import QueueKeys
+from .script_types import Fields, Retention, pairs
+from .scripts import Script
+
+__all__ = (
+    "STALE_MS",
+    "FlowNode",
+    "FlowScripts",
+    "FlowSpec",
+    "FlowWriter",
+    "OutboxItem",
+)
+
+#: A flow still being created this long after it began is finished or undone by the sweep.
+STALE_MS = 30_000
+
+Policy = Literal["fail", "ignore"]
+
+
+class FlowNode(msgspec.Struct, array_like=True, frozen=True):
+    """One step of a flow as stored in its spec."""
+
+    queue: str
+    id: str
+    #: The parent's index in the spec; -1 for the root (index 0).
+    parent: int
+    payload: bytes
+    priority: int
+    delay_ms: int
+    on_child_failure: Policy
+
+
+class FlowSpec(msgspec.Struct, array_like=True, frozen=True):
+    """A flow as its root keeps it while it is being created: enough to finish or undo it."""
+
+    token: str
+    nodes: tuple[FlowNode, ...]
+
+    @classmethod
+    def new(cls, nodes: Sequence[FlowNode]) -> FlowSpec:
+        return cls(secrets.token_hex(8), tuple(nodes))
+
+    @property
+    def root(self) -> FlowNode:
+        return self.nodes[0]
+
+    def by_queue(self) -> dict[str, list[int]]:
+        """The steps' indexes per queue, the root's queue last (it is released last)."""
+        queues: dict[str, list[int]] = {}
+        for index, node in enumerate(self.nodes):
+            if index:
+                queues.setdefault(node.queue, [])
+                queues[node.queue].append(index)
+        root_queue = queues.pop(self.root.queue, [])
+        queues[self.root.queue] = root_queue
+        return queues
+
+    def children(self) -> list[list[int]]:
+        kids: list[list[int]] = [[] for _ in self.nodes]
+        for index, node in enumerate(self.nodes):
+            if node.parent >= 0:
+                kids[node.parent].append(index)
+        return kids
+
+
+_spec_encoder = msgspec.msgpack.Encoder()
+_spec_decoder = msgspec.msgpack.Decoder(FlowSpec)
+
+
+def encode_spec(spec: FlowSpec) -> bytes:
+    return _spec_encoder.encode(spec)
+
+
+def decode_spec(raw: bytes) -> FlowSpec:
+    return _spec_decoder.decode(raw)
+
+
+def ref(node: FlowNode) -> str:
+    """How a record names another step: ``queue<TAB>id``."""
+    return f"{node.queue}\t{node.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A child's finish, for its parent (an item of the child's queue's outbox)."""
+
+    item_id: bytes
+    parent_queue: str
+    parent_id: str
+    child_id: str
+    state: str
+    detail: bytes
+
+    @classmethod
+    def parse(cls, item_id: bytes, fields: Fields) -> OutboxItem | None:
+        parent = fields.get(b"pa", b"").decode(errors="replace")
+        queue, tab, parent_id = parent.partition("\t")
+        if not tab:
+            return None  # not ours: the relay drops it
+        return cls(
+            item_id,
+            queue,
+            parent_id,
+            fields.get(b"c", b"").decode(errors="replace"),
+            fields.get(b"s", b"").decode(errors="replace"),
+            fields.get(b"d", b""),
+        )
+
+
+class FlowScripts:
+    """Typed wrappers over the flow scripts, called through one lane."""
+
+    def __init__(self, lane: CommandLane) -> None:
+        self.lane = lane
+        self._root = Script(lane, "flow_root.lua")
+        self._hold = Script(lane, "flow_hold.lua")
+        self._commit = Script(lane, "flow_commit.lua")
+        self._release = Script(lane, "flow_release.lua")
+        self._rollback = Script(lane, "flow_rollback.lua")
+        self._stale = Script(lane, "flow_stale.lua")
+        self._outbox = Script(lane, "flow_outbox.lua")
+        self._apply = Script(lane, "flow_apply.lua")
+
+    async def begin(
+        self, keys: QueueKeys, spec: FlowSpec, children: str, enqueued_at: float
+    ) -> tuple[int, bytes | None]:
+        """Write the root held with the spec: ``(1, None)``; ``(0, None)`` for a duplicate;
+        ``(2, spec)`` when a flow with that root is still being created."""
+        root = spec.root
+        reply = await self._root(
+            keys=[keys.job(root.id), keys.flows_creating],
+            args=[
+                root.id,
+                spec.token,
+                encode_spec(spec),
+                repr(enqueued_at),
+                root.payload,
+                root.priority,
+                root.delay_ms,
+                root.on_child_failure,
+                children,
+            ],
+        )
+        return int(reply[0]), (reply[1] if len(reply) > 1 else None)
+
+    async def hold(
+        self, keys: QueueKeys, token: str, enqueued_at: float, steps: Sequence[Sequence[Any]]
+    ) -> list[str]:
+        """Write held steps (id, payload, priority, delay, parent, policy, children); the ids
+        in conflict with unfinished jobs of something else."""
+        args: list[Any] = [keys.job_prefix, token, repr(enqueued_at)]
+        for step in steps:
+            args += step
+        conflicts = await self._hold(keys=[keys.stream], args=args)
+        return [c.decode() for c in conflicts]
+
+    async def commit(self, keys: QueueKeys, spec: FlowSpec) -> bool:
+        return bool(await self._commit(keys=[keys.job(spec.root.id)], args=[spec.token]))
+
+    async def release(
+        self, keys: QueueKeys, token: str, ids: Sequence[str], root_id: str, events: int
+    ) -> int:
+        released: int = await self._release(
+            keys=[
+                keys.stream,
+                keys.staged,
+                keys.staged_seq,
+                keys.delayed,
+                keys.window,
+                keys.events,
+                keys.flows_creating,
+            ],
+            args=[keys.job_prefix, keys.wake, events, token, root_id, *ids],
+        )
+        return released
+
+    async def rollback(
+        self, keys: QueueKeys, token: str, ids: Sequence[str], root_id: str = ""
+    ) -> bool:
+        """Undo; False when the flow is committed (nothing was done)."""
+        return bool(
+            await self._rollback(
+                keys=[keys.stream, keys.flows_creating],
+                args=[keys.job_prefix, token, root_id, *ids],
+            )
+        )
+
+    async def stale(self, keys: QueueKeys, most: int) -> list[tuple[str, bytes, bool]]:
+        """Flows of this root queue whose creation began over :data:`STALE_MS` ago."""
+        reply = await self._stale(
+            keys=[keys.flows_creating], args=[keys.job_prefix, STALE_MS, most]
+        )
+        return [
+            (reply[i].decode(), reply[i + 1], bool(reply[i + 2])) for i in range(0, len(reply), 3)
+        ]
+
+    async def take(
+        self, keys: QueueKeys, relay: str, most: int, claim_after_ms: int = 0
+    ) -> list[OutboxItem]:
+        """Items of the queue's outbox for this relay: new ones, and with ``claim_after_ms``
+        those another relay held that long (it died)."""
+        reply = await self._outbox(keys=[keys.outbox], args=["take", relay, most, claim_after_ms])
+        items = (OutboxItem.parse(item_id, pairs(fields)) for item_id, fields in reply)
+        return [item for item in items if item is not None]
+
+    async def done(self, keys: QueueKeys, item_ids: Sequence[bytes]) -> None:
+        if item_ids:
+            await self._outbox(keys=[keys.outbox], args=["done", *item_ids])
+
+    async def apply(
+        self,
+        keys: QueueKeys,
+        retention: Retention,
+        child_queue: str,
+        items: Sequence[OutboxItem],
+    ) -> list[tuple[str, str]]:
+        """Apply finishes of ``child_queue``'s children to their parents in ``keys``' queue;
+        the unfinished
+        children of parents that failed, to cancel: ``[(queue, id), ...]``."""
+        args: list[Any] = [
+            keys.job_prefix,
+            keys.wake,
+            retention.events,
+            retention.ttl,
+            retention.keep,
+            keys.queue,
+        ]
+        for item in items:
+            args += (item.parent_id, child_queue, item.child_id, item.state, item.detail)
+        reply = await self._apply(
+            keys=[
+                keys.stream,
+                keys.staged,
+                keys.staged_seq,
+                keys.delayed,
+                keys.window,
+                keys.events,
+                keys.dead,
+                keys.dead_records,
+                keys.finished,
+            ],
+            args=args,
+        )
+        return [(reply[i].decode(), reply[i + 1].decode()) for i in range(0, len(reply), 2)]
+
+
+def children_listing(spec: FlowSpec, kids: list[int]) -> str:
+    return "\n".join(ref(spec.nodes[k]) for k in kids)
+
+
+class FlowWriter:
+    """Runs the creation protocol (the module's docstring) for one manager."""
+
+    def __init__(
+        self, scripts: FlowScripts, keys_of: Callable[[str], QueueKeys], events: int
+    ) -> None:
+        self._scripts = scripts
+        self._keys_of = keys_of
+        self._events = events
+
+    async def create(self, spec: FlowSpec, enqueued_at: float) -> bool:
+        """Create the flow whole; False for a duplicate of an unfinished one (nothing
+        written). On an error the flow may be half-written: the sweep finishes or undoes it."""
+        kids = spec.children()
+        root = spec.root
+        status, stored = await self._scripts.begin(
+            self._keys_of(root.queue), spec, children_listing(spec, kids[0]), enqueued_at
+        )
+        if status == 0:
+            return False
+        if status == 2 and stored is not None:
+            # A creation under this root id that did not end (this producer's, before an
+            # error, or another's): go on with it, whatever data this call had.
+            spec = decode_spec(stored)
+            kids = spec.children()
+        await self._hold_all(spec, kids, enqueued_at)
+        if not await self._scripts.commit(self._keys_of(root.queue), spec):
+            await self.undo(spec)
+            raise StreamqError(
+                f"flow {root.id!r} was undone while being created: writing it took longer than"
+                f" {STALE_MS // 1000} s (a stalled connection?); enqueue it again"
+            )
+        await self.finish(spec)
+        return True
+
+    async def _hold_all(self, spec: FlowSpec, kids: list[list[int]], enqueued_at: float) -> None:
+        for queue, indexes in spec.by_queue().items():
+            steps = []
+            for index in indexes:
+                node = spec.nodes[index]
+                steps.append(
+                    (
+                        node.id,
+                        node.payload,
+                        node.priority,
+                        node.delay_ms,
+                        ref(spec.nodes[node.parent]),
+                        node.on_child_failure,
+                        children_listing(spec, kids[index]),
+                    )
+                )
+            if not steps:
+                continue
+            conflicts = await self._scripts.hold(
+                self._keys_of(queue), spec.token, enqueued_at, steps
+            )
+            if conflicts:
+                await self.undo(spec)
+                raise JobInUse(conflicts[0], queue=queue, flow=spec.root.id)
+
+    async def finish(self, spec: FlowSpec) -> None:
+        """Release a committed flow's held steps (again, after a stop: idempotent)."""
+        root = spec.root
+        for queue, indexes in spec.by_queue().items():
+            await self._scripts.release(
+                self._keys_of(queue),
+                spec.token,
+                [spec.nodes[i].id for i in indexes],
+                root.id if queue == root.queue else "",
+                self._events,
+            )
+
+    async def undo(self, spec: FlowSpec) -> bool:
+        """Undo an uncommitted flow, root first; False (nothing done) when it is committed."""
+        root = spec.root
+        if not await self._scripts.rollback(
+            self._keys_of(root.queue), spec.token, [], root_id=root.id
+        ):
+            return False
+        for queue, indexes in spec.by_queue().items():
+            if indexes:
+                await self._scripts.rollback(
+                    self._keys_of(queue), spec.token, [spec.nodes[i].id for i in indexes]
+                )
+        return True

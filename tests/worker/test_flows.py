@@ -1,0 +1,284 @@
+"""Workflows: chains, groups and trees of steps over several queues (on a cluster, several
+slots), their results, failures, deduplication and cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import streamq
+
+from ..helpers import wait_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
+
+
+def names(queue_name: str, count: int) -> list[str]:
+    """Queues of one test: different hash tags, so different slots of a cluster."""
+    return [f"{queue_name}-{i}" for i in range(count)]
+
+
+async def test_a_chain_of_50_steps_over_3_queues_runs_in_order_passing_results_along(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queues = names(queue_name, 3)
+    order: list[int] = []
+
+    async def step(job: streamq.Job[int]) -> int:
+        before = await job.children_results()
+        previous = sum(before.values()) if before else 0
+        assert len(before) == (0 if job.data == 0 else 1)
+        order.append(job.data)
+        return previous + job.data
+
+    for name in queues:
+        await qm.get_queue(name, int).consume(step)
+    flow = streamq.chain(*(streamq.Step(queues[i % 3], i) for i in range(50)))
+    root_id = await qm.enqueue_flow(flow)
+    last = qm.get_queue(queues[49 % 3])
+    assert await last.wait_for(root_id, timeout=30) == sum(range(50))
+    assert order == list(range(50))
+    info = await last.get_job(root_id)
+    assert info is not None and info.state == "completed" and info.parent is None
+    assert len(info.children) == 1 and info.children[0].queue == queues[48 % 3]
+    child = await qm.get_queue(info.children[0].queue).get_job(info.children[0].id)
+    assert child is not None and child.parent == streamq.JobRef(queues[49 % 3], root_id)
+
+
+async def test_a_group_of_1000_children_then_a_callback_that_runs_once_after_the_last(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    fetch, report = names(queue_name, 2)
+    finished: list[str] = []
+    runs: list[dict[str, Any]] = []
+
+    async def fetch_one(job: streamq.Job[int]) -> int:
+        finished.append(job.id)
+        return job.data * 2
+
+    async def summarize(job: streamq.Job[str]) -> int:
+        results = await job.children_results()
+        runs.append({"results": results, "finished before": len(finished)})
+        return sum(results.values())
+
+    await qm.get_queue(fetch).consume(fetch_one, concurrency=50)
+    await qm.get_queue(report).consume(summarize)
+    flow = streamq.group(
+        *(streamq.Step(fetch, i) for i in range(1000)), then=streamq.Step(report, "sum")
+    )
+    root_id = await qm.enqueue_flow(flow)
+    assert await qm.get_queue(report).wait_for(root_id, timeout=60) == 2 * sum(range(1000))
+    await anyio.sleep(0.5)  # a second run would have started by now
+    assert len(runs) == 1
+    assert runs[0]["finished before"] == 1000
+    assert sorted(runs[0]["results"].values()) == [2 * i for i in range(1000)]
+
+
+async def test_a_three_level_tree_runs_each_parent_after_its_own_children(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    a, b, c = names(queue_name, 3)
+    done: list[str] = []
+
+    async def handle(job: streamq.Job[str]) -> str:
+        results = await job.children_results()
+        done.append(job.data)
+        return job.data + "(" + ",".join(sorted(results.values())) + ")"
+
+    for name in (a, b, c):
+        await qm.get_queue(name).consume(handle)
+    tree = streamq.Step(
+        a,
+        "root",
+        children=[
+            streamq.Step(b, "left", children=[streamq.Step(c, "l1"), streamq.Step(c, "l2")]),
+            streamq.Step(c, "right", children=[streamq.Step(b, "r1")]),
+        ],
+    )
+    root_id = await qm.enqueue_flow(tree)
+    result = await qm.get_queue(a).wait_for(root_id, timeout=30)
+    assert result == "root(left(l1(),l2()),right(r1()))"
+    assert done[-1] == "root"
+    assert done.index("left") > max(done.index("l1"), done.index("l2"))
+    assert done.index("right") > done.index("r1")
+
+
+async def test_a_parent_waits_in_waiting_children_until_its_children_completed(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    work, report = names(queue_name, 2)
+    release = anyio.Event()
+
+    async def slow(job: streamq.Job[int]) -> int:
+        await release.wait()
+        return job.data
+
+    await qm.get_queue(work).consume(slow)
+    await qm.get_queue(report).consume(lambda job: "ran")
+    root_id = await qm.enqueue_flow(
+        streamq.Step(report, "r", children=[streamq.Step(work, 1), streamq.Step(work, 2)])
+    )
+    info = await qm.get_queue(report).get_job(root_id)
+    assert info is not None and info.state == "waiting_children"
+    assert [c.queue for c in info.children] == [work, work]
+    release.set()
+    assert await qm.get_queue(report).wait_for(root_id, timeout=10) == "ran"
+
+
+async def test_a_dead_child_fails_its_parent_naming_it_and_cancels_its_siblings(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    work, report = names(queue_name, 2)
+    parent_ran: list[str] = []
+
+    async def handle(job: streamq.Job[str]) -> str:
+        if job.data == "bad":
+            raise ValueError("the source is down")
+        if job.data == "slow":
+            await anyio.sleep(30)
+        return job.data
+
+    await qm.get_queue(work).consume(handle, max_retries=0)
+    await qm.get_queue(report).consume(lambda job: parent_ran.append(job.id))
+    bad = streamq.Step(work, "bad", job_id=f"{queue_name}-bad")
+    slow = streamq.Step(work, "slow", job_id=f"{queue_name}-slow")
+    root_id = await qm.enqueue_flow(
+        streamq.Step(report, "r", children=[bad, slow, streamq.Step(work, "ok")])
+    )
+    with pytest.raises(streamq.JobFailed, match=f"child {queue_name}-bad .*the source is down"):
+        await qm.get_queue(report).wait_for(root_id, timeout=10)
+    [letter] = await qm.get_queue(report).dead_letters()
+    assert letter.job_id == root_id and f"{queue_name}-bad" in letter.error
+    await wait_until(
+        _state_is(qm.get_queue(work), f"{queue_name}-slow", "cancelled"),
+        what="the running sibling to be cancelled",
+    )
+    assert parent_ran == []
+
+
+async def test_a_dead_child_is_left_out_of_the_results_with_on_child_failure_ignore(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    work, report = names(queue_name, 2)
+
+    async def handle(job: streamq.Job[str]) -> str:
+        if job.data == "bad":
+            raise ValueError("nope")
+        return job.data
+
+    async def collect(job: streamq.Job[str]) -> list[str]:
+        return sorted((await job.children_results()).values())
+
+    await qm.get_queue(work).consume(handle, max_retries=0)
+    await qm.get_queue(report).consume(collect)
+    root_id = await qm.enqueue_flow(
+        streamq.Step(
+            report,
+            "r",
+            children=[streamq.Step(work, "a"), streamq.Step(work, "bad"), streamq.Step(work, "b")],
+            on_child_failure="ignore",
+        )
+    )
+    assert await qm.get_queue(report).wait_for(root_id, timeout=10) == ["a", "b"]
+
+
+async def test_a_flow_is_deduplicated_by_its_root_id(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    work, report = names(queue_name, 2)
+    root_id = f"{queue_name}-monthly"
+    flow = streamq.Step(report, "r", job_id=root_id, children=[streamq.Step(work, 1)])
+    assert await qm.enqueue_flow(flow) == root_id
+    assert await qm.enqueue_flow(flow) == root_id
+    stats = await qm.get_queue(work).stats()
+    assert stats.waiting == 1, "the second enqueue_flow added nothing"
+    ran: list[int] = []
+    await qm.get_queue(work).consume(lambda job: ran.append(job.data))
+    await qm.get_queue(report).consume(lambda job: "done")
+    assert await qm.get_queue(report).wait_for(root_id, timeout=10) == "done"
+    assert ran == [1], "the second enqueue_flow added nothing"
+    # Finished: the id may be used again.
+    assert await qm.enqueue_flow(flow) == root_id
+    await wait_until(lambda: ran == [1, 1], what="the flow to run again")
+
+
+async def test_cancelling_a_running_flow_cancels_its_tree(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    a, b = names(queue_name, 2)
+    started = anyio.Event()
+
+    async def long(job: streamq.Job[str]) -> None:
+        started.set()
+        await anyio.sleep(30)
+
+    await qm.get_queue(b).consume(long)
+    await qm.get_queue(a).consume(lambda job: "ran")
+    leaf = streamq.Step(b, "leaf", job_id=f"{queue_name}-leaf")
+    middle = streamq.Step(a, "middle", job_id=f"{queue_name}-middle", children=[leaf])
+    root_id = await qm.enqueue_flow(streamq.Step(a, "root", children=[middle]))
+    with anyio.fail_after(10):
+        await started.wait()
+    assert await qm.get_queue(a).cancel(root_id) is True
+    for queue, job_id in ((a, root_id), (a, f"{queue_name}-middle"), (b, f"{queue_name}-leaf")):
+        await wait_until(_state_is(qm.get_queue(queue), job_id, "cancelled"), what=job_id)
+
+
+async def test_a_step_id_held_by_an_unfinished_job_leaves_nothing_of_the_flow(
+    qm: streamq.QueueManager, queue_name: str, redis: Any
+) -> None:
+    work, report = names(queue_name, 2)
+    await qm.get_queue(work).enqueue("busy", job_id="taken")
+    flow = streamq.Step(
+        report,
+        "r",
+        job_id=f"{queue_name}-root",
+        children=[
+            streamq.Step(work, 1, job_id=f"{queue_name}-free"),
+            streamq.Step(work, 2, job_id="taken"),
+        ],
+    )
+    with pytest.raises(streamq.JobInUse, match="was not created"):
+        await qm.enqueue_flow(flow)
+    assert await qm.get_queue(report).get_job(f"{queue_name}-root") is None
+    assert await qm.get_queue(work).get_job(f"{queue_name}-free") is None
+
+
+def test_steps_are_checked_when_made() -> None:
+    with pytest.raises(streamq.InvalidArgument, match="on_child_failure"):
+        streamq.Step("q", 1, on_child_failure="retry")  # type: ignore[arg-type]
+    with pytest.raises(streamq.InvalidArgument, match="children must be Steps"):
+        streamq.Step("q", 1, children=[1])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="braces"):
+        streamq.Step("{q}", 1)
+    with pytest.raises(streamq.InvalidArgument, match="at least one"):
+        streamq.chain()
+    with pytest.raises(streamq.InvalidArgument, match="takes Steps"):
+        streamq.group("a", then=streamq.Step("q", 1))  # type: ignore[arg-type]
+
+
+async def test_bad_flows_are_refused_before_anything_is_written(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    typed = qm.get_queue(queue_name, int)
+    with pytest.raises(streamq.EncodeError):
+        await qm.enqueue_flow(
+            streamq.Step(queue_name, 1, children=[streamq.Step(queue_name, "not an int")])
+        )
+    with pytest.raises(streamq.InvalidArgument, match="two steps of the flow have job_id"):
+        await qm.enqueue_flow(
+            streamq.Step(
+                queue_name, 1, job_id="x", children=[streamq.Step(queue_name, 2, job_id="x")]
+            )
+        )
+    assert (await typed.stats()).waiting == 0
+
+
+def _state_is(queue: streamq.Queue[Any], job_id: str, state: str) -> Any:
+    async def check() -> bool:
+        info = await queue.get_job(job_id)
+        return info is not None and info.state == state
+
+    return check
