@@ -66,6 +66,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "redis_server" not in metafunc.fixturenames:
         return
     kinds = dict(SERVER_KINDS)
+    if metafunc.definition.get_closest_marker("newest_servers"):
+        kinds = {"redis": "system"}
     if metafunc.definition.get_closest_marker("cluster"):
         kinds["cluster"] = "cluster"
     metafunc.parametrize(

@@ -6,15 +6,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..errors import InvalidArgument
+from ..job import JobInfo
 from ..store.flows import FlowNode, FlowSpec
 from ..store.keys import validate_name
 from ..validation import check_job_id, check_staging, new_job_id
 
-__all__ = ("Step", "build_spec", "chain", "group")
+__all__ = ("FlowTree", "Step", "build_spec", "chain", "group", "read_flow_tree")
 
 #: The most steps one flow may have (its spec is one value in Redis).
 MAX_STEPS = 100_000
@@ -22,7 +23,7 @@ MAX_STEPS = 100_000
 OnChildFailure = Literal["fail", "ignore"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Step:
     """One job of a flow: ``data`` for ``queue``, run once every step in ``children`` has
     completed (its handler reads their results with ``job.children_results()``).
@@ -36,27 +37,46 @@ class Step:
 
     queue: str
     data: Any
-    job_id: str | None = None
-    priority: int = 0
-    start_delay: float = 0
-    children: tuple[Step, ...] = field(default=())
-    on_child_failure: OnChildFailure = "fail"
+    job_id: str | None
+    priority: int
+    start_delay: float
+    children: tuple[Step, ...]
+    on_child_failure: OnChildFailure
 
-    def __post_init__(self) -> None:
-        validate_name(self.queue)
-        if self.job_id is not None:
-            _check_step_id(self.job_id)
-        check_staging(self.priority, self.start_delay)
-        if self.on_child_failure not in ("fail", "ignore"):
+    def __init__(
+        self,
+        queue: str,
+        data: Any,
+        *,
+        job_id: str | None = None,
+        priority: int = 0,
+        start_delay: float = 0,
+        children: Iterable[Step] = (),
+        on_child_failure: OnChildFailure = "fail",
+    ) -> None:
+        validate_name(queue)
+        if job_id is not None:
+            _check_step_id(job_id)
+        check_staging(priority, start_delay)
+        if on_child_failure not in ("fail", "ignore"):
             raise InvalidArgument(
-                f"on_child_failure must be 'fail' or 'ignore', got {self.on_child_failure!r}"
+                f"on_child_failure must be 'fail' or 'ignore', got {on_child_failure!r}"
             )
-        children = tuple(self.children) if isinstance(self.children, Iterable) else None
-        if children is None or not all(isinstance(c, Step) for c in children):
+        kids = tuple(children) if isinstance(children, Iterable) else None
+        if kids is None or not all(isinstance(c, Step) for c in kids):
             raise InvalidArgument(
-                f"children must be Steps (streamq.Step(queue, data)), got {self.children!r}"
+                f"children must be Steps (streamq.Step(queue, data)), got {children!r}"
             )
-        object.__setattr__(self, "children", children)
+        for name, value in (
+            ("queue", queue),
+            ("data", data),
+            ("job_id", job_id),
+            ("priority", priority),
+            ("start_delay", start_delay),
+            ("children", kids),
+            ("on_child_failure", on_child_failure),
+        ):
+            object.__setattr__(self, name, value)
 
 
 def chain(*steps: Step) -> Step:
@@ -137,3 +157,39 @@ async def build_spec(root: Step, encode: Encode) -> tuple[FlowSpec, float]:
         index = len(nodes) - 1
         pending.extend((child, index) for child in step.children)
     return FlowSpec.new(nodes), now
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTree:
+    """A flow step with its state, and its children's trees (``python -m streamq flow show``,
+    the dashboard). ``info`` is None for a step whose record is gone (finished long ago)."""
+
+    queue: str
+    id: str
+    info: JobInfo | None
+    children: tuple[FlowTree, ...]
+    #: Children not read (past the ``most`` steps asked for).
+    unread: int = 0
+
+
+#: ``get_job(queue, id)``, as the caller reaches it.
+GetJob = Callable[[str, str], Awaitable[JobInfo | None]]
+
+
+async def read_flow_tree(get_job: GetJob, queue: str, job_id: str, most: int = 1000) -> FlowTree:
+    """The tree under ``queue``'s step ``job_id``, read one step at a time, at most ``most``
+    steps (a fan-in of 10,000 is summed up, not listed)."""
+    budget = [most]
+
+    async def read(queue: str, job_id: str) -> FlowTree:
+        budget[0] -= 1
+        info = await get_job(queue, job_id)
+        refs = info.children if info is not None else ()
+        children = []
+        for child in refs:
+            if budget[0] <= 0:
+                break
+            children.append(await read(child.queue, child.id))
+        return FlowTree(queue, job_id, info, tuple(children), len(refs) - len(children))
+
+    return await read(queue, job_id)

@@ -65,6 +65,9 @@ DEFAULT_KEEP_FINISHED = 10_000
 DEFAULT_KEEP_EVENTS = 10_000
 DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_GROUP_IDLE_TIMEOUT = 3600.0
+#: Long enough that a producer merely slowed down (a stalled connection) is not undone under
+#: its feet; a flow half-written by a stopped one waits this long for its consumers.
+DEFAULT_FLOW_SWEEP_AFTER = 30.0
 #: Connections that durable enqueues (``min_replicas``) may wait for replicas on at once.
 DURABLE_LANES = 8
 
@@ -95,6 +98,9 @@ class QueueManager:
 
     ``keep_events``: the lifecycle events (``Queue.events``) each queue keeps, the newest ones
     (about: the stream is trimmed in whole nodes); 0 writes none.
+
+    ``flow_sweep_after``: seconds after which a flow whose producer stopped while enqueueing it
+    (``enqueue_flow``) is finished or undone, by a manager consuming its root's queue.
     """
 
     def __init__(
@@ -112,6 +118,7 @@ class QueueManager:
         replica_timeout: float = 1.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         hooks: Iterable[Hooks] = (),
+        flow_sweep_after: float = DEFAULT_FLOW_SWEEP_AFTER,
         **options: Any,
     ) -> None:
         self.url = resolve_url(url)
@@ -129,6 +136,7 @@ class QueueManager:
         self.min_replicas = check_non_negative(min_replicas, what="min_replicas")
         self.replica_timeout = check_seconds(replica_timeout, what="replica_timeout")
         self.max_payload_bytes = check_count(max_payload_bytes, what="max_payload_bytes")
+        self.flow_sweep_after = check_seconds(flow_sweep_after, what="flow_sweep_after")
         socket_timeout = options.get("socket_timeout", SOCKET_TIMEOUT)
         #: How long a command may wait for its reply before its connection is taken for dead;
         #: consumers block in their reads for at most half of it.
@@ -327,7 +335,10 @@ class QueueManager:
 
     def _flow_writer(self) -> FlowWriter:
         return FlowWriter(
-            self._connected().flows, lambda name: QueueKeys(self.prefix, name), self.keep_events
+            self._connected().flows,
+            lambda name: QueueKeys(self.prefix, name),
+            self.keep_events,
+            round(self.flow_sweep_after * 1000),
         )
 
     async def _encode_step(self, queue: str, data: Any, priority: int, now: float) -> bytes:

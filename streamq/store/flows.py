@@ -19,7 +19,8 @@ once, so creation is a protocol whose commit point is one write:
    last, which removes the flow from the set.
 
 A producer that stops anywhere leaves the flow in that set. The relay of a manager consuming the
-root's queue (``worker/relay.py``) sweeps flows older than :data:`STALE_MS`: a committed one is
+root's queue (``worker/relay.py``) sweeps flows older than its manager's ``flow_sweep_after``
+(30 s by default): a committed one is
 released (step 4 again: each call releases only what is still held), the others undone, root
 first and only while uncommitted (so a producer that was merely slow then fails its commit, and
 deletes its held steps itself). So a flow is, after the sweep, either whole or absent.
@@ -45,16 +46,12 @@ from .script_types import Fields, Retention, pairs
 from .scripts import Script
 
 __all__ = (
-    "STALE_MS",
     "FlowNode",
     "FlowScripts",
     "FlowSpec",
     "FlowWriter",
     "OutboxItem",
 )
-
-#: A flow still being created this long after it began is finished or undone by the sweep.
-STALE_MS = 30_000
 
 Policy = Literal["fail", "ignore"]
 
@@ -227,11 +224,10 @@ class FlowScripts:
             )
         )
 
-    async def stale(self, keys: QueueKeys, most: int) -> list[tuple[str, bytes, bool]]:
-        """Flows of this root queue whose creation began over :data:`STALE_MS` ago."""
-        reply = await self._stale(
-            keys=[keys.flows_creating], args=[keys.job_prefix, STALE_MS, most]
-        )
+    async def stale(self, keys: QueueKeys, age_ms: int, most: int) -> list[tuple[str, bytes, bool]]:
+        """Flows of this root queue whose creation began over ``age_ms`` ago: (root id, spec,
+        committed)."""
+        reply = await self._stale(keys=[keys.flows_creating], args=[keys.job_prefix, age_ms, most])
         return [
             (reply[i].decode(), reply[i + 1], bool(reply[i + 2])) for i in range(0, len(reply), 3)
         ]
@@ -294,11 +290,17 @@ class FlowWriter:
     """Runs the creation protocol (the module's docstring) for one manager."""
 
     def __init__(
-        self, scripts: FlowScripts, keys_of: Callable[[str], QueueKeys], events: int
+        self,
+        scripts: FlowScripts,
+        keys_of: Callable[[str], QueueKeys],
+        events: int,
+        stale_ms: int,
     ) -> None:
         self._scripts = scripts
         self._keys_of = keys_of
         self._events = events
+        #: After this long, a creation that did not end is finished or undone by the sweep.
+        self.stale_ms = stale_ms
 
     async def create(self, spec: FlowSpec, enqueued_at: float) -> bool:
         """Create the flow whole; False for a duplicate of an unfinished one (nothing
@@ -320,7 +322,8 @@ class FlowWriter:
             await self.undo(spec)
             raise StreamqError(
                 f"flow {root.id!r} was undone while being created: writing it took longer than"
-                f" {STALE_MS // 1000} s (a stalled connection?); enqueue it again"
+                f" {self.stale_ms / 1000:g} s (flow_sweep_after: a stalled connection?);"
+                " enqueue it again"
             )
         await self.finish(spec)
         return True

@@ -33,8 +33,8 @@ log = logging.getLogger("streamq")
 BATCH = 500
 #: Items another relay took this long ago and did not finish are claimed (it died).
 CLAIM_AFTER_MS = 10_000
-#: How often the outbox is looked at without a wake-up (one can be lost), items of dead relays
-#: claimed, and stale flow creations swept.
+#: How often (at most) the outbox is looked at without a wake-up (one can be lost), items of
+#: dead relays claimed, and stale flow creations swept.
 SWEEP_EVERY = 5.0
 ERROR_PAUSE = 1.0
 
@@ -59,6 +59,7 @@ class FlowRelay:
         #: ``cancel(queue, id)``: Queue.cancel, which cancels a step's subtree too.
         self._cancel = cancel
         self._wake = anyio.Event()
+        self._sweep_every = min(SWEEP_EVERY, writer.stale_ms / 2000)
         self._outage = OutagePolicy(
             f"flow relay of queue {keys.queue!r}", keys.prefix, (ERROR_PAUSE,)
         )
@@ -71,11 +72,11 @@ class FlowRelay:
         errors = 0
         next_sweep = 0.0
         while True:
-            sleep = SWEEP_EVERY
+            sleep = self._sweep_every
             try:
                 sweep = time.monotonic() >= next_sweep
                 if sweep:
-                    next_sweep = time.monotonic() + SWEEP_EVERY
+                    next_sweep = time.monotonic() + self._sweep_every
                     await self._sweep()
                 more = await self._relay(CLAIM_AFTER_MS if sweep else 0)
                 sleep = 0 if more else max(0.0, next_sweep - time.monotonic())
@@ -116,7 +117,9 @@ class FlowRelay:
 
     async def _sweep(self) -> None:
         """Finish the committed flows rooted here whose producer stopped; undo the others."""
-        for root_id, raw, committed in await self._scripts.stale(self._keys, 10):
+        for root_id, raw, committed in await self._scripts.stale(
+            self._keys, self._writer.stale_ms, 10
+        ):
             try:
                 spec = decode_spec(raw)
             except msgspec.DecodeError as exc:

@@ -239,6 +239,8 @@ def test_every_command_has_help() -> None:
         ["delete"],
         ["job"],
         ["job", "show"],
+        ["flow"],
+        ["flow", "show"],
         ["dead"],
         ["dead", "list"],
         ["dead", "show"],
@@ -324,3 +326,36 @@ def test_pause_resume_and_cancel_from_the_command_line(cli: Cli) -> None:
     assert "  row 4\n" not in shown
     full = cli.json("job", "show", "controlled", ids["done"])
     assert full["logs"] == [f"row {n}" for n in range(25)] and full["progress"] == {"rows": 10}
+
+
+def test_flow_show_draws_the_tree_of_a_flow_with_each_step_s_state(cli: Cli) -> None:
+    async def run_a_flow(qm: streamq.QueueManager) -> None:
+        async def handle(job: streamq.Job[Any]) -> Any:
+            if job.data == "bad":
+                raise ValueError("no good")
+            return job.data.upper()
+
+        for name in ("reports", "fetch"):
+            await qm.get_queue(name).consume(handle, max_retries=0)
+        flow = streamq.Step(
+            "reports",
+            "sum",
+            job_id="monthly",
+            children=[
+                streamq.Step("fetch", "a", job_id="fetch-a"),
+                streamq.Step("fetch", "b", job_id="fetch-b"),
+            ],
+            on_child_failure="ignore",
+        )
+        await qm.enqueue_flow(flow)
+        assert await qm.get_queue("reports").wait_for("monthly", timeout=10) == "SUM"
+        await qm.stop_consumers()
+
+    cli.setup(run_a_flow)
+    shown = cli("flow", "show", "monthly").output
+    assert shown.splitlines()[0] == 'reports  monthly  completed  -> "SUM"'
+    assert 'fetch  fetch-a  completed  -> "A"' in shown and "fetch  fetch-b" in shown
+    tree = cli.json("flow", "show", "monthly", "--queue", "reports")
+    assert tree["state"] == "completed"
+    assert {c["id"]: c["result"] for c in tree["children"]} == {"fetch-a": "A", "fetch-b": "B"}
+    assert "no job 'nope'" in cli("flow", "show", "nope", code=1).output

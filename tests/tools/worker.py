@@ -8,12 +8,16 @@ Each job it starts is reported by RPUSH of ``job_id:attempt:pid`` to ``test:{QUE
 MODE ``hang`` then sleeps until the process is killed; MODE ``die`` exits at once (a poison job);
 MODE ``progress`` logs a line and sets its progress first; MODE ``checkpoint`` goes through
 items 0..999 from ``job.resume_from`` (0 on a fresh job), checkpointing every 100, reports each
-item in ``test:{QUEUE}:item`` and hangs at item 550.
+item in ``test:{QUEUE}:item`` and hangs at item 550. MODE ``flow`` runs the flow fan-in: each
+job of QUEUE (a child) takes 20-80 ms and is added to ``test:{QUEUE}:done`` as it returns; it
+also consumes ``QUEUE-parent``, whose jobs report ``job_id:attempt:number of children's
+results`` to ``test:{QUEUE}:parent``.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 from typing import Any
 
@@ -52,8 +56,21 @@ async def main(
                     return
             await anyio.sleep(3600)
 
+        async def child(job: streamq.Job[Any]) -> Any:
+            await anyio.sleep(random.uniform(0.02, 0.08))
+            await marker.sadd(f"test:{queue_name}:done", job.id)
+            return job.data
+
+        async def parent(job: streamq.Job[Any]) -> None:
+            results = await job.children_results()
+            await marker.rpush(
+                f"test:{queue_name}:parent", f"{job.id}:{job.attempt}:{len(results)}"
+            )
+
+        if mode == "flow":
+            await qm.get_queue(f"{queue_name}-parent").consume(parent, visibility_timeout=vt)
         await qm.get_queue(queue_name).consume(
-            handle,
+            child if mode == "flow" else handle,
             visibility_timeout=vt,
             max_retries=max_retries,
             consumer_group=group or None,

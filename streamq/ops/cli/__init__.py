@@ -81,4 +81,4 @@ json_option = click.option(
 )
 
 # The commands attach themselves to `main`.
-from . import control, dashboard, dead, inspect, produce, worker  # noqa: E402, F401
+from . import control, dashboard, dead, flows, inspect, produce, worker  # noqa: E402, F401
