@@ -7,15 +7,18 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidArgument
 from ..job import JobInfo
-from ..store.flows import FlowNode, FlowSpec
-from ..store.keys import validate_name
+from ..store.flows import FlowNode, FlowScripts, FlowSpec, OutboxItem
+from ..store.keys import QueueKeys, validate_name
 from ..validation import check_job_id, check_staging, new_job_id
 
-__all__ = ("FlowTree", "Step", "build_spec", "chain", "group", "read_flow_tree")
+if TYPE_CHECKING:
+    from .queue import Queue
+
+__all__ = ("FlowReplay", "FlowTree", "Step", "build_spec", "chain", "group", "read_flow_tree")
 
 #: The most steps one flow may have (its spec is one value in Redis).
 MAX_STEPS = 100_000
@@ -193,3 +196,53 @@ async def read_flow_tree(get_job: GetJob, queue: str, job_id: str, most: int = 1
         return FlowTree(queue, job_id, info, tuple(children), len(refs) - len(children))
 
     return await read(queue, job_id)
+
+
+class FlowReplay:
+    """``retry_dead`` of a flow parent (or a step cancelled with its flow): it waits for its
+    children again, and those that had not completed are replayed, down the tree: a dead one
+    from the dead letters, a cancelled one from the payload it kept. A child that completed
+    after its parent failed (which ignored it) is told to the parent again; one whose record
+    is gone fails the parent anew, naming it."""
+
+    def __init__(
+        self, scripts: FlowScripts, prefix: str, queue_of: Callable[[str], Queue[Any]]
+    ) -> None:
+        self._scripts = scripts
+        self._prefix = prefix
+        self._queue_of = queue_of
+
+    async def parent(self, queue: str, job_id: str, generation: int | None = None) -> bool:
+        """Revive ``job_id`` if it is a dead or cancelled flow parent (a child of its own
+        parent's ``generation``); False if it is not."""
+        q = self._queue_of(queue)
+        revived = await self._scripts.revive(
+            QueueKeys(self._prefix, queue), job_id, q.retention.events, generation
+        )
+        if revived is None:
+            return False
+        new_generation, children = revived
+        for child_queue, child in children:
+            await self._child(queue, job_id, new_generation, child_queue, child)
+        return True
+
+    async def _child(
+        self, parent_queue: str, parent_id: str, generation: int, queue: str, job_id: str
+    ) -> None:
+        if await self.parent(queue, job_id, generation):
+            return
+        q = self._queue_of(queue)
+        kind, detail = await self._scripts.replay(
+            QueueKeys(self._prefix, queue), job_id, q.retention.events, generation
+        )
+        if kind == "dead":
+            await q.retry_dead(job_id)
+        elif kind in ("completed", "gone"):
+            state = "completed" if kind == "completed" else "dead"
+            if kind == "gone":
+                detail = b"its record is gone (it finished longer ago than it is kept)"
+            parent = self._queue_of(parent_queue)
+            item = OutboxItem(b"", parent_queue, parent_id, job_id, state, detail, generation)
+            await self._scripts.apply(
+                QueueKeys(self._prefix, parent_queue), parent.retention, queue, [item]
+            )

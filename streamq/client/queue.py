@@ -39,6 +39,7 @@ from ..worker.backoff import Backoff
 from ..worker.recurring import check_schedule, first_run_ms
 from .batching import Coalescer, Outcomes, batches
 from .events import check_since, read_events
+from .flows import FlowReplay
 from .housekeeping import delete_jobs, revive_all
 from .inspection import (
     GroupInfo,
@@ -504,11 +505,19 @@ class Queue(Generic[T]):
     async def retry_dead(self, job_id: str | None = None) -> int:
         """Replay one dead job (or all when ``job_id`` is None) with fresh attempts.
 
+        A flow's parent that failed because of a child waits for its children again, and
+        those that had not completed are replayed (a dead one from the dead letters, one
+        cancelled with it from the data it kept): fix the bug, then replay the parent.
+
         A dead job whose id a job enqueued since holds, unfinished, stays dead: for one id that
         is a :class:`JobInUse`; replaying all skips it (and logs how many were skipped).
         """
         scripts = self._scripts
         if job_id is not None:
+            check_job_id(job_id)
+            flows = FlowReplay(self._host.connection().flows, self._keys.prefix, self._host.queue)
+            if await flows.parent(self.name, job_id):
+                return 1
             revived, in_use = await scripts.revive(
                 self._keys, [check_job_id(job_id)], self.retention.events
             )

@@ -129,6 +129,8 @@ class OutboxItem:
     child_id: str
     state: str
     detail: bytes
+    #: The parent's generation the child ran for (a replayed parent ignores earlier ones).
+    generation: int = 0
 
     @classmethod
     def parse(cls, item_id: bytes, fields: Fields) -> OutboxItem | None:
@@ -143,6 +145,7 @@ class OutboxItem:
             fields.get(b"c", b"").decode(errors="replace"),
             fields.get(b"s", b"").decode(errors="replace"),
             fields.get(b"d", b""),
+            int(fields.get(b"g", b"0")),
         )
 
 
@@ -159,6 +162,8 @@ class FlowScripts:
         self._stale = Script(lane, "flow_stale.lua")
         self._outbox = Script(lane, "flow_outbox.lua")
         self._apply = Script(lane, "flow_apply.lua")
+        self._revive = Script(lane, "flow_revive.lua")
+        self._replay = Script(lane, "flow_replay.lua")
 
     async def begin(
         self, keys: QueueKeys, spec: FlowSpec, children: str, enqueued_at: float
@@ -264,7 +269,14 @@ class FlowScripts:
             keys.queue,
         ]
         for item in items:
-            args += (item.parent_id, child_queue, item.child_id, item.state, item.detail)
+            args += (
+                item.parent_id,
+                child_queue,
+                item.child_id,
+                item.state,
+                item.detail,
+                item.generation,
+            )
         reply = await self._apply(
             keys=[
                 keys.stream,
@@ -280,6 +292,43 @@ class FlowScripts:
             args=args,
         )
         return [(reply[i].decode(), reply[i + 1].decode()) for i in range(0, len(reply), 2)]
+
+    async def revive(
+        self, keys: QueueKeys, job_id: str, events: int, generation: int | None = None
+    ) -> tuple[int, list[tuple[str, str]]] | None:
+        """Put a dead or cancelled flow parent back to waiting for its children (running for
+        its own parent's ``generation``): its new generation and the children to replay, or
+        None when ``job_id`` is no such parent (flow_revive.lua)."""
+        reply = await self._revive(
+            keys=[*self._ready_keys(keys), keys.dead, keys.dead_records],
+            args=[
+                keys.job_prefix,
+                job_id,
+                events,
+                keys.wake,
+                "" if generation is None else generation,
+            ],
+        )
+        if not reply:
+            return None
+        children = [(reply[i].decode(), reply[i + 1].decode()) for i in range(1, len(reply), 2)]
+        return int(reply[0]), children
+
+    async def replay(
+        self, keys: QueueKeys, job_id: str, events: int, generation: int
+    ) -> tuple[str, bytes]:
+        """Replay a cancelled child of a revived parent (for its ``generation``); what else
+        to do (flow_replay.lua)."""
+        reply = await self._replay(
+            keys=[*self._ready_keys(keys), keys.dead],
+            args=[keys.job_prefix, job_id, keys.wake, events, generation],
+        )
+        return reply[0].decode(), (reply[1] if len(reply) > 1 else b"")
+
+    @staticmethod
+    def _ready_keys(keys: QueueKeys) -> list[str]:
+        """The keys a job made ready goes through (make_ready in _lib.lua), and the events."""
+        return [keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window, keys.events]
 
 
 def children_listing(spec: FlowSpec, kids: list[int]) -> str:

@@ -23,6 +23,7 @@ from playwright.async_api import expect
 import streamq
 from streamq.ops.cli import main
 from streamq.ops.dashboard import create_app
+from streamq.ops.dashboard.app import CHILDREN_LISTED
 from streamq.ops.dashboard.guard import ACTION_HEADER, loopback_names
 from streamq.testing.localserver import LocalRedis, free_port
 
@@ -228,6 +229,23 @@ async def test_a_job_with_its_progress_and_log(qm: streamq.QueueManager) -> None
         assert done["finished_at"] is not None
         assert done["logs"] == running["logs"], "the log stays with the finished job"
         assert (await c.get("/api/queue", params={"name": "mail"})).json()["active"] == []
+
+
+@pytest.mark.anyio
+async def test_a_flow_step_names_its_parent_and_its_first_1000_children(
+    qm: streamq.QueueManager,
+) -> None:
+    fan_in = [streamq.Step("fetch", n, job_id=f"fetch-{n}") for n in range(10_000)]
+    root = await qm.enqueue_flow(streamq.Step("reports", "sum", children=fan_in))
+    async with client(qm) as c:
+        parent = (await c.get("/api/job", params={"queue": "reports", "id": root})).json()
+        assert parent["state"] == "waiting_children" and parent["parent"] is None
+        assert parent["children_total"] == 10_000 and CHILDREN_LISTED == 1000
+        listed = [{"queue": "fetch", "id": f"fetch-{n}"} for n in range(1000)]
+        assert parent["children"] == listed
+        child = (await c.get("/api/job", params=listed[-1])).json()  # its queue and id
+        assert child["state"] == "waiting" and child["parent"] == {"queue": "reports", "id": root}
+        assert child["children"] == [] and child["children_total"] == 0
 
 
 @pytest.mark.anyio
@@ -523,6 +541,49 @@ async def test_in_chromium_pause_a_job_view_and_cancel(
         await expect(listed).not_to_contain_text("paused")
         assert not (await queue.stats()).paused
     assert not jobs.release.is_set()
+
+
+@pytest.mark.anyio
+async def test_in_chromium_a_flow_step_links_its_parent_and_children(
+    server: LocalRedis, prefix: str, qm: streamq.QueueManager
+) -> None:
+    fetch = [streamq.Step("fetch", n, job_id=f"fetch-{n}") for n in (1, 2)]
+    await qm.enqueue_flow(streamq.Step("reports", "sum", job_id="monthly", children=fetch))
+    parts = [streamq.Step("parts", n) for n in range(1500)]
+    big = await qm.enqueue_flow(streamq.Step("bulk", 0, children=parts))
+    async with dashboard(server.url, prefix) as address, chromium() as browser:
+        page = await browser.new_page()
+        # No consumer yet: the parent waits for its two children, waiting on another queue.
+        await page.goto(f"{address}#queue=reports&tab=waiting&job=monthly")
+        job_state = page.locator("#job-state")
+        await expect(job_state).to_have_text("waiting_children")
+        await expect(job_state).to_have_class("tag waiting_children")
+        await expect(page.locator("#job-parent-label")).to_be_hidden()
+        await expect(page.locator("#job-children-label")).to_have_text("children (2)")
+        children = page.locator("#job-children li[data-queue='fetch'] a")
+        await expect(children).to_have_text(["fetch-1", "fetch-2"])
+
+        # A child's link opens its view (on its own queue), whose parent links back.
+        await children.nth(1).click()
+        await expect(page.locator("#queue-name")).to_have_text("fetch")
+        await expect(page.locator("#job-id")).to_have_text("fetch-2")
+        await expect(job_state).to_have_text("waiting")
+        await expect(page.locator("#job-parent")).to_have_text("reports monthly")
+        await page.locator("#job-parent a").click()
+        await expect(page.locator("#job-id")).to_have_text("monthly")
+        await expect(page.locator("#queue-name")).to_have_text("reports")
+
+        # Its children, then it, run: the view follows, the links stay.
+        for name in ("fetch", "reports"):
+            await qm.get_queue(name).consume(lambda job: job.data)
+        await expect(job_state).to_have_text("completed", timeout=10_000)
+        await expect(children).to_have_text(["fetch-1", "fetch-2"])
+
+        # A fan-in of 1,500: the first 1,000 are listed, the rest counted.
+        await page.goto(f"{address}#queue=bulk&tab=waiting&job={big}")
+        await expect(page.locator("#job-children li")).to_have_count(1000)
+        more = page.locator("#job-children-more")
+        await expect(more).to_have_text("… and 500 more (the first 1,000 are listed)")
 
 
 def _state_is(queue: streamq.Queue[Any], job_id: str, state: str) -> Any:

@@ -282,3 +282,48 @@ def _state_is(queue: streamq.Queue[Any], job_id: str, state: str) -> Any:
         return info is not None and info.state == state
 
     return check
+
+
+async def test_retry_dead_of_a_parent_replays_its_failed_and_cancelled_children_then_runs_it(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    """The fix-the-bug-then-replay path: a child fails, its parent goes to the dead letters and
+    its running sibling is cancelled; once fixed, replaying the parent replays both."""
+    work, report = names(queue_name, 2)
+    fixed = anyio.Event()
+    slow_started = anyio.Event()
+    runs: list[str] = []
+
+    async def handle(job: streamq.Job[str]) -> str:
+        runs.append(job.data)
+        if job.data == "buggy" and not fixed.is_set():
+            raise ValueError("the bug")
+        if job.data == "slow" and not fixed.is_set():
+            slow_started.set()
+            await anyio.sleep(30)
+        return job.data.upper()
+
+    async def collect(job: streamq.Job[str]) -> list[str]:
+        return sorted((await job.children_results()).values())
+
+    await qm.get_queue(work).consume(handle, max_retries=0)
+    await qm.get_queue(report).consume(collect)
+    children = [
+        streamq.Step(work, "ok"),
+        streamq.Step(work, "slow", job_id=f"{queue_name}-slow"),
+        streamq.Step(work, "buggy", job_id=f"{queue_name}-buggy"),
+    ]
+    with anyio.fail_after(10):
+        root_id = await qm.enqueue_flow(streamq.Step(report, "r", children=children))
+        await slow_started.wait()
+    with pytest.raises(streamq.JobFailed, match="the bug"):
+        await qm.get_queue(report).wait_for(root_id, timeout=10)
+    await wait_until(
+        _state_is(qm.get_queue(work), f"{queue_name}-slow", "cancelled"), what="the cancel"
+    )
+    fixed.set()
+    assert await qm.get_queue(report).retry_dead(root_id) == 1
+    assert await qm.get_queue(report).wait_for(root_id, timeout=10) == ["BUGGY", "OK", "SLOW"]
+    assert sorted(runs) == ["buggy", "buggy", "ok", "slow", "slow"], "ok ran once"
+    assert await qm.get_queue(work).dead_letters() == []
+    assert await qm.get_queue(report).dead_letters() == []

@@ -6,7 +6,10 @@
     GET  /api/queues        every queue's counts and consumer groups, and the dashboard's settings
     GET  /api/queue?name=Q  one queue: counts (``paused`` too), groups, active/waiting/delayed/
                             retrying jobs, dead letters
-    GET  /api/job?queue=Q&id=J                 one job: its JobInfo fields and its ``logs``
+    GET  /api/job?queue=Q&id=J                 one job: its JobInfo fields and its ``logs``;
+                                               a flow step's ``parent`` and ``children`` as
+                                               ``{"queue", "id"}`` (the first CHILDREN_LISTED
+                                               children) and ``children_total``
     GET  /api/dead-letter?queue=Q&job_id=J     one dead letter in full
     POST /api/retry-dead    {"queue": Q, "job_id": J | null}   (null: every dead letter of Q)
     POST /api/purge-dead    {"queue": Q}
@@ -43,7 +46,7 @@ from ...job import DeadLetter
 from ...transport.connection import redacted
 from .guard import Guard
 
-__all__ = ("LISTED", "READ_ONLY", "create_app")
+__all__ = ("CHILDREN_LISTED", "LISTED", "READ_ONLY", "create_app")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -51,6 +54,8 @@ STATIC = Path(__file__).with_name("static")
 
 #: Jobs listed per state on a queue's page (``?limit=`` asks for up to MAX_PEEK).
 LISTED = 50
+#: A flow step's children listed in its job view: a fan-in of 10,000 is counted, not listed.
+CHILDREN_LISTED = 1000
 #: A request body is a queue name and a job id: anything much bigger is not the page's.
 MAX_BODY = 16 * 1024
 READ_ONLY = (
@@ -162,8 +167,16 @@ def create_app(
             raise Failure(
                 404, f"queue {name!r} has no job {job_id!r} (or it finished past result_ttl)"
             )
-        # JobInfo's own fields, however many it grows, and the handler's log lines.
-        return _answer(msgspec.structs.asdict(info) | {"logs": await q.job_logs(job_id)})
+        # JobInfo's own fields, however many it grows (JobRefs encode as {"queue", "id"}),
+        # the first of a flow step's children with their count, and the handler's log lines.
+        return _answer(
+            msgspec.structs.asdict(info)
+            | {
+                "children": info.children[:CHILDREN_LISTED],
+                "children_total": len(info.children),
+                "logs": await q.job_logs(job_id),
+            }
+        )
 
     async def dead_letter(request: Request) -> Response:
         name = await known(request.query_params.get("queue"), "queue")

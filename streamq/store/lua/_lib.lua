@@ -96,10 +96,12 @@ end
 -- child; see worker/relay.py.
 local flow_told = false
 
-local function tell_parent(stream, parent, job, state, detail)
+-- 'pg' on a child is the generation of its parent it runs for: a parent replayed by retry_dead
+-- counts one more ('gen'), so what a child of an earlier one ends with is ignored.
+local function tell_parent(stream, key, parent, job, state, detail)
   if not parent then return end
-  redis.call('XADD', string.sub(stream, 1, #stream - 6) .. 'outbox', '*',
-    'pa', parent, 'c', job, 's', state, 'd', detail or '')
+  redis.call('XADD', string.sub(stream, 1, #stream - 6) .. 'outbox', '*', 'pa', parent,
+    'c', job, 's', state, 'd', detail or '', 'g', redis.call('HGET', key, 'pg') or 0)
   flow_told = true
 end
 
@@ -221,7 +223,7 @@ local function settle_broadcast(stream, key, job, groups, r, now)
   end
   retain(r, key, job)
   -- A broadcast step has no result of its own: its parent gets none.
-  tell_parent(stream, f['pa'], job, outcome, detail)
+  tell_parent(stream, key, f['pa'], job, outcome, detail)
   return true
 end
 

@@ -24,7 +24,20 @@ for _, g in ipairs(groups) do
   local member = g.name .. '\t' .. job
   if redis.call('ZREM', KEYS[6], member) == 1 then redis.call('HDEL', KEYS[7], member) end
 end
-redis.call('HDEL', key, 'p', 'to')
+-- A flow's step keeps its payload: retry_dead of the parent it failed replays it.
+if f['pa'] then
+  redis.call('HDEL', key, 'to')
+  if not f['p'] and f['entry'] then
+    local e = redis.call('XRANGE', stream, f['entry'], f['entry'])
+    if e[1] then
+      for i = 1, #e[1][2], 2 do
+        if e[1][2][i] == 'p' then redis.call('HSET', key, 'p', e[1][2][i + 1]) end
+      end
+    end
+  end
+else
+  redis.call('HDEL', key, 'p', 'to')
+end
 
 local function stop_running(entry)
   redis.call('PUBLISH', channel, 'cancel\t' .. entry)
@@ -60,7 +73,7 @@ else
   end
   redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
   retain(kept, key, job)
-  tell_parent(stream, f['pa'], job, 'cancelled', '')
+  tell_parent(stream, key, f['pa'], job, 'cancelled', '')
 end
 -- A broadcast job's waiters read their group's outcome themselves.
 notify(key, channel, job, not (f['bc'] or #groups > 1) and 'cancelled' or nil)

@@ -49,7 +49,7 @@ for i = first, #ARGV, 4 do
           'result', ARGV[i + 3], 'finished_at', now)
         if record[3] then redis.call('HDEL', key, 'error') end
         retain(kept, key, job, record[8] ~= false)
-        tell_parent(stream, record[9], job, 'completed', ARGV[i + 3])
+        tell_parent(stream, key, record[9], job, 'completed', ARGV[i + 3])
         if record[2] then notify(key, ARGV[4], job, 'completed', ARGV[i + 3]) end
         if events then
           emit(KEYS[7], ARGV[8], 'completed', job, ARGV[i + 2], group, ARGV[i + 3])

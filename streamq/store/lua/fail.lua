@@ -57,7 +57,7 @@ else
   elseif current then
     redis.call('HSET', key, 'state', 'dead', 'attempts', attempt, 'error', err, 'finished_at', now)
     retain(kept, key, job)
-    tell_parent(stream, record[6], job, 'dead', err)
+    tell_parent(stream, key, record[6], job, 'dead', err)
   end
   if current then
     -- A broadcast job's waiters read their group's outcome themselves.

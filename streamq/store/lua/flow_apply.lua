@@ -8,7 +8,8 @@
 -- KEYS[6] events, KEYS[7] dead zset, KEYS[8] dead records, KEYS[9] finished
 -- ARGV[1] job key prefix, ARGV[2] the queue's channel, ARGV[3] events kept, ARGV[4] result ttl
 -- (s), ARGV[5] finished records to keep, ARGV[6] the queue's name; then per item: parent id,
--- child queue, child id, child state, detail (the result, or the error)
+-- child queue, child id, child state, detail (the result, or the error), the parent's
+-- generation the child ran for (see tell_parent)
 -- Returns the children of the parents that failed, still to be cancelled: {queue, id, ...}.
 local prefix = ARGV[1]
 local kept = retention(KEYS[9], ARGV[4], ARGV[5])
@@ -26,7 +27,7 @@ local function fail_parent(key, parent, reason)
   retain(kept, key, parent)
   notify(key, ARGV[2], parent, 'dead', reason)
   emit(KEYS[6], ARGV[3], 'dead', parent, 0, nil, reason)
-  tell_parent(KEYS[1], r[2], parent, 'dead', reason)
+  tell_parent(KEYS[1], key, r[2], parent, 'dead', reason)
   for line in string.gmatch(r[3] or '', '[^\n]+') do
     local tab = string.find(line, '\t', 1, true)
     local child = string.sub(line, tab + 1)
@@ -37,12 +38,12 @@ local function fail_parent(key, parent, reason)
   end
 end
 
-for i = 7, #ARGV, 5 do
+for i = 7, #ARGV, 6 do
   local parent, queue, child, state, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
     ARGV[i + 4]
   local key = prefix .. parent
-  local f = redis.call('HMGET', key, 'state', 'ocf')
-  if WAITING[f[1]] then
+  local f = redis.call('HMGET', key, 'state', 'ocf', 'gen')
+  if WAITING[f[1]] and tonumber(f[3] or '0') == tonumber(ARGV[i + 5]) then
     local ok = state == 'completed'
     local mark = ok and ('c' .. detail) or ('x' .. detail)
     if redis.call('HSETNX', key, 'r:' .. child, mark) == 1 then

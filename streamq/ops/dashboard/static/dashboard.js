@@ -281,6 +281,36 @@
 
   const FINISHED = ["completed", "dead", "cancelled"];
 
+  // Another step of the job's flow: its queue, and its id as a link to its job view.
+  function jobRef(tag, ref) {
+    const node = el(tag);
+    node.dataset.queue = ref.queue;
+    node.dataset.job = ref.id;
+    node.append(el("span", ref.queue, "muted"), " ", link({ queue: ref.queue, tab: state.tab, job: ref.id }, ref.id));
+    return node;
+  }
+
+  // A flow step's parent and children (the API lists the first 1,000 of a big fan-in and
+  // counts them all). The list is redrawn only when it changed, so its scroll stays put.
+  let drawnChildren = "";
+
+  function showFlow(job) {
+    $("job-parent").replaceChildren(...(job.parent ? [jobRef("span", job.parent)] : []));
+    $("job-parent").hidden = $("job-parent-label").hidden = !job.parent;
+    const children = job.children || [];
+    const total = job.children_total ?? children.length;
+    const drawn = JSON.stringify([state.tab, children]);
+    if (drawn !== drawnChildren) {
+      drawnChildren = drawn;
+      $("job-children").replaceChildren(...children.map((ref) => jobRef("li", ref)));
+    }
+    $("job-children-label").textContent = `children (${total.toLocaleString("en")})`;
+    $("job-children-label").hidden = $("job-children-wrap").hidden = total === 0;
+    const more = total - children.length;
+    $("job-children-more").hidden = more <= 0;
+    $("job-children-more").textContent = `… and ${more.toLocaleString("en")} more (the first ${children.length.toLocaleString("en")} are listed)`;
+  }
+
   function showJob(job, now) {
     $("job-view").hidden = false;
     $("job-id").textContent = job.id;
@@ -298,6 +328,7 @@
     const groups = Object.entries(job.groups || {});
     $("job-groups").textContent = groups.map(([group, where]) => `${group}: ${where}`).join(", ");
     $("job-groups").hidden = $("job-groups-label").hidden = groups.length === 0;
+    showFlow(job);
     $("job-error").textContent = job.error || "";
     $("job-error-wrap").hidden = !job.error;
     $("job-result").textContent = JSON.stringify(job.result, null, 2) ?? String(job.result);
