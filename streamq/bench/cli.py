@@ -22,6 +22,7 @@ from streamq.ops.eventloop import backend_options
 from streamq.store.keys import registry_key
 
 from .control import scenario_control
+from .flows import scenario_flows
 from .measure import RedisMeter, Result, environment, is_cluster_url, open_target, server_url
 from .scenarios import BENCH_PREFIX, RUNNERS, Runner, worker
 from .shards import scenario_shards
@@ -36,6 +37,7 @@ SCENARIOS = (
     "priority",
     "mixed",
     "control",
+    "flows",
     "memory",
     "shards",
 )
@@ -44,7 +46,12 @@ DEFAULT_SCENARIOS = SCENARIOS[:-2]
 #: Run with --cluster when no --scenario is given: one queue on one primary, then six on three.
 CLUSTER_SCENARIOS = ("enqueue", "process", "shards")
 
-_RUNNERS: dict[str, Runner] = {**RUNNERS, "shards": scenario_shards, "control": scenario_control}
+_RUNNERS: dict[str, Runner] = {
+    **RUNNERS,
+    "shards": scenario_shards,
+    "control": scenario_control,
+    "flows": scenario_flows,
+}
 
 
 async def run(url: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:

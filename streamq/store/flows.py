@@ -55,6 +55,10 @@ __all__ = (
 
 Policy = Literal["fail", "ignore"]
 
+#: Steps written (released, undone) per script call: a 10,000-child fan-in holds the server for
+#: a few milliseconds at a time, not for one long call.
+STEPS_PER_CALL = 1000
+
 
 class FlowNode(msgspec.Struct, array_like=True, frozen=True):
     """One step of a flow as stored in its spec."""
@@ -393,26 +397,32 @@ class FlowWriter:
                         children_listing(spec, kids[index]),
                     )
                 )
-            if not steps:
-                continue
-            conflicts = await self._scripts.hold(
-                self._keys_of(queue), spec.token, enqueued_at, steps
-            )
-            if conflicts:
-                await self.undo(spec)
-                raise JobInUse(conflicts[0], queue=queue, flow=spec.root.id)
+            for start in range(0, len(steps), STEPS_PER_CALL):
+                conflicts = await self._scripts.hold(
+                    self._keys_of(queue),
+                    spec.token,
+                    enqueued_at,
+                    steps[start : start + STEPS_PER_CALL],
+                )
+                if conflicts:
+                    await self.undo(spec)
+                    raise JobInUse(conflicts[0], queue=queue, flow=spec.root.id)
 
     async def finish(self, spec: FlowSpec) -> None:
         """Release a committed flow's held steps (again, after a stop: idempotent)."""
         root = spec.root
         for queue, indexes in spec.by_queue().items():
-            await self._scripts.release(
-                self._keys_of(queue),
-                spec.token,
-                [spec.nodes[i].id for i in indexes],
-                root.id if queue == root.queue else "",
-                self._events,
-            )
+            ids = [spec.nodes[i].id for i in indexes]
+            # The root goes with the last call of the last queue (its queue comes last).
+            starts = range(0, len(ids), STEPS_PER_CALL) or range(1)
+            for start in starts:
+                await self._scripts.release(
+                    self._keys_of(queue),
+                    spec.token,
+                    ids[start : start + STEPS_PER_CALL],
+                    root.id if queue == root.queue and start == starts[-1] else "",
+                    self._events,
+                )
 
     async def undo(self, spec: FlowSpec) -> bool:
         """Undo an uncommitted flow, root first; False (nothing done) when it is committed."""
@@ -422,8 +432,10 @@ class FlowWriter:
         ):
             return False
         for queue, indexes in spec.by_queue().items():
-            if indexes:
+            for start in range(0, len(indexes), STEPS_PER_CALL):
                 await self._scripts.rollback(
-                    self._keys_of(queue), spec.token, [spec.nodes[i].id for i in indexes]
+                    self._keys_of(queue),
+                    spec.token,
+                    [spec.nodes[i].id for i in indexes[start : start + STEPS_PER_CALL]],
                 )
         return True

@@ -89,6 +89,15 @@ def test_a_run_against_a_users_redis_leaves_nothing_behind() -> None:
         mine.close()
 
 
+def test_the_flows_scenario_times_a_fan_in_and_chains_against_plain_jobs(redis_url: str) -> None:
+    done = run_bench("--jobs", "100", "--scenario", "flows", "--json", url=redis_url)
+    assert done.returncode == 0, done.stderr
+    rows = {r["label"]: r for r in json.loads(done.stdout)["results"]}
+    assert set(rows) == {"plain jobs", "fan-in of 99 children", "10 chains of 10"}
+    for row in rows.values():
+        assert row["jobs"] == 100 and row["rate"] > 0 and row["redis_cpu_us"] > 0
+
+
 def test_the_control_scenario_times_call_and_cancel(redis_url: str) -> None:
     done = run_bench("--jobs", "100", "--scenario", "control", "--json", url=redis_url)
     assert done.returncode == 0, done.stderr
