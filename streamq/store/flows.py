@@ -242,17 +242,19 @@ class FlowScripts:
         ]
 
     async def take(
-        self, keys: QueueKeys, relay: str, most: int, claim_after_ms: int = 0
+        self,
+        keys: QueueKeys,
+        relay: str,
+        most: int,
+        claim_after_ms: int = 0,
+        applied: Sequence[bytes] = (),
     ) -> list[OutboxItem]:
         """Items of the queue's outbox for this relay: new ones, and with ``claim_after_ms``
-        those another relay held that long (it died)."""
-        reply = await self._outbox(keys=[keys.outbox], args=["take", relay, most, claim_after_ms])
+        those another relay held that long (it died); the items it ``applied`` since its last
+        call are deleted first."""
+        reply = await self._outbox(keys=[keys.outbox], args=[relay, most, claim_after_ms, *applied])
         items = (OutboxItem.parse(item_id, pairs(fields)) for item_id, fields in reply)
         return [item for item in items if item is not None]
-
-    async def done(self, keys: QueueKeys, item_ids: Sequence[bytes]) -> None:
-        if item_ids:
-            await self._outbox(keys=[keys.outbox], args=["done", *item_ids])
 
     async def apply(
         self,

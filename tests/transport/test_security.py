@@ -160,6 +160,30 @@ async def test_a_user_limited_to_streamqs_keys_and_commands_runs_the_whole_workf
         stats = await queue.stats()
         assert stats.groups == 2 and stats.dead == 0
 
+        # A flow: held steps, the commit, the outbox relayed, children's results, a failed
+        # child's parent replayed.
+        steps = qm.get_queue("acl-steps")
+        await steps.consume(handle, max_retries=0)
+        flow = streamq.Step(
+            "acl-work",
+            "parent",
+            children=[
+                streamq.Step("acl-steps", "child"),
+                streamq.Step("acl-steps", "always-fails"),
+            ],
+            on_child_failure="ignore",
+        )
+        root_id = await qm.enqueue_flow(flow)
+        assert await queue.wait_for(root_id, timeout=5, group="acl-work") == "parent"
+        assert list((await queue.children_results(root_id)).values()) == ["child"]
+        failing = await qm.enqueue_flow(
+            streamq.Step("acl-steps", "p", children=[streamq.Step("acl-steps", "always-fails")])
+        )
+        with pytest.raises(streamq.JobFailed):
+            await steps.wait_for(failing, timeout=5)
+        assert await steps.retry_dead(failing) == 1
+        await steps.purge_dead()
+
         # A consumer that died holding a job: reclaimed with XAUTOCLAIM.
         lost = qm.get_queue("acl-lost")
         stream = "streamq:{acl-lost}:stream"
