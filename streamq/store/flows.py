@@ -209,15 +209,7 @@ class FlowScripts:
         self, keys: QueueKeys, token: str, ids: Sequence[str], root_id: str, events: int
     ) -> int:
         released: int = await self._release(
-            keys=[
-                keys.stream,
-                keys.staged,
-                keys.staged_seq,
-                keys.delayed,
-                keys.window,
-                keys.events,
-                keys.flows_creating,
-            ],
+            keys=[*keys.ready(), keys.flows_creating],
             args=[keys.job_prefix, keys.wake, events, token, root_id, *ids],
         )
         return released
@@ -284,17 +276,7 @@ class FlowScripts:
                 item.generation,
             )
         reply = await self._apply(
-            keys=[
-                keys.stream,
-                keys.staged,
-                keys.staged_seq,
-                keys.delayed,
-                keys.window,
-                keys.events,
-                keys.dead,
-                keys.dead_records,
-                keys.finished,
-            ],
+            keys=[*keys.ready(), keys.dead, keys.dead_records, keys.finished],
             args=args,
         )
         return [(reply[i].decode(), reply[i + 1].decode()) for i in range(0, len(reply), 2)]
@@ -306,7 +288,7 @@ class FlowScripts:
         its own parent's ``generation``): its new generation and the children to replay, or
         None when ``job_id`` is no such parent (flow_revive.lua)."""
         reply = await self._revive(
-            keys=[*self._ready_keys(keys), keys.dead, keys.dead_records],
+            keys=[*keys.ready(), keys.dead, keys.dead_records],
             args=[
                 keys.job_prefix,
                 job_id,
@@ -326,15 +308,10 @@ class FlowScripts:
         """Replay a cancelled child of a revived parent (for its ``generation``); what else
         to do (flow_replay.lua)."""
         reply = await self._replay(
-            keys=[*self._ready_keys(keys), keys.dead],
+            keys=[*keys.ready(), keys.dead],
             args=[keys.job_prefix, job_id, keys.wake, events, generation],
         )
         return reply[0].decode(), (reply[1] if len(reply) > 1 else b"")
-
-    @staticmethod
-    def _ready_keys(keys: QueueKeys) -> list[str]:
-        """The keys a job made ready goes through (make_ready in _lib.lua), and the events."""
-        return [keys.stream, keys.staged, keys.staged_seq, keys.delayed, keys.window, keys.events]
 
 
 def children_listing(spec: FlowSpec, kids: list[int]) -> str:

@@ -163,6 +163,12 @@ class QueueKeys:
     def job_logs(self, job_id: str) -> str:
         return self.logs_prefix + job_id
 
+    def ready(self) -> list[str]:
+        """The keys a job goes through when it may run (the window or the staged set, or the
+        delayed set), with the events that say so: the first keys of every script that makes
+        jobs ready (``add_ready`` and ``make_ready`` in ``_lib.lua``)."""
+        return [self.stream, self.staged, self.staged_seq, self.delayed, self.window, self.events]
+
     def fixed(self) -> tuple[str, ...]:
         """Every key of the queue but its jobs' records and its groups' rate limits."""
         return (

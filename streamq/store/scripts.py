@@ -182,14 +182,7 @@ class Scripts:
         ]
         for job_id, payload in jobs:
             args += (job_id, payload)
-        script_keys = [
-            keys.stream,
-            keys.staged,
-            keys.staged_seq,
-            keys.delayed,
-            keys.window,
-            keys.events,
-        ]
+        script_keys = keys.ready()
         if not self._min_replicas:
             added = await self._enqueue(keys=script_keys, args=args)
             return [bool(a) for a in added]
