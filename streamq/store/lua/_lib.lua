@@ -113,7 +113,6 @@ local function wake_relays(channel)
   end
 end
 
-
 -- A record's fields as a table.
 local function fields_of(key)
   local flat, f = redis.call('HGETALL', key), {}
