@@ -3,6 +3,7 @@ slots), their results, failures, deduplication and cancel."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -327,3 +328,109 @@ async def test_retry_dead_of_a_parent_replays_its_failed_and_cancelled_children_
     assert sorted(runs) == ["buggy", "buggy", "ok", "slow", "slow"], "ok ran once"
     assert await qm.get_queue(work).dead_letters() == []
     assert await qm.get_queue(report).dead_letters() == []
+
+
+async def test_children_that_retry_release_their_parent_once_with_the_last_attempt_s_results(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    work, report = names(queue_name, 2)
+    attempts: dict[str, int] = {}
+    parent_runs: list[dict[str, Any]] = []
+
+    async def flaky(job: streamq.Job[int]) -> int:
+        attempts[job.id] = job.attempt
+        if job.attempt < 3:
+            raise ValueError("not yet")
+        return job.data
+
+    async def collect(job: streamq.Job[str]) -> int:
+        parent_runs.append(await job.children_results())
+        return len(parent_runs)
+
+    await qm.get_queue(work).consume(flaky, max_retries=2, backoff=0.01)
+    await qm.get_queue(report).consume(collect)
+    root_id = await qm.enqueue_flow(
+        streamq.group(*(streamq.Step(work, i) for i in range(20)), then=streamq.Step(report, "r"))
+    )
+    assert await qm.get_queue(report).wait_for(root_id, timeout=20) == 1
+    assert set(attempts.values()) == {3}
+    assert sorted(parent_runs[0].values()) == list(range(20))
+
+
+async def test_a_step_s_start_delay_counts_from_when_its_children_completed(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    work, report = names(queue_name, 2)
+    finished_at: dict[str, float] = {}
+
+    async def handle(job: streamq.Job[str]) -> str:
+        if job.data == "child":
+            await anyio.sleep(0.3)
+        finished_at[job.data] = time.monotonic()
+        return job.data
+
+    await qm.get_queue(work).consume(handle)
+    await qm.get_queue(report).consume(handle)
+    started = time.monotonic()
+    root_id = await qm.enqueue_flow(
+        streamq.Step(report, "parent", start_delay=0.3, children=[streamq.Step(work, "child")])
+    )
+    assert await qm.get_queue(report).wait_for(root_id, timeout=10) == "parent"
+    assert finished_at["child"] - started >= 0.3
+    assert finished_at["parent"] - finished_at["child"] >= 0.3
+
+
+async def test_a_child_s_finish_told_twice_counts_once(
+    qm: streamq.QueueManager, queue_name: str, redis: Any
+) -> None:
+    """A relay that died after applying an item and before deleting it has it applied again
+    by another: the parent still waits for its other child."""
+    work, report = names(queue_name, 2)
+    release_b = anyio.Event()
+    runs: list[str] = []
+
+    async def handle(job: streamq.Job[str]) -> str:
+        if job.data == "b":
+            await release_b.wait()
+        return job.data
+
+    await qm.get_queue(work).consume(handle)
+    await qm.get_queue(report).consume(lambda job: runs.append(job.id))
+    a = streamq.Step(work, "a", job_id=f"{queue_name}-a")
+    root_id = await qm.enqueue_flow(
+        streamq.Step(report, "r", children=[a, streamq.Step(work, "b")])
+    )
+    await wait_until(_state_is(qm.get_queue(work), f"{queue_name}-a", "completed"), what="child a")
+    for _ in range(2):  # a's finish, told again (twice)
+        await redis.xadd(
+            f"streamq:{{{work}}}:outbox",
+            {
+                "pa": f"{report}\t{root_id}",
+                "c": f"{queue_name}-a",
+                "s": "completed",
+                "d": b"",
+                "g": 0,
+            },
+        )
+        await redis.publish(f"streamq:{{{work}}}:wake", "flow")
+
+    await wait_until(_outbox_applied(redis, work), what="the copies to be applied")
+    info = await qm.get_queue(report).get_job(root_id)
+    assert info is not None and info.state == "waiting_children"
+    release_b.set()
+    assert await qm.get_queue(report).wait_for(root_id, timeout=10) is None
+    await anyio.sleep(0.3)  # a second run would have started
+    assert runs == [root_id]
+
+
+def _outbox_applied(redis: Any, queue: str) -> Any:
+    """Every item of the queue's outbox applied: a relay deletes what it applied with its
+    next read, which a wake-up (published here) brings on."""
+
+    async def check() -> bool:
+        if await redis.xlen(f"streamq:{{{queue}}}:outbox") == 0:
+            return True
+        await redis.publish(f"streamq:{{{queue}}}:wake", "flow")
+        return False
+
+    return check
