@@ -4,6 +4,7 @@ deleting the queue's jobs (``Queue.delete``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 from ..errors import QueueInUse
@@ -22,15 +23,27 @@ DELETE_BATCH = 1000
 log = logging.getLogger("streamq")
 
 
-async def revive_all(scripts: Scripts, client: Client, keys: QueueKeys, events: int) -> int:
-    """Replay every dead job whose id no unfinished job holds; returns how many were."""
+async def revive_all(
+    scripts: Scripts,
+    client: Client,
+    keys: QueueKeys,
+    events: int,
+    replay_parent: Callable[[str], Awaitable[bool]],
+) -> int:
+    """Replay every dead job whose id no unfinished job holds (a flow's parent with its
+    children: ``replay_parent``); returns how many were."""
     total, skipped = 0, 0
     # The skipped ones stay first in the dead set (oldest failure first): page past them.
     while ids := cast(
         "list[bytes]",
         await client.zrange(keys.dead, skipped, skipped + ENQUEUE_BATCH - 1),
     ):
-        revived, in_use = await scripts.revive(keys, [i.decode() for i in ids], events)
+        revived, in_use, parents = await scripts.revive(keys, [i.decode() for i in ids], events)
+        for parent in parents:
+            if await replay_parent(parent):
+                revived += 1
+            else:  # not a flow parent after all (it changed meanwhile): left where it is
+                in_use.append(parent)
         total += revived
         skipped += len(in_use)
     if skipped:

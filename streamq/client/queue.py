@@ -513,19 +513,23 @@ class Queue(Generic[T]):
         is a :class:`JobInUse`; replaying all skips it (and logs how many were skipped).
         """
         scripts = self._scripts
+        flows = FlowReplay(self._host.connection().flows, self._keys.prefix, self._host.queue)
         if job_id is not None:
             check_job_id(job_id)
-            flows = FlowReplay(self._host.connection().flows, self._keys.prefix, self._host.queue)
             if await flows.parent(self.name, job_id):
                 return 1
-            revived, in_use = await scripts.revive(
+            revived, in_use, _ = await scripts.revive(
                 self._keys, [check_job_id(job_id)], self.retention.events
             )
             if in_use:
                 raise JobInUse(job_id, queue=self.name)
             return revived
         return await revive_all(
-            scripts, self._host.connection().client, self._keys, self.retention.events
+            scripts,
+            self._host.connection().client,
+            self._keys,
+            self.retention.events,
+            lambda parent: flows.parent(self.name, parent),
         )
 
     @_clear_errors

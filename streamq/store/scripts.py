@@ -452,9 +452,10 @@ class Scripts:
 
     async def revive(
         self, keys: QueueKeys, job_ids: Sequence[str], events: int = 0
-    ) -> tuple[int, list[str]]:
-        """Replay dead jobs: how many were, and the ids left dead because they are in use."""
-        revived, in_use = await self._revive(
+    ) -> tuple[int, list[str], list[str]]:
+        """Replay dead jobs: how many were, the ids left dead because they are in use, and
+        those of flow parents, left to replay with their children (``FlowReplay``)."""
+        revived, in_use, parents = await self._revive(
             keys=[
                 keys.stream,
                 keys.dead,
@@ -466,7 +467,11 @@ class Scripts:
             ],
             args=[keys.job_prefix, events, *job_ids],
         )
-        return int(revived), [job_id.decode() for job_id in in_use]
+        return (
+            int(revived),
+            [job_id.decode() for job_id in in_use],
+            [job_id.decode() for job_id in parents],
+        )
 
     async def purge_dead(self, keys: QueueKeys) -> int:
         purged: int = await self._purge_dead(keys=[keys.dead, keys.dead_records])

@@ -285,8 +285,9 @@ def _state_is(queue: streamq.Queue[Any], job_id: str, state: str) -> Any:
     return check
 
 
+@pytest.mark.parametrize("replay_all", [False, True], ids=["one", "all"])
 async def test_retry_dead_of_a_parent_replays_its_failed_and_cancelled_children_then_runs_it(
-    qm: streamq.QueueManager, queue_name: str
+    qm: streamq.QueueManager, queue_name: str, replay_all: bool
 ) -> None:
     """The fix-the-bug-then-replay path: a child fails, its parent goes to the dead letters and
     its running sibling is cancelled; once fixed, replaying the parent replays both."""
@@ -323,7 +324,7 @@ async def test_retry_dead_of_a_parent_replays_its_failed_and_cancelled_children_
         _state_is(qm.get_queue(work), f"{queue_name}-slow", "cancelled"), what="the cancel"
     )
     fixed.set()
-    assert await qm.get_queue(report).retry_dead(root_id) == 1
+    assert await qm.get_queue(report).retry_dead(None if replay_all else root_id) == 1
     assert await qm.get_queue(report).wait_for(root_id, timeout=10) == ["BUGGY", "OK", "SLOW"]
     assert sorted(runs) == ["buggy", "buggy", "ok", "slow", "slow"], "ok ran once"
     assert await qm.get_queue(work).dead_letters() == []
