@@ -180,22 +180,30 @@ GetJob = Callable[[str, str], Awaitable[JobInfo | None]]
 
 
 async def read_flow_tree(get_job: GetJob, queue: str, job_id: str, most: int = 1000) -> FlowTree:
-    """The tree under ``queue``'s step ``job_id``, read one step at a time, at most ``most``
-    steps (a fan-in of 10,000 is summed up, not listed)."""
-    budget = [most]
-
-    async def read(queue: str, job_id: str) -> FlowTree:
-        budget[0] -= 1
-        info = await get_job(queue, job_id)
-        refs = info.children if info is not None else ()
-        children = []
-        for child in refs:
-            if budget[0] <= 0:
-                break
-            children.append(await read(child.queue, child.id))
-        return FlowTree(queue, job_id, info, tuple(children), len(refs) - len(children))
-
-    return await read(queue, job_id)
+    """The tree under ``queue``'s step ``job_id``, read one step at a time, breadth first, at
+    most ``most`` steps (a fan-in of 10,000 is summed up, not listed). Built without recursion:
+    a chain is as deep as it is long."""
+    infos: list[tuple[str, str, JobInfo | None]] = []
+    kids: list[list[int]] = []
+    pending: deque[tuple[str, str, int]] = deque([(queue, job_id, -1)])
+    while pending and len(infos) < most:
+        name, step_id, parent = pending.popleft()
+        info = await get_job(name, step_id)
+        infos.append((name, step_id, info))
+        kids.append([])
+        if parent >= 0:
+            kids[parent].append(len(infos) - 1)
+        for child in info.children if info is not None else ():
+            pending.append((child.queue, child.id, len(infos) - 1))
+    trees: list[FlowTree | None] = [None] * len(infos)
+    for index in reversed(range(len(infos))):  # children come after their parent
+        name, step_id, info = infos[index]
+        children = tuple(t for k in kids[index] if (t := trees[k]) is not None)
+        total = len(info.children) if info is not None else 0
+        trees[index] = FlowTree(name, step_id, info, children, total - len(children))
+    root = trees[0]
+    assert root is not None
+    return root
 
 
 class FlowReplay:
