@@ -24,6 +24,8 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.slow,
     pytest.mark.newest_servers,
+    # The event loop is not what these test (the other flow tests run on both).
+    pytest.mark.parametrize("anyio_backend", ["asyncio"]),
 ]
 
 __all__ = ("spawn_worker",)  # the fixture
