@@ -95,8 +95,18 @@ class Invoker(Generic[T]):
         timeout the attempt fails only once the function has returned, so a retry never runs
         beside it (a stop past its grace does abandon the thread)."""
         returned = threading.Event()
+        # A cancel can come before a thread took the call: it then never runs (anyio skips a
+        # cancelled call), and nothing must wait for it to return. Whichever of the thread
+        # starting it and the cancel comes first decides, under this lock.
+        deciding = threading.Lock()
+        started = abandoned = False
 
         def call() -> Any:
+            nonlocal started
+            with deciding:
+                if abandoned:
+                    return None
+                started = True
             try:
                 return self._handler(job)
             finally:
@@ -107,7 +117,10 @@ class Invoker(Generic[T]):
                 call, abandon_on_cancel=True, limiter=self._threads
             )
         except anyio.get_cancelled_exc_class():
-            if not returned.is_set() and not self._stopping():
+            with deciding:
+                abandoned = True
+                running = started and not returned.is_set()
+            if running and not self._stopping():
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(returned.wait)
             raise

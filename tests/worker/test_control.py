@@ -394,3 +394,28 @@ async def test_a_killed_holders_slot_comes_back_after_the_visibility_timeout(
     await queue.wait_for(second, timeout=10)
     await queue.wait_for(held, timeout=10)
     assert sorted(ran) == ["held", "second"]
+
+
+async def test_cancels_that_race_a_plain_functions_start_never_strand_a_worker(
+    qm: streamq.QueueManager, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cancel that came before a thread took the call: the call never runs, and the worker
+    used to wait for it to return, for ever (a worker lost per such cancel; the stop hung)."""
+    queue = qm.get_queue(queue_name)
+    done: list[str] = []
+    consumer = await queue.consume(lambda job: done.append(job.id), concurrency=5)
+    enqueued: list[str] = []
+    cancelled = 0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        ids = await queue.enqueue_many(range(3))
+        enqueued += ids
+        cancelled += await queue.cancel(ids[-1])
+    await wait_until(lambda: len(done) + cancelled >= len(enqueued), timeout=20, what="all jobs")
+    asked = time.monotonic()
+    await consumer.stop(grace=5)
+    print(
+        f"{len(enqueued)} jobs, {cancelled} cancelled; stopped in {time.monotonic() - asked:.2f}s"
+    )
+    assert time.monotonic() - asked < 2
+    assert not [r for r in caplog.records if "still running" in r.getMessage()]
