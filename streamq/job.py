@@ -165,6 +165,8 @@ class QueueStats(msgspec.Struct, frozen=True):
     memory_bytes: int = 0
     #: Whether the queue is paused (``Queue.pause``): no consumer starts a job.
     paused: bool = False
+    #: Fairness keys with waiting jobs (``enqueue(..., fairness_key=)``).
+    fairness_keys: int = 0
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

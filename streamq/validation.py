@@ -128,3 +128,23 @@ def check_staging(priority: int, start_delay: float) -> int:
         )
     # Rounded up: a job never starts before the delay it was given.
     return math.ceil(check_seconds(start_delay, what="start_delay", allow_zero=True) * 1000)
+
+
+#: The longest fairness key (it is part of a Redis key name).
+MAX_FAIRNESS_KEY_LENGTH = 200
+
+
+def check_fairness_key(key: object) -> str:
+    """A fairness key (``enqueue(..., fairness_key=)``); "" stands for none."""
+    if key is None:
+        return ""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(f"fairness_key must be a non-empty str or None, got {key!r}")
+    if len(key) > MAX_FAIRNESS_KEY_LENGTH:
+        raise InvalidArgument(
+            f"fairness_key {key[:40]!r}... has {len(key):,} characters: use at most"
+            f" {MAX_FAIRNESS_KEY_LENGTH} (a tenant's id, not its data)"
+        )
+    if any(c.isspace() for c in key):
+        raise InvalidArgument(f"fairness_key {key!r} contains whitespace: leave it out")
+    return check_utf8(key, what="fairness_key")

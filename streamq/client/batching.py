@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 
 from ..errors import StreamqError
 
-__all__ = ("ENQUEUE_BATCH", "ENQUEUE_BATCH_BYTES", "Coalescer", "Outcomes", "batches")
+if TYPE_CHECKING:
+    from ..store.keys import QueueKeys
+    from ..store.scripts import Scripts
+
+__all__ = (
+    "ENQUEUE_BATCH",
+    "ENQUEUE_BATCH_BYTES",
+    "Coalescer",
+    "Enqueue",
+    "Outcomes",
+    "batches",
+    "send_grouped",
+)
 
 #: Jobs per script call in ``enqueue_many`` (and for enqueues that arrive together): big enough
 #: for throughput, small enough that one call never holds the server for long.
@@ -27,6 +39,9 @@ ENQUEUE_BATCH = 500
 ENQUEUE_BATCH_BYTES = 1024 * 1024
 
 T = TypeVar("T")
+
+#: (job id, payload, enqueued_at, priority, delay ms, fairness key or "") of one ``enqueue``.
+Enqueue = tuple[str, bytes, float, int, int, str]
 
 #: What a send reports: per item, True when it was written, False when writing it changed
 #: nothing (an unfinished job already has its id), else its error.
@@ -131,3 +146,30 @@ def batches(jobs: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
         size += len(job[1])
     if batch:
         yield batch
+
+
+async def send_grouped(
+    scripts: Scripts, keys: QueueKeys, events: int, jobs: Sequence[Enqueue]
+) -> Outcomes:
+    """Enqueues that arrived together: one script call per (priority, delay, fairness key)
+    among them (in batches); each job's outcome is its group's. (The group's records share the
+    first job's enqueue time; each payload keeps its own.)"""
+    groups: dict[tuple[int, int, str], list[int]] = {}
+    for index, job in enumerate(jobs):
+        groups.setdefault((job[3], job[4], job[5]), []).append(index)
+    outcomes: list[BaseException | bool] = [False] * len(jobs)
+    for (priority, delay_ms, key), indexes in groups.items():
+        group = [jobs[i] for i in indexes]
+        results: list[BaseException | bool] = []
+        for batch in batches([(j[0], j[1]) for j in group]):
+            try:
+                added = await scripts.enqueue(
+                    keys, batch, group[0][2], priority, delay_ms, events, fairness_key=key
+                )
+            except Exception as exc:
+                results += [exc] * len(batch)
+            else:
+                results += added
+        for i, outcome in zip(indexes, results, strict=True):
+            outcomes[i] = outcome
+    return outcomes

@@ -276,6 +276,7 @@ def stats_of(s: StatsReply) -> QueueStats:
         groups=s.groups,
         memory_bytes=s.memory,
         paused=bool(s.paused),
+        fairness_keys=s.fairness_keys,
     )
 
 

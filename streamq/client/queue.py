@@ -28,6 +28,7 @@ from ..store.serialization import (
 )
 from ..validation import (
     check_count,
+    check_fairness_key,
     check_handler,
     check_job_id,
     check_max_retries,
@@ -37,7 +38,7 @@ from ..validation import (
 )
 from ..worker.backoff import Backoff
 from ..worker.recurring import check_schedule, first_run_ms
-from .batching import Coalescer, Outcomes, batches
+from .batching import Coalescer, Enqueue, Outcomes, batches, send_grouped
 from .events import check_since, read_events
 from .flows import FlowReplay
 from .housekeeping import delete_jobs, revive_all
@@ -75,9 +76,6 @@ Q = TypeVar("Q", bound="Queue[Any]")
 #: is the job's result and raising is a failure.
 Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
 
-#: (job id, payload, enqueued_at, priority, delay ms) of one ``enqueue`` call.
-_Enqueue = tuple[str, bytes, float, int, int]
-
 
 def _clear_errors(
     method: Callable[Concatenate[Q, P], Awaitable[R]],
@@ -110,7 +108,7 @@ class Queue(Generic[T]):
         self._codec: Codec[T] = Codec(name, type_, host.max_payload_bytes)
         self._registered = False  # in the registry tools list queues from
         self._registering = anyio.Lock()  # the first enqueues often come together
-        self._coalescer: Coalescer[_Enqueue] = Coalescer(self._send_enqueues)
+        self._coalescer: Coalescer[Enqueue] = Coalescer(self._send_enqueues)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} of {getattr(self.type, '__name__', self.type)}>"
@@ -144,12 +142,16 @@ class Queue(Generic[T]):
         job_id: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        fairness_key: str | None = None,
     ) -> str:
         """Add a job; returns its id (``job_id`` when given).
 
         While a job with ``job_id`` is unfinished, enqueueing the id again changes nothing.
+        Jobs of different ``fairness_key``s start round-robin (priority orders a key's own).
         """
-        job = await self._prepare(data, priority, start_delay, job_id, max_retries, timeout)
+        job = await self._prepare(
+            data, priority, start_delay, job_id, max_retries, timeout, fairness_key
+        )
         added = await self._coalescer.submit(job)
         if hooks := self._host.hooks:
             self._tell_enqueued(hooks, job[0], priority, job[4], job[2], added)
@@ -171,9 +173,11 @@ class Queue(Generic[T]):
         job_id: str | None,
         max_retries: int | None,
         timeout: float | None,
-    ) -> _Enqueue:
+        fairness_key: str | None = None,
+    ) -> Enqueue:
         """Check and encode a job (nothing is written before this succeeded)."""
         delay_ms = check_staging(priority, start_delay)
+        key = check_fairness_key(fairness_key)
         if max_retries is not None:
             check_max_retries(max_retries)
         if timeout is not None:
@@ -185,7 +189,7 @@ class Queue(Generic[T]):
         )
         if not self._registered:
             await self._note_used()
-        return job_id, payload, now, priority, delay_ms
+        return job_id, payload, now, priority, delay_ms, key
 
     def _tell_enqueued(
         self,
@@ -206,38 +210,17 @@ class Queue(Generic[T]):
         )
         call_hooks(hooks, "on_enqueue", event)
 
-    async def _send_enqueues(self, jobs: Sequence[_Enqueue]) -> Outcomes:
-        """One script call per (priority, delay) among jobs that arrived together; each job's
-        outcome is its group's. (The group's records share the first job's enqueue time; each
-        payload keeps its own.)"""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, job in enumerate(jobs):
-            groups.setdefault((job[3], job[4]), []).append(index)
-        outcomes: list[BaseException | bool] = [False] * len(jobs)
-        for (priority, delay_ms), indexes in groups.items():
-            group = await self._enqueue_group([jobs[i] for i in indexes], priority, delay_ms)
-            for i, error in zip(indexes, group, strict=True):
-                outcomes[i] = error
-        return outcomes
-
-    async def _enqueue_group(
-        self, jobs: list[_Enqueue], priority: int, delay_ms: int
-    ) -> list[BaseException | bool]:
-        outcomes: list[BaseException | bool] = []
-        for batch in batches([(j[0], j[1]) for j in jobs]):
-            try:
-                added = await self._enqueue_scripts.enqueue(
-                    self._keys, batch, jobs[0][2], priority, delay_ms, self.retention.events
-                )
-            except Exception as exc:
-                outcomes += [exc] * len(batch)
-            else:
-                outcomes += added
-        return outcomes
+    async def _send_enqueues(self, jobs: Sequence[Enqueue]) -> Outcomes:
+        return await send_grouped(self._enqueue_scripts, self._keys, self.retention.events, jobs)
 
     @_clear_errors
     async def enqueue_many(
-        self, items: Iterable[T], *, priority: int = 0, start_delay: float = 0
+        self,
+        items: Iterable[T],
+        *,
+        priority: int = 0,
+        start_delay: float = 0,
+        fairness_key: str | None = None,
     ) -> list[str]:
         """Add many jobs in few round trips; returns their ids in order.
 
@@ -246,6 +229,7 @@ class Queue(Generic[T]):
         every job that was not.
         """
         delay_ms = check_staging(priority, start_delay)
+        key = check_fairness_key(fairness_key)
         now = time.time()
         encode = self._codec.encode
         jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
@@ -255,7 +239,13 @@ class Queue(Generic[T]):
         for batch in batches(jobs):
             try:
                 added = await self._enqueue_scripts.enqueue(
-                    self._keys, batch, now, priority, delay_ms, self.retention.events
+                    self._keys,
+                    batch,
+                    now,
+                    priority,
+                    delay_ms,
+                    self.retention.events,
+                    fairness_key=key,
                 )
             except NotReplicated as exc:
                 unconfirmed.append(exc)
@@ -306,18 +296,21 @@ class Queue(Generic[T]):
         job_id: str | None = None,
         max_retries: int | None = None,
         job_timeout: float | None = None,
+        fairness_key: str | None = None,
     ) -> Any:
         """Request/reply: enqueue a job and wait for its result, woken by the consumer that
         finishes it (no polling). Raises like :meth:`wait_for`; ``TimeoutError`` after
         ``timeout`` seconds (the job is not cancelled: it may still run). ``job_timeout`` is
         the handler's time limit (``enqueue``'s ``timeout``)."""
         check_seconds(timeout, what="timeout")
-        job = await self._prepare(data, priority, start_delay, job_id, max_retries, job_timeout)
+        job = await self._prepare(
+            data, priority, start_delay, job_id, max_retries, job_timeout, fairness_key
+        )
         notices = await self._host.notices(self._keys)
 
         async def enqueue_watched() -> None:
             # The enqueue registers the wait too: one round trip, not two.
-            job_id, payload, now, _, delay_ms = job
+            job_id, payload, now, _, delay_ms, key = job
             [added] = await self._enqueue_scripts.enqueue(
                 self._keys,
                 [(job_id, payload)],
@@ -326,6 +319,7 @@ class Queue(Generic[T]):
                 delay_ms,
                 self.retention.events,
                 watch=True,
+                fairness_key=key,
             )
             if hooks := self._host.hooks:
                 self._tell_enqueued(hooks, job_id, priority, delay_ms, now, added)

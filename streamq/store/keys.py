@@ -56,10 +56,14 @@ class QueueKeys:
         "dead_records",
         "delayed",
         "events",
+        "fair",
+        "fair_turn",
+        "fair_waiting",
         "finished",
         "flows_creating",
         "groups",
         "job_prefix",
+        "kstaged_prefix",
         "logs_prefix",
         "outbox",
         "paused",
@@ -91,6 +95,15 @@ class QueueKeys:
         self.staged = base + "staged"
         #: Counter giving staged jobs their FIFO sequence.
         self.staged_seq = base + "staged:seq"
+        #: Fair queues (``enqueue(..., fairness_key=K)``; ``stage`` in ``_lib.lua``, which
+        #: names these from the staged set's key): ``kstaged_prefix + K`` holds key K's staged
+        #: jobs (scored like the staged set); ``fair``, the ring, the keys with staged jobs
+        #: scored by their turn (the staged set itself takes turns as a key of its own while
+        #: any key has work); ``fair_turn`` counts the turns, ``fair_waiting`` the keyed jobs.
+        self.kstaged_prefix = base + "kstaged:"
+        self.fair = base + "fair"
+        self.fair_turn = base + "fair:turn"
+        self.fair_waiting = base + "fair:waiting"
         #: Sorted set of job ids scored by the time (server ms) they may start.
         self.delayed = base + "delayed"
         #: Hash ``consumer`` -> ``prefetch:expiry_ms`` and ``total``: how many entries the ready
@@ -160,6 +173,9 @@ class QueueKeys:
     def slots(self, group: str) -> str:
         return self.slots_prefix + group
 
+    def kstaged(self, fairness_key: str) -> str:
+        return self.kstaged_prefix + fairness_key
+
     def job_logs(self, job_id: str) -> str:
         return self.logs_prefix + job_id
 
@@ -192,4 +208,7 @@ class QueueKeys:
             self.events,
             self.outbox,
             self.flows_creating,
+            self.fair,
+            self.fair_turn,
+            self.fair_waiting,
         )

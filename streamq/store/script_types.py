@@ -122,6 +122,7 @@ class StatsReply:
     delayed: int
     memory: int
     paused: int
+    fairness_keys: int
 
 
 def pairs(flat: Sequence[bytes]) -> Fields:

@@ -166,11 +166,12 @@ class Scripts:
         events: int = 0,
         *,
         watch: bool = False,
+        fairness_key: str = "",
     ) -> list[bool]:
-        """Add ``(job_id, payload)`` jobs sharing their enqueue time, priority and delay;
-        False where an unfinished job already has the id (nothing changed). ``events``: the
-        queue's ``keep_events`` (an "enqueued" event per job added). ``watch``: register a
-        waiter on each job (as ``watch_job`` does), whose finish is then published."""
+        """Add ``(job_id, payload)`` jobs sharing their enqueue time, priority, delay and
+        fairness key; False where an unfinished job already has the id (nothing changed).
+        ``events``: the queue's ``keep_events`` (an "enqueued" event per job added). ``watch``:
+        register a waiter on each job (as ``watch_job`` does), whose finish is then published."""
         args: list[Any] = [
             keys.job_prefix,
             keys.wake,
@@ -179,6 +180,7 @@ class Scripts:
             delay_ms,
             events,
             int(watch),
+            fairness_key,
         ]
         for job_id, payload in jobs:
             args += (job_id, payload)
@@ -425,6 +427,8 @@ class Scripts:
                 keys.groups,
                 keys.recurring,
                 keys.recurring_defs,
+                keys.fair,
+                keys.fair_waiting,
             ],
             args=[keys.job_prefix],
         )

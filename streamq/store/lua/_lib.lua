@@ -226,6 +226,15 @@ local function settle_broadcast(stream, key, job, groups, r, now)
   return true
 end
 
+-- Entries waiting undelivered in the stream for group `g` (one of groups_of). Redis 7 knows its
+-- lag (6.2 does not: the length less its pending entries stands in, an upper bound); the lag still
+-- counts an undelivered entry deleted since (a cancel), so it is bounded by that too.
+local function behind_of(g, length)
+  local most = math.max(0, length - g.pending)
+  if type(g.lag) ~= 'number' then return most end
+  return math.min(g.lag, most)
+end
+
 -- Entries waiting undelivered in the stream, for the group furthest ahead (the window serves
 -- the fastest reader); nil when no group reads the stream yet.
 local function undelivered(stream, groups)
@@ -234,8 +243,7 @@ local function undelivered(stream, groups)
   if #groups == 1 then return math.max(0, length - groups[1].pending) end -- acked = deleted
   local least
   for _, g in ipairs(groups) do
-    local behind = g.lag
-    if type(behind) ~= 'number' then behind = math.max(0, length - g.pending) end
+    local behind = behind_of(g, length)
     if not least or behind < least then least = behind end
   end
   return least
@@ -278,63 +286,145 @@ local function recount_window(window, now_ms)
   return total
 end
 
--- Stage a job: higher priority first, FIFO within a priority (|priority| <= 2^20 keeps the
--- score exact in a double).
-local function stage(staged, seq_key, id, priority)
-  if redis.call('EXISTS', staged) == 0 then redis.call('SET', seq_key, 0) end
-  local seq = redis.call('INCR', seq_key)
-  redis.call('ZADD', staged, -priority * 4294967296 + seq, id)
+-- Fair queues (enqueue(..., fairness_key=K)). A job with a key is staged in its key's own set
+-- ('kstaged:K', scored like the staged set), and the key is a member of the ring ('fair'), a
+-- sorted set of the keys with waiting work scored by their turn: refilling the window takes the
+-- key whose turn is first, moves its best job, and gives it the next turn at the back ('fair:turn'
+-- counts them). Jobs without a key stay in the staged set, which takes its turns in the ring as
+-- one key (FAIR_DEFAULT) while any key has work. A key whose set empties leaves the ring, and the
+-- ring and its counter go when the last does: a queue that never uses keys keeps today's path.
+local FAIR_DEFAULT = '\t'
+
+-- The ring, its turn counter, the prefix of the keys' sets and the count of the jobs in them,
+-- from the staged set's key (QueueKeys names them too).
+local function fair_keys(staged)
+  local base = string.sub(staged, 1, #staged - 6)
+  return base .. 'fair', base .. 'fair:turn', base .. 'kstaged:', base .. 'fair:waiting'
 end
 
--- Stage a job that runs again, by its priority like a new one: a due retry (for the group it
--- failed in, as attempt `attempt`) or a replayed dead job (for a group it died in, attempt '-':
--- fresh). Its record keeps the payload ('p') and whom the entries are for ('to': "group attempt
--- ...", read by refill, which deletes it). A job staged already (due in another group too)
--- keeps its place.
+-- Whether anything is staged, keyed or not.
+local function anything_staged(staged)
+  local ring = fair_keys(staged)
+  return redis.call('EXISTS', staged, ring) > 0
+end
+
+-- Give `key` a turn at the back of the ring unless it has one.
+local function join_ring(ring, turn, key)
+  redis.call('ZADD', ring, 'NX', redis.call('GET', turn) or 0, key)
+end
+
+-- Stage a job: higher priority first, FIFO within a priority (|priority| <= 2^20 keeps the
+-- score exact in a double); with a fairness key `fk`, in that key's set. The FIFO sequence starts
+-- again when nothing at all is staged.
+local function stage(staged, seq_key, id, priority, fk)
+  local ring, turn, kprefix, waiting = fair_keys(staged)
+  if redis.call('EXISTS', staged, ring) == 0 then redis.call('SET', seq_key, 0) end
+  local score = -priority * 4294967296 + redis.call('INCR', seq_key)
+  if fk and fk ~= '' then
+    -- Unkeyed jobs already waiting take their turns with the keys from now on.
+    if redis.call('EXISTS', ring) == 0 and redis.call('EXISTS', staged) == 1 then
+      join_ring(ring, turn, FAIR_DEFAULT)
+    end
+    if redis.call('ZADD', kprefix .. fk, score, id) == 1 then redis.call('INCR', waiting) end
+    join_ring(ring, turn, fk)
+  else
+    if redis.call('EXISTS', ring) == 1 then join_ring(ring, turn, FAIR_DEFAULT) end
+    redis.call('ZADD', staged, score, id)
+  end
+end
+
+-- Stage a job that runs again, by its priority (and key) like a new one: a due retry (for the
+-- group it failed in, as attempt `attempt`) or a replayed dead job (for a group it died in,
+-- attempt '-': fresh). Its record keeps the payload ('p') and whom the entries are for ('to':
+-- "group attempt ...", read by refill, which deletes it). A job staged already (due in another
+-- group too) keeps its place.
 local function stage_again(staged, seq_key, key, id, payload, group, attempt)
-  local r = redis.call('HMGET', key, 'to', 'priority')
+  local r = redis.call('HMGET', key, 'to', 'priority', 'fk')
   if r[1] then
     redis.call('HSET', key, 'to', r[1] .. ' ' .. group .. ' ' .. attempt)
     return
   end
-  stage(staged, seq_key, id, tonumber(r[2] or '0'))
+  stage(staged, seq_key, id, tonumber(r[2] or '0'), r[3])
   redis.call('HSET', key, 'p', payload, 'to', group .. ' ' .. attempt)
 end
 
--- Move the best staged jobs into the stream, at most `room` of them. Returns how many moved.
+-- Move one staged job into the stream (its payload and whom it is for wait in its record).
+local function move_staged(stream, job_prefix, id)
+  local key = job_prefix .. id
+  local r = redis.call('HMGET', key, 'p', 'to', 'bc')
+  local payload, entry = r[1], nil
+  if payload and r[2] then
+    for group, attempt in string.gmatch(r[2], '(%S+) (%S+)') do
+      if attempt == '-' then
+        entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'g', group)
+      else
+        entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'a', attempt, 'g', group)
+      end
+      -- On a broadcast job, each group that runs it again does so on an entry of its own.
+      if r[3] then redis.call('HSET', key, 'entry ' .. group, entry) end
+    end
+  elseif payload then
+    entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload)
+  end
+  if entry then
+    if not r[3] then redis.call('HSET', key, 'entry', entry) end
+    redis.call('HDEL', key, 'p', 'to')
+  end
+end
+
+-- Move the best staged jobs into the stream, at most `room` of them: by priority and FIFO, or,
+-- while keys have work, one job per key in turn. Returns how many moved.
 local function refill(stream, staged, job_prefix, room)
   if room <= 0 then return 0 end
-  local popped = redis.call('ZPOPMIN', staged, room)
-  for i = 1, #popped, 2 do
-    local id = popped[i]
-    local key = job_prefix .. id
-    local r = redis.call('HMGET', key, 'p', 'to', 'bc')
-    local payload, entry = r[1], nil
-    if payload and r[2] then
-      for group, attempt in string.gmatch(r[2], '(%S+) (%S+)') do
-        if attempt == '-' then
-          entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'g', group)
-        else
-          entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'a', attempt, 'g', group)
-        end
-        -- On a broadcast job, each group that runs it again does so on an entry of its own.
-        if r[3] then redis.call('HSET', key, 'entry ' .. group, entry) end
-      end
-    elseif payload then
-      entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload)
+  local ring, turn, kprefix, waiting = fair_keys(staged)
+  if redis.call('EXISTS', ring) == 0 then
+    local popped = redis.call('ZPOPMIN', staged, room)
+    for i = 1, #popped, 2 do move_staged(stream, job_prefix, popped[i]) end
+    return #popped / 2
+  end
+  local moved = 0
+  while moved < room do
+    local head = redis.call('ZRANGE', ring, 0, 0)[1]
+    if not head then break end
+    local set = staged
+    if head ~= FAIR_DEFAULT then set = kprefix .. head end
+    local popped = redis.call('ZPOPMIN', set)
+    if popped[1] then
+      move_staged(stream, job_prefix, popped[1])
+      moved = moved + 1
+      if set ~= staged then redis.call('DECR', waiting) end
     end
-    if entry then
-      if not r[3] then redis.call('HSET', key, 'entry', entry) end
-      redis.call('HDEL', key, 'p', 'to')
+    if redis.call('EXISTS', set) == 1 then
+      redis.call('ZADD', ring, redis.call('INCR', turn), head)
+    else
+      redis.call('ZREM', ring, head)
     end
   end
-  return #popped / 2
+  if redis.call('EXISTS', ring) == 0 then redis.call('DEL', turn, waiting) end
+  return moved
 end
 
 -- After entries left the window (finished, failed): let staged jobs take their place.
 local function refill_after_ack(stream, staged, window, job_prefix)
-  if redis.call('EXISTS', staged) == 1 then
+  if anything_staged(staged) then
     refill(stream, staged, job_prefix, window_room(stream, window, groups_of(stream)))
+  end
+end
+
+-- Take a staged job out of the queue's order (cancelled): from its key's set, and the key from
+-- the ring when that was its last job.
+local function unstage(staged, id, fk)
+  if fk and fk ~= '' then
+    local ring, turn, kprefix, waiting = fair_keys(staged)
+    if redis.call('ZREM', kprefix .. fk, id) == 1 then
+      redis.call('DECR', waiting)
+      if redis.call('EXISTS', kprefix .. fk) == 0 then
+        redis.call('ZREM', ring, fk)
+        if redis.call('EXISTS', ring) == 0 then redis.call('DEL', turn, waiting) end
+      end
+    end
+  else
+    redis.call('ZREM', staged, id)
   end
 end
 
@@ -343,7 +433,7 @@ end
 -- window's room as the caller last knew it (nil: look it up); returns the room left.
 local function add_ready(stream, staged, seq, window, key, id, payload, enqueued_at, priority, room)
   room = room or window_room_fast(stream, window)
-  if priority == 0 and room > 0 and redis.call('EXISTS', staged) == 0 then
+  if priority == 0 and room > 0 and not anything_staged(staged) then
     local entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload)
     redis.call('HSET', key, 'state', 'waiting', 'entry', entry, 'enqueued_at', enqueued_at)
     return room - 1

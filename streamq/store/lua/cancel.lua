@@ -18,7 +18,7 @@ if not f['state'] or TERMINAL[f['state']] then return 0 end
 local groups = groups_of(stream)
 local now_ms, now = server_time()
 local kept = retention(KEYS[5], ARGV[3], ARGV[4])
-redis.call('ZREM', KEYS[2], job)
+unstage(KEYS[2], job, f['fk'])
 redis.call('ZREM', KEYS[3], job)
 for _, g in ipairs(groups) do
   local member = g.name .. '\t' .. job

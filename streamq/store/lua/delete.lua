@@ -1,5 +1,6 @@
 -- Delete a queue, one batch at a time: the records of up to ARGV[2] of its jobs per call (found
--- through the stream and the staged, delayed, retry, dead and finished sets), then, once none
+-- through the stream and the staged (also per fairness key), delayed, retry, dead and finished
+-- sets), then, once none
 -- is left, every key of its own. While a consumer registered in the window is live it refuses,
 -- unless ARGV[3] is '1' (forced).
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] retry, KEYS[5] dead, KEYS[6] finished,
@@ -30,6 +31,17 @@ for _, set in ipairs({ KEYS[2], KEYS[3], KEYS[5] }) do
   local popped = redis.call('ZPOPMIN', set, batch)
   for i = 1, #popped, 2 do drop(popped[i]) end
   if #popped > 0 then return { deleted, 0 } end
+end
+-- The fairness keys' staged jobs, a key at a time (the ring goes with the queue's keys).
+local ring, _, kprefix = fair_keys(KEYS[2])
+for _, fk in ipairs(redis.call('ZRANGE', ring, 0, 0)) do
+  if fk ~= FAIR_DEFAULT then
+    local popped = redis.call('ZPOPMIN', kprefix .. fk, batch)
+    for i = 1, #popped, 2 do drop(popped[i]) end
+    if #popped > 0 then return { deleted, 0 } end
+  end
+  redis.call('ZREM', ring, fk)
+  return { deleted, 0 }
 end
 local finished = redis.call('LPOP', KEYS[6], batch)
 if finished then

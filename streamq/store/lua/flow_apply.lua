@@ -65,7 +65,7 @@ for i = 7, #ARGV, 6 do
   end
 end
 trim_finished(kept, prefix)
-if room and room > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+if room and room > 0 and anything_staged(KEYS[2]) then
   refill(KEYS[1], KEYS[2], prefix, room)
 end
 if wake then redis.call('PUBLISH', ARGV[2], 'due') end

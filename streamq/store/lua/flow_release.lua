@@ -29,7 +29,7 @@ if ARGV[5] ~= '' then
   redis.call('HDEL', prefix .. ARGV[5], 'fs', 'cm')
   redis.call('ZREM', KEYS[7], ARGV[5])
 end
-if room and room > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+if room and room > 0 and anything_staged(KEYS[2]) then
   refill(KEYS[1], KEYS[2], prefix, room)
 end
 if wake then redis.call('PUBLISH', ARGV[2], 'due') end

@@ -23,6 +23,6 @@ redis.call('HDEL', key, 'finished_at', 'error')
 redis.call('PERSIST', key)
 local room, delayed = make_ready(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], key, job, nil)
 if delayed then redis.call('PUBLISH', ARGV[3], 'due') end
-if room > 0 and redis.call('EXISTS', KEYS[2]) == 1 then refill(KEYS[1], KEYS[2], ARGV[1], room) end
+if room > 0 and anything_staged(KEYS[2]) then refill(KEYS[1], KEYS[2], ARGV[1], room) end
 emit(KEYS[6], ARGV[4], 'enqueued', job, 0)
 return { 'replayed' }

@@ -37,7 +37,7 @@ redis.call('HSET', key, 'state', 'waiting_children', 'wc', unfinished)
 if unfinished == 0 then
   local room, delayed = make_ready(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], key, job, nil)
   if delayed then redis.call('PUBLISH', ARGV[4], 'due') end
-  if room > 0 and redis.call('EXISTS', KEYS[2]) == 1 then refill(KEYS[1], KEYS[2], ARGV[1], room) end
+  if room > 0 and anything_staged(KEYS[2]) then refill(KEYS[1], KEYS[2], ARGV[1], room) end
 end
 emit(KEYS[6], ARGV[3], 'enqueued', job, 0)
 return out

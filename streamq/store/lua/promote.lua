@@ -39,9 +39,9 @@ end
 local ready = redis.call('ZRANGEBYSCORE', delayed, '-inf', now_ms, 'LIMIT', 0, limit)
 for _, job in ipairs(ready) do
   local key = prefix .. job
-  local s = redis.call('HMGET', key, 'state', 'priority')
+  local s = redis.call('HMGET', key, 'state', 'priority', 'fk')
   if s[1] == 'delayed' then
-    stage(staged, seq, job, tonumber(s[2] or '0'))
+    stage(staged, seq, job, tonumber(s[2] or '0'), s[3])
     redis.call('HSET', key, 'state', 'waiting')
   end
   redis.call('ZREM', delayed, job)

@@ -4,7 +4,7 @@
 -- keys;
 -- ARGV[1] job key prefix
 -- Returns {waiting, active, retrying, dead, completed, oldest waiting age ms, groups, delayed,
--- memory bytes, 1 if paused else 0}.
+-- memory bytes, 1 if paused else 0, fairness keys with waiting work}.
 local stream = KEYS[1]
 local now_ms = server_time()
 local groups = groups_of(stream)
@@ -22,9 +22,7 @@ if #groups == 0 then
 else
   for _, g in ipairs(groups) do
     active = active + g.pending
-    -- Redis 7 knows each group's lag; 6.2 does not, and the length less pending stands in.
-    local behind = g.lag
-    if type(behind) ~= 'number' then behind = math.max(0, length - g.pending) end
+    local behind = behind_of(g, length)
     if behind > waiting then waiting = behind end
     if behind > 0 then consider(redis.call('XRANGE', stream, '(' .. g.last, '+', 'COUNT', 1)) end
   end
@@ -44,6 +42,11 @@ if staged > 0 then
     if at and (not oldest or at * 1000 < oldest) then oldest = at * 1000 end
   end
 end
+-- Jobs waiting in their fairness keys' sets (see stage in _lib.lua), and those keys.
+local ring, _, _, keyed_count = fair_keys(KEYS[5])
+local keyed = tonumber(redis.call('GET', keyed_count) or '0')
+local fair_keys_waiting = redis.call('ZCARD', ring)
+if redis.call('ZSCORE', ring, FAIR_DEFAULT) then fair_keys_waiting = fair_keys_waiting - 1 end
 local age = 0
 if oldest then age = math.max(0, now_ms - oldest) end
 
@@ -64,12 +67,13 @@ for _, job in ipairs(sample) do
   if used then sampled, bytes = sampled + 1, bytes + used end
 end
 if sampled > 0 then
-  local records = length + staged + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[6])
+  local records = length + staged + keyed + redis.call('ZCARD', KEYS[2])
+    + redis.call('ZCARD', KEYS[6])
     + redis.call('LLEN', KEYS[7])
   memory = memory + math.floor(bytes / sampled * records)
 end
 return {
-  waiting + staged, active, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  waiting + staged + keyed, active, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   tonumber(redis.call('GET', KEYS[4]) or '0'), age, #groups, redis.call('ZCARD', KEYS[6]),
-  memory, redis.call('EXISTS', KEYS[8]),
+  memory, redis.call('EXISTS', KEYS[8]), fair_keys_waiting,
 }
