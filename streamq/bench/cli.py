@@ -22,6 +22,7 @@ from streamq.ops.eventloop import backend_options
 from streamq.store.keys import registry_key
 
 from .control import scenario_control
+from .fairness import scenario_fairness
 from .flows import scenario_flows
 from .measure import RedisMeter, Result, environment, is_cluster_url, open_target, server_url
 from .scenarios import BENCH_PREFIX, RUNNERS, Runner, worker
@@ -38,11 +39,13 @@ SCENARIOS = (
     "mixed",
     "control",
     "flows",
+    "fairness",
     "memory",
     "shards",
 )
-#: Run when no --scenario is given (``memory`` is long: ask for it; ``shards`` needs a cluster).
-DEFAULT_SCENARIOS = SCENARIOS[:-2]
+#: Run when no --scenario is given (``fairness`` and ``memory`` are long: ask for them;
+#: ``shards`` needs a cluster).
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s not in ("fairness", "memory", "shards"))
 #: Run with --cluster when no --scenario is given: one queue on one primary, then six on three.
 CLUSTER_SCENARIOS = ("enqueue", "process", "shards")
 
@@ -51,6 +54,7 @@ _RUNNERS: dict[str, Runner] = {
     "shards": scenario_shards,
     "control": scenario_control,
     "flows": scenario_flows,
+    "fairness": scenario_fairness,
 }
 
 
