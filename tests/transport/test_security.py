@@ -140,6 +140,11 @@ async def test_a_user_limited_to_streamqs_keys_and_commands_runs_the_whole_workf
         dead = await queue.enqueue("always-fails", job_id="doomed")
         with pytest.raises(streamq.JobFailed):
             await queue.wait_for(dead, timeout=5, group="acl-work")
+        keyed = await queue.enqueue_many(["k1", "k2"], fairness_key="tenant")
+        assert [await queue.wait_for(i, timeout=5, group="acl-work") for i in keyed] == [
+            "k1",
+            "k2",
+        ]
         ids = await queue.enqueue_many(["a", "b"], priority=5)
         assert [await queue.wait_for(i, timeout=5, group="acl-work") for i in ids] == ["a", "b"]
         assert await queue.wait_for(

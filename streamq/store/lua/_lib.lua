@@ -392,7 +392,7 @@ local function refill(stream, staged, job_prefix, room)
     if popped[1] then
       move_staged(stream, job_prefix, popped[1])
       moved = moved + 1
-      if set ~= staged then redis.call('DECR', waiting) end
+      if set ~= staged then redis.call('INCRBY', waiting, -1) end
     end
     if redis.call('EXISTS', set) == 1 then
       redis.call('ZADD', ring, redis.call('INCR', turn), head)
@@ -417,7 +417,7 @@ local function unstage(staged, id, fk)
   if fk and fk ~= '' then
     local ring, turn, kprefix, waiting = fair_keys(staged)
     if redis.call('ZREM', kprefix .. fk, id) == 1 then
-      redis.call('DECR', waiting)
+      redis.call('INCRBY', waiting, -1)
       if redis.call('EXISTS', kprefix .. fk) == 0 then
         redis.call('ZREM', ring, fk)
         if redis.call('EXISTS', ring) == 0 then redis.call('DEL', turn, waiting) end
