@@ -36,15 +36,21 @@ def new_job_id() -> str:
 
 
 def check_job_id(job_id: object) -> str:
-    if not isinstance(job_id, str) or not job_id:
-        raise InvalidArgument(f"job_id must be a non-empty str, got {job_id!r}")
-    if len(job_id) > MAX_JOB_ID_LENGTH:
+    return _check_id(
+        job_id, "job_id", MAX_JOB_ID_LENGTH, "hash a longer natural key, e.g. with hashlib.sha256"
+    )
+
+
+def _check_id(value: object, what: str, most: int, longer: str, *, none: str = "") -> str:
+    """A non-empty UTF-8 str of at most ``most`` characters (``longer``: what to do instead)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} must be a non-empty str{none}, got {value!r}")
+    if len(value) > most:
         raise InvalidArgument(
-            f"job_id {job_id[:40]!r}... has {len(job_id):,} characters: use at most"
-            f" {MAX_JOB_ID_LENGTH:,} (hash a longer natural key, e.g. with hashlib.sha256)"
+            f"{what} {value[:40]!r}... has {len(value):,} characters: use at most {most:,}"
+            f" ({longer})"
         )
-    check_utf8(job_id, what="job_id")
-    return job_id
+    return check_utf8(value, what=what)
 
 
 def check_utf8(text: str, *, what: str) -> str:
@@ -138,13 +144,9 @@ def check_fairness_key(key: object) -> str:
     """A fairness key (``enqueue(..., fairness_key=)``); "" stands for none."""
     if key is None:
         return ""
-    if not isinstance(key, str) or not key:
-        raise InvalidArgument(f"fairness_key must be a non-empty str or None, got {key!r}")
-    if len(key) > MAX_FAIRNESS_KEY_LENGTH:
-        raise InvalidArgument(
-            f"fairness_key {key[:40]!r}... has {len(key):,} characters: use at most"
-            f" {MAX_FAIRNESS_KEY_LENGTH} (a tenant's id, not its data)"
-        )
-    if any(c.isspace() for c in key):
-        raise InvalidArgument(f"fairness_key {key!r} contains whitespace: leave it out")
-    return check_utf8(key, what="fairness_key")
+    checked = _check_id(
+        key, "fairness_key", MAX_FAIRNESS_KEY_LENGTH, "a tenant's id, not its data", none=" or None"
+    )
+    if any(c.isspace() for c in checked):
+        raise InvalidArgument(f"fairness_key {checked!r} contains whitespace: leave it out")
+    return checked
