@@ -15,7 +15,13 @@ from ..helpers import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
+#: For the long ones: the order of starts is decided in Redis, not by the event loop or the
+#: server's version (the short tests cover those).
+one_loop = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
+
+@pytest.mark.newest_servers
+@one_loop
 async def test_one_tenants_backlog_does_not_delay_anothers_jobs(
     qm: streamq.QueueManager, queue_name: str
 ) -> None:
@@ -44,6 +50,8 @@ async def test_one_tenants_backlog_does_not_delay_anothers_jobs(
     assert stats.fairness_keys == 1 and stats.waiting > 19_000
 
 
+@pytest.mark.newest_servers
+@one_loop
 async def test_every_100_consecutive_starts_serve_every_tenant_with_waiting_work(
     qm: streamq.QueueManager, queue_name: str
 ) -> None:
@@ -110,6 +118,8 @@ async def test_delayed_and_retried_jobs_go_back_to_their_key(
     assert info is not None and info.state == "completed"
 
 
+@pytest.mark.newest_servers
+@one_loop
 async def test_keys_that_come_and_go_leave_nothing_behind(
     qm: streamq.QueueManager, queue_name: str, redis: Any
 ) -> None:
