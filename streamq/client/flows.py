@@ -13,7 +13,7 @@ from ..errors import InvalidArgument
 from ..job import JobInfo
 from ..store.flows import FlowNode, FlowScripts, FlowSpec, OutboxItem
 from ..store.keys import QueueKeys, validate_name
-from ..validation import check_job_id, check_staging, new_job_id
+from ..validation import check_fairness_key, check_job_id, check_staging, new_job_id
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -35,7 +35,8 @@ class Step:
     unfinished, enqueueing the flow again changes nothing. ``start_delay`` counts from the
     moment the step may run (its children completed). ``on_child_failure``: "fail" sends the
     step to the dead letters when a child does (or is cancelled), naming it, and cancels its
-    other children; "ignore" runs it anyway, without that child's result.
+    other children; "ignore" runs it anyway, without that child's result. ``fairness_key``: as
+    ``Queue.enqueue``'s (the step takes its key's turns once it may run).
     """
 
     queue: str
@@ -45,6 +46,7 @@ class Step:
     start_delay: float
     children: tuple[Step, ...]
     on_child_failure: OnChildFailure
+    fairness_key: str | None
 
     def __init__(
         self,
@@ -56,8 +58,10 @@ class Step:
         start_delay: float = 0,
         children: Iterable[Step] = (),
         on_child_failure: OnChildFailure = "fail",
+        fairness_key: str | None = None,
     ) -> None:
         validate_name(queue)
+        check_fairness_key(fairness_key)
         if job_id is not None:
             _check_step_id(job_id)
         check_staging(priority, start_delay)
@@ -78,6 +82,7 @@ class Step:
             ("start_delay", start_delay),
             ("children", kids),
             ("on_child_failure", on_child_failure),
+            ("fairness_key", fairness_key),
         ):
             object.__setattr__(self, name, value)
 
@@ -155,6 +160,7 @@ async def build_spec(root: Step, encode: Encode) -> tuple[FlowSpec, float]:
                 step.priority,
                 check_staging(step.priority, step.start_delay),
                 step.on_child_failure,
+                step.fairness_key or "",
             )
         )
         index = len(nodes) - 1

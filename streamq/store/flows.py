@@ -71,6 +71,8 @@ class FlowNode(msgspec.Struct, array_like=True, frozen=True):
     priority: int
     delay_ms: int
     on_child_failure: Policy
+    #: "" for none.
+    fairness_key: str = ""
 
 
 class FlowSpec(msgspec.Struct, array_like=True, frozen=True):
@@ -187,6 +189,7 @@ class FlowScripts:
                 root.delay_ms,
                 root.on_child_failure,
                 children,
+                root.fairness_key,
             ],
         )
         return int(reply[0]), (reply[1] if len(reply) > 1 else None)
@@ -194,8 +197,8 @@ class FlowScripts:
     async def hold(
         self, keys: QueueKeys, token: str, enqueued_at: float, steps: Sequence[Sequence[Any]]
     ) -> list[str]:
-        """Write held steps (id, payload, priority, delay, parent, policy, children); the ids
-        in conflict with unfinished jobs of something else."""
+        """Write held steps (id, payload, priority, delay, parent, policy, children, fairness
+        key); the ids in conflict with unfinished jobs of something else."""
         args: list[Any] = [keys.job_prefix, token, repr(enqueued_at)]
         for step in steps:
             args += step
@@ -374,6 +377,7 @@ class FlowWriter:
                         ref(spec.nodes[node.parent]),
                         node.on_child_failure,
                         children_listing(spec, kids[index]),
+                        node.fairness_key,
                     )
                 )
             for start in range(0, len(steps), STEPS_PER_CALL):

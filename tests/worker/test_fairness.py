@@ -174,3 +174,27 @@ async def test_a_bad_fairness_key_is_refused_and_nothing_is_written(
         with pytest.raises(streamq.InvalidArgument, match=match):
             await queue.enqueue_many(["x"], fairness_key=bad)  # type: ignore[arg-type]
     assert (await queue.stats()).waiting == 0
+
+
+async def test_flow_steps_take_their_fairness_keys_turns(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    """A tenant's fan-in of 20 children and another tenant's 2-step flow: the second tenant's
+    step starts among the first ones, not after the 20."""
+    work, report = f"{queue_name}-work", f"{queue_name}-report"
+    starts: list[str] = []
+    await qm.get_queue(report).consume(lambda job: job.data)
+    big = streamq.group(
+        *(streamq.Step(work, f"big-{n}", fairness_key="big") for n in range(20)),
+        then=streamq.Step(report, "big done", fairness_key="big"),
+    )
+    await qm.enqueue_flow(big)
+    small = streamq.Step(
+        report, "small done", children=[streamq.Step(work, "small-0", fairness_key="small")]
+    )
+    small_id = await qm.enqueue_flow(small)
+    await qm.get_queue(work).consume(lambda job: starts.append(job.data), concurrency=1)
+    assert await qm.get_queue(report).wait_for(small_id, timeout=10) == "small done"
+    assert starts.index("small-0") <= 2, starts
+    with pytest.raises(streamq.InvalidArgument, match="whitespace"):
+        streamq.Step(work, 1, fairness_key="a b")

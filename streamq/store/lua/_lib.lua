@@ -481,12 +481,17 @@ end
 -- delayed set (its start delay counted from now) or the window / staged set. `room` as for
 -- add_ready; returns the room left and whether a delayed job was added.
 local function make_ready(stream, staged, seq, delayed, window, key, id, room)
-  local r = redis.call('HMGET', key, 'p', 'priority', 'dl', 'enqueued_at')
+  local r = redis.call('HMGET', key, 'p', 'priority', 'dl', 'enqueued_at', 'fk')
   local delay = tonumber(r[3] or '0')
   if delay > 0 then
     redis.call('ZADD', delayed, due_after(delay), id)
     redis.call('HSET', key, 'state', 'delayed')
     return room, true
+  end
+  if r[5] then  -- a fairness key: its turn, as a keyed enqueue
+    stage(staged, seq, id, tonumber(r[2] or '0'), r[5])
+    redis.call('HSET', key, 'state', 'waiting')
+    return room or window_room_fast(stream, window), false
   end
   redis.call('HDEL', key, 'p')
   return add_ready(stream, staged, seq, window, key, id, r[1], r[4], tonumber(r[2] or '0'),
@@ -495,10 +500,11 @@ end
 
 -- Write a flow's step, held (invisible to consumers until the flow is released): its payload
 -- and priority, its start delay 'dl', its parent ('' for the root) and its children (queue<TAB>id
--- per line, '' for none) with the policy for their failures.
+-- per line, '' for none) with the policy for their failures, and its fairness key ('' for none).
 local function hold_step(key, job, token, enqueued_at, payload, priority, delay, parent, policy,
-  children)
+  children, fk)
   redis.call('DEL', key, logs_key(key, job))
+  if fk ~= '' then redis.call('HSET', key, 'fk', fk) end
   local count = 0
   if children ~= '' then count = select(2, string.gsub(children, '\n', '')) + 1 end
   redis.call('HSET', key, 'state', 'held', 'fl', token, 'p', payload, 'priority', priority,

@@ -4,7 +4,7 @@
 -- is written.
 -- KEYS[1] the root's record, KEYS[2] flows being created
 -- ARGV[1] root id, ARGV[2] token, ARGV[3] spec, ARGV[4] enqueued_at, ARGV[5] payload,
--- ARGV[6] priority, ARGV[7] delay (ms), ARGV[8] policy, ARGV[9] children
+-- ARGV[6] priority, ARGV[7] delay (ms), ARGV[8] policy, ARGV[9] children, ARGV[10] fairness key
 -- Returns {1} when written, {0} for a duplicate, or {2, spec} when that flow is still being
 -- created (the caller goes on with it: creating is idempotent).
 local key, creating, job = KEYS[1], KEYS[2], ARGV[1]
@@ -15,7 +15,8 @@ if state and UNFINISHED[state] then
   end
   return { 0 }
 end
-hold_step(key, job, ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '', ARGV[8], ARGV[9])
+hold_step(key, job, ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '', ARGV[8], ARGV[9],
+  ARGV[10])
 redis.call('HSET', key, 'fs', ARGV[3])
 redis.call('ZADD', creating, server_time(), job)
 return { 1 }
