@@ -125,8 +125,11 @@ class InspectScripts:
         self._groups = Script(lane, "groups.lua")
         self._recurring = Script(lane, "recurring_list.lua")
 
-    async def peek(self, keys: QueueKeys, state: str, limit: int) -> list[PeekRow]:
-        """The jobs in ``state``, in the order the script lists them."""
+    async def peek(
+        self, keys: QueueKeys, state: str, limit: int, fairness_key: str = ""
+    ) -> list[PeekRow]:
+        """The jobs in ``state`` (of one fairness key's, waiting), in the order the script
+        lists them."""
         rows = await self._peek(
             keys=[
                 keys.stream,
@@ -136,7 +139,7 @@ class InspectScripts:
                 keys.retry_payloads,
                 keys.finished,
             ],
-            args=[keys.job_prefix, state, limit],
+            args=[keys.job_prefix, state, limit, fairness_key],
         )
         return [
             PeekRow(

@@ -12,6 +12,7 @@ import anyio
 from redis.exceptions import RedisError
 
 from ..errors import (
+    InvalidArgument,
     JobInUse,
     NotReplicated,
 )
@@ -553,13 +554,19 @@ class Queue(Generic[T]):
         return None if letters is None else dead_letter_of(self._codec, *letters)
 
     @_clear_errors
-    async def jobs(self, state: ListedState, limit: int = 100) -> list[JobSummary]:
+    async def jobs(
+        self, state: ListedState, limit: int = 100, *, fairness_key: str | None = None
+    ) -> list[JobSummary]:
         """Jobs in ``state``, at most ``limit`` (up to 1,000): "waiting", "delayed" or
-        "retrying" ones in the order they will run, "active" ones (delivered, unfinished)
-        oldest first, "completed" ones (of those still kept) newest first, with their result
-        (their data is not kept). Dead jobs: :meth:`dead_letters`."""
+        "retrying" ones in the order they will run (the waiting ones of one ``fairness_key``),
+        "active" ones (delivered, unfinished) oldest first, "completed" ones (of those still
+        kept) newest first, with their result (their data is not kept). Dead jobs:
+        :meth:`dead_letters`."""
         state = check_listed_state(state)
-        rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit))
+        key = check_fairness_key(fairness_key)
+        if key and state != "waiting":
+            raise InvalidArgument("fairness_key lists waiting jobs: pass state='waiting'")
+        rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit), key)
         return summaries(self._codec, state, rows)
 
     @_clear_errors

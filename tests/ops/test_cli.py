@@ -359,3 +359,20 @@ def test_flow_show_draws_the_tree_of_a_flow_with_each_step_s_state(cli: Cli) -> 
     assert tree["state"] == "completed"
     assert {c["id"]: c["result"] for c in tree["children"]} == {"fetch-a": "A", "fetch-b": "B"}
     assert "no job 'nope'" in cli("flow", "show", "nope", code=1).output
+
+
+def test_jobs_lists_one_fairness_keys_waiting_jobs(cli: Cli) -> None:
+    async def enqueue(qm: streamq.QueueManager) -> None:
+        queue = qm.get_queue("tenants")
+        await queue.enqueue_many(["a1", "a2"], fairness_key="acme")
+        await queue.enqueue("g1", fairness_key="globex")
+        await queue.enqueue("plain", priority=1)
+
+    cli.setup(enqueue)
+    listed = cli.json("jobs", "tenants", "--key", "acme")
+    assert [job["data"] for job in listed] == ["a1", "a2"]
+    every = cli.json("jobs", "tenants")
+    assert [job["data"] for job in every] == ["plain", "a1", "a2", "g1"]
+    assert "no waiting jobs of key 'nobody'" in cli("jobs", "tenants", "--key", "nobody").output
+    failed = cli("jobs", "tenants", "--key", "acme", "--state", "delayed", code=1).output
+    assert "fairness_key lists waiting jobs" in failed

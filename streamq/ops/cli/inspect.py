@@ -65,26 +65,37 @@ def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -
     show_default=True,
 )
 @click.option("-n", "--limit", type=click.IntRange(1, MAX_PEEK), default=20, show_default=True)
+@click.option("-k", "--key", help="The waiting jobs of this fairness key only.")
 @url_option
 @prefix_option
 @json_option
 @fail_cleanly
-def jobs(queue: str, state: str, limit: int, url: str | None, prefix: str, as_json: bool) -> None:
+def jobs(
+    queue: str,
+    state: str,
+    limit: int,
+    key: str | None,
+    url: str | None,
+    prefix: str,
+    as_json: bool,
+) -> None:
     """The jobs of QUEUE in one state: waiting, delayed and retrying ones in the order they
     will run, active ones oldest first, completed ones (those still kept) newest first. Dead
     jobs: `dead list`; one job in full: `job show`.
 
-    Example: python -m streamq jobs emails --state delayed
+    Example: python -m streamq jobs emails --state delayed; python -m streamq jobs imports
+    --key tenant-42
     """
 
     async def show() -> None:
         async with manager(url, prefix) as qm:
             [name] = await known_queues(qm, [queue])
-            listed = await qm.get_queue(name).jobs(state, limit)  # type: ignore[arg-type]
+            q = qm.get_queue(name)
+            listed = await q.jobs(state, limit, fairness_key=key)  # type: ignore[arg-type]
         show_listing(
             listed,
             as_json=as_json,
-            empty=f"queue {queue!r} has no {state} jobs",
+            empty=f"queue {queue!r} has no {state} jobs" + (f" of key {key!r}" if key else ""),
             table=lambda: jobs_table(queue, state, listed),
         )
 

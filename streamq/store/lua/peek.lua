@@ -4,7 +4,7 @@
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] retry zset, KEYS[5] retry payloads,
 -- KEYS[6] finished
 -- ARGV[1] job key prefix, ARGV[2] state: waiting, delayed, retrying, active or completed,
--- ARGV[3] most jobs
+-- ARGV[3] most jobs, ARGV[4] a fairness key ('' for all): its waiting jobs only
 -- Returns per job {id, payload, due ms (0: none), attempts, group, error, result, finished at,
 -- enqueued at} ('' where unknown; a completed job's payload is not kept).
 local stream, staged, delayed, retry, payloads = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -16,7 +16,18 @@ local function attempts_and_error(job)
   return tonumber(r[1] or '0'), r[2] or ''
 end
 
-if state == 'waiting' then
+-- Staged jobs of `set` (their payloads wait in their records), up to the limit.
+local function staged_from(set)
+  if #out >= limit then return end
+  for _, job in ipairs(redis.call('ZRANGE', set, 0, limit - #out - 1)) do
+    out[#out + 1] = { job, redis.call('HGET', prefix .. job, 'p') or '', 0, 0, '', '' }
+  end
+end
+
+local ring, _, kprefix = fair_keys(staged)
+if state == 'waiting' and ARGV[4] ~= '' then
+  staged_from(kprefix .. ARGV[4])
+elseif state == 'waiting' then
   -- Stream entries not yet delivered to the group furthest behind (all, with no group yet).
   local start = '-'
   for _, g in ipairs(groups_of(stream)) do
@@ -29,11 +40,10 @@ if state == 'waiting' then
     local attempts, err = attempts_and_error(job)
     out[#out + 1] = { job, f['p'] or '', 0, attempts, f['g'] or '', err }
   end
-  -- Then the staged backlog, best first; its payloads wait in the jobs' records.
-  if #out < limit then
-    for _, job in ipairs(redis.call('ZRANGE', staged, 0, limit - #out - 1)) do
-      out[#out + 1] = { job, redis.call('HGET', prefix .. job, 'p') or '', 0, 0, '', '' }
-    end
+  -- Then the staged backlog, best first, and the fairness keys' (each key's in turn order).
+  staged_from(staged)
+  for _, fk in ipairs(redis.call('ZRANGE', ring, 0, limit - 1)) do
+    if fk ~= FAIR_DEFAULT then staged_from(kprefix .. fk) end
   end
 elseif state == 'active' then
   for _, g in ipairs(groups_of(stream)) do
