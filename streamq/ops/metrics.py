@@ -205,12 +205,19 @@ class QueueDepth(Collector):
             "Seconds the oldest waiting job has waited.",
             labels=("queue",),
         )
+        keys = GaugeMetricFamily(
+            f"{self._namespace}_queue_fairness_keys",
+            "Fairness keys with waiting jobs (per queue: one series whatever their number).",
+            labels=("queue",),
+        )
         for name, stats in sorted(self._stats.items()):
             for state in DEPTH_STATES:
                 jobs.add_metric((name, state), getattr(stats, state))
             age.add_metric((name,), stats.oldest_waiting_age)
+            keys.add_metric((name,), stats.fairness_keys)
         yield jobs
         yield age
+        yield keys
 
     def describe(self) -> Iterable[Metric]:
         return ()  # the families' names are fixed: nothing to check against other collectors

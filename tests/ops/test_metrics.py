@@ -120,6 +120,7 @@ async def test_a_worker_serves_counters_histograms_and_depth(
     }
     assert states == {"waiting": 0, "active": 0, "delayed": 1, "retrying": 0, "dead": 1}
     assert ("streamq_queue_oldest_waiting_age_seconds", (("queue", queue_name),)) in samples
+    assert samples[("streamq_queue_fairness_keys", (("queue", queue_name),))] == 0
 
     worker.send_signal(signal.SIGTERM)
     assert await exited(worker, 15) == 0
