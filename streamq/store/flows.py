@@ -94,8 +94,7 @@ class FlowSpec(msgspec.Struct, array_like=True, frozen=True):
         queues: dict[str, list[int]] = {}
         for index, node in enumerate(self.nodes):
             if index:
-                queues.setdefault(node.queue, [])
-                queues[node.queue].append(index)
+                queues.setdefault(node.queue, []).append(index)
         root_queue = queues.pop(self.root.queue, [])
         queues[self.root.queue] = root_queue
         return queues
@@ -139,11 +138,14 @@ class OutboxItem:
     generation: int = 0
 
     @classmethod
-    def parse(cls, item_id: bytes, fields: Fields) -> OutboxItem | None:
+    def parse(cls, item_id: bytes, fields: Fields) -> OutboxItem:
+        """An item as the outbox holds it; one written by something else has no parent queue
+        (``parent_queue`` ""): the relay deletes it without applying it."""
         parent = fields.get(b"pa", b"").decode(errors="replace")
         queue, tab, parent_id = parent.partition("\t")
-        if not tab:
-            return None  # not ours: the relay drops it
+        generation = fields.get(b"g", b"0")
+        if not tab or not generation.isdigit():
+            queue, parent_id, generation = "", "", b"0"
         return cls(
             item_id,
             queue,
@@ -151,7 +153,7 @@ class OutboxItem:
             fields.get(b"c", b"").decode(errors="replace"),
             fields.get(b"s", b"").decode(errors="replace"),
             fields.get(b"d", b""),
-            int(fields.get(b"g", b"0")),
+            int(generation),
         )
 
 
@@ -248,8 +250,7 @@ class FlowScripts:
         those another relay held that long (it died); the items it ``applied`` since its last
         call are deleted first."""
         reply = await self._outbox(keys=[keys.outbox], args=[relay, most, claim_after_ms, *applied])
-        items = (OutboxItem.parse(item_id, pairs(fields)) for item_id, fields in reply)
-        return [item for item in items if item is not None]
+        return [OutboxItem.parse(item_id, pairs(fields)) for item_id, fields in reply]
 
     async def apply(
         self,

@@ -109,7 +109,14 @@ class FlowRelay:
             return False
         by_queue: dict[str, list[OutboxItem]] = {}
         for item in items:
-            by_queue.setdefault(item.parent_queue, []).append(item)
+            if item.parent_queue:
+                by_queue.setdefault(item.parent_queue, []).append(item)
+            else:  # not written by streamq: deleted with the others, never applied
+                log.warning(
+                    "queue %r: outbox item %s is not a flow step's finish; dropping it",
+                    self._keys.queue,
+                    item.item_id.decode(errors="replace"),
+                )
         for queue, applied in by_queue.items():
             keys = QueueKeys(self._keys.prefix, queue)
             to_cancel = await self._scripts.apply(

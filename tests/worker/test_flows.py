@@ -435,3 +435,20 @@ def _outbox_applied(redis: Any, queue: str) -> Any:
         return False
 
     return check
+
+
+async def test_an_outbox_item_not_written_by_streamq_is_dropped_not_retried(
+    qm: streamq.QueueManager, queue_name: str, redis: Any
+) -> None:
+    """Anything else in a queue's outbox is deleted by the relay (it used to stay pending, to
+    be claimed and dropped again every sweep, or to stop the relay on a bad generation)."""
+    await qm.get_queue(queue_name).consume(lambda job: job.data)
+    outbox = f"streamq:{{{queue_name}}}:outbox"
+    await redis.xadd(outbox, {"junk": "1"})
+    await redis.xadd(outbox, {"pa": "q\tp", "c": "c", "s": "completed", "d": "", "g": "x"})
+    await wait_until(_outbox_applied(redis, queue_name), what="the junk to be deleted")
+    # The relay goes on: a real flow through the same queue still runs.
+    root = await qm.enqueue_flow(
+        streamq.Step(queue_name, "parent", children=[streamq.Step(queue_name, "child")])
+    )
+    assert await qm.get_queue(queue_name).wait_for(root, timeout=10) == "parent"

@@ -318,17 +318,17 @@ end
 -- again when nothing at all is staged.
 local function stage(staged, seq_key, id, priority, fk)
   local ring, turn, kprefix, waiting = fair_keys(staged)
-  if redis.call('EXISTS', staged, ring) == 0 then redis.call('SET', seq_key, 0) end
+  local keyed_work = redis.call('EXISTS', ring) == 1
+  local unkeyed_work = redis.call('EXISTS', staged) == 1
+  if not keyed_work and not unkeyed_work then redis.call('SET', seq_key, 0) end
   local score = -priority * 4294967296 + redis.call('INCR', seq_key)
   if fk and fk ~= '' then
     -- Unkeyed jobs already waiting take their turns with the keys from now on.
-    if redis.call('EXISTS', ring) == 0 and redis.call('EXISTS', staged) == 1 then
-      join_ring(ring, turn, FAIR_DEFAULT)
-    end
+    if not keyed_work and unkeyed_work then join_ring(ring, turn, FAIR_DEFAULT) end
     if redis.call('ZADD', kprefix .. fk, score, id) == 1 then redis.call('INCR', waiting) end
     join_ring(ring, turn, fk)
   else
-    if redis.call('EXISTS', ring) == 1 then join_ring(ring, turn, FAIR_DEFAULT) end
+    if keyed_work then join_ring(ring, turn, FAIR_DEFAULT) end
     redis.call('ZADD', staged, score, id)
   end
 end
