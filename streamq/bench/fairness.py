@@ -1,5 +1,6 @@
 """The fair-queue scenario: the processing rate with 1, 100, 10,000 and 100,000 fairness keys
-holding waiting jobs, against jobs without a key, and the Redis memory each waiting job takes."""
+holding waiting jobs, and under per-key limits, against jobs without a key, and the Redis memory
+each waiting job takes."""
 
 from __future__ import annotations
 
@@ -16,8 +17,18 @@ from .scenarios import manager, queue_name
 
 __all__ = ("scenario_fairness",)
 
-#: The fairness keys of each run (None: jobs without a key).
-KEY_COUNTS: tuple[int | None, ...] = (None, 1, 100, 10_000, 100_000)
+#: The fairness keys of each run (None: jobs without a key), and the consumer's per-key limits:
+#: one that holds each key back most of the time (1 running of 100 keys' long backlogs, with 10
+#: workers), and both limits where they rarely bind (the bookkeeping's cost alone).
+VARIANTS: tuple[tuple[int | None, dict[str, Any]], ...] = (
+    (None, {}),
+    (1, {}),
+    (100, {}),
+    (10_000, {}),
+    (100_000, {}),
+    (100, {"per_key_concurrency": 1}),
+    (10_000, {"per_key_concurrency": 2, "per_key_rate_limit": (1000, 1.0)}),
+)
 #: Keys enqueued at once.
 PRODUCERS = 50
 
@@ -25,11 +36,13 @@ PRODUCERS = 50
 async def scenario_fairness(url: str, args: argparse.Namespace, meter: RedisMeter) -> list[Result]:
     # Up to 5 keys per job asked for (--jobs 20000, the default, runs them all); a run with more
     # keys than jobs has a job per key.
-    counts = [keys for keys in KEY_COUNTS if keys is None or keys <= 5 * args.jobs]
-    return [await _run(url, args, meter, keys) for keys in counts]
+    chosen = [(keys, limits) for keys, limits in VARIANTS if keys is None or keys <= 5 * args.jobs]
+    return [await _run(url, args, meter, keys, limits) for keys, limits in chosen]
 
 
-async def _run(url: str, args: argparse.Namespace, meter: RedisMeter, keys: int | None) -> Result:
+async def _run(
+    url: str, args: argparse.Namespace, meter: RedisMeter, keys: int | None, limits: dict[str, Any]
+) -> Result:
     jobs = max(args.jobs, keys or 0)
     async with manager(url, args) as qm:
         queue = qm.get_queue(queue_name("fairness"))
@@ -50,11 +63,15 @@ async def _run(url: str, args: argparse.Namespace, meter: RedisMeter, keys: int 
 
         await meter.start()
         start = time.perf_counter()
-        await queue.consume(run, concurrency=args.concurrency)
+        await queue.consume(run, concurrency=args.concurrency, **limits)
         with anyio.fail_after(600):
             await finished.wait()
         seconds = time.perf_counter() - start
         label = "no fairness key" if keys is None else f"{keys:,} keys"
+        if "per_key_rate_limit" in limits:
+            label += ", both per-key limits"
+        elif limits:
+            label += f", per-key concurrency {limits['per_key_concurrency']}"
         result = Result("fairness", label, jobs, seconds, jobs / seconds)
         result.extra["memory_per_waiting_job"] = per_job
         return await meter.finish(result)

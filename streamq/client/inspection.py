@@ -16,6 +16,7 @@ import msgspec
 from ..errors import InvalidArgument
 from ..job import DeadLetter, JobInfo, JobRef, JobState, QueueStats
 from ..store.control import steps_of
+from ..store.fair_info import FairInfoScripts
 from ..store.keys import QueueKeys
 from ..store.scripts import JobRecord, Script, StatsReply
 from ..store.serialization import Codec, decode_dead_record, decode_recurring, decode_result
@@ -115,6 +116,9 @@ class QueueOverview(msgspec.Struct, frozen=True):
     name: str
     stats: QueueStats
     groups: tuple[GroupInfo, ...]
+    #: The fairness keys with the most waiting jobs, ``(key, jobs)``, most first (``info``
+    #: reads them; empty when not read or no key waits).
+    busiest_keys: tuple[tuple[str, int], ...] = ()
 
 
 class InspectScripts:
@@ -124,6 +128,7 @@ class InspectScripts:
         self._peek = Script(lane, "peek.lua")
         self._groups = Script(lane, "groups.lua")
         self._recurring = Script(lane, "recurring_list.lua")
+        self._fair = FairInfoScripts(lane)
 
     async def peek(
         self, keys: QueueKeys, state: str, limit: int, fairness_key: str = ""
@@ -155,6 +160,12 @@ class InspectScripts:
             )
             for row in rows
         ]
+
+    async def busiest_keys(self, keys: QueueKeys, limit: int) -> list[tuple[str, int]]:
+        check_count(limit, what="limit")
+        if limit > MAX_PEEK:
+            raise ValueError(f"limit is at most {MAX_PEEK:,} keys, got {limit:,}")
+        return await self._fair.busiest(keys, limit)
 
     async def groups(self, keys: QueueKeys) -> list[GroupInfo]:
         rows = await self._groups(keys=[keys.stream])
@@ -413,9 +424,11 @@ def _decoded(data: bytes) -> Any:
 
 
 async def overview(
-    manager: QueueManager, names: Sequence[str] | None = None
+    manager: QueueManager, names: Sequence[str] | None = None, *, busiest: int = 0
 ) -> list[QueueOverview]:
-    """Counts and consumer groups of ``names`` (default: every registered queue), in that order.
+    """Counts and consumer groups of ``names`` (default: every registered queue), in that order,
+    with the ``busiest`` fairness keys of each queue that has keys waiting (0: none; a walk over
+    every key, so not for every metrics scrape).
 
     All queues are read at once: one round trip's wait for the lot, not one per queue.
     """
@@ -427,7 +440,8 @@ async def overview(
         queue = manager.get_queue(name)
         stats = await queue.stats()
         groups = await queue.groups()
-        results[index] = QueueOverview(name, stats, tuple(groups))
+        keys = await queue.busiest_keys(busiest) if busiest and stats.fairness_keys else []
+        results[index] = QueueOverview(name, stats, tuple(groups), tuple(keys))
 
     async with anyio.create_task_group() as tasks:
         for index, name in enumerate(names):

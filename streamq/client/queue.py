@@ -391,6 +391,8 @@ class Queue(Generic[T]):
         rate_limit: tuple[int, float] | None = None,
         prefetch: int | None = None,
         global_concurrency: int | None = None,
+        per_key_concurrency: int | None = None,
+        per_key_rate_limit: tuple[int, float] | None = None,
     ) -> Consumer[T]:
         """Start a consumer in the background and return it (stop it with ``await c.stop()``).
 
@@ -401,7 +403,9 @@ class Queue(Generic[T]):
         so long jobs are shared out evenly between consumers); 0 never reads ahead.
         ``global_concurrency``: at most that many handlers of the group run at once across all
         its consumers on all machines (a dead consumer's slots come back after
-        ``visibility_timeout``).
+        ``visibility_timeout``). ``per_key_concurrency`` and ``per_key_rate_limit=(n,
+        seconds)``: per fairness key, across the group, at most that many jobs running and
+        that many starts per period (jobs without a key are not limited).
         """
         from ..worker.options import ConsumerOptions
 
@@ -416,6 +420,8 @@ class Queue(Generic[T]):
             rate_limit=rate_limit,
             prefetch=prefetch,
             global_concurrency=global_concurrency,
+            per_key_concurrency=per_key_concurrency,
+            per_key_rate_limit=per_key_rate_limit,
         )
         await self._note_used()
         return await self._host.start_consumer(self, self._keys, self._codec, handler, options)
@@ -568,6 +574,12 @@ class Queue(Generic[T]):
             raise InvalidArgument("fairness_key lists waiting jobs: pass state='waiting'")
         rows = await self._inspect.peek(self._keys, state, check_peek_limit(limit), key)
         return summaries(self._codec, state, rows)
+
+    @_clear_errors
+    async def busiest_keys(self, limit: int = 10) -> list[tuple[str, int]]:
+        """The fairness keys with the most waiting jobs (up to 1,000), ``(key, jobs)``, most
+        first; read in short calls of 2,000 keys each, however many keys wait."""
+        return await self._inspect.busiest_keys(self._keys, limit)
 
     @_clear_errors
     async def groups(self) -> list[GroupInfo]:

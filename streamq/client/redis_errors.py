@@ -49,6 +49,7 @@ AFTER_ERROR = {
     **dict.fromkeys(
         (
             "get_job",
+            "busiest_keys",
             "wait_for",
             "stats",
             "dead_letters",

@@ -1,7 +1,7 @@
 """Typed wrappers over the scripts of job control: cancelling a job, pausing a queue, a
-group's global concurrency slots, and what a running handler keeps with its job (progress, log
-lines, a checkpoint). The scripts that move jobs between
-states are in ``scripts.py``."""
+group's global concurrency slots and per-key start permits, and what a running handler keeps
+with its job (progress, log lines, a checkpoint). The scripts that move jobs between states are
+in ``scripts.py``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class ControlScripts:
         self._pause = Script(lane, "pause.lua")
         self._job_note = Script(lane, "job_note.lua")
         self._slot = Script(lane, "slot.lua")
+        self._key_start = Script(lane, "key_start.lua")
         self._cancel = Script(lane, "cancel.lua")
 
     async def cancel(
@@ -92,6 +93,22 @@ class ControlScripts:
         lapses)``."""
         taken, wait_ms = await self._slot(keys=[keys.slots(group)], args=[entry_id, most, slot_ms])
         return bool(taken), int(wait_ms)
+
+    async def take_key_start(
+        self,
+        keys: QueueKeys,
+        group: str,
+        fairness_key: str,
+        entry_id: bytes,
+        most: int,
+        period_ms: int,
+    ) -> int:
+        """Take a start permit of ``fairness_key`` in ``group`` (at most ``most`` starts per
+        ``period_ms``) for ``entry_id``: 0, or the ms to wait before asking again."""
+        wait_ms: int = await self._key_start(
+            keys=[keys.key_starts(group, fairness_key)], args=[entry_id, most, period_ms]
+        )
+        return wait_ms
 
     async def is_paused(self, keys: QueueKeys) -> bool:
         return bool(await self._client.exists(keys.paused))

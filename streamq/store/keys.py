@@ -57,12 +57,19 @@ class QueueKeys:
         "delayed",
         "events",
         "fair",
+        "fair_full",
+        "fair_limits",
+        "fair_limits_by",
+        "fair_parked",
         "fair_turn",
         "fair_waiting",
         "finished",
         "flows_creating",
         "groups",
         "job_prefix",
+        "key_active_prefix",
+        "key_moves_prefix",
+        "key_starts_prefix",
         "kstaged_prefix",
         "logs_prefix",
         "outbox",
@@ -104,6 +111,22 @@ class QueueKeys:
         self.fair = base + "fair"
         self.fair_turn = base + "fair:turn"
         self.fair_waiting = base + "fair:waiting"
+        #: Per-key limits (``consume(per_key_concurrency=, per_key_rate_limit=)``; the helpers
+        #: after ``stage`` in ``_lib.lua`` name these from the staged set's key too): keys held
+        #: back from the ring wait in ``fair_parked`` (scored by when a rate limit lets their
+        #: next job in) or ``fair_full`` (at their concurrency). ``fair_limits``: group ->
+        #: "concurrency rate period_ms", the strictest of the live consumers' registrations in
+        #: ``fair_limits_by`` (consumer -> "expiry group concurrency rate period_ms").
+        #: ``key_active(group)``: the entries of keyed jobs in the window or running, members
+        #: ``key<TAB>entry id``; ``key_moves(group, key)`` and ``key_starts(group, key)``: a
+        #: key's recent moves into the window and job starts, scored by time, expiring.
+        self.fair_parked = base + "fair:parked"
+        self.fair_full = base + "fair:full"
+        self.fair_limits = base + "fair:limits"
+        self.fair_limits_by = base + "fair:limits:by"
+        self.key_active_prefix = base + "kact:"
+        self.key_moves_prefix = base + "kmoves:"
+        self.key_starts_prefix = base + "kstarts:"
         #: Sorted set of job ids scored by the time (server ms) they may start.
         self.delayed = base + "delayed"
         #: Hash ``consumer`` -> ``prefetch:expiry_ms`` and ``total``: how many entries the ready
@@ -176,6 +199,15 @@ class QueueKeys:
     def kstaged(self, fairness_key: str) -> str:
         return self.kstaged_prefix + fairness_key
 
+    def key_active(self, group: str) -> str:
+        return self.key_active_prefix + group
+
+    def key_moves(self, group: str, fairness_key: str) -> str:
+        return f"{self.key_moves_prefix}{group} {fairness_key}"
+
+    def key_starts(self, group: str, fairness_key: str) -> str:
+        return f"{self.key_starts_prefix}{group} {fairness_key}"
+
     def job_logs(self, job_id: str) -> str:
         return self.logs_prefix + job_id
 
@@ -211,4 +243,8 @@ class QueueKeys:
             self.fair,
             self.fair_turn,
             self.fair_waiting,
+            self.fair_parked,
+            self.fair_full,
+            self.fair_limits,
+            self.fair_limits_by,
         )

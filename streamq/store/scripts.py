@@ -489,13 +489,15 @@ class Scripts:
         prefetch: int,
         ttl_ms: int,
         group_idle_ms: int,
+        key_limits: tuple[int, int, int] = (0, 0, 0),
     ) -> bool:
-        """Register (or renew, or with 0 remove) a consumer's prefetch in the window; mark its
-        group alive, to be removed after ``group_idle_ms`` without another mark. Returns
+        """Register (or renew, or with 0 remove) a consumer's prefetch in the window, and its
+        ``key_limits`` (per-key concurrency, rate limit's jobs and period ms; 0 for none); mark
+        its group alive, to be removed after ``group_idle_ms`` without another mark. Returns
         whether the queue is paused."""
         _total, paused = await self._register(
             keys=[keys.stream, keys.staged, keys.window, keys.groups, keys.paused],
-            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group, group_idle_ms],
+            args=[keys.job_prefix, consumer, prefetch, ttl_ms, group, group_idle_ms, *key_limits],
         )
         return bool(paused)
 

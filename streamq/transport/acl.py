@@ -76,6 +76,8 @@ SCRIPT_COMMANDS = (
     "zscore",
     "zrange",
     "zrangebyscore",
+    "zrangebylex",
+    "zlexcount",
     "zpopmin",
     "zremrangebyscore",
     "zremrangebyrank",

@@ -271,6 +271,7 @@ class Consumer(Generic[T]):
             self._read_ahead.window_share,
             round(3 * self._register_every * 1000),
             self._group_idle_ms,
+            self._options.key_limits,
         )
         self._gate.set(paused)
 
@@ -543,6 +544,10 @@ class Consumer(Generic[T]):
             try:
                 counted = [(h.entry_id, h.counted) for h in self._held.values() if h.counted]
                 await self._scripts.release(self._keys, self.group, self.name, counted)
+                # Out of the window and its per-key limits now, not once the registration lapses.
+                await self._scripts.register(
+                    self._keys, self.group, self.name, 0, 0, self._group_idle_ms
+                )
             except (RedisError, OSError) as exc:
                 log.warning(
                     "consumer %s: could not hand back its jobs (%s); they are"

@@ -1,5 +1,7 @@
 """Limits on a group's job starts shared by every consumer of it on every machine: the rate
-limit (``rate_limit=(n, seconds)``) and the global concurrency (``global_concurrency=n``)."""
+limit (``rate_limit=(n, seconds)``), the global concurrency (``global_concurrency=n``) and the
+per-key rate limit's start permits (``per_key_rate_limit=(n, seconds)``; per-key concurrency is
+kept where the queue's window is refilled, see ``refill`` in ``store/lua/_lib.lua``)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     from .options import ConsumerOptions
     from .outage import OutagePolicy
 
-__all__ = ("RatePermits", "Slots", "StartLimits")
+__all__ = ("KeyRatePermits", "RatePermits", "Slots", "StartLimits")
 
 
 class RatePermits:
@@ -59,6 +61,46 @@ class RatePermits:
                 if granted:
                     return True
                 await anyio.sleep(wait)  # until the oldest start leaves the window
+        return False
+
+
+class KeyRatePermits:
+    """Start permits under a per-key rate limit: at most ``limit`` starts of one fairness key's
+    jobs per ``period`` seconds across the group. The window lets a key's jobs in at that rate
+    already, so a wait here is short and rare (entries that a busy window delivered bunched)."""
+
+    def __init__(
+        self,
+        control: ControlScripts,
+        keys: QueueKeys,
+        group: str,
+        limit: int,
+        period: float,
+        outage: OutagePolicy,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._control = control
+        self._keys = keys
+        self._group = group
+        self._limit = limit
+        self._period_ms = round(period * 1000)
+        self._outage = outage
+        self._stopping = stopping
+
+    async def take(self, entry_id: bytes, fairness_key: str) -> bool:
+        """Wait for a start of ``fairness_key``; False if the consumer stops first."""
+        errors = 0
+        while not self._stopping():
+            try:
+                wait_ms = await self._control.take_key_start(
+                    self._keys, self._group, fairness_key, entry_id, self._limit, self._period_ms
+                )
+            except (RedisError, OSError) as exc:
+                errors = await self._outage.pause(exc, errors, "take a per-key start permit")
+                continue
+            if wait_ms == 0:
+                return True
+            await anyio.sleep(wait_ms / 1000)
         return False
 
 
@@ -118,12 +160,15 @@ class Slots:
 
 
 class StartLimits:
-    """What a consumer's job starts wait for: a rate-limit permit, then a concurrency slot (the
-    slot last: it is held while waiting for the rate)."""
+    """What a consumer's job starts wait for: a keyed job's per-key permit, a rate-limit
+    permit, then a concurrency slot (the slot last: it is held while waiting for the rate)."""
 
-    def __init__(self, rate: RatePermits | None, slots: Slots | None) -> None:
+    def __init__(
+        self, rate: RatePermits | None, slots: Slots | None, key_rate: KeyRatePermits | None
+    ) -> None:
         self._rate = rate
         self._slots = slots
+        self._key_rate = key_rate
 
     @classmethod
     def of(
@@ -157,10 +202,30 @@ class StartLimits:
                 outage,
                 stopping,
             )
-        return None if rate is None and slots is None else cls(rate, slots)
+        key_rate = None
+        if options.per_key_rate is not None:
+            key_rate = KeyRatePermits(
+                control,
+                keys,
+                options.group,
+                options.per_key_rate,
+                options.per_key_period,
+                outage,
+                stopping,
+            )
+        if rate is None and slots is None and key_rate is None:
+            return None
+        return cls(rate, slots, key_rate)
 
-    async def take(self, entry_id: bytes) -> bool:
-        """Wait until ``entry_id`` may start; False if the consumer stops first."""
+    async def take(self, entry_id: bytes, fairness_key: bytes | None) -> bool:
+        """Wait until ``entry_id`` (of ``fairness_key``'s jobs, if any) may start; False if the
+        consumer stops first."""
+        if (
+            fairness_key is not None
+            and self._key_rate is not None
+            and not await self._key_rate.take(entry_id, fairness_key.decode())
+        ):
+            return False
         if self._rate is not None and not await self._rate.take():
             return False
         return self._slots is None or await self._slots.take(entry_id)

@@ -32,6 +32,20 @@ class ConsumerOptions:
     prefetch: int | None = None
     #: At most this many handlers of the group run at once across all consumers, if set.
     global_concurrency: int | None = None
+    #: Per fairness key, across the group: at most this many of a key's jobs in the window or
+    #: running, and at most ``per_key_rate`` starts per ``per_key_period`` seconds, if set.
+    per_key_concurrency: int | None = None
+    per_key_rate: int | None = None
+    per_key_period: float = 1.0
+
+    @property
+    def key_limits(self) -> tuple[int, int, int]:
+        """The per-key limits as the queue's registration holds them (0: none)."""
+        return (
+            self.per_key_concurrency or 0,
+            self.per_key_rate or 0,
+            round(self.per_key_period * 1000),
+        )
 
     @classmethod
     def build(
@@ -46,16 +60,11 @@ class ConsumerOptions:
         rate_limit: tuple[int, float] | None = None,
         prefetch: int | None = None,
         global_concurrency: int | None = None,
+        per_key_concurrency: int | None = None,
+        per_key_rate_limit: tuple[int, float] | None = None,
     ) -> ConsumerOptions:
-        limit, period = None, 1.0
-        if rate_limit is not None:
-            if not isinstance(rate_limit, tuple) or len(rate_limit) != 2:
-                raise InvalidArgument(
-                    "rate_limit must be (max_jobs, per_seconds), e.g. (10, 1.0);"
-                    f" got {rate_limit!r}"
-                )
-            limit = check_count(rate_limit[0], what="rate_limit's max_jobs")
-            period = check_seconds(rate_limit[1], what="rate_limit's per_seconds")
+        limit, period = _rate_of(rate_limit, "rate_limit")
+        key_rate, key_period = _rate_of(per_key_rate_limit, "per_key_rate_limit")
         concurrency = check_count(concurrency, what="concurrency")
         return cls(
             group=group,
@@ -70,4 +79,24 @@ class ConsumerOptions:
             global_concurrency=None
             if global_concurrency is None
             else check_count(global_concurrency, what="global_concurrency"),
+            per_key_concurrency=None
+            if per_key_concurrency is None
+            else check_count(per_key_concurrency, what="per_key_concurrency"),
+            per_key_rate=key_rate,
+            per_key_period=key_period,
         )
+
+
+def _rate_of(value: object, what: str) -> tuple[int | None, float]:
+    """A rate limit ``(max_jobs, per_seconds)`` checked: ``(None, 1.0)`` for None."""
+    if value is None:
+        return None, 1.0
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise InvalidArgument(
+            f"{what} must be (max_jobs, per_seconds), e.g. (10, 1.0); got {value!r}"
+        )
+    limit = check_count(value[0], what=f"{what}'s max_jobs")
+    period = check_seconds(value[1], what=f"{what}'s per_seconds")
+    if round(period * 1000) < 1:
+        raise InvalidArgument(f"{what}'s per_seconds is {period!r}: use at least 0.001 s")
+    return limit, period

@@ -67,11 +67,11 @@ class ConsumerLink:
     retry_staged: Callable[[], None]
     #: The consumer's pauses and log lines after a Redis error.
     outage: OutagePolicy
-    #: Under a rate limit or a global concurrency: waits for a start permit for the entry,
-    #: taken right before its handler starts (a permit taken earlier, while the entry waits
-    #: for a worker, would let starts bunch up); False when the consumer stops first. None
-    #: without either.
-    permit: Callable[[bytes], Awaitable[bool]] | None = None
+    #: Under a rate limit, a per-key rate limit or a global concurrency: waits for a start
+    #: permit for the entry (given its fairness key, the entry's 'k'), taken right before its
+    #: handler starts (a permit taken earlier, while the entry waits for a worker, would let
+    #: starts bunch up); False when the consumer stops first. None without any.
+    permit: Callable[[bytes, bytes | None], Awaitable[bool]] | None = None
     #: A handler ran for this many seconds (how far ahead the consumer reads follows it).
     ran: Callable[[float], None] = lambda seconds: None
     #: Whether the entry was cancelled before it started (then forgotten: it is acknowledged).
@@ -151,7 +151,8 @@ class Runner(Generic[T]):
             )
             await self._fail(held, job_id, 1, error, payload, retry=False)
             return
-        if self._link.permit is not None and not await self._link.permit(held.entry_id):
+        permit = self._link.permit
+        if permit is not None and not await permit(held.entry_id, fields.get(b"k")):
             return  # stopping: never started, handed back to the group by the consumer
 
         max_retries = self._options.max_retries

@@ -1,8 +1,9 @@
 """A worker process for the tests that kill workers.
 
-    python tests/tools/worker.py URL QUEUE MODE VISIBILITY_TIMEOUT MAX_RETRIES [GROUP [GLOBAL]]
+    python tests/tools/worker.py URL QUEUE MODE VISIBILITY_TIMEOUT MAX_RETRIES [GROUP [GLOBAL
+        [PER_KEY]]]
 
-GLOBAL is the consumer's global_concurrency (0: none).
+GLOBAL is the consumer's global_concurrency, PER_KEY its per_key_concurrency (0: none).
 
 Each job it starts is reported by RPUSH of ``job_id:attempt:pid`` to ``test:{QUEUE}:started``.
 MODE ``hang`` then sleeps until the process is killed; MODE ``die`` exits at once (a poison job);
@@ -28,7 +29,14 @@ from streamq.transport.connection import connect
 
 
 async def main(
-    url: str, queue_name: str, mode: str, vt: float, max_retries: int, group: str, most: int
+    url: str,
+    queue_name: str,
+    mode: str,
+    vt: float,
+    max_retries: int,
+    group: str,
+    most: int,
+    per_key: int,
 ) -> None:
     marker = await connect(url)  # a cluster client for a redis+cluster:// URL
     async with streamq.QueueManager(url) as qm:
@@ -75,6 +83,7 @@ async def main(
             max_retries=max_retries,
             consumer_group=group or None,
             global_concurrency=most or None,
+            per_key_concurrency=per_key or None,
         )
         await marker.rpush(f"test:{queue_name}:ready", os.getpid())
         await anyio.sleep_forever()
@@ -84,4 +93,5 @@ if __name__ == "__main__":
     url, queue_name, mode, vt, max_retries = sys.argv[1:6]
     group = sys.argv[6] if len(sys.argv) > 6 else ""
     most = int(sys.argv[7]) if len(sys.argv) > 7 else 0
-    anyio.run(main, url, queue_name, mode, float(vt), int(max_retries), group, most)
+    per_key = int(sys.argv[8]) if len(sys.argv) > 8 else 0
+    anyio.run(main, url, queue_name, mode, float(vt), int(max_retries), group, most, per_key)

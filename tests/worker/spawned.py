@@ -28,6 +28,7 @@ def spawn_worker(redis_url: str, queue_name: str) -> Iterator[SpawnWorker]:
         max_retries: int = 3,
         group: str = "",
         global_concurrency: int = 0,
+        per_key_concurrency: int = 0,
     ) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [
@@ -40,6 +41,7 @@ def spawn_worker(redis_url: str, queue_name: str) -> Iterator[SpawnWorker]:
                 str(max_retries),
                 group,
                 str(global_concurrency),
+                str(per_key_concurrency),
             ],
             stdin=subprocess.DEVNULL,
         )

@@ -22,6 +22,9 @@ from . import fail_cleanly, json_option, main, prefix_option, url_option
 from .render import console, echo_json, job_details, jobs_table, overview_tables, show_listing
 from .session import known_queues, manager
 
+#: Fairness keys ``info`` shows per queue, those with the most waiting jobs.
+BUSIEST = 10
+
 
 @main.command(short_help="Counts of every queue, and its consumer groups.")
 @click.argument("queues", nargs=-1, metavar="[QUEUE]...")
@@ -31,15 +34,15 @@ from .session import known_queues, manager
 @fail_cleanly
 def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -> None:
     """Counts of every queue (or the QUEUEs named): waiting, active, delayed, retrying, dead,
-    completed, the oldest waiting job's age, and the consumer groups with their consumers and
-    lag.
+    completed, the oldest waiting job's age, the consumer groups with their consumers and lag,
+    and a fair queue's busiest fairness keys (the 10 with the most waiting jobs).
 
     Example: python -m streamq info emails --json
     """
 
     async def show() -> None:
         async with manager(url, prefix) as qm:
-            overviews = await overview(qm, await known_queues(qm, queues))
+            overviews = await overview(qm, await known_queues(qm, queues), busiest=BUSIEST)
         if as_json:
             echo_json(overviews)
         elif not overviews:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from ...client.inspection import JobSummary, QueueOverview, RecurringInfo, to_json
 from ...job import DeadLetter, JobInfo
@@ -120,9 +121,22 @@ def overview_tables(overviews: Sequence[QueueOverview], caption: str | None = No
             idle = max((c.idle for c in g.consumers), default=None)
             lag = "?" if g.lag is None else f"{g.lag:,}"
             groups.add_row(o.name, g.name, str(len(g.consumers)), f"{g.pending:,}", lag, age(idle))
-    if not any(o.groups for o in overviews):
-        return Group(queues)
-    return Group(queues, "", groups)
+    shown: list[RenderableType] = [queues]
+    if any(o.groups for o in overviews):
+        shown += ["", groups]
+    if any(o.busiest_keys for o in overviews):
+        shown += ["", _busiest_keys_table(overviews)]
+    return Group(*shown)
+
+
+def _busiest_keys_table(overviews: Sequence[QueueOverview]) -> Table:
+    table = Table(title="Busiest fairness keys", title_justify="left")
+    for column in ("queue", "fairness key", "waiting"):
+        table.add_column(column, justify="right" if column == "waiting" else "left")
+    for o in overviews:
+        for key, waiting in o.busiest_keys:
+            table.add_row(o.name, Text(key), f"{waiting:,}")  # a key is text, not markup
+    return table
 
 
 def jobs_table(queue: str, state: str, jobs: Sequence[JobSummary]) -> Table:

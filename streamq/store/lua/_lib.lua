@@ -293,6 +293,7 @@ end
 -- counts them). Jobs without a key stay in the staged set, which takes its turns in the ring as
 -- one key (FAIR_DEFAULT) while any key has work. A key whose set empties leaves the ring, and the
 -- ring and its counter go when the last does: a queue that never uses keys keeps today's path.
+-- A key's set exists exactly while the key is in the ring or held back (below).
 local FAIR_DEFAULT = '\t'
 
 -- The ring, its turn counter, the prefix of the keys' sets and the count of the jobs in them,
@@ -302,10 +303,31 @@ local function fair_keys(staged)
   return base .. 'fair', base .. 'fair:turn', base .. 'kstaged:', base .. 'fair:waiting'
 end
 
+-- Keys held back by per-key limits (consume(per_key_concurrency=, per_key_rate_limit=)) wait
+-- outside the ring: 'fair:parked' (scored by when a key may move its next job, under a rate
+-- limit) and 'fair:full' (keys at their concurrency, scored by when they were parked or last
+-- audited; a job of theirs finishing brings them back). With the ring, they are the keys with
+-- waiting work.
+local function held_back_keys(staged)
+  local base = string.sub(staged, 1, #staged - 6)
+  return base .. 'fair:parked', base .. 'fair:full'
+end
+
+-- The limits per group ('fair:limits': group -> "concurrency rate period_ms", 0 for none; the
+-- strictest its live consumers registered, see register.lua), the registrations they come
+-- from ('fair:limits:by'), and per group the entries of keyed jobs in the window or running
+-- ('kact:<group>', members "key<TAB>entry id", all scored 0 so that a key's are a lex range) and
+-- per group and key the recent moves into the window ('kmoves:<group> <key>', scored by time).
+local function limit_keys(staged)
+  local base = string.sub(staged, 1, #staged - 6)
+  return base .. 'fair:limits', base .. 'fair:limits:by', base .. 'kact:', base .. 'kmoves:'
+end
+
 -- Whether anything is staged, keyed or not.
 local function anything_staged(staged)
   local ring = fair_keys(staged)
-  return redis.call('EXISTS', staged, ring) > 0
+  local parked, full = held_back_keys(staged)
+  return redis.call('EXISTS', staged, ring, parked, full) > 0
 end
 
 -- Give `key` a turn at the back of the ring unless it has one.
@@ -313,20 +335,39 @@ local function join_ring(ring, turn, key)
   redis.call('ZADD', ring, 'NX', redis.call('GET', turn) or 0, key)
 end
 
+-- A held-back key takes turns again (the unkeyed jobs too, which have none while the ring was
+-- empty of keys).
+local function rejoin(staged, fk)
+  local ring, turn = fair_keys(staged)
+  join_ring(ring, turn, fk)
+  if redis.call('EXISTS', staged) == 1 then join_ring(ring, turn, FAIR_DEFAULT) end
+end
+
+-- Forget the ring's counters once no key waits, in the ring or held back.
+local function drop_empty_ring(staged)
+  local ring, turn, _, waiting = fair_keys(staged)
+  local parked, full = held_back_keys(staged)
+  if redis.call('EXISTS', ring, parked, full) == 0 then redis.call('DEL', turn, waiting) end
+end
+
 -- Stage a job: higher priority first, FIFO within a priority (|priority| <= 2^20 keeps the
 -- score exact in a double); with a fairness key `fk`, in that key's set. The FIFO sequence starts
 -- again when nothing at all is staged.
 local function stage(staged, seq_key, id, priority, fk)
   local ring, turn, kprefix, waiting = fair_keys(staged)
-  local keyed_work = redis.call('EXISTS', ring) == 1
+  local parked, full = held_back_keys(staged)
+  local keyed_work = redis.call('EXISTS', ring, parked, full) > 0
   local unkeyed_work = redis.call('EXISTS', staged) == 1
   if not keyed_work and not unkeyed_work then redis.call('SET', seq_key, 0) end
   local score = -priority * 4294967296 + redis.call('INCR', seq_key)
   if fk and fk ~= '' then
     -- Unkeyed jobs already waiting take their turns with the keys from now on.
     if not keyed_work and unkeyed_work then join_ring(ring, turn, FAIR_DEFAULT) end
-    if redis.call('ZADD', kprefix .. fk, score, id) == 1 then redis.call('INCR', waiting) end
-    join_ring(ring, turn, fk)
+    local set = kprefix .. fk
+    -- A key with jobs staged already has its place, in the ring or held back.
+    local new_key = redis.call('EXISTS', set) == 0
+    if redis.call('ZADD', set, score, id) == 1 then redis.call('INCR', waiting) end
+    if new_key then join_ring(ring, turn, fk) end
   else
     if keyed_work then join_ring(ring, turn, FAIR_DEFAULT) end
     redis.call('ZADD', staged, score, id)
@@ -348,59 +389,192 @@ local function stage_again(staged, seq_key, key, id, payload, group, attempt)
   redis.call('HSET', key, 'p', payload, 'to', group .. ' ' .. attempt)
 end
 
--- Move one staged job into the stream (its payload and whom it is for wait in its record).
+-- Move one staged job into the stream (its payload and whom it is for wait in its record); a
+-- keyed job's entry carries its key ('k', for the consumer's per-key start permits). Returns
+-- its entry id and, for a job run again in some groups only, the entry of each such group
+-- (nil: the entry is for every group).
 local function move_staged(stream, job_prefix, id)
   local key = job_prefix .. id
-  local r = redis.call('HMGET', key, 'p', 'to', 'bc')
-  local payload, entry = r[1], nil
-  if payload and r[2] then
+  local r = redis.call('HMGET', key, 'p', 'to', 'bc', 'fk')
+  local payload, entry, targets = r[1], nil, nil
+  if not payload then return nil, nil end
+  local command = { 'XADD', stream, '*', 'j', id, 'p', payload }
+  if r[4] then
+    command[#command + 1] = 'k'
+    command[#command + 1] = r[4]
+  end
+  if r[2] then
+    targets = {}
     for group, attempt in string.gmatch(r[2], '(%S+) (%S+)') do
-      if attempt == '-' then
-        entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'g', group)
-      else
-        entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload, 'a', attempt, 'g', group)
+      local c = { unpack(command) }
+      if attempt ~= '-' then
+        c[#c + 1] = 'a'
+        c[#c + 1] = attempt
       end
+      c[#c + 1] = 'g'
+      c[#c + 1] = group
+      entry = redis.call(unpack(c))
+      targets[group] = entry
       -- On a broadcast job, each group that runs it again does so on an entry of its own.
       if r[3] then redis.call('HSET', key, 'entry ' .. group, entry) end
     end
-  elseif payload then
-    entry = redis.call('XADD', stream, '*', 'j', id, 'p', payload)
+  else
+    entry = redis.call(unpack(command))
   end
   if entry then
     if not r[3] then redis.call('HSET', key, 'entry', entry) end
     redis.call('HDEL', key, 'p', 'to')
   end
+  return entry, targets
+end
+
+-- The per-key limits of the groups that set any, as a list of {group=, conc=, rate=, period=};
+-- nil when none does.
+local function key_limits(staged)
+  local flat = redis.call('HGETALL', (limit_keys(staged)))
+  if #flat == 0 then return nil end
+  local limits = {}
+  for i = 1, #flat, 2 do
+    local c, r, p = string.match(flat[i + 1], '^(%d+) (%d+) (%d+)$')
+    if c then
+      limits[#limits + 1] = {
+        group = flat[i], conc = tonumber(c), rate = tonumber(r), period = tonumber(p),
+      }
+    end
+  end
+  if #limits == 0 then return nil end
+  return limits
+end
+
+-- The bounds of key `fk`'s members in a 'kact:<group>' set, for ZLEXCOUNT / ZRANGEBYLEX: keys
+-- hold no whitespace, so "fk<TAB>..." are exactly the members from '[fk\t' to before '(fk\n'.
+local function key_range(fk)
+  return '[' .. fk .. '\t', '(' .. fk .. '\n'
+end
+
+-- Why key `fk` may not move a job into the window now: 'full' (a group runs its concurrency
+-- of the key's jobs, counting those waiting in the window), or the ms until a rate limit lets
+-- its next job in; nil when it may.
+local function key_blocked(staged, limits, fk, now)
+  local _, _, active, moves = limit_keys(staged)
+  for _, l in ipairs(limits) do
+    if l.conc > 0 then
+      local from, to = key_range(fk)
+      if redis.call('ZLEXCOUNT', active .. l.group, from, to) >= l.conc then return 'full' end
+    end
+  end
+  local wait = 0
+  for _, l in ipairs(limits) do
+    if l.rate > 0 then
+      local log = moves .. l.group .. ' ' .. fk
+      redis.call('ZREMRANGEBYSCORE', log, '-inf', now - l.period)
+      if redis.call('ZCARD', log) >= l.rate then
+        local oldest = tonumber(redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')[2])
+        wait = math.max(wait, oldest + l.period - now)
+      end
+    end
+  end
+  if wait > 0 then return wait end
+  return nil
+end
+
+-- Count a keyed job's entry against its key's limits in the groups it is for (`targets`, see
+-- move_staged).
+local function key_moved(staged, limits, fk, entry, targets, now)
+  local _, _, active, moves = limit_keys(staged)
+  for _, l in ipairs(limits) do
+    local e = entry
+    if targets then e = targets[l.group] end
+    if e and l.conc > 0 then redis.call('ZADD', active .. l.group, 0, fk .. '\t' .. e) end
+    if e and l.rate > 0 then
+      local log = moves .. l.group .. ' ' .. fk
+      redis.call('ZADD', log, now, e)
+      redis.call('PEXPIRE', log, l.period + 1000)
+    end
+  end
+end
+
+-- A keyed job's entry left `group` (finished, failed, cancelled, taken back): its key may move
+-- another job in, so a key held back at its concurrency takes turns again.
+local function key_done(staged, group, fk, entry)
+  if not fk or fk == '' then return end
+  local _, _, active = limit_keys(staged)
+  if redis.call('ZREM', active .. group, fk .. '\t' .. entry) == 1 then
+    local _, full = held_back_keys(staged)
+    if redis.call('ZREM', full, fk) == 1 then rejoin(staged, fk) end
+  end
+end
+
+-- Keys whose rate limit lets a job in again take turns again: at most `most` of them, the
+-- others at a later refill.
+local function unpark_due(staged, now, most)
+  local parked = held_back_keys(staged)
+  for _, fk in ipairs(redis.call('ZRANGEBYSCORE', parked, '-inf', now, 'LIMIT', 0, most)) do
+    redis.call('ZREM', parked, fk)
+    rejoin(staged, fk)
+  end
 end
 
 -- Move the best staged jobs into the stream, at most `room` of them: by priority and FIFO, or,
--- while keys have work, one job per key in turn. Returns how many moved.
+-- while keys have work, one job per key in turn, skipping (holding back) keys at a limit.
+-- Returns how many moved.
 local function refill(stream, staged, job_prefix, room)
   if room <= 0 then return 0 end
   local ring, turn, kprefix, waiting = fair_keys(staged)
-  if redis.call('EXISTS', ring) == 0 then
+  local parked = held_back_keys(staged)
+  if redis.call('EXISTS', ring, parked) == 0 then
     local popped = redis.call('ZPOPMIN', staged, room)
     for i = 1, #popped, 2 do move_staged(stream, job_prefix, popped[i]) end
     return #popped / 2
   end
-  local moved = 0
+  local limits, now = key_limits(staged), nil
+  if limits then
+    now = server_time()
+    unpark_due(staged, now, room)
+  end
+  local moved, soonest = 0, nil
   while moved < room do
     local head = redis.call('ZRANGE', ring, 0, 0)[1]
     if not head then break end
     local set = staged
     if head ~= FAIR_DEFAULT then set = kprefix .. head end
-    local popped = redis.call('ZPOPMIN', set)
-    if popped[1] then
-      move_staged(stream, job_prefix, popped[1])
-      moved = moved + 1
-      if set ~= staged then redis.call('INCRBY', waiting, -1) end
-    end
-    if redis.call('EXISTS', set) == 1 then
-      redis.call('ZADD', ring, redis.call('INCR', turn), head)
-    else
+    local blocked = limits and set ~= staged and key_blocked(staged, limits, head, now)
+    if blocked then
       redis.call('ZREM', ring, head)
+      local parked_at, full = held_back_keys(staged)
+      if blocked == 'full' then
+        redis.call('ZADD', full, now, head)
+      else
+        if not soonest then
+          local first = redis.call('ZRANGE', parked_at, 0, 0, 'WITHSCORES')[2]
+          soonest = tonumber(first or 'inf')
+        end
+        -- The schedulers sleep until the soonest time they know of: tell them of a sooner one
+        -- (the channel is named like the staged set; QueueKeys.wake).
+        if now + blocked < soonest then
+          soonest = now + blocked
+          redis.call('PUBLISH', string.sub(staged, 1, #staged - 6) .. 'wake', 'due')
+        end
+        redis.call('ZADD', parked_at, now + blocked, head)
+      end
+    else
+      local popped = redis.call('ZPOPMIN', set)
+      if popped[1] then
+        local entry, targets = move_staged(stream, job_prefix, popped[1])
+        moved = moved + 1
+        if set ~= staged then
+          redis.call('INCRBY', waiting, -1)
+          if limits and entry then key_moved(staged, limits, head, entry, targets, now) end
+        end
+      end
+      if redis.call('EXISTS', set) == 1 then
+        redis.call('ZADD', ring, redis.call('INCR', turn), head)
+      else
+        redis.call('ZREM', ring, head)
+      end
     end
   end
-  if redis.call('EXISTS', ring) == 0 then redis.call('DEL', turn, waiting) end
+  drop_empty_ring(staged)
   return moved
 end
 
@@ -412,15 +586,18 @@ local function refill_after_ack(stream, staged, window, job_prefix)
 end
 
 -- Take a staged job out of the queue's order (cancelled): from its key's set, and the key from
--- the ring when that was its last job.
+-- the ring (or from where it is held back) when that was its last job.
 local function unstage(staged, id, fk)
   if fk and fk ~= '' then
-    local ring, turn, kprefix, waiting = fair_keys(staged)
+    local ring, _, kprefix, waiting = fair_keys(staged)
     if redis.call('ZREM', kprefix .. fk, id) == 1 then
       redis.call('INCRBY', waiting, -1)
       if redis.call('EXISTS', kprefix .. fk) == 0 then
+        local parked, full = held_back_keys(staged)
         redis.call('ZREM', ring, fk)
-        if redis.call('EXISTS', ring) == 0 then redis.call('DEL', turn, waiting) end
+        redis.call('ZREM', parked, fk)
+        redis.call('ZREM', full, fk)
+        drop_empty_ring(staged)
       end
     end
   else

@@ -54,12 +54,15 @@ if f['bc'] or #groups > 1 then
       if s == 'active' then
         stop_running(entry)
       elseif entry and older(g.last, entry) then
-        undelivered[#undelivered + 1] = entry
+        undelivered[g.name] = entry
       end
     end
   end
   if not cancelled then return 0 end
-  for _, entry in ipairs(undelivered) do redis.call('ZADD', KEYS[8], now_ms, entry) end
+  for group, entry in pairs(undelivered) do
+    redis.call('ZADD', KEYS[8], now_ms, entry)
+    key_done(KEYS[2], group, f['fk'], entry)
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now_ms - 86400000)
   redis.call('ZREMRANGEBYRANK', KEYS[8], 0, -1001)
   redis.call('HSET', key, 'bc', 1)
@@ -68,6 +71,7 @@ else
   local entry, g = f['entry'], groups[1]
   if entry and (not g or older(g.last, entry)) then
     redis.call('XDEL', stream, entry)
+    if g then key_done(KEYS[2], g.name, f['fk'], entry) end
   elseif entry and #redis.call('XPENDING', stream, g.name, entry, entry, 1) > 0 then
     stop_running(entry)
   end

@@ -5,7 +5,8 @@
 -- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none),
 -- ARGV[7] finished records to keep, ARGV[8] events kept (0: none written), ARGV[9] how many
 -- starts follow; then per start: job id, attempt (a "started" event each, written first); then
--- per entry: entry id, job id ('' = only acknowledge), attempt, result
+-- per entry: entry id, job id ('' = only acknowledge: cancelled, or another group's retry),
+-- attempt, result
 -- An entry this consumer no longer owns (it was reclaimed) is left to its new owner. With
 -- several groups reading the stream the outcome is this group's (see settle_broadcast).
 -- Staged jobs then take the room the finished entries left in the window, and the consumer's
@@ -28,7 +29,8 @@ for i = first, #ARGV, 4 do
     if job ~= '' then
       local key = ARGV[3] .. job
       local record = redis.call('HMGET', key, 'entry', 'w', 'error', 'bc', 'entry ' .. group,
-        'state', 'state ' .. group, 'lg', 'pa')
+        'state', 'state ' .. group, 'lg', 'pa', 'fk')
+      key_done(KEYS[3], group, record[10], entry)
       -- The record is this entry's unless a later delivery of the job in this group (a retry
       -- of it) or, on a work queue, in another group owns it. A job cancelled while its handler
       -- ran to the end stays cancelled.
@@ -56,6 +58,13 @@ for i = first, #ARGV, 4 do
         end
       end
       completed = completed + 1
+    else
+      -- Acknowledged without running (cancelled, or another group's retry): its key, if any,
+      -- is in the entry.
+      local e = redis.call('XRANGE', stream, entry, entry)[1]
+      for k = 1, e and #e[2] or 0, 2 do
+        if e[2][k] == 'k' then key_done(KEYS[3], group, e[2][k + 1], entry) end
+      end
     end
     out[#out + 1] = 1
   else

@@ -32,16 +32,20 @@ for _, set in ipairs({ KEYS[2], KEYS[3], KEYS[5] }) do
   for i = 1, #popped, 2 do drop(popped[i]) end
   if #popped > 0 then return { deleted, 0 } end
 end
--- The fairness keys' staged jobs, a key at a time (the ring goes with the queue's keys).
+-- The fairness keys' staged jobs, a key at a time, whether it takes turns or is held back (the
+-- sets of keys go with the queue's keys).
 local ring, _, kprefix = fair_keys(KEYS[2])
-for _, fk in ipairs(redis.call('ZRANGE', ring, 0, 0)) do
-  if fk ~= FAIR_DEFAULT then
-    local popped = redis.call('ZPOPMIN', kprefix .. fk, batch)
-    for i = 1, #popped, 2 do drop(popped[i]) end
-    if #popped > 0 then return { deleted, 0 } end
+local parked, full = held_back_keys(KEYS[2])
+for _, set in ipairs({ ring, parked, full }) do
+  for _, fk in ipairs(redis.call('ZRANGE', set, 0, 0)) do
+    if fk ~= FAIR_DEFAULT then
+      local popped = redis.call('ZPOPMIN', kprefix .. fk, batch)
+      for i = 1, #popped, 2 do drop(popped[i]) end
+      if #popped > 0 then return { deleted, 0 } end
+    end
+    redis.call('ZREM', set, fk)
+    return { deleted, 0 }
   end
-  redis.call('ZREM', ring, fk)
-  return { deleted, 0 }
 end
 local finished = redis.call('LPOP', KEYS[6], batch)
 if finished then
@@ -63,12 +67,14 @@ for _, entry in ipairs(entries) do
 end
 if #entries > 0 then return { deleted, 0 } end
 
--- No job is left: the groups' rate limits, then the queue's own keys.
+-- No job is left: the groups' rate limits and per-key counts, then the queue's own keys (the
+-- per-key rate logs expire on their own within their period).
 local groups = {}
 for _, g in ipairs(groups_of(KEYS[1])) do groups[g.name] = true end
 for _, group in ipairs(redis.call('HKEYS', KEYS[8])) do groups[group] = true end
+local _, _, active = limit_keys(KEYS[2])
 for group in pairs(groups) do
-  redis.call('UNLINK', ARGV[4] .. group, ARGV[5] .. group, ARGV[6] .. group)
+  redis.call('UNLINK', ARGV[4] .. group, ARGV[5] .. group, ARGV[6] .. group, active .. group)
 end
 redis.call('UNLINK', unpack(KEYS))
 return { deleted, 1 }

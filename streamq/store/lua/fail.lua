@@ -16,7 +16,8 @@ local groups = groups_of(stream)
 ack(stream, group, entry, #groups == 1)
 local key = ARGV[3] .. job
 local record = redis.call('HMGET', key, 'entry', 'bc', 'entry ' .. group, 'state',
-  'state ' .. group, 'pa')
+  'state ' .. group, 'pa', 'fk')
+key_done(KEYS[6], group, record[7], entry)
 local current = (record[3] or record[1]) == entry
 -- Cancelled while its handler ran: neither retried nor dead-lettered.
 local cancelled = state_in_group(record[2], record[5], record[4]) == 'cancelled'

@@ -40,10 +40,16 @@ elseif state == 'waiting' then
     local attempts, err = attempts_and_error(job)
     out[#out + 1] = { job, f['p'] or '', 0, attempts, f['g'] or '', err }
   end
-  -- Then the staged backlog, best first, and the fairness keys' (each key's in turn order).
+  -- Then the staged backlog, best first, and the fairness keys': the ring's in turn order, then
+  -- those held back by per-key limits (parked, then full). Every key listed has a job, so the
+  -- first `limit` of each are enough.
   staged_from(staged)
-  for _, fk in ipairs(redis.call('ZRANGE', ring, 0, limit - 1)) do
-    if fk ~= FAIR_DEFAULT then staged_from(kprefix .. fk) end
+  local parked, full = held_back_keys(staged)
+  for _, set in ipairs({ ring, parked, full }) do
+    if #out >= limit then break end
+    for _, fk in ipairs(redis.call('ZRANGE', set, 0, limit - 1)) do
+      if fk ~= FAIR_DEFAULT then staged_from(kprefix .. fk) end
+    end
   end
 elseif state == 'active' then
   for _, g in ipairs(groups_of(stream)) do

@@ -27,26 +27,44 @@ else
     if behind > 0 then consider(redis.call('XRANGE', stream, '(' .. g.last, '+', 'COUNT', 1)) end
   end
 end
--- Staged jobs wait too. The oldest is the first of the lowest priority level (jobs starve
--- there first) or the best job overall; their records hold their enqueue time.
-local staged = redis.call('ZCARD', KEYS[5])
-if staged > 0 then
-  local last = redis.call('ZRANGE', KEYS[5], -1, -1, 'WITHSCORES')
+-- Staged jobs wait too. A staged set's oldest job is the first of its lowest priority level
+-- (jobs starve there first) or its best job; their records hold their enqueue time.
+local function consider_staged(set)
+  local last = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')
+  if not last[1] then return end
   local level = math.floor(tonumber(last[2]) / 4294967296) * 4294967296
-  local candidates = {
-    redis.call('ZRANGEBYSCORE', KEYS[5], level, '+inf', 'LIMIT', 0, 1)[1],
-    redis.call('ZRANGE', KEYS[5], 0, 0)[1],
-  }
+  local candidates = { redis.call('ZRANGE', set, 0, 0)[1] }
+  local lowest = redis.call('ZRANGEBYSCORE', set, level, '+inf', 'LIMIT', 0, 1)[1]
+  if lowest ~= candidates[1] then candidates[2] = lowest end
   for _, job in ipairs(candidates) do
     local at = tonumber(redis.call('HGET', ARGV[1] .. job, 'enqueued_at') or '')
     if at and (not oldest or at * 1000 < oldest) then oldest = at * 1000 end
   end
 end
--- Jobs waiting in their fairness keys' sets (see stage in _lib.lua), and those keys.
-local ring, _, _, keyed_count = fair_keys(KEYS[5])
+local staged = redis.call('ZCARD', KEYS[5])
+consider_staged(KEYS[5])
+-- Jobs waiting in their fairness keys' sets (see stage in _lib.lua), and those keys: the ring's
+-- (less the unkeyed set's turn) and those held back by per-key limits.
+local ring, _, kprefix, keyed_count = fair_keys(KEYS[5])
 local keyed = tonumber(redis.call('GET', keyed_count) or '0')
+local held = { held_back_keys(KEYS[5]) }
 local fair_keys_waiting = redis.call('ZCARD', ring)
 if redis.call('ZSCORE', ring, FAIR_DEFAULT) then fair_keys_waiting = fair_keys_waiting - 1 end
+for _, set in ipairs(held) do fair_keys_waiting = fair_keys_waiting + redis.call('ZCARD', set) end
+-- Their oldest job, over at most OLDEST_KEYS keys (the ring's in turn order, then the held
+-- back ones): stats runs on every metrics scrape, so it stays bounded; past that many keys the
+-- age is a lower bound.
+local OLDEST_KEYS = 1000
+local looked = 0
+for _, set in ipairs({ ring, held[1], held[2] }) do
+  if looked >= OLDEST_KEYS then break end
+  for _, fk in ipairs(redis.call('ZRANGE', set, 0, OLDEST_KEYS - looked - 1)) do
+    if fk ~= FAIR_DEFAULT then
+      consider_staged(kprefix .. fk)
+      looked = looked + 1
+    end
+  end
+end
 local age = 0
 if oldest then age = math.max(0, now_ms - oldest) end
 
@@ -54,6 +72,7 @@ if oldest then age = math.max(0, now_ms - oldest) end
 -- as the mean of a few of each kind times their number.
 local memory = 0
 for i = 1, #KEYS do memory = memory + (redis.call('MEMORY', 'USAGE', KEYS[i]) or 0) end
+for _, set in ipairs(held) do memory = memory + (redis.call('MEMORY', 'USAGE', set) or 0) end
 local sample = {}
 for _, job in ipairs(redis.call('LRANGE', KEYS[7], -5, -1)) do sample[#sample + 1] = job end
 for _, job in ipairs(redis.call('ZRANGE', KEYS[5], 0, 4)) do sample[#sample + 1] = job end

@@ -15,6 +15,8 @@ for _, g in ipairs(groups_of(stream)) do
   if seen and now_ms - seen > tonumber(idle) then
     redis.call('XGROUP', 'DESTROY', stream, g.name)
     redis.call('HDEL', KEYS[2], g.name)
+    -- Its count of keyed entries under per-key concurrency (see key_moved in _lib.lua).
+    redis.call('DEL', string.sub(stream, 1, #stream - 6) .. 'kact:' .. g.name)
   end
 end
 local groups = groups_of(stream)
