@@ -57,6 +57,9 @@ class WorkerSpec:
     prefetch: int | None = None
     #: ``(max_jobs, per_seconds)``.
     rate_limit: tuple[int, float] | None = None
+    #: Per fairness key: at most this many running, and ``(max_jobs, per_seconds)`` starts.
+    per_key_concurrency: int | None = None
+    per_key_rate_limit: tuple[int, float] | None = None
     #: Seconds before each retry (None: the default exponential backoff).
     backoff: float | None = None
     #: A group of this process's own (``QUEUE:INSTANCE_ID``): every worker gets every job.
@@ -192,6 +195,8 @@ async def run_worker(
                 backoff=spec.backoff,
                 rate_limit=spec.rate_limit,
                 prefetch=spec.prefetch,
+                per_key_concurrency=spec.per_key_concurrency,
+                per_key_rate_limit=spec.per_key_rate_limit,
             )
             log.info(
                 "worker %d: %s consuming queue %r (group %r, concurrency %d)",

@@ -98,11 +98,16 @@ def test_the_flows_scenario_times_a_fan_in_and_chains_against_plain_jobs(redis_u
         assert row["jobs"] == 100 and row["rate"] > 0 and row["redis_cpu_us"] > 0
 
 
-def test_the_fairness_scenario_compares_keys_with_keyless_jobs(redis_url: str) -> None:
+def test_the_fairness_scenario_compares_keys_and_limits_with_keyless_jobs(redis_url: str) -> None:
     done = run_bench("--jobs", "100", "--scenario", "fairness", "--json", url=redis_url)
     assert done.returncode == 0, done.stderr
     rows = {r["label"]: r for r in json.loads(done.stdout)["results"]}
-    assert set(rows) == {"no fairness key", "1 keys", "100 keys"}
+    assert set(rows) == {
+        "no fairness key",
+        "1 keys",
+        "100 keys",
+        "100 keys, per-key concurrency 1",
+    }
     for row in rows.values():
         assert row["jobs"] == 100 and row["rate"] > 0
         assert row["extra"]["memory_per_waiting_job"] > 0

@@ -376,7 +376,7 @@ async def _groups(queue: streamq.Queue[int], n: int) -> bool:
 
 
 @pytest.mark.anyio
-async def test_backoff_and_prefetch_and_rate_limit_reach_the_consumer(
+async def test_backoff_and_prefetch_and_rate_limits_reach_the_consumer(
     workers: Workers, producer: streamq.QueueManager, queue_name: str
 ) -> None:
     worker = workers.start(
@@ -384,9 +384,13 @@ async def test_backoff_and_prefetch_and_rate_limit_reach_the_consumer(
         "--queue",
         queue_name,
         *("--max-retries", "2", "--backoff", "0.05", "--prefetch", "0", "--rate-limit", "50/1"),
+        *("--per-key-concurrency", "2", "--per-key-rate-limit", "5/0.5"),
     )
     queue = producer.get_queue(queue_name, int)
     assert await queue.wait_for(await queue.enqueue(5), timeout=30) == 5  # the worker is up
+    # The per-key limits, as the consumer registered them for its group.
+    limits = await producer.redis.hget(f"streamq:{{{queue_name}}}:fair:limits", queue_name)
+    assert limits == b"2 5 500"
     started = time.monotonic()
     with pytest.raises(streamq.JobFailed, match="negative"):
         await queue.wait_for(await queue.enqueue(-1), timeout=30)
@@ -401,6 +405,8 @@ async def test_backoff_and_prefetch_and_rate_limit_reach_the_consumer(
     [
         (["--rate-limit", "ten/1"], "is not JOBS/SECONDS"),
         (["--rate-limit", "0/1"], "is not JOBS/SECONDS"),
+        (["--per-key-rate-limit", "5/x"], "is not JOBS/SECONDS"),
+        (["--per-key-concurrency", "0"], "Invalid value"),
         (["--prefetch", "-1"], "Invalid value"),
     ],
 )

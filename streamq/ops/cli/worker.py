@@ -81,6 +81,17 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
     help="At most JOBS starts per SECONDS across the group, e.g. 100/1.",
 )
 @click.option(
+    "--per-key-concurrency",
+    type=click.IntRange(min=1),
+    help="At most this many jobs of one fairness key run at once across the group.",
+)
+@click.option(
+    "--per-key-rate-limit",
+    callback=lambda _ctx, _param, value: _rate_limit(value),
+    metavar="JOBS/SECONDS",
+    help="At most JOBS starts of one fairness key per SECONDS across the group, e.g. 5/1.",
+)
+@click.option(
     "--backoff",
     type=click.FloatRange(min=0),
     help="Seconds before each retry [default: exponential with jitter, 1 s, 2 s, 4 s ...].",
@@ -156,6 +167,8 @@ def worker(
     visibility_timeout: float,
     prefetch: int | None,
     rate_limit: tuple[int, float] | None,
+    per_key_concurrency: int | None,
+    per_key_rate_limit: tuple[int, float] | None,
     backoff: float | None,
     broadcast: bool,
     on_startup: str | None,
@@ -192,6 +205,8 @@ def worker(
         grace=grace,
         prefetch=prefetch,
         rate_limit=rate_limit,
+        per_key_concurrency=per_key_concurrency,
+        per_key_rate_limit=per_key_rate_limit,
         backoff=backoff,
         broadcast=broadcast,
         on_startup=on_startup,
@@ -287,13 +302,14 @@ def _worker_args(spec: WorkerSpec, log_level: str, log_format: str) -> list[str]
         "--supervisor-pid",
         str(os.getpid()),
     ]
-    rate = None if spec.rate_limit is None else f"{spec.rate_limit[0]}/{spec.rate_limit[1]}"
     for flag, value in (
         ("--queue", spec.queue),
         ("--group", spec.group),
         ("--timeout", spec.timeout),
         ("--prefetch", spec.prefetch),
-        ("--rate-limit", rate),
+        ("--rate-limit", _rate_text(spec.rate_limit)),
+        ("--per-key-concurrency", spec.per_key_concurrency),
+        ("--per-key-rate-limit", _rate_text(spec.per_key_rate_limit)),
         ("--backoff", spec.backoff),
         ("--on-startup", spec.on_startup),
         ("--on-shutdown", spec.on_shutdown),
@@ -303,6 +319,10 @@ def _worker_args(spec: WorkerSpec, log_level: str, log_format: str) -> list[str]
     if spec.broadcast:
         args.append("--broadcast")
     return args
+
+
+def _rate_text(rate: tuple[int, float] | None) -> str | None:
+    return None if rate is None else f"{rate[0]}/{rate[1]}"
 
 
 def _rate_limit(value: str | None) -> tuple[int, float] | None:
