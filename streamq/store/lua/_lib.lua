@@ -494,12 +494,17 @@ local function key_moved(staged, limits, fk, entry, targets, now)
   end
 end
 
+-- Per group, whether it counts keyed entries at all (looked up once per script call: a queue
+-- with keys but no limits pays one EXISTS per call, not a ZREM per job).
+local counting = {}
+
 -- A keyed job's entry left `group` (finished, failed, cancelled, taken back): its key may move
 -- another job in, so a key held back at its concurrency takes turns again.
 local function key_done(staged, group, fk, entry)
   if not fk or fk == '' then return end
   local _, _, active = limit_keys(staged)
-  if redis.call('ZREM', active .. group, fk .. '\t' .. entry) == 1 then
+  if counting[group] == nil then counting[group] = redis.call('EXISTS', active .. group) == 1 end
+  if counting[group] and redis.call('ZREM', active .. group, fk .. '\t' .. entry) == 1 then
     local _, full = held_back_keys(staged)
     if redis.call('ZREM', full, fk) == 1 then rejoin(staged, fk) end
   end
