@@ -5,7 +5,7 @@ kept where the queue's window is refilled, see ``refill`` in ``store/lua/_lib.lu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -45,23 +45,17 @@ class RatePermits:
         self._turn = anyio.Lock()  # one worker at a time asks for a permit, in turn
 
     async def take(self) -> bool:
-        """Wait for a start; False if the consumer stops first. A Redis error pauses and asks
-        again: the entry stays held (and heart-beaten), so it runs once Redis answers, or is
-        handed back by the stop."""
-        errors = 0
+        """Wait for a start; False if the consumer stops first."""
         async with self._turn:
-            while not self._stopping():
-                try:
-                    granted, wait = await self._scripts.rate_limit(
-                        self._keys, self._group, 1, self._limit, self._period_ms
-                    )
-                except (RedisError, OSError) as exc:
-                    errors = await self._outage.pause(exc, errors, "take a rate-limit permit")
-                    continue
-                if granted:
-                    return True
-                await anyio.sleep(wait)  # until the oldest start leaves the window
-        return False
+            return await _ask_until_granted(
+                self._ask, self._outage, self._stopping, "take a rate-limit permit"
+            )
+
+    async def _ask(self) -> float:
+        granted, wait = await self._scripts.rate_limit(
+            self._keys, self._group, 1, self._limit, self._period_ms
+        )
+        return 0.0 if granted else wait
 
 
 class KeyRatePermits:
@@ -89,19 +83,39 @@ class KeyRatePermits:
 
     async def take(self, entry_id: bytes, fairness_key: str) -> bool:
         """Wait for a start of ``fairness_key``; False if the consumer stops first."""
-        errors = 0
-        while not self._stopping():
-            try:
-                wait_ms = await self._control.take_key_start(
-                    self._keys, self._group, fairness_key, entry_id, self._limit, self._period_ms
-                )
-            except (RedisError, OSError) as exc:
-                errors = await self._outage.pause(exc, errors, "take a per-key start permit")
-                continue
-            if wait_ms == 0:
-                return True
-            await anyio.sleep(wait_ms / 1000)
-        return False
+
+        async def ask() -> float:
+            wait_ms = await self._control.take_key_start(
+                self._keys, self._group, fairness_key, entry_id, self._limit, self._period_ms
+            )
+            return wait_ms / 1000
+
+        return await _ask_until_granted(
+            ask, self._outage, self._stopping, "take a per-key start permit"
+        )
+
+
+async def _ask_until_granted(
+    ask: Callable[[], Awaitable[float]],
+    outage: OutagePolicy,
+    stopping: Callable[[], bool],
+    doing: str,
+) -> bool:
+    """Ask for a permit (``ask`` returns 0 when granted, else the seconds until one may be)
+    until granted; False if the consumer stops first. A Redis error pauses and asks again: the
+    entry stays held (and heart-beaten), so it runs once Redis answers, or is handed back by
+    the stop."""
+    errors = 0
+    while not stopping():
+        try:
+            wait = await ask()
+        except (RedisError, OSError) as exc:
+            errors = await outage.pause(exc, errors, doing)
+            continue
+        if wait <= 0:
+            return True
+        await anyio.sleep(wait)  # until the oldest start leaves the period
+    return False
 
 
 class Slots:

@@ -552,7 +552,7 @@ local function refill(stream, staged, job_prefix, room)
       else
         if not soonest then
           local first = redis.call('ZRANGE', parked_at, 0, 0, 'WITHSCORES')[2]
-          soonest = tonumber(first or 'inf')
+          soonest = first and tonumber(first) or math.huge
         end
         -- The schedulers sleep until the soonest time they know of: tell them of a sooner one
         -- (the channel is named like the staged set; QueueKeys.wake).
