@@ -6,6 +6,7 @@ kept where the queue's window is refilled, see ``refill`` in ``store/lua/_lib.lu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,99 +19,75 @@ if TYPE_CHECKING:
     from .options import ConsumerOptions
     from .outage import OutagePolicy
 
-__all__ = ("KeyRatePermits", "RatePermits", "Slots", "StartLimits")
+__all__ = ("KeyRatePermits", "Rate", "RatePermits", "Slots", "StartLimits")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate limit of a group's starts (of all its jobs, or of each fairness key's): at most
+    ``limit`` per ``period_ms``, with the consumer's outage policy and stop flag."""
+
+    keys: QueueKeys
+    group: str
+    limit: int
+    period_ms: int
+    outage: OutagePolicy
+    stopping: Callable[[], bool]
 
 
 class RatePermits:
-    """Start permits under a group's rate limit: at most ``limit`` starts per ``period``
-    seconds across the group."""
+    """Start permits under a group's rate limit: at most ``limit`` starts per period across
+    the group."""
 
-    def __init__(
-        self,
-        scripts: Scripts,
-        keys: QueueKeys,
-        group: str,
-        limit: int,
-        period: float,
-        outage: OutagePolicy,
-        stopping: Callable[[], bool],
-    ) -> None:
+    def __init__(self, scripts: Scripts, rate: Rate) -> None:
         self._scripts = scripts
-        self._keys = keys
-        self._group = group
-        self._limit = limit
-        self._period_ms = round(period * 1000)
-        self._outage = outage
-        self._stopping = stopping
+        self._rate = rate
         self._turn = anyio.Lock()  # one worker at a time asks for a permit, in turn
 
     async def take(self) -> bool:
         """Wait for a start; False if the consumer stops first."""
         async with self._turn:
-            return await _ask_until_granted(
-                self._ask, self._outage, self._stopping, "take a rate-limit permit"
-            )
+            return await _ask_until_granted(self._ask, self._rate, "take a rate-limit permit")
 
     async def _ask(self) -> float:
-        granted, wait = await self._scripts.rate_limit(
-            self._keys, self._group, 1, self._limit, self._period_ms
-        )
+        r = self._rate
+        granted, wait = await self._scripts.rate_limit(r.keys, r.group, 1, r.limit, r.period_ms)
         return 0.0 if granted else wait
 
 
 class KeyRatePermits:
     """Start permits under a per-key rate limit: at most ``limit`` starts of one fairness key's
-    jobs per ``period`` seconds across the group. The window lets a key's jobs in at that rate
-    already, so a wait here is short and rare (entries that a busy window delivered bunched)."""
+    jobs per period across the group. The window lets a key's jobs in at that rate already, so
+    a wait here is short and rare (entries that a busy window delivered bunched)."""
 
-    def __init__(
-        self,
-        control: ControlScripts,
-        keys: QueueKeys,
-        group: str,
-        limit: int,
-        period: float,
-        outage: OutagePolicy,
-        stopping: Callable[[], bool],
-    ) -> None:
+    def __init__(self, control: ControlScripts, rate: Rate) -> None:
         self._control = control
-        self._keys = keys
-        self._group = group
-        self._limit = limit
-        self._period_ms = round(period * 1000)
-        self._outage = outage
-        self._stopping = stopping
+        self._rate = rate
 
     async def take(self, entry_id: bytes, fairness_key: str) -> bool:
         """Wait for a start of ``fairness_key``; False if the consumer stops first."""
+        r = self._rate
 
         async def ask() -> float:
             wait_ms = await self._control.take_key_start(
-                self._keys, self._group, fairness_key, entry_id, self._limit, self._period_ms
+                r.keys, r.group, fairness_key, entry_id, r.limit, r.period_ms
             )
             return wait_ms / 1000
 
-        return await _ask_until_granted(
-            ask, self._outage, self._stopping, "take a per-key start permit"
-        )
+        return await _ask_until_granted(ask, r, "take a per-key start permit")
 
 
-async def _ask_until_granted(
-    ask: Callable[[], Awaitable[float]],
-    outage: OutagePolicy,
-    stopping: Callable[[], bool],
-    doing: str,
-) -> bool:
+async def _ask_until_granted(ask: Callable[[], Awaitable[float]], rate: Rate, doing: str) -> bool:
     """Ask for a permit (``ask`` returns 0 when granted, else the seconds until one may be)
     until granted; False if the consumer stops first. A Redis error pauses and asks again: the
     entry stays held (and heart-beaten), so it runs once Redis answers, or is handed back by
     the stop."""
     errors = 0
-    while not stopping():
+    while not rate.stopping():
         try:
             wait = await ask()
         except (RedisError, OSError) as exc:
-            errors = await outage.pause(exc, errors, doing)
+            errors = await rate.outage.pause(exc, errors, doing)
             continue
         if wait <= 0:
             return True
@@ -197,15 +174,9 @@ class StartLimits:
         """The limits ``options`` set, or None when they set none."""
         rate = slots = None
         if options.rate_limit is not None:
-            rate = RatePermits(
-                scripts,
-                keys,
-                options.group,
-                options.rate_limit,
-                options.rate_period,
-                outage,
-                stopping,
-            )
+            period_ms = round(options.rate_period * 1000)
+            limit = Rate(keys, options.group, options.rate_limit, period_ms, outage, stopping)
+            rate = RatePermits(scripts, limit)
         if options.global_concurrency is not None:
             slots = Slots(
                 control,
@@ -218,15 +189,9 @@ class StartLimits:
             )
         key_rate = None
         if options.per_key_rate is not None:
-            key_rate = KeyRatePermits(
-                control,
-                keys,
-                options.group,
-                options.per_key_rate,
-                options.per_key_period,
-                outage,
-                stopping,
-            )
+            period_ms = round(options.per_key_period * 1000)
+            limit = Rate(keys, options.group, options.per_key_rate, period_ms, outage, stopping)
+            key_rate = KeyRatePermits(control, limit)
         if rate is None and slots is None and key_rate is None:
             return None
         return cls(rate, slots, key_rate)
