@@ -54,13 +54,13 @@ bench-cluster: $(STAMP) redis-server
 	$(BIN)/python -m streamq.bench --cluster --cluster-replicas 0 --processes 2 --repeat 3
 
 lint: $(STAMP)
-	$(BIN)/ruff check streamq tests
-	$(BIN)/ruff format --check streamq tests
+	$(BIN)/ruff check streamq tests examples
+	$(BIN)/ruff format --check streamq tests examples
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format streamq tests
-	$(BIN)/ruff check --fix streamq tests
+	$(BIN)/ruff format streamq tests examples
+	$(BIN)/ruff check --fix streamq tests examples
 
 up: compose-ready
 	$(COMPOSE) up -d --build

@@ -40,6 +40,7 @@ from ..validation import (
 from ..worker.backoff import Backoff
 from ..worker.recurring import check_schedule, first_run_ms
 from .batching import Coalescer, Enqueue, Outcomes, batches, send_grouped
+from .draining import drain_queue
 from .events import check_since, read_events
 from .flows import FlowReplay
 from .housekeeping import delete_jobs, revive_all
@@ -494,6 +495,12 @@ class Queue(Generic[T]):
     @_clear_errors
     async def stats(self) -> QueueStats:
         return stats_of(await self._scripts.stats(self._keys))
+
+    @_clear_errors
+    async def drain(self, timeout: float = 10) -> None:
+        """For tests: wait until no job waits, runs, or is delayed or retrying and due, in any
+        group (later ones do not count); ``TimeoutError`` names what is left after ``timeout``."""
+        await drain_queue(self, timeout, self._host.connection().client)
 
     @_clear_errors
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

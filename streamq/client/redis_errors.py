@@ -58,6 +58,7 @@ AFTER_ERROR = {
             "groups",
             "recurring_schedules",
             "job_logs",
+            "drain",
         ),
         "nothing was changed",
     ),

@@ -1,10 +1,11 @@
 """A queue's type as a JSON Schema kept in Redis, so tools that do not have the type (the command
 line) check data against it before they enqueue.
 
-The schema is msgspec's (``msgspec.json.schema``); :func:`problem_in` checks JSON data against
-the part of JSON Schema that msgspec writes (types, ``$ref``, ``anyOf``, ``enum``, ``const``,
-properties, items and the numeric, length and pattern bounds), naming the first problem by its
-path in the user's data (``$.to``).
+The schema is msgspec's (``msgspec.json.schema``), or pydantic's for a pydantic model
+(``model_json_schema()``, validation mode: what the consumer accepts). :func:`problem_in`
+checks JSON data against the part of JSON Schema that msgspec writes (types, ``$ref``, ``anyOf``,
+``enum``, ``const``, properties, items and the numeric, length and pattern bounds), naming the
+first problem by its path in the user's data (``$.to``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+
+from .serialization import is_pydantic_type
 
 __all__ = ("problem_in", "schema_of", "schema_title")
 
@@ -34,6 +37,10 @@ def schema_of(type_: Any) -> bytes | None:
     describe: then nothing is checked)."""
     if type_ is Any:
         return None
+    if is_pydantic_type(type_):
+        from .pydantic_codec import json_schema
+
+        return json_schema(type_)
     try:
         return msgspec.json.encode(msgspec.json.schema(type_))
     except (TypeError, ValueError):
@@ -41,7 +48,8 @@ def schema_of(type_: Any) -> bytes | None:
 
 
 def schema_title(schema: bytes | str) -> str | None:
-    """The type's name as the schema gives it (a Struct's, a dataclass's), if it does."""
+    """The type's name as the schema gives it (a Struct's, a dataclass's, a model's), if it
+    does."""
     root = msgspec.json.decode(schema)
     if "$ref" in root:
         name = root["$ref"].rsplit("/", 1)[-1]

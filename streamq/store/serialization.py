@@ -2,16 +2,24 @@
 
 A stream entry carries the job id (field ``j``) and an encoded :class:`Envelope` (field ``p``); the
 envelope holds the job's metadata and its data. Nothing here ever unpickles.
+
+Pydantic models encode as their JSON (``model_dump(mode="json", by_alias=True)``) wherever they
+appear; a queue whose type is built of them validates with pydantic (``pydantic_codec.py``,
+imported only then, so pydantic stays optional).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Generic, TypeVar
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import msgspec
 
 from ..errors import EncodeError
+
+if TYPE_CHECKING:
+    from .pydantic_codec import ModelDecoder
 
 __all__ = (
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -24,11 +32,36 @@ __all__ = (
     "encode_result",
     "envelope_of",
     "in_user_terms",
+    "is_pydantic_type",
 )
 
 T = TypeVar("T")
 
-_encoder = msgspec.msgpack.Encoder()
+
+def _unsupported(value: Any) -> TypeError:
+    return TypeError(f"Encoding objects of type {type(value).__name__} is unsupported")
+
+
+def _model_data(value: Any) -> Any:
+    """A pydantic model in a job's data as the JSON it validates back from (computed fields
+    left out, ``Json`` fields as strings). msgspec calls this only for what it cannot encode
+    itself, so other data pays nothing."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", by_alias=True, round_trip=True)
+    raise _unsupported(value)
+
+
+def _model_result(value: Any) -> Any:
+    """A pydantic model in a result or checkpoint as the JSON an API would answer with."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    raise _unsupported(value)
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_model_data)
+_result_encoder = msgspec.msgpack.Encoder(enc_hook=_model_result)
 _any_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 
 
@@ -113,6 +146,16 @@ def envelope_of(data: msgspec.Raw, *, enqueued_at: float, priority: int) -> byte
     return _encoder.encode(Envelope(enqueued_at, priority, None, None, data))
 
 
+def is_pydantic_type(type_: Any) -> bool:
+    """Whether the type is a pydantic model or built of them; False without importing pydantic
+    when nothing has (no type can then be one)."""
+    if sys.modules.get("pydantic") is None:
+        return False
+    from .pydantic_codec import built_of_models
+
+    return built_of_models(type_)
+
+
 class Codec(Generic[T]):
     """Encodes and validates one queue's payloads against its type and size limit."""
 
@@ -124,16 +167,23 @@ class Codec(Generic[T]):
         self.queue = queue
         self.type = type_
         self.max_payload_bytes = max_payload_bytes
-        try:
-            self._decoder: msgspec.msgpack.Decoder[Envelope[T]] = msgspec.msgpack.Decoder(
-                Envelope[type_]
-            )
-        except TypeError as exc:
-            raise EncodeError(
-                f"queue {queue!r}: type {type_!r} is not supported by msgspec ({exc});"
-                " use a msgspec.Struct, a dataclass, a TypedDict or a builtin type",
-                queue=queue,
-            ) from exc
+        # Either decodes and validates the envelope and its data in one call, so encode() and
+        # the consumer stay the same code for both kinds of type.
+        self._decoder: msgspec.msgpack.Decoder[Envelope[T]] | ModelDecoder[T]
+        if is_pydantic_type(type_):
+            from .pydantic_codec import ModelDecoder
+
+            self._decoder = ModelDecoder(queue, type_)
+        else:
+            try:
+                self._decoder = msgspec.msgpack.Decoder(Envelope[type_])
+            except TypeError as exc:
+                raise EncodeError(
+                    f"queue {queue!r}: type {type_!r} is not supported by msgspec ({exc});"
+                    " use a msgspec.Struct, a dataclass, a TypedDict, a builtin type or a"
+                    " pydantic model",
+                    queue=queue,
+                ) from exc
         self._validates = type_ is not Any
 
     def encode(
@@ -153,7 +203,7 @@ class Codec(Generic[T]):
             raise EncodeError(
                 f"queue {self.queue!r}: cannot encode {type(data).__name__} data as MessagePack"
                 f" ({type(exc).__name__}: {exc}); pass msgspec-encodable data (builtins,"
-                " msgspec.Struct, dataclasses)",
+                " msgspec.Struct, dataclasses) or pydantic models",
                 queue=self.queue,
             ) from exc
         if len(payload) > self.max_payload_bytes:
@@ -204,7 +254,7 @@ class Codec(Generic[T]):
 
 
 def encode_result(value: Any) -> bytes:
-    return _encoder.encode(value)
+    return _result_encoder.encode(value)
 
 
 def decode_result(raw: bytes | None) -> Any:

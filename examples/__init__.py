@@ -1,0 +1,1 @@
+"""Examples of streamq in use, importable as ``examples.*`` from the repository's root."""

@@ -1,0 +1,1 @@
+"""Tests of streamq.testing: the kit for users' own test suites."""
