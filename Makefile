@@ -2,6 +2,7 @@
 #              is set), run the demo, then a short benchmark
 # make test  - install what is missing and run the whole suite against real redis-server
 # make lint  - ruff and mypy --strict
+# make docs  - the documentation site (mkdocs.yml, docs/) into .cache/site, warnings as errors
 # make upgrade - move uv.lock (the development toolchain) to the newest allowed releases and
 #              say what moved
 # make test-redis-oldest - the lane's and connections' tests on the oldest redis-py allowed
@@ -34,7 +35,7 @@ PYTEST_ARGS ?=
 COMPOSE ?= docker compose
 
 .PHONY: run test lint format redis-server chromium clean up down compose-ready bench-cluster chaos \
-	upgrade test-redis-oldest
+	upgrade test-redis-oldest docs
 
 run: $(STAMP) redis-server
 	$(BIN)/python -m streamq.demo
@@ -57,6 +58,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check streamq tests examples
 	$(BIN)/ruff format --check streamq tests examples
 	$(BIN)/mypy
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .cache/site
+	@echo "The site: .cache/site/index.html"
 
 format: $(STAMP)
 	$(BIN)/ruff format streamq tests examples

@@ -191,6 +191,7 @@ class QueueInUse(StreamqError):
 class Retry(StreamqError):
     """Raise it in a handler to run the job again after ``delay`` seconds (None: the consumer's
     backoff). It counts as an attempt: raised on the last one, the job goes to the dead letters.
+    ``reason`` is the attempt's error, as the logs and a dead letter show it.
     """
 
     def __init__(

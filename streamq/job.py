@@ -93,8 +93,8 @@ class Job(msgspec.Struct, Generic[T], frozen=True):
             await self._control.set_progress(value)
 
     async def log(self, message: str) -> None:
-        """Add a line to the job's log (``Queue.job_logs``; the newest 1,000 lines are kept,
-        as long as the job's record)."""
+        """Add ``message`` as a line of the job's log (``Queue.job_logs``; the newest 1,000 lines
+        are kept, as long as the job's record)."""
         if self._control is not None:
             await self._control.log(message)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -89,3 +92,17 @@ async def unpause_redis(client: aioredis.Redis) -> None:
         await client.client_unpause(target_nodes=RedisCluster.ALL_NODES)
     else:
         await client.client_unpause()
+
+
+def run_example(code: str, redis_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run a README example as a user would, as a script against the suite's server."""
+    example = tmp_path / "example.py"
+    example.write_text(code)
+    return subprocess.run(
+        [sys.executable, str(example)],
+        env={"STREAMQ_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

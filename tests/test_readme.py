@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from .helpers import run_example
 
 README = Path(__file__).parent.parent / "README.md"
 
 
 def test_work_queue_example_runs(redis_url: str, tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-    example = tmp_path / "example.py"
-    example.write_text(blocks[0])
-    done = subprocess.run(
-        [sys.executable, str(example)],
-        env={"STREAMQ_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_example(blocks[0], redis_url, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "sending 'Welcome' to ada@example.com (attempt 1)" in done.stdout
     assert "sent" in done.stdout

@@ -36,7 +36,8 @@ class Step:
     moment the step may run (its children completed). ``on_child_failure``: "fail" sends the
     step to the dead letters when a child does (or is cancelled), naming it, and cancels its
     other children; "ignore" runs it anyway, without that child's result. ``fairness_key``: as
-    ``Queue.enqueue``'s (the step takes its key's turns once it may run).
+    ``Queue.enqueue``'s (the step takes its key's turns once it may run). ``priority``: as
+    ``Queue.enqueue``'s, among the jobs of the step's queue.
     """
 
     queue: str
@@ -89,7 +90,8 @@ class Step:
 
 def chain(*steps: Step) -> Step:
     """``chain(a, b, c)``: a step that runs ``c`` after ``b`` after ``a``, each reading the one
-    before in ``job.children_results()``."""
+    before in ``job.children_results()``. ``steps``: at least one :class:`Step`, first to run
+    first."""
     if not steps:
         raise InvalidArgument("chain() needs at least one Step")
     _check_steps(steps, "chain")
@@ -101,7 +103,8 @@ def chain(*steps: Step) -> Step:
 
 def group(*steps: Step, then: Step) -> Step:
     """``group(a, b, c, then=d)``: a step that runs ``d`` once ``a``, ``b`` and ``c`` (which
-    run at the same time) have all completed."""
+    run at the same time) have all completed. ``steps``: the steps that run side by side;
+    ``then``: the one that waits for them all."""
     if not steps:
         raise InvalidArgument("group() needs at least one Step besides then=")
     _check_steps((*steps, then), "group")

@@ -79,6 +79,13 @@ class QueueManager:
     stops every consumer gracefully and closes the connections. ``options`` go to the redis-py
     client (``max_connections``, ``ssl_ca_certs`` ...).
 
+    ``prefix``: the start of every key and channel name streamq uses (managers that share one
+    share queues). ``instance_id``: this manager's name, in its consumers' names and for groups
+    of its own (``qm.instance_id``; random unless given). ``shutdown_grace``: the seconds
+    running handlers get to finish when the block ends. ``group_idle_timeout``: seconds after
+    which a consumer group with no live consumer is removed (so gone instances' groups do not
+    pin the stream).
+
     ``min_replicas``: an enqueue returns only once that many replicas have the job (Redis
     ``WAIT``), or raises :class:`~streamq.NotReplicated` after ``replica_timeout`` seconds; so
     a failover to one of those replicas cannot lose a job that ``enqueue`` returned for.

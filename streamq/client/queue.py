@@ -11,22 +11,14 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 import anyio
 from redis.exceptions import RedisError
 
-from ..errors import (
-    InvalidArgument,
-    JobInUse,
-    NotReplicated,
-)
+from ..errors import InvalidArgument, JobInUse, NotReplicated
 from ..job import DeadLetter, Event, Job, JobInfo, QueueStats
 from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
 from ..store.control import ControlScripts
 from ..store.keys import QueueKeys, validate_group
 from ..store.schema import schema_of
 from ..store.scripts import Retention, Scripts
-from ..store.serialization import (
-    Codec,
-    RecurringDef,
-    encode_recurring,
-)
+from ..store.serialization import Codec, RecurringDef, encode_recurring
 from ..validation import (
     check_count,
     check_fairness_key,
@@ -107,7 +99,7 @@ class Queue(Generic[T]):
         self.retention = retention
         self._host = host
         self._keys = QueueKeys(host.prefix, name)
-        self._codec: Codec[T] = Codec(name, type_, host.max_payload_bytes)
+        self._codec: Codec[T] = Codec(name, type_, host.max_payload_bytes, host)
         self._registered = False  # in the registry tools list queues from
         self._registering = anyio.Lock()  # the first enqueues often come together
         self._coalescer: Coalescer[Enqueue] = Coalescer(self._send_enqueues)
@@ -187,7 +179,12 @@ class Queue(Generic[T]):
         job_id = new_job_id() if job_id is None else check_job_id(job_id)
         now = time.time()
         payload = self._codec.encode(
-            data, enqueued_at=now, priority=priority, max_retries=max_retries, timeout=timeout
+            data,
+            enqueued_at=now,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            job_id=job_id,
         )
         if not self._registered:
             await self._note_used()
@@ -233,8 +230,8 @@ class Queue(Generic[T]):
         delay_ms = check_staging(priority, start_delay)
         key = check_fairness_key(fairness_key)
         now = time.time()
-        encode = self._codec.encode
-        jobs = [(new_job_id(), encode(item, enqueued_at=now, priority=priority)) for item in items]
+        encode = functools.partial(self._codec.encode_job, enqueued_at=now, priority=priority)
+        jobs = [encode(new_job_id(), item) for item in items]
         await self._note_used()
         unconfirmed: list[NotReplicated] = []
         hooks = self._host.hooks

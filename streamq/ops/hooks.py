@@ -9,17 +9,28 @@ The methods are plain functions called inline, in the task doing the work (``on_
 ``on_start`` is seen by the handler): keep them cheap and never block in them. An exception a
 hook raises is logged (once per hook and method) and otherwise ignored: it never fails an
 enqueue nor disturbs a consumer. With no hook attached, nothing is built or called.
+
+A hook may also :meth:`Hooks.carry` a few strings with each job it sees enqueued (a trace
+context): they are stored in the job and come back as ``event.carried`` wherever it runs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import msgspec
 
-__all__ = ("EnqueueEvent", "Hooks", "JobEvent", "ReclaimEvent", "call_hooks", "check_hooks")
+__all__ = (
+    "EnqueueEvent",
+    "Hooks",
+    "JobEvent",
+    "ReclaimEvent",
+    "call_hooks",
+    "carried_by",
+    "check_hooks",
+)
 
 log = logging.getLogger("streamq.hooks")
 
@@ -64,6 +75,10 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     #: ``on_failure``: seconds before the retry, or None when the job went to the dead letters.
     retry_in: float | None = None
+    #: ``on_failure``: what the handler raised, when it raised (not for a timeout or a bad entry).
+    exception: BaseException | None = None
+    #: What the hooks' :meth:`Hooks.carry` stored with the job at its enqueue (None: nothing).
+    carried: Mapping[str, str] | None = None
 
     @property
     def dead_lettered(self) -> bool:
@@ -91,6 +106,14 @@ class ReclaimEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 class Hooks:
     """Override what you need; every method does nothing by default."""
+
+    def carry(self, queue: str, job_id: str) -> Mapping[str, str] | None:
+        """Strings to store with a job about to be encoded by ``enqueue``, ``enqueue_many`` or
+        ``call`` (in the producer's task, before Redis has it): a trace context, say. The
+        consumer's events of the job then have them as ``carried``. Keep them small; a job
+        carrying nothing costs nothing. Called only on hooks that override it; its
+        ``on_enqueue`` follows once Redis has the job (not after a failed enqueue)."""
+        return None
 
     def on_enqueue(self, event: EnqueueEvent) -> None:
         """After Redis accepted an enqueue (in the producer's task)."""
@@ -134,15 +157,36 @@ def call_hooks(
         try:
             getattr(hook, method)(event)
         except Exception:
-            # The methods whose failure was logged, kept on the hook itself (by the time it is
-            # gone, an id could belong to another).
-            reported: set[str] = vars(hook).setdefault("_streamq_reported_errors", set())
-            if method in reported:
-                log.debug("hook %r raised in %s again", hook, method, exc_info=True)
-                continue
-            reported.add(method)
-            log.exception(
-                "hook %r raised in %s (ignored; further errors of it are logged at debug level)",
-                hook,
-                method,
-            )
+            _report(hook, method)
+
+
+def _report(hook: Hooks, method: str) -> None:
+    # The methods whose failure was logged, kept on the hook itself (by the time it is gone,
+    # an id could belong to another).
+    reported: set[str] = vars(hook).setdefault("_streamq_reported_errors", set())
+    if method in reported:
+        log.debug("hook %r raised in %s again", hook, method, exc_info=True)
+        return
+    reported.add(method)
+    log.exception(
+        "hook %r raised in %s (ignored; further errors of it are logged at debug level)",
+        hook,
+        method,
+    )
+
+
+def carried_by(hooks: tuple[Hooks, ...], queue: str, job_id: str) -> dict[str, str] | None:
+    """What the hooks that override :meth:`Hooks.carry` carry with a job, merged (None when
+    nothing). An exception is logged once per hook and swallowed, as in :func:`call_hooks`."""
+    merged: dict[str, str] | None = None
+    for hook in hooks:
+        if type(hook).carry is Hooks.carry:
+            continue  # not overridden: nothing to call
+        try:
+            strings = hook.carry(queue, job_id)
+        except Exception:
+            _report(hook, "carry")
+            continue
+        if strings:
+            merged = dict(strings) if merged is None else {**merged, **strings}
+    return merged

@@ -76,7 +76,12 @@ class ModelDecoder(Generic[T]):
         except pydantic.ValidationError as exc:
             raise msgspec.ValidationError(_problems(exc)) from exc
         return Envelope(
-            envelope.enqueued_at, envelope.priority, envelope.max_retries, envelope.timeout, data
+            envelope.enqueued_at,
+            envelope.priority,
+            envelope.max_retries,
+            envelope.timeout,
+            data,
+            envelope.meta,
         )
 
 

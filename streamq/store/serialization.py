@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 
 import msgspec
 
 from ..errors import EncodeError
+from ..ops.hooks import carried_by
 
 if TYPE_CHECKING:
+    from ..ops.hooks import Hooks
     from .pydantic_codec import ModelDecoder
 
 __all__ = (
@@ -81,6 +83,10 @@ class Envelope(msgspec.Struct, Generic[T], array_like=True, frozen=True):
     max_retries: Annotated[int, msgspec.Meta(ge=0)] | None
     timeout: Annotated[float, msgspec.Meta(gt=0)] | None
     data: T
+    #: What hooks carry with the job (``Hooks.carry``: a trace context). Encoded only when
+    #: there is some (a job without any is the 5-item array it was before), so shorter arrays
+    #: decode with None.
+    meta: dict[str, str] | None = None
 
 
 _raw_envelope_decoder: msgspec.msgpack.Decoder[Envelope[msgspec.Raw]] = msgspec.msgpack.Decoder(
@@ -90,8 +96,8 @@ _raw_envelope_decoder: msgspec.msgpack.Decoder[Envelope[msgspec.Raw]] = msgspec.
 
 #: A path into the envelope's data (`$[4]`, `$[4].to`) is a path into the user's data.
 _DATA_PATH = re.compile(r"`\$\[4\](?=[`.\[])")
-_ENVELOPE_PATH = re.compile(r"`\$\[([0-3])\]`")
-_ENVELOPE_FIELDS = ("enqueued_at", "priority", "max_retries", "timeout")
+_ENVELOPE_PATH = re.compile(r"`\$\[([0-35])\]`")
+_ENVELOPE_FIELDS = ("enqueued_at", "priority", "max_retries", "timeout", "data", "meta")
 
 
 def in_user_terms(error: Exception) -> str:
@@ -143,7 +149,7 @@ def decode_recurring(raw: bytes) -> RecurringDef:
 
 def envelope_of(data: msgspec.Raw, *, enqueued_at: float, priority: int) -> bytes:
     """A payload around data that is already encoded (a recurring job's occurrence)."""
-    return _encoder.encode(Envelope(enqueued_at, priority, None, None, data))
+    return _encoder.encode((enqueued_at, priority, None, None, data))
 
 
 def is_pydantic_type(type_: Any) -> bool:
@@ -156,15 +162,27 @@ def is_pydantic_type(type_: Any) -> bool:
     return built_of_models(type_)
 
 
+class HooksHost(Protocol):
+    """Where a codec finds the hooks that may carry strings with a job (the manager)."""
+
+    @property
+    def hooks(self) -> tuple[Hooks, ...]: ...
+
+
 class Codec(Generic[T]):
     """Encodes and validates one queue's payloads against its type and size limit."""
 
-    __slots__ = ("_decoder", "_validates", "max_payload_bytes", "queue", "type")
+    __slots__ = ("_decoder", "_host", "_validates", "max_payload_bytes", "queue", "type")
 
     def __init__(
-        self, queue: str, type_: Any, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+        self,
+        queue: str,
+        type_: Any,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        host: HooksHost | None = None,
     ) -> None:
         self.queue = queue
+        self._host = host
         self.type = type_
         self.max_payload_bytes = max_payload_bytes
         # Either decodes and validates the envelope and its data in one call, so encode() and
@@ -194,9 +212,17 @@ class Codec(Generic[T]):
         priority: int = 0,
         max_retries: int | None = None,
         timeout: float | None = None,
+        job_id: str | None = None,
     ) -> bytes:
-        """A job's payload; raises :class:`EncodeError` if ``data`` does not fit the queue."""
-        envelope = Envelope(enqueued_at, priority, max_retries, timeout, data)
+        """A job's payload; raises :class:`EncodeError` if ``data`` does not fit the queue.
+        With ``job_id`` (a job to enqueue), what the host's hooks carry goes with it."""
+        meta = None
+        if job_id is not None and self._host is not None and (hooks := self._host.hooks):
+            meta = carried_by(hooks, self.queue, job_id)
+        # A tuple encodes as the Envelope's array does, without meta when there is none.
+        envelope: tuple[Any, ...] = (enqueued_at, priority, max_retries, timeout, data)
+        if meta is not None:
+            envelope += (meta,)
         try:
             payload = _encoder.encode(envelope)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -225,6 +251,12 @@ class Codec(Generic[T]):
                     queue=self.queue,
                 ) from exc
         return payload
+
+    def encode_job(
+        self, job_id: str, data: Any, *, enqueued_at: float, priority: int
+    ) -> tuple[str, bytes]:
+        """``(job_id, payload)``: a job of ``enqueue_many``."""
+        return job_id, self.encode(data, enqueued_at=enqueued_at, priority=priority, job_id=job_id)
 
     def encode_data(self, data: Any, priority: int = 0) -> msgspec.Raw:
         """``data`` alone, encoded and checked like :meth:`encode` does (with the priority its

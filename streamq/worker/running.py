@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -200,6 +200,7 @@ class Runner(Generic[T]):
             retry=False,
             max_retries=max_retries,
             enqueued_at=envelope.enqueued_at,
+            carried=envelope.meta,
         )
 
     async def _rerun_attempt(
@@ -249,7 +250,12 @@ class Runner(Generic[T]):
             return None
 
     def _acknowledge_cancelled(
-        self, held: Held, job_id: str, attempt: int, duration: float | None
+        self,
+        held: Held,
+        job_id: str,
+        attempt: int,
+        duration: float | None,
+        carried: Mapping[str, str] | None = None,
     ) -> None:
         """The job was cancelled (its record says so already): acknowledge the entry only."""
         self._link.take_start(held.entry_id)  # cancelled first: no start after it
@@ -262,7 +268,7 @@ class Runner(Generic[T]):
             "" if duration is None else f" after running {duration:.3f}s",
         )
         if hooks := self._hooks():
-            event = self._event(job_id, attempt, 0, 0.0, duration=duration)
+            event = self._event(job_id, attempt, 0, 0.0, duration=duration, carried=carried)
             call_hooks(hooks, "on_cancel", event)
 
     async def _run(
@@ -276,8 +282,9 @@ class Runner(Generic[T]):
         payload: bytes,
         resume: bytes | None = None,
     ) -> None:
+        carried = envelope.meta
         if self._link.was_cancelled(held.entry_id):
-            self._acknowledge_cancelled(held, job_id, attempt, None)
+            self._acknowledge_cancelled(held, job_id, attempt, None, carried)
             return
         control = RunningJob(self._jobs, job_id, attempt, held.entry_id)
         if self._jobs.events:
@@ -296,7 +303,7 @@ class Runner(Generic[T]):
         )
         timeout = envelope.timeout if envelope.timeout is not None else self._options.timeout
         if hooks := self._hooks():
-            event = self._event(job_id, attempt, max_retries, job.enqueued_at)
+            event = self._event(job_id, attempt, max_retries, job.enqueued_at, carried=carried)
             call_hooks(hooks, "on_start", event)
         started = time.perf_counter()
         held.control = control
@@ -305,13 +312,15 @@ class Runner(Generic[T]):
             outcome = await self._invoker.run(job, timeout)
         except anyio.get_cancelled_exc_class():
             if control.cancelled:  # its worker's scope ends this (and takes a new one)
-                self._acknowledge_cancelled(held, job_id, attempt, time.perf_counter() - started)
+                ran = time.perf_counter() - started
+                self._acknowledge_cancelled(held, job_id, attempt, ran, carried)
             raise
         finally:
             held.control = None
         self._link.ran(time.perf_counter() - started)
         if control.cancelled:
-            self._acknowledge_cancelled(held, job_id, attempt, time.perf_counter() - started)
+            ran = time.perf_counter() - started
+            self._acknowledge_cancelled(held, job_id, attempt, ran, carried)
             return
         if outcome.error is not None:
             await self._fail(
@@ -325,6 +334,7 @@ class Runner(Generic[T]):
                 enqueued_at=job.enqueued_at,
                 duration=time.perf_counter() - started,
                 raised=outcome.exception,
+                carried=carried,
             )
             return
         held.finishing = True
@@ -336,6 +346,7 @@ class Runner(Generic[T]):
                 max_retries,
                 job.enqueued_at,
                 duration=time.perf_counter() - started,
+                carried=carried,
             )
             call_hooks(hooks, "on_success", event)
 
@@ -356,6 +367,8 @@ class Runner(Generic[T]):
         duration: float | None = None,
         error: str | None = None,
         retry_in: float | None = None,
+        exception: BaseException | None = None,
+        carried: Mapping[str, str] | None = None,
     ) -> JobEvent:
         link = self._link
         return JobEvent(
@@ -369,6 +382,8 @@ class Runner(Generic[T]):
             duration=duration,
             error=error,
             retry_in=retry_in,
+            exception=exception,
+            carried=carried,
         )
 
     async def _fail(
@@ -384,6 +399,7 @@ class Runner(Generic[T]):
         enqueued_at: float = 0.0,
         duration: float | None = None,
         raised: BaseException | None = None,
+        carried: Mapping[str, str] | None = None,
     ) -> None:
         link = self._link
         held.finishing = True
@@ -444,6 +460,8 @@ class Runner(Generic[T]):
                 duration=duration,
                 error=error,
                 retry_in=retry_in,
+                exception=raised,
+                carried=carried,
             )
             call_hooks(hooks, "on_failure", event)
         errors = 0

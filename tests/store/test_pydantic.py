@@ -26,7 +26,7 @@ from streamq.ops.process import load_handler
 from streamq.store.schema import problem_in, schema_of, schema_title
 from streamq.store.serialization import Codec, decode_result, encode_result
 
-from ..helpers import wait_until
+from ..helpers import run_example, wait_until
 
 README = Path(__file__).parent.parent.parent / "README.md"
 
@@ -380,15 +380,6 @@ def test_readme_pydantic_example_prints_what_the_readme_shows(
     text = README.read_text()
     section = text[text.index("\n### Pydantic models\n") :]
     code, shown = re.findall(r"```(?:python|text)\n(.*?)```", section, flags=re.DOTALL)[:2]
-    example = tmp_path / "example.py"
-    example.write_text(code)
-    done = subprocess.run(
-        [sys.executable, str(example)],
-        env={"STREAMQ_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_example(code, redis_url, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == shown
