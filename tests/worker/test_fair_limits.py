@@ -99,6 +99,7 @@ async def assert_no_fair_state(redis: Any, queue_name: str) -> None:
     assert left == [], counted
 
 
+@one_loop
 @pytest.mark.slow
 async def test_a_killed_workers_per_key_slots_come_back_after_the_visibility_timeout(
     qm: streamq.QueueManager, queue_name: str, redis: Any, spawn_worker: SpawnWorker

@@ -306,6 +306,7 @@ async def _active(queue: streamq.Queue[Any], n: int) -> bool:
     return (await queue.stats()).active == n
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # decided in Redis: one loop is enough
 async def test_recurring_job_runs_once_per_tick_under_two_managers(
     redis_url: str, queue_name: str
 ) -> None:
@@ -434,6 +435,7 @@ async def test_bad_recurring_arguments(
     assert await redis.exists(f"streamq:{{{queue_name}}}:recurring") == 0
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # decided in Redis: one loop is enough
 async def test_rate_limit_is_shared_by_consumers_on_two_managers(
     redis_url: str, queue_name: str
 ) -> None:
@@ -464,6 +466,7 @@ def _most_starts_in_a_window(starts: list[float], window: float) -> int:
     return max(sum(1 for u in starts[i:] if u - t < window) for i, t in enumerate(starts))
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # decided in Redis: one loop is enough
 async def test_the_rate_limit_holds_when_started_jobs_wait_for_a_free_worker(
     qm: streamq.QueueManager, queue_name: str
 ) -> None:
