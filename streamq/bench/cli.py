@@ -113,6 +113,7 @@ def show(report: dict[str, Any], console: Console) -> None:
         f" {env['redis']} (hiredis {env['hiredis']}) · Redis {env['redis_server']}{shape}"
         f" · {env['cpu']} x {env['cpus']}"
         + (" · with PrometheusMetrics" if env.get("metrics") else "")
+        + (" · with OpenTelemetry" if env.get("otel") else "")
     )
     table = Table(title="streamq benchmark (medians)")
     for column in (
@@ -227,6 +228,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="attach streamq.ops.metrics.PrometheusMetrics to every manager (in"
         " this process), to see what the metrics cost",
+    )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="attach streamq.ops.otel.OpenTelemetryHooks (the SDK, spans batched and dropped)"
+        " to every manager, to see what tracing costs",
     )
     parser.add_argument(
         "--keep-events",

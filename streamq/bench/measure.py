@@ -276,6 +276,7 @@ async def environment(target: Target, args: argparse.Namespace) -> dict[str, Any
         "jobs": args.jobs,
         "concurrency": args.concurrency,
         "metrics": args.metrics,
+        "otel": args.otel,
     }
     if target.cluster:
         env["cluster"] = {"primaries": len(target.primaries), "replicas": len(target.replicas)}

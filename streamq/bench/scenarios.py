@@ -45,12 +45,41 @@ def _metrics() -> streamq.Hooks:
     return PrometheusMetrics(CollectorRegistry())
 
 
+@functools.cache
+def _tracing() -> streamq.Hooks:
+    """OpenTelemetry hooks on the SDK, spans batched to an exporter that drops them: what a
+    traced service pays, less its exporter's network."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError as exc:
+        message = f"--otel needs opentelemetry-sdk: pip install opentelemetry-sdk ({exc})"
+        raise SystemExit(message) from exc
+
+    from streamq.ops.otel import OpenTelemetryHooks
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return OpenTelemetryHooks(tracer_provider, meter_provider)
+
+
 def manager(url: str, args: argparse.Namespace) -> streamq.QueueManager:
-    """A manager for a scenario: with ``--metrics``, Prometheus metrics count its jobs (so their
-    cost shows in the figures); ``--keep-events`` sets its lifecycle events."""
-    return streamq.QueueManager(
-        url, hooks=[_metrics()] if args.metrics else [], keep_events=args.keep_events
-    )
+    """A manager for a scenario: with ``--metrics``, Prometheus metrics count its jobs, with
+    ``--otel`` OpenTelemetry traces them (so their cost shows in the figures); ``--keep-events``
+    sets its lifecycle events."""
+    hooks = ([_metrics()] if args.metrics else []) + ([_tracing()] if args.otel else [])
+    return streamq.QueueManager(url, hooks=hooks, keep_events=args.keep_events)
 
 
 #: Every queue (and stream) the benchmark makes is named so: removed when it ends.
