@@ -20,7 +20,17 @@ from .errors import (
     StreamqError,
     Unrecoverable,
 )
-from .job import DeadLetter, Event, EventType, Job, JobInfo, JobRef, JobState, QueueStats
+from .job import (
+    DeadLetter,
+    Event,
+    EventType,
+    HistoryPoint,
+    Job,
+    JobInfo,
+    JobRef,
+    JobState,
+    QueueStats,
+)
 from .ops.hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
 from .worker.consumer import Consumer
 
@@ -35,6 +45,7 @@ __all__ = (
     "EventType",
     "GroupInfo",
     "Handler",
+    "HistoryPoint",
     "Hooks",
     "InvalidArgument",
     "Job",

@@ -13,6 +13,7 @@ __all__ = (
     "DeadLetter",
     "Event",
     "EventType",
+    "HistoryPoint",
     "Job",
     "JobControl",
     "JobInfo",
@@ -167,6 +168,26 @@ class QueueStats(msgspec.Struct, frozen=True):
     paused: bool = False
     #: Fairness keys with waiting jobs (``enqueue(..., fairness_key=)``).
     fairness_keys: int = 0
+
+
+class HistoryPoint(msgspec.Struct, frozen=True):
+    """One minute of a queue's history, as ``Queue.history`` reports it."""
+
+    #: The minute's start, unix seconds (the Redis server's clock), a multiple of 60.
+    minute: int
+    #: Jobs completed (in each consumer group, on a broadcast queue).
+    completed: int
+    #: Failed attempts: those that will be retried and those that went to the dead letters.
+    failed: int
+    #: Of those, the jobs that went to the dead letters.
+    dead: int
+    #: First attempts that started: the jobs the latencies describe.
+    started: int
+    #: Seconds from enqueue to the first start of the jobs that started (a delayed job's
+    #: delay included), median and 99th percentile: estimates from buckets a factor of 2
+    #: wide, within a factor of 2; None when no job started.
+    latency_p50: float | None
+    latency_p99: float | None
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

@@ -18,6 +18,7 @@ PUBLIC = {
     "EventType",
     "GroupInfo",
     "Handler",
+    "HistoryPoint",
     "Hooks",
     "InvalidArgument",
     "Job",

@@ -14,9 +14,10 @@ import anyio
 import msgspec
 
 from ..errors import InvalidArgument
-from ..job import DeadLetter, JobInfo, JobRef, JobState, QueueStats
+from ..job import DeadLetter, HistoryPoint, JobInfo, JobRef, JobState, QueueStats
 from ..store.control import steps_of
 from ..store.fair_info import FairInfoScripts
+from ..store.history import HISTORY_MINUTES, HistoryScripts
 from ..store.keys import QueueKeys
 from ..store.scripts import JobRecord, Script, StatsReply
 from ..store.serialization import Codec, decode_dead_record, decode_recurring, decode_result
@@ -119,6 +120,8 @@ class QueueOverview(msgspec.Struct, frozen=True):
     #: The fairness keys with the most waiting jobs, ``(key, jobs)``, most first (``info``
     #: reads them; empty when not read or no key waits).
     busiest_keys: tuple[tuple[str, int], ...] = ()
+    #: The queue's last minutes (``Queue.history``), oldest first; empty when not read.
+    history: tuple[HistoryPoint, ...] = ()
 
 
 class InspectScripts:
@@ -129,6 +132,7 @@ class InspectScripts:
         self._groups = Script(lane, "groups.lua")
         self._recurring = Script(lane, "recurring_list.lua")
         self._fair = FairInfoScripts(lane)
+        self._history = HistoryScripts(lane)
 
     async def peek(
         self, keys: QueueKeys, state: str, limit: int, fairness_key: str = ""
@@ -166,6 +170,14 @@ class InspectScripts:
         if limit > MAX_PEEK:
             raise ValueError(f"limit is at most {MAX_PEEK:,} keys, got {limit:,}")
         return await self._fair.busiest(keys, limit)
+
+    async def history(self, keys: QueueKeys, minutes: int) -> list[HistoryPoint]:
+        check_count(minutes, what="minutes")
+        if minutes > HISTORY_MINUTES:
+            raise InvalidArgument(
+                f"minutes is at most {HISTORY_MINUTES} (the history a queue keeps), got {minutes:,}"
+            )
+        return await self._history.history(keys, minutes)
 
     async def groups(self, keys: QueueKeys) -> list[GroupInfo]:
         rows = await self._groups(keys=[keys.stream])
@@ -424,11 +436,15 @@ def _decoded(data: bytes) -> Any:
 
 
 async def overview(
-    manager: QueueManager, names: Sequence[str] | None = None, *, busiest: int = 0
+    manager: QueueManager,
+    names: Sequence[str] | None = None,
+    *,
+    busiest: int = 0,
+    history: int = 0,
 ) -> list[QueueOverview]:
     """Counts and consumer groups of ``names`` (default: every registered queue), in that order,
     with the ``busiest`` fairness keys of each queue that has keys waiting (0: none; a walk over
-    every key, so not for every metrics scrape).
+    every key, so not for every metrics scrape) and its last ``history`` minutes (0: none).
 
     All queues are read at once: one round trip's wait for the lot, not one per queue.
     """
@@ -441,7 +457,8 @@ async def overview(
         stats = await queue.stats()
         groups = await queue.groups()
         keys = await queue.busiest_keys(busiest) if busiest and stats.fairness_keys else []
-        results[index] = QueueOverview(name, stats, tuple(groups), tuple(keys))
+        points = await queue.history(history) if history else []
+        results[index] = QueueOverview(name, stats, tuple(groups), tuple(keys), tuple(points))
 
     async with anyio.create_task_group() as tasks:
         for index, name in enumerate(names):

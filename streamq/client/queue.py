@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import anyio
-from redis.exceptions import RedisError
 
 from ..errors import InvalidArgument, JobInUse, NotReplicated
-from ..job import DeadLetter, Event, Job, JobInfo, QueueStats
+from ..job import DeadLetter, Event, HistoryPoint, Job, JobInfo, QueueStats
 from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
 from ..store.control import ControlScripts
 from ..store.keys import QueueKeys, validate_group
@@ -50,7 +49,7 @@ from .inspection import (
     stats_of,
     summaries,
 )
-from .redis_errors import AFTER_ERROR, as_streamq_error
+from .redis_errors import clear_errors
 from .waiting import wait_for_job
 
 if TYPE_CHECKING:
@@ -74,19 +73,8 @@ Handler = Callable[[Job[T]], Awaitable[Any]] | Callable[[Job[T]], Any]
 def _clear_errors(
     method: Callable[Concatenate[Q, P], Awaitable[R]],
 ) -> Callable[Concatenate[Q, P], Awaitable[R]]:
-    """Errors from Redis come out as streamq's (:func:`as_streamq_error`), naming the queue
-    and the method, and for a write whether it may have happened."""
-    written = AFTER_ERROR[method.__name__]  # a new public method says what a failure means
-
-    @functools.wraps(method)
-    async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(self, *args, **kwargs)
-        except RedisError as exc:
-            doing = f"queue {self.name!r}: {method.__name__}"
-            raise as_streamq_error(exc, self._keys.prefix, doing, written) from exc
-
-    return wrapper
+    """Errors from Redis as streamq's, naming the queue and the method (``clear_errors``)."""
+    return clear_errors(method, lambda queue: queue._keys.prefix)
 
 
 class Queue(Generic[T]):
@@ -492,6 +480,14 @@ class Queue(Generic[T]):
     @_clear_errors
     async def stats(self) -> QueueStats:
         return stats_of(await self._scripts.stats(self._keys))
+
+    @_clear_errors
+    async def history(self, minutes: int = 60) -> list[HistoryPoint]:
+        """The queue's last ``minutes`` minutes (1 to 120, the current one included), oldest
+        first: jobs completed, failed attempts, dead letters, and the median and 99th
+        percentile of the wait from enqueue to a job's first start. Kept in Redis per minute
+        for two hours; read in one round trip."""
+        return await self._inspect.history(self._keys, minutes)
 
     @_clear_errors
     async def drain(self, timeout: float = 10) -> None:

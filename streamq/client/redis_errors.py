@@ -3,6 +3,10 @@ whether it may have happened (``Queue``'s methods and its event reader share thi
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
+
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -10,7 +14,38 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import ConnectionFailed, RedisTimeout, StreamqError
 from ..transport.acl import permission_denied
 
-__all__ = ("AFTER_ERROR", "as_streamq_error")
+__all__ = ("AFTER_ERROR", "as_streamq_error", "clear_errors")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Named(Protocol):
+    """What :func:`clear_errors` names in its errors: a ``Queue``."""
+
+    name: str
+
+
+Q = TypeVar("Q", bound=_Named)
+
+
+def clear_errors(
+    method: Callable[Concatenate[Q, P], Awaitable[R]], prefix_of: Callable[[Q], str]
+) -> Callable[Concatenate[Q, P], Awaitable[R]]:
+    """For ``Queue``'s public methods: errors from Redis come out as streamq's
+    (:func:`as_streamq_error`), naming the queue and the method, and for a write whether it may
+    have happened. ``prefix_of``: the queue's key prefix (the ACL rules that fix a denial)."""
+    written = AFTER_ERROR[method.__name__]  # a new public method says what a failure means
+
+    @functools.wraps(method)
+    async def wrapper(self: Q, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except RedisError as exc:
+            doing = f"queue {self.name!r}: {method.__name__}"
+            raise as_streamq_error(exc, prefix_of(self), doing, written) from exc
+
+    return wrapper
 
 
 def as_streamq_error(exc: RedisError, prefix: str, doing: str, after: str) -> StreamqError:
@@ -52,6 +87,7 @@ AFTER_ERROR = {
             "busiest_keys",
             "wait_for",
             "stats",
+            "history",
             "dead_letters",
             "dead_letter",
             "jobs",

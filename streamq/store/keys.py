@@ -12,9 +12,12 @@ import re
 from ..errors import InvalidArgument
 from ..validation import check_utf8
 
-__all__ = ("QueueKeys", "registry_key", "validate_group", "validate_name")
+__all__ = ("HISTORY_TTL", "QueueKeys", "registry_key", "validate_group", "validate_name")
 
 MAX_NAME_LENGTH = 200
+#: Seconds a minute's history hash (``QueueKeys.history``) lives from its first write (in its
+#: minute): two hours past the minute's end at least, so a queue keeps about 120 of them.
+HISTORY_TTL = 2 * 3600 + 60
 _FORBIDDEN = re.compile(r"[{}\s]")
 
 
@@ -66,6 +69,7 @@ class QueueKeys:
         "finished",
         "flows_creating",
         "groups",
+        "history_prefix",
         "job_prefix",
         "key_active_prefix",
         "key_moves_prefix",
@@ -169,6 +173,11 @@ class QueueKeys:
         self.events = base + "events"
         #: Counter of jobs completed, for stats.
         self.completed = base + "completed"
+        #: ``history(minute)``: a hash per minute of the queue's history (``Queue.history``,
+        #: store/history.py): jobs completed, failed attempts, dead letters and start latency
+        #: buckets, written by the finishing scripts, expiring after about two hours. The
+        #: scripts name it from this prefix and the server's clock.
+        self.history_prefix = base + "hist:"
         #: ``job_prefix + job_id``: the hash holding a job's state, result and error.
         self.job_prefix = base + "job:"
         #: ``logs_prefix + job_id``: the list of a job's log lines (``job.log``). The scripts
@@ -207,6 +216,10 @@ class QueueKeys:
 
     def key_starts(self, group: str, fairness_key: str) -> str:
         return f"{self.key_starts_prefix}{group} {fairness_key}"
+
+    def history(self, minute: int) -> str:
+        """The hash of the minute starting at ``minute`` (unix seconds, a multiple of 60)."""
+        return f"{self.history_prefix}{minute}"
 
     def job_logs(self, job_id: str) -> str:
         return self.logs_prefix + job_id

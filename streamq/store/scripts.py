@@ -8,7 +8,7 @@ is sent it once and the call is made again.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from hashlib import sha1
 from importlib import resources
 from typing import Any, Literal
@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from ..errors import NotReplicated
 from ..transport.acl import script_permission_error
 from ..transport.lane import Arg, Command, CommandLane
-from .keys import QueueKeys
+from .keys import HISTORY_TTL, QueueKeys
 from .script_types import (
     Claimed,
     Completion,
@@ -210,23 +210,17 @@ class Scripts:
         done: Sequence[Completion],
         fetch: int = 0,
         starts: Sequence[tuple[str, int]] = (),
+        waits: Mapping[int, int] | None = None,
     ) -> tuple[list[bool], list[tuple[bytes, Fields]]]:
-        """Write the "started" events of ``starts`` (job id, attempt), finish entries (False
-        where the consumer no longer owned one), then read up to ``fetch`` new entries for it
-        in the same round trip."""
-        args: list[Any] = [
-            group,
-            consumer,
-            keys.job_prefix,
-            keys.wake,
-            retention.ttl,
-            fetch,
-            retention.keep,
-            retention.events,
-            len(starts),
-        ]
-        for job_id, attempt in starts:
-            args += (job_id, attempt)
+        """Write the "started" events of ``starts`` (job id, attempt), count ``waits`` (latency
+        bucket -> first starts) in the history, finish entries (False where the consumer no
+        longer owned one), then read up to ``fetch`` new entries for it in the same round trip."""
+        waits = waits or {}
+        args: list[Any] = [group, consumer, keys.job_prefix, keys.wake, retention.ttl, fetch]
+        args += (retention.keep, retention.events, len(starts), keys.history_prefix)
+        args += (HISTORY_TTL, len(waits))
+        for pair in (*waits.items(), *starts):
+            args += pair
         for c in done:
             args += (c.entry_id, c.job_id, c.attempt, c.result)
         finished, entries = await self._complete(
@@ -278,6 +272,8 @@ class Scripts:
                 retention.keep,
                 retention.events,
                 int(failure.unwritten_start),
+                keys.history_prefix,
+                HISTORY_TTL,
             ],
         )
         return bool(done)
@@ -525,6 +521,8 @@ class Scripts:
                 keys.rate_log_prefix,
                 keys.rate_seq_prefix,
                 keys.slots_prefix,
+                keys.history_prefix,
+                HISTORY_TTL,
             ],
         )
         if reply[0] < 0:

@@ -1,7 +1,9 @@
 """Writing a consumer's completions: every completion queued while one call is on its way goes
 in the next call of the finishing script (acks coalesce), and the consumer's next entries are
-read in the same round trip while jobs flow. With lifecycle events on, the jobs' starts ride
-along the same way (a "started" event is written before its job's outcome)."""
+read in the same round trip while jobs flow. The jobs' starts ride along the same way: with
+lifecycle events on, a "started" event each (written before its job's outcome); and a first
+attempt's wait since enqueue, counted by latency bucket for the queue's history (a few counters
+per call, not one per job)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 from redis.exceptions import RedisError
 
+from ..store.history import latency_bucket
 from .entries import group_gone
 
 if TYPE_CHECKING:
@@ -57,6 +60,9 @@ class Acks:
         self._queued: list[Completion] = []
         #: Starts to write as events: entry id -> (job id, attempt), in start order.
         self._starts: dict[bytes, tuple[str, int]] = {}
+        #: First starts to count in the history: latency bucket -> how many.
+        self._waits: dict[int, int] = {}
+        self._events = target.retention.events > 0
         self._ready = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
@@ -70,9 +76,19 @@ class Acks:
         self._queued.append(completion)
         self._ready.set()
 
-    def note_start(self, entry_id: bytes, job_id: str, attempt: int) -> None:
-        """Write a "started" event for the entry's job with the next call."""
-        self._starts[entry_id] = (job_id, attempt)
+    def note_start(
+        self, entry_id: bytes, job_id: str, attempt: int, waited: float | None = None
+    ) -> None:
+        """With the next call, write a "started" event for the entry's job (with events on),
+        and count ``waited`` (seconds from enqueue to a first attempt's start) in the queue's
+        history."""
+        if waited is not None:
+            bucket = latency_bucket(waited)
+            self._waits[bucket] = self._waits.get(bucket, 0) + 1
+        elif not self._events:
+            return
+        if self._events:
+            self._starts[entry_id] = (job_id, attempt)
         self._ready.set()
 
     def take_start(self, entry_id: bytes) -> bool:
@@ -83,7 +99,7 @@ class Acks:
     @property
     def busy(self) -> bool:
         """Completions are queued or on their way (a call may be reading for the consumer)."""
-        return bool(self._queued or self._starts) or not self._idle.is_set()
+        return bool(self._queued or self._starts or self._waits) or not self._idle.is_set()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -120,13 +136,14 @@ class Acks:
         """Finish every queued completion in one script call."""
         t = self._target
         errors = 0
-        while self._queued or self._starts:
+        while self._queued or self._starts or self._waits:
             batch, self._queued = self._queued, []
             starts, self._starts = self._starts, {}
+            waits, self._waits = self._waits, {}
             fetch = t.fetch()
             try:
                 finished, entries = await t.scripts.complete(
-                    t.keys, t.retention, t.group, t.name, batch, fetch, list(starts.values())
+                    t.keys, t.retention, t.group, t.name, batch, fetch, [*starts.values()], waits
                 )
             except (RedisError, OSError) as exc:
                 if group_gone(exc):
@@ -139,6 +156,9 @@ class Acks:
                     continue
                 self._queued = batch + self._queued
                 self._starts = starts | self._starts
+                for bucket, count in self._waits.items():
+                    waits[bucket] = waits.get(bucket, 0) + count
+                self._waits = waits
                 if fetch:
                     # The script may have run and read entries for us with its reply lost.
                     t.reply_lost()

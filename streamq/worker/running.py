@@ -76,9 +76,11 @@ class ConsumerLink:
     ran: Callable[[float], None] = lambda seconds: None
     #: Whether the entry was cancelled before it started (then forgotten: it is acknowledged).
     was_cancelled: Callable[[bytes], bool] = lambda entry_id: False
-    #: With lifecycle events on: write a "started" event for the entry's job (job id,
-    #: attempt) with the next acknowledgements; take that back if it is not written yet.
-    note_start: Callable[[bytes, str, int], None] = lambda entry_id, job_id, attempt: None
+    #: A start, for the next acknowledgements: with lifecycle events on, a "started" event for
+    #: the entry's job (job id, attempt), which ``take_start`` takes back if it is not written
+    #: yet; and a first attempt's wait since enqueue (seconds; None for later attempts), for
+    #: the queue's history.
+    note_start: Callable[[bytes, str, int, float | None], None] = lambda e, j, a, w: None
     take_start: Callable[[bytes], bool] = lambda entry_id: False
 
 
@@ -287,8 +289,8 @@ class Runner(Generic[T]):
             self._acknowledge_cancelled(held, job_id, attempt, None, carried)
             return
         control = RunningJob(self._jobs, job_id, attempt, held.entry_id)
-        if self._jobs.events:
-            self._link.note_start(held.entry_id, job_id, attempt)
+        waited = time.time() - envelope.enqueued_at if attempt == 1 else None
+        self._link.note_start(held.entry_id, job_id, attempt, waited)
         job = Job(
             id=job_id,
             data=envelope.data,

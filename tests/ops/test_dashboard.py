@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -596,3 +597,96 @@ def _state_is(queue: streamq.Queue[Any], job_id: str, state: str) -> Any:
 
 def _json_type() -> dict[str, str]:
     return {"content-type": "application/json"}
+
+
+async def _run_mixed(qm: streamq.QueueManager) -> streamq.Queue[Any]:
+    """Queue ``mixed``: 10 jobs that complete, 3 that fail once then complete, 2 dead letters
+    (13 completed, 5 failed attempts, 2 dead), all counted in its history."""
+    queue = qm.get_queue("mixed")
+
+    async def handler(job: streamq.Job[Any]) -> str:
+        if job.data == "flaky" and job.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        if job.data == "doomed":
+            raise streamq.Unrecoverable("no way")
+        return "ok"
+
+    consumer = await queue.consume(handler, max_retries=1, backoff=0)
+    await queue.enqueue_many(["ok"] * 10 + ["flaky"] * 3 + ["doomed"] * 2)
+
+    async def counted() -> bool:
+        points = await queue.history(5)
+        return (sum(p.completed for p in points), sum(p.started for p in points)) == (13, 15)
+
+    await wait_until(counted, what="the history to count every job")
+    await consumer.stop()
+    return queue
+
+
+@pytest.mark.anyio
+async def test_history_of_every_queue_or_one(qm: streamq.QueueManager) -> None:
+    await _run_mixed(qm)
+    await qm.get_queue("idle").enqueue("x")
+    async with client(qm) as c:
+        page = (await c.get("/api/history")).json()
+        assert page["minutes"] == 60
+        assert [q["name"] for q in page["queues"]] == ["idle", "mixed"]
+        idle, mixed = (q["history"] for q in page["queues"])
+        assert len(idle) == len(mixed) == 60
+        assert sum(p["completed"] for p in idle) == 0
+        assert [sum(p[k] for p in mixed) for k in ("completed", "failed", "dead")] == [13, 5, 2]
+        assert all(p["minute"] % 60 == 0 for p in mixed)
+        one = (await c.get("/api/history", params={"queue": "mixed", "minutes": "3"})).json()
+        [only] = one["queues"]
+        assert only["name"] == "mixed" and len(only["history"]) == 3
+        for params, status in (
+            ({"minutes": "0"}, 400),
+            ({"minutes": "121"}, 400),
+            ({"minutes": "x"}, 400),
+            ({"queue": "nope"}, 404),
+            ({"queue": ""}, 400),
+        ):
+            response = await c.get("/api/history", params=params)
+            assert response.status_code == status, (params, response.text)
+
+
+def _drawn(d: str) -> list[tuple[float, float]]:
+    """The points of an SVG path drawn as ``Mx,y Lx,y ...``."""
+    return [(float(x), float(y)) for x, y in re.findall(r"[ML](-?[\d.]+),(-?[\d.]+)", d)]
+
+
+@pytest.mark.anyio
+async def test_in_chromium_the_first_screen_charts_the_last_hour(
+    server: LocalRedis, prefix: str, qm: streamq.QueueManager
+) -> None:
+    queue = await _run_mixed(qm)
+    async with dashboard(server.url, prefix) as address, chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1200, "height": 800})
+        await page.goto(address)
+        card = page.locator("#charts .chart-card[data-queue='mixed']")
+        await expect(card.locator(".legend")).to_have_text(
+            "13 completed · 5 failed attempts · 2 dead in the last hour"
+        )
+        history = await queue.history(60)
+        rate = card.locator("svg[data-chart='rate']")
+        plot = rate.locator("rect.plot")
+        top = float(await plot.get_attribute("y") or "")
+        height = float(await plot.get_attribute("height") or "")
+        largest = float(await rate.get_attribute("data-max") or "")
+        for series, total in (("completed", 13), ("failed", 5)):
+            d = await rate.locator(f"path[data-series='{series}']").get_attribute("d")
+            points = _drawn(d or "")
+            assert len(points) == 60  # a point per minute of the hour
+            assert [x for x, _ in points] == sorted(x for x, _ in points)
+            # Back from the drawing to jobs per minute: what the history counted.
+            per_minute = [round(largest * (1 - (y - top) / height) * 60) for _, y in points]
+            assert sum(per_minute) == total
+            assert max(per_minute) == max(getattr(p, series) for p in history)
+        latency = card.locator("svg[data-chart='latency']")
+        started = [p for p in history if p.started]
+        for series in ("p50", "p99"):
+            d = await latency.locator(f"path[data-series='{series}']").get_attribute("d")
+            assert len(_drawn(d or "")) == len(started)  # only the minutes jobs started in
+        assert float(await latency.get_attribute("data-max") or "") == pytest.approx(
+            max(p.latency_p99 or 0 for p in started)
+        )

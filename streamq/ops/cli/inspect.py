@@ -17,9 +17,18 @@ from ...client.inspection import MAX_PEEK, QueueOverview, overview
 from ...client.manager import QueueManager
 from ...errors import JobNotFound
 from ...job import JobInfo
+from ...store.history import HISTORY_MINUTES
 from ..eventloop import run
 from . import fail_cleanly, json_option, main, prefix_option, url_option
-from .render import console, echo_json, job_details, jobs_table, overview_tables, show_listing
+from .render import (
+    console,
+    echo_json,
+    history_table,
+    job_details,
+    jobs_table,
+    overview_tables,
+    show_listing,
+)
 from .session import known_queues, manager
 
 #: Fairness keys ``info`` shows per queue, those with the most waiting jobs.
@@ -28,21 +37,46 @@ BUSIEST = 10
 
 @main.command(short_help="Counts of every queue, and its consumer groups.")
 @click.argument("queues", nargs=-1, metavar="[QUEUE]...")
+@click.option(
+    "--history",
+    "with_history",
+    is_flag=True,
+    help="Also each queue's last minutes: completed, failed, dead, and the enqueue-to-start"
+    " latency (median, 99th percentile).",
+)
+@click.option(
+    "-m",
+    "--minutes",
+    type=click.IntRange(1, HISTORY_MINUTES),
+    default=15,
+    show_default=True,
+    help="The minutes --history shows (the current one included).",
+)
 @url_option
 @prefix_option
 @json_option
 @fail_cleanly
-def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -> None:
+def info(
+    queues: tuple[str, ...],
+    with_history: bool,
+    minutes: int,
+    url: str | None,
+    prefix: str,
+    as_json: bool,
+) -> None:
     """Counts of every queue (or the QUEUEs named): waiting, active, delayed, retrying, dead,
     completed, the oldest waiting job's age, the consumer groups with their consumers and lag,
-    and a fair queue's busiest fairness keys (the 10 with the most waiting jobs).
+    and a fair queue's busiest fairness keys (the 10 with the most waiting jobs). With
+    --history, a table of each queue's last --minutes minutes (with --json, its "history").
 
-    Example: python -m streamq info emails --json
+    Example: python -m streamq info emails --json; python -m streamq info emails --history -m 30
     """
 
     async def show() -> None:
         async with manager(url, prefix) as qm:
-            overviews = await overview(qm, await known_queues(qm, queues), busiest=BUSIEST)
+            names = await known_queues(qm, queues)
+            history = minutes if with_history else 0
+            overviews = await overview(qm, names, busiest=BUSIEST, history=history)
         if as_json:
             echo_json(overviews)
         elif not overviews:
@@ -52,6 +86,8 @@ def info(queues: tuple[str, ...], url: str | None, prefix: str, as_json: bool) -
             )
         else:
             console().print(overview_tables(overviews))
+            if with_history:
+                console().print("", history_table(overviews, minutes))
 
     run(show)
 

@@ -19,6 +19,7 @@ __all__ = (
     "dead_letter_details",
     "dead_letters_table",
     "echo_json",
+    "history_table",
     "jobs_table",
     "overview_tables",
     "recurring_table",
@@ -127,6 +128,44 @@ def overview_tables(overviews: Sequence[QueueOverview], caption: str | None = No
     if any(o.busiest_keys for o in overviews):
         shown += ["", _busiest_keys_table(overviews)]
     return Group(*shown)
+
+
+def history_table(overviews: Sequence[QueueOverview], minutes: int) -> Table:
+    """The queues' last minutes (``info --history``), oldest first, a row per minute."""
+    table = Table(
+        title=f"History, the last {minutes} minutes (UTC)",
+        title_justify="left",
+        caption="latency: from enqueue to a job's first start, estimated within a factor of 2",
+        caption_justify="left",
+    )
+    for column in ("queue", "minute", "completed", "failed", "dead", "started"):
+        table.add_column(column, justify="left" if column in ("queue", "minute") else "right")
+    table.add_column("latency p50", justify="right")
+    table.add_column("latency p99", justify="right")
+    for o in overviews:
+        for p in o.history:
+            table.add_row(
+                o.name,
+                datetime.fromtimestamp(p.minute, UTC).strftime("%H:%M"),
+                f"{p.completed:,}",
+                f"{p.failed:,}",
+                f"{p.dead:,}",
+                f"{p.started:,}",
+                latency(p.latency_p50),
+                latency(p.latency_p99),
+            )
+    return table
+
+
+def latency(seconds: float | None) -> str:
+    """``0.4ms``, ``12ms``, ``1.5s``, ``3m05s``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return age(seconds)
 
 
 def _busiest_keys_table(overviews: Sequence[QueueOverview]) -> Table:

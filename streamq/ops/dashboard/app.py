@@ -11,6 +11,8 @@
                                                ``{"queue", "id"}`` (the first CHILDREN_LISTED
                                                children) and ``children_total``
     GET  /api/dead-letter?queue=Q&job_id=J     one dead letter in full
+    GET  /api/history?minutes=60[&queue=Q]     every queue's (or Q's) last minutes
+                                               (``Queue.history``), oldest first
     POST /api/retry-dead    {"queue": Q, "job_id": J | null}   (null: every dead letter of Q)
     POST /api/purge-dead    {"queue": Q}
     POST /api/cancel        {"queue": Q, "job_id": J}  -> {"queue", "job_id", "cancelled"}
@@ -25,10 +27,11 @@ The POST routes answer 403 unless the app was created with ``allow_actions``. Er
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -42,7 +45,8 @@ from starlette.staticfiles import StaticFiles
 from ...client.inspection import MAX_PEEK, JobSummary, QueueOverview, overview, to_json
 from ...client.manager import QueueManager
 from ...errors import JobInUse, StreamqError
-from ...job import DeadLetter
+from ...job import DeadLetter, HistoryPoint
+from ...store.history import HISTORY_MINUTES
 from ...transport.connection import redacted
 from .guard import Guard
 
@@ -81,6 +85,17 @@ class QueuePage(msgspec.Struct, frozen=True):
     retrying: list[JobSummary]
     dead: list[DeadLetter]
     limit: int
+
+
+class QueueHistory(msgspec.Struct, frozen=True):
+    name: str
+    history: list[HistoryPoint]
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    at: float
+    minutes: int
+    queues: list[QueueHistory]
 
 
 class RetryDead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -155,6 +170,15 @@ def create_app(
                 limit=limit,
             )
         )
+
+    async def history(request: Request) -> Response:
+        minutes = _minutes(request.query_params.get("minutes"))
+        if "queue" in request.query_params:
+            names = [await known(request.query_params.get("queue"), "queue")]
+        else:
+            names = await qm.queues()
+        listed = await _histories(qm, names, minutes)
+        return _answer(HistoryPage(time.time(), minutes, listed))
 
     async def job(request: Request) -> Response:
         name = await known(request.query_params.get("queue"), "queue")
@@ -233,6 +257,7 @@ def create_app(
             Route("/api/queue", queue),
             Route("/api/job", job),
             Route("/api/dead-letter", dead_letter),
+            Route("/api/history", history),
             Route("/api/retry-dead", action(retry_dead), methods=["POST"]),
             Route("/api/purge-dead", action(purge_dead), methods=["POST"]),
             Route("/api/cancel", action(cancel), methods=["POST"]),
@@ -260,6 +285,31 @@ def _limit(raw: str | None) -> int:
     if not 1 <= limit <= MAX_PEEK:
         raise Failure(400, f"limit must be 1 to {MAX_PEEK:,}, got {limit:,}")
     return limit
+
+
+def _minutes(raw: str | None) -> int:
+    if raw is None:
+        return 60
+    try:
+        minutes = int(raw)
+    except ValueError:
+        raise Failure(400, f"minutes must be a whole number, got {raw!r}") from None
+    if not 1 <= minutes <= HISTORY_MINUTES:
+        raise Failure(400, f"minutes must be 1 to {HISTORY_MINUTES}, got {minutes:,}")
+    return minutes
+
+
+async def _histories(qm: QueueManager, names: Sequence[str], minutes: int) -> list[QueueHistory]:
+    """The queues' histories, read at once: one round trip's wait for the lot."""
+    found: list[QueueHistory | None] = [None] * len(names)
+
+    async def read(index: int, name: str) -> None:
+        found[index] = QueueHistory(name, await qm.get_queue(name).history(minutes))
+
+    async with anyio.create_task_group() as tasks:
+        for index, name in enumerate(names):
+            tasks.start_soon(read, index, name)
+    return [h for h in found if h is not None]
 
 
 async def _body(request: Request, shape: type[msgspec.Struct]) -> Any:

@@ -4,22 +4,25 @@
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] job key prefix, ARGV[4] the queue's channel,
 -- ARGV[5] result ttl (s), ARGV[6] entries to read for the consumer afterwards (0: none),
 -- ARGV[7] finished records to keep, ARGV[8] events kept (0: none written), ARGV[9] how many
--- starts follow; then per start: job id, attempt (a "started" event each, written first); then
--- per entry: entry id, job id ('' = only acknowledge: cancelled, or another group's retry),
--- attempt, result
+-- starts follow, ARGV[10] the history key prefix, ARGV[11] a history hash's ttl (s),
+-- ARGV[12] how many latency buckets follow; then per bucket: its index, the first starts in it
+-- (store/history.py); then per start: job id, attempt (a "started" event each, written first);
+-- then per entry: entry id, job id ('' = only acknowledge: cancelled, or another group's
+-- retry), attempt, result
 -- An entry this consumer no longer owns (it was reclaimed) is left to its new owner. With
 -- several groups reading the stream the outcome is this group's (see settle_broadcast).
 -- Staged jobs then take the room the finished entries left in the window, and the consumer's
 -- next entries come back in the same round trip (a non-blocking XREADGROUP).
 -- Returns {per entry 1 (finished) or 0 (no longer ours), {{entry id, {field, value, ...}}, ...}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local _, now = server_time()
+local now_ms, now = server_time()
 local kept = retention(KEYS[5], ARGV[5], ARGV[7])
 local groups = groups_of(stream)
 local out, owned, completed = {}, {}, 0
-local first = 10 + 2 * tonumber(ARGV[9])
+local starts = 13 + 2 * tonumber(ARGV[12])
+local first = starts + 2 * tonumber(ARGV[9])
 local events = tonumber(ARGV[8]) > 0
-for i = 10, first - 1, 2 do
+for i = starts, first - 1, 2 do
   emit(KEYS[7], ARGV[8], 'started', ARGV[i], ARGV[i + 1], group)
 end
 for i = first, #ARGV, 4 do
@@ -80,6 +83,18 @@ end
 if completed > 0 then
   redis.call('INCRBY', KEYS[2], completed)
   trim_finished(kept, ARGV[3])
+end
+-- This minute's history: the completions and the latencies of the starts, counted per call.
+-- The hash's expiry is set when a field is new (so when it is created), not on every call.
+if completed > 0 or starts > 13 then
+  local hist = ARGV[10] .. string.format('%d', math.floor(now_ms / 60000) * 60)
+  local new = completed > 0 and redis.call('HINCRBY', hist, 'c', completed) == completed
+  for i = 13, starts - 1, 2 do
+    if redis.call('HINCRBY', hist, 'l' .. ARGV[i], ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
+      new = true
+    end
+  end
+  if new then redis.call('EXPIRE', hist, ARGV[11]) end
 end
 refill_after_ack(stream, KEYS[3], KEYS[4], ARGV[3])
 wake_relays(ARGV[4])

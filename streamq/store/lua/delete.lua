@@ -6,7 +6,8 @@
 -- KEYS[1] stream, KEYS[2] staged, KEYS[3] delayed, KEYS[4] retry, KEYS[5] dead, KEYS[6] finished,
 -- KEYS[7] window, KEYS[8] groups, then the queue's other keys (deleted at the end)
 -- ARGV[1] job key prefix, ARGV[2] batch, ARGV[3] force, ARGV[4] rate key prefix,
--- ARGV[5] rate counter key prefix, ARGV[6] slots key prefix
+-- ARGV[5] rate counter key prefix, ARGV[6] slots key prefix, ARGV[7] the history key prefix,
+-- ARGV[8] the seconds of history kept (its per-minute hashes are named by the minute)
 -- Returns {-1, live consumer, ...} when refused, else {records deleted, 1 once all is gone}.
 local prefix, batch = ARGV[1], tonumber(ARGV[2])
 local now_ms = server_time()
@@ -76,5 +77,12 @@ local _, _, active = limit_keys(KEYS[2])
 for group in pairs(groups) do
   redis.call('UNLINK', ARGV[4] .. group, ARGV[5] .. group, ARGV[6] .. group, active .. group)
 end
+-- Every minute a history hash may still be kept for (they expire after ARGV[8] seconds).
+local minute = math.floor(now_ms / 60000) * 60
+local history = {}
+for m = minute - tonumber(ARGV[8]) - 60, minute + 60, 60 do
+  history[#history + 1] = ARGV[7] .. string.format('%d', m)
+end
+redis.call('UNLINK', unpack(history))
 redis.call('UNLINK', unpack(KEYS))
 return { deleted, 1 }

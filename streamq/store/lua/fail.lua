@@ -6,7 +6,8 @@
 -- ARGV[10] retry delay in ms (negative: dead-letter), ARGV[11] payload, ARGV[12] dead record,
 -- ARGV[13] failure time (unix seconds, the dead set's score), ARGV[14] finished records to keep,
 -- ARGV[15] events kept (0: none written), ARGV[16] '1' when the attempt's "started" event is
--- not written yet (it is, first)
+-- not written yet (it is, first), ARGV[17] the history key prefix, ARGV[18] a history hash's
+-- ttl (s)
 -- Returns 1, or 0 when the entry is no longer this consumer's (its new owner decides).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local entry, job, attempt, err = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
@@ -31,6 +32,14 @@ local broadcast = #groups > 1 or record[2]
 local now_ms, now = server_time()
 local kept = retention(KEYS[8], ARGV[5], ARGV[14])
 local delay = tonumber(ARGV[10])
+-- This minute's history: a failed attempt, and whether the job went to the dead letters.
+-- Its expiry is set when a field is new (so when it is created), not on every call.
+if current then
+  local hist = ARGV[17] .. string.format('%d', math.floor(now_ms / 60000) * 60)
+  local new = redis.call('HINCRBY', hist, 'f', 1) == 1
+  if delay < 0 and redis.call('HINCRBY', hist, 'd', 1) == 1 then new = true end
+  if new then redis.call('EXPIRE', hist, ARGV[18]) end
+end
 if delay >= 0 then
   local member = group .. '\t' .. job
   redis.call('ZADD', KEYS[2], now_ms + delay, member)

@@ -15,6 +15,7 @@
     allowActions: false,
     timer: null,
     busy: false, // a refresh runs
+    historyAt: 0, // when (Date.now()) the charts last read the history
     again: false, // asked for while it ran: refresh once more after it
   };
 
@@ -158,6 +159,114 @@
     $("queues").tBodies[0].replaceChildren(...rows);
     $("no-queues").hidden = rows.length > 0;
     $("queues").hidden = rows.length === 0;
+  }
+
+  // ---- charts: each queue's last hour, from its per-minute history (hand-drawn SVG) ---------
+
+  const HISTORY_MINUTES = 60;
+  const HISTORY_MS = 5000; // minute-level counts: read every 5 s, not at every poll
+  // The drawing's coordinates (its viewBox); the plot area is the rect.plot in each chart.
+  const CHART = { width: 380, height: 96, left: 52, right: 8, top: 6, bottom: 16 };
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attributes, text) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function rate(perSecond) {
+    if (perSecond === 0) return "0/s";
+    return perSecond < 10 ? `${perSecond.toPrecision(2)}/s` : `${Math.round(perSecond).toLocaleString("en")}/s`;
+  }
+
+  function latency(seconds) {
+    if (seconds === null || seconds === undefined) return "-";
+    if (seconds < 0.01) return `${(seconds * 1000).toFixed(1)}ms`;
+    if (seconds < 1) return `${Math.round(seconds * 1000)}ms`;
+    return age(seconds);
+  }
+
+  // A line chart of `series` ({name, values}: a value per minute, null for none), scaled to the
+  // largest value (data-max): a path per series, broken where a value is missing.
+  function lineChart(kind, series, format, minutes) {
+    const plotWidth = CHART.width - CHART.left - CHART.right;
+    const plotHeight = CHART.height - CHART.top - CHART.bottom;
+    const values = series.flatMap((s) => s.values.filter((v) => v !== null));
+    const max = Math.max(0, ...values) || 1;
+    const root = svg("svg", {
+      class: "chart",
+      viewBox: `0 0 ${CHART.width} ${CHART.height}`,
+      role: "img",
+      "data-chart": kind,
+      "data-max": max,
+    });
+    root.append(svg("rect", { class: "plot", x: CHART.left, y: CHART.top, width: plotWidth, height: plotHeight }));
+    const label = (x, y, anchor, text) => svg("text", { x, y, "text-anchor": anchor }, text);
+    root.append(
+      label(CHART.left - 4, CHART.top + 8, "end", values.length ? format(max) : ""),
+      label(CHART.left - 4, CHART.top + plotHeight, "end", values.length ? format(0) : ""),
+      label(CHART.left, CHART.height - 3, "start", `-${minutes}m`),
+      label(CHART.left + plotWidth, CHART.height - 3, "end", "now"),
+    );
+    const step = minutes > 1 ? plotWidth / (minutes - 1) : 0;
+    for (const s of series) {
+      let d = "";
+      const dots = []; // a point with no neighbour draws no line: a dot shows it
+      s.values.forEach((value, i) => {
+        if (value === null) return;
+        const x = (CHART.left + i * step).toFixed(2);
+        const y = (CHART.top + plotHeight * (1 - value / max)).toFixed(2);
+        const joined = i > 0 && s.values[i - 1] !== null;
+        d += `${joined ? "L" : "M"}${x},${y} `;
+        if (!joined && (i + 1 >= s.values.length || s.values[i + 1] === null)) {
+          dots.push(svg("circle", { class: s.name, cx: x, cy: y, r: 2.5 }));
+        }
+      });
+      const path = svg("path", { class: s.name, "data-series": s.name, d: d.trim() });
+      path.append(svg("title", {}, s.name));
+      root.append(path, ...dots);
+    }
+    if (!values.length) root.append(label(CHART.left + plotWidth / 2, CHART.top + plotHeight / 2 + 4, "middle", "no job started"));
+    return root;
+  }
+
+  function queueCharts(queue) {
+    const points = queue.history;
+    const sum = (field) => points.reduce((total, p) => total + p[field], 0);
+    const card = el("div", null, "chart-card");
+    card.dataset.queue = queue.name;
+    const title = el("h3", queue.name); // text: the table above links the queue
+    const legend = el(
+      "p",
+      `${sum("completed").toLocaleString("en")} completed · ${sum("failed").toLocaleString("en")} failed attempts ·` +
+        ` ${sum("dead").toLocaleString("en")} dead in the last hour`,
+      "legend",
+    );
+    const perSecond = (field) => points.map((p) => p[field] / 60);
+    const waits = (field) => points.map((p) => (p.started ? p[field] : null));
+    card.append(
+      title,
+      legend,
+      lineChart("rate", [
+        { name: "completed", values: perSecond("completed") },
+        { name: "failed", values: perSecond("failed") },
+      ], rate, points.length),
+      lineChart("latency", [
+        { name: "p50", values: waits("latency_p50") },
+        { name: "p99", values: waits("latency_p99") },
+      ], latency, points.length),
+    );
+    return card;
+  }
+
+  async function refreshCharts() {
+    if (Date.now() - state.historyAt < HISTORY_MS) return;
+    const page = await get("/api/history", { minutes: HISTORY_MINUTES });
+    state.historyAt = Date.now();
+    $("charts").replaceChildren(...page.queues.map(queueCharts));
+    $("charts-section").hidden = page.queues.length === 0;
   }
 
   const COLUMNS = {
@@ -354,6 +463,7 @@
   async function refresh() {
     const page = await get("/api/queues");
     showQueues(page);
+    await refreshCharts();
     if (state.queue === null) {
       $("queue-section").hidden = true;
     } else {
