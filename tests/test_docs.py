@@ -89,6 +89,11 @@ job, inv = {"month": "2026-11"}, Invoice(7)
 job_id = await reports.enqueue(job, start_delay=60)
 """,
     "recurring": 'maintenance = qm.get_queue("maintenance")',
+    "history": """
+queue = qm.get_queue("emails")
+await queue.consume(lambda job: None)
+await queue.wait_for(await queue.enqueue("hi"), timeout=10)
+""",
     "rate-limit": """
 queue = qm.get_queue("partner-api")
 async def call_partner_api(job: streamq.Job[object]) -> None:

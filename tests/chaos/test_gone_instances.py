@@ -34,7 +34,8 @@ from .processes import Processes, settle
 
 pytestmark = [pytest.mark.chaos, pytest.mark.anyio]
 
-JOBS = scaled(20_000, 200_000)
+#: 10 s of flow in the short run (over three times IDLE), 200 s in make chaos.
+JOBS = scaled(10_000, 200_000)
 #: Jobs per second the producer enqueues (the live instances keep up with it on 2 cores).
 RATE = scaled(1_000, 1_000)
 IDLE = scaled(3, 10)
