@@ -155,7 +155,7 @@ def create_app(
 
     async def queue(request: Request) -> Response:
         name = await known(request.query_params.get("name"))
-        limit = _limit(request.query_params.get("limit"))
+        limit = _count(request.query_params.get("limit"), "limit", LISTED, MAX_PEEK)
         q = qm.get_queue(name)
         [counts] = await overview(qm, [name])
         return _answer(
@@ -172,7 +172,7 @@ def create_app(
         )
 
     async def history(request: Request) -> Response:
-        minutes = _minutes(request.query_params.get("minutes"))
+        minutes = _count(request.query_params.get("minutes"), "minutes", 60, HISTORY_MINUTES)
         if "queue" in request.query_params:
             names = [await known(request.query_params.get("queue"), "queue")]
         else:
@@ -275,28 +275,17 @@ def create_app(
     )
 
 
-def _limit(raw: str | None) -> int:
+def _count(raw: str | None, name: str, default: int, most: int) -> int:
+    """A query parameter that counts something, 1 to ``most`` (``default`` when absent)."""
     if raw is None:
-        return LISTED
+        return default
     try:
-        limit = int(raw)
+        value = int(raw)
     except ValueError:
-        raise Failure(400, f"limit must be a whole number, got {raw!r}") from None
-    if not 1 <= limit <= MAX_PEEK:
-        raise Failure(400, f"limit must be 1 to {MAX_PEEK:,}, got {limit:,}")
-    return limit
-
-
-def _minutes(raw: str | None) -> int:
-    if raw is None:
-        return 60
-    try:
-        minutes = int(raw)
-    except ValueError:
-        raise Failure(400, f"minutes must be a whole number, got {raw!r}") from None
-    if not 1 <= minutes <= HISTORY_MINUTES:
-        raise Failure(400, f"minutes must be 1 to {HISTORY_MINUTES}, got {minutes:,}")
-    return minutes
+        raise Failure(400, f"{name} must be a whole number, got {raw!r}") from None
+    if not 1 <= value <= most:
+        raise Failure(400, f"{name} must be 1 to {most:,}, got {value:,}")
+    return value
 
 
 async def _histories(qm: QueueManager, names: Sequence[str], minutes: int) -> list[QueueHistory]:
