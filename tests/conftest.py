@@ -22,6 +22,23 @@ from streamq.testing.localserver import INSTALL_HINT, LocalRedis
 from streamq.transport.connection import connect
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand this process's fault figures to the controller."""
+    from .chaos import figures
+
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["chaos_figures"] = figures.dump()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """In the pytest-xdist controller: a worker's fault figures join the table."""
+    from .chaos import figures
+
+    figures.load(getattr(node, "workeroutput", {}).get("chaos_figures", "[]"))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The fault suite's figures (tests/chaos), when it ran."""
     from .chaos import figures
@@ -57,9 +74,10 @@ def _built_binary(variable: str, default: str) -> str:
     return path
 
 
-#: The servers every test that needs one runs against, by id; tests marked ``cluster`` also run
-#: against a real Redis Cluster (3 primaries, 3 replicas).
-SERVER_KINDS = {"redis": "system", "redis6.2": "6.2"}
+#: The servers every test that needs one runs against, by id: the system's Redis (7.0), Redis
+#: 6.2 (the oldest supported) and Valkey 8.1; tests marked ``cluster`` also run against a real
+#: Redis Cluster (3 primaries, 3 replicas).
+SERVER_KINDS = {"redis": "system", "redis6.2": "6.2", "valkey": "valkey"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -111,6 +129,8 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[LocalRedis | LocalC
     binary = None
     if request.param == "6.2":
         binary = _built_binary("STREAMQ_REDIS_62_SERVER", ".cache/redis-6.2/redis-server")
+    elif request.param == "valkey":
+        binary = _built_binary("STREAMQ_VALKEY_SERVER", ".cache/valkey-8.1/valkey-server")
     with LocalRedis(binary=binary) as server:
         yield server
 

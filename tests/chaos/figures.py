@@ -16,7 +16,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ("FIGURES", "Row", "full", "record", "scaled", "table")
+__all__ = ("FIGURES", "Row", "dump", "full", "load", "record", "scaled", "table")
 
 #: Where a full run leaves its rows (README quotes them).
 FULL_RESULTS = Path(__file__).parent.parent.parent / ".cache" / "chaos-figures.json"
@@ -55,6 +55,16 @@ def record(row: Row) -> Row:
     figures are printed either way)."""
     FIGURES.append(row)
     return row
+
+
+def dump() -> str:
+    """This process's rows as JSON (a pytest-xdist worker sends them to the controller)."""
+    return json.dumps([asdict(r) for r in FIGURES])
+
+
+def load(rows: str) -> None:
+    """Rows another process recorded (:func:`dump`)."""
+    FIGURES.extend(Row(**row) for row in json.loads(rows))
 
 
 def table() -> str:
