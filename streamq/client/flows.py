@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidArgument
 from ..job import JobInfo
+from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
 from ..store.flows import FlowNode, FlowScripts, FlowSpec, OutboxItem
 from ..store.keys import QueueKeys, validate_name
 from ..validation import check_fairness_key, check_job_id, check_staging, new_job_id
@@ -18,7 +19,16 @@ from ..validation import check_fairness_key, check_job_id, check_staging, new_jo
 if TYPE_CHECKING:
     from .queue import Queue
 
-__all__ = ("FlowReplay", "FlowTree", "Step", "build_spec", "chain", "group", "read_flow_tree")
+__all__ = (
+    "FlowReplay",
+    "FlowTree",
+    "Step",
+    "build_spec",
+    "chain",
+    "group",
+    "read_flow_tree",
+    "tell_enqueued",
+)
 
 #: The most steps one flow may have (its spec is one value in Redis).
 MAX_STEPS = 100_000
@@ -127,8 +137,9 @@ def _check_step_id(job_id: str) -> None:
         )
 
 
-#: ``encode(queue, data, priority, enqueued_at)``: the payload ``queue.enqueue`` would write.
-Encode = Callable[[str, Any, int, float], Awaitable[bytes]]
+#: ``encode(queue, job_id, data, priority, enqueued_at)``: the payload ``queue.enqueue`` would
+#: write for the job ``job_id`` (with what the hooks carry with it).
+Encode = Callable[[str, str, Any, int, float], Awaitable[bytes]]
 
 
 async def build_spec(root: Step, encode: Encode) -> tuple[FlowSpec, float]:
@@ -153,7 +164,7 @@ async def build_spec(root: Step, encode: Encode) -> tuple[FlowSpec, float]:
                 f" {step.queue!r}): each step needs an id of its own"
             )
         seen[job_id] = step.queue
-        payload = await encode(step.queue, step.data, step.priority, now)
+        payload = await encode(step.queue, job_id, step.data, step.priority, now)
         nodes.append(
             FlowNode(
                 step.queue,
@@ -169,6 +180,23 @@ async def build_spec(root: Step, encode: Encode) -> tuple[FlowSpec, float]:
         index = len(nodes) - 1
         pending.extend((child, index) for child in step.children)
     return FlowSpec.new(nodes), now
+
+
+def tell_enqueued(
+    hooks: tuple[Hooks, ...], spec: FlowSpec, enqueued_at: float, created: bool
+) -> None:
+    """``on_enqueue`` for each step of a flow that was written (``created``) or, as
+    duplicates, of one that was not: a step is an enqueue as ``queue.enqueue``'s are."""
+    for node in spec.nodes:
+        event = EnqueueEvent(
+            queue=node.queue,
+            job_id=node.id,
+            priority=node.priority,
+            delay=node.delay_ms / 1000,
+            enqueued_at=enqueued_at,
+            duplicate=not created,
+        )
+        call_hooks(hooks, "on_enqueue", event)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from ..worker.context import ConsumerContext
 from ..worker.relay import FlowRelay
 from ..worker.scheduler import Scheduler
 from .background import Background
-from .flows import Step, build_spec
+from .flows import Step, build_spec, tell_enqueued
 from .host import Connection
 from .inspection import InspectScripts
 from .notices import QueueNotices, Subscriber
@@ -329,7 +329,7 @@ class QueueManager:
         unfinished job, nothing is enqueued (a flow is deduplicated by its root id)."""
         spec, now = await build_spec(step, self._encode_step)
         try:
-            await self._flow_writer().create(spec, now)
+            created = await self._flow_writer().create(spec, now)
         except RedisError as exc:
             raise as_streamq_error(
                 exc,
@@ -338,6 +338,8 @@ class QueueManager:
                 "the flow may be half-written: a consumer of its root's queue finishes or"
                 " undoes it within a minute; enqueue it again (deduplicated by its root id)",
             ) from exc
+        if self._hooks:
+            tell_enqueued(self._hooks, spec, now, created)
         return spec.root.id
 
     def _flow_writer(self) -> FlowWriter:
@@ -348,8 +350,12 @@ class QueueManager:
             round(self.flow_sweep_after * 1000),
         )
 
-    async def _encode_step(self, queue: str, data: Any, priority: int, now: float) -> bytes:
-        return await self.get_queue(queue).payload_for(data, priority=priority, enqueued_at=now)
+    async def _encode_step(
+        self, queue: str, job_id: str, data: Any, priority: int, now: float
+    ) -> bytes:
+        return await self.get_queue(queue).payload_for(
+            data, priority=priority, enqueued_at=now, job_id=job_id
+        )
 
     async def queues(self) -> list[str]:
         """The names of every queue that a manager with this prefix has enqueued to, consumed

@@ -139,10 +139,15 @@ class Queue(Generic[T]):
             self._tell_enqueued(hooks, job[0], priority, job[4], job[2], added)
         return job[0]
 
-    async def payload_for(self, data: T, *, priority: int, enqueued_at: float) -> bytes:
+    async def payload_for(
+        self, data: T, *, priority: int, enqueued_at: float, job_id: str | None = None
+    ) -> bytes:
         """The payload :meth:`enqueue` would write for ``data`` (checked against the queue's
-        type): how a flow's steps are encoded."""
-        payload = self._codec.encode(data, enqueued_at=enqueued_at, priority=priority)
+        type) at ``priority`` and ``enqueued_at``: how a flow's steps are encoded. With
+        ``job_id``, what the hooks carry with that job goes with it."""
+        payload = self._codec.encode(
+            data, enqueued_at=enqueued_at, priority=priority, job_id=job_id
+        )
         if not self._registered:
             await self._note_used()
         return payload

@@ -14,8 +14,10 @@ attempt, retries included, and the handler's own spans nest under its attempt's 
 the current span while the handler runs). Metrics: ``messaging.process.duration`` (seconds, a
 histogram) and ``streamq.job.outcomes`` (a counter by ``streamq.job.outcome``).
 
-Only a producer and consumers with these hooks attached carry and read the context; jobs from
-a producer without them run in traces of their own. A flow's steps carry no context yet.
+A flow (``enqueue_flow``) is a ``send`` span per step, all in the enqueuing code's trace, so
+each step's attempts join that trace too. Only a producer and consumers with these hooks
+attached carry and read the context; jobs from a producer without them run in traces of their
+own.
 """
 
 from __future__ import annotations

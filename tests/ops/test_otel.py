@@ -171,6 +171,53 @@ async def test_enqueue_many_and_call_carry_the_caller_trace(
     assert all(trace_id(span) == trace for span in tracing.spans("process "))
 
 
+async def test_a_flow_s_steps_and_their_attempts_join_the_caller_trace(
+    qm: streamq.QueueManager, queue_name: str, tracing: Tracing
+) -> None:
+    qm.add_hooks(tracing.hooks)
+    parts = qm.get_queue(f"{queue_name}-parts")
+    report = qm.get_queue(queue_name)
+    await parts.consume(lambda job: job.data)
+    await report.consume(lambda job: job.data)
+    flow = streamq.group(
+        streamq.Step(parts.name, "a"),
+        streamq.Step(parts.name, "b"),
+        then=streamq.Step(report.name, "all", job_id=f"{queue_name}-root"),
+    )
+    with tracing.provider.get_tracer("test").start_as_current_span("request") as request:
+        root = await qm.enqueue_flow(flow)
+        assert await qm.enqueue_flow(flow) == root  # deduplicated by its root id
+    assert await report.wait_for(root, timeout=10) == "all"
+    await wait_until(lambda: len(tracing.spans("process ")) == 3, what="three process spans")
+
+    trace = request.get_span_context().trace_id
+    sends = tracing.spans("send ")
+    assert len(sends) == 6  # three steps, twice
+    assert all(trace_id(span) == trace for span in sends)
+    assert all(
+        span.parent is not None and span.parent.span_id == request.get_span_context().span_id
+        for span in sends
+    )
+    written = {
+        (span.name, str((span.attributes or {})["messaging.message.id"])): span
+        for span in sends
+        if not (span.attributes or {}).get("streamq.job.duplicate")
+    }
+    assert sorted(name for name, _ in written) == sorted(
+        [f"send {parts.name}", f"send {parts.name}", f"send {report.name}"]
+    )
+    assert (f"send {report.name}", root) in written
+    assert len(sends) - len(written) == 3  # the second enqueue_flow's steps, duplicates
+    for span in tracing.spans("process "):
+        attributes = span.attributes or {}
+        send = written[
+            f"send {attributes['messaging.destination.name']}",
+            str(attributes["messaging.message.id"]),
+        ]
+        assert trace_id(span) == trace
+        assert span.parent is not None and span.parent.span_id == span_id(send)
+
+
 async def test_a_job_without_a_carried_context_is_a_root_span(
     redis_url: str, queue_name: str, tracing: Tracing
 ) -> None:
