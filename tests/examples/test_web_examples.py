@@ -37,12 +37,15 @@ def _listening_socket() -> socket.socket:
     return sock
 
 
-async def _streamq_connections(redis: Any) -> int:
-    """streamq names its connections (by instance id); the test's own client is unnamed."""
-    return sum(1 for client in await redis.client_list() if client.get("name"))
+async def _other_connections(redis: Any) -> set[str]:
+    """The ids of the server's client connections but the test's own."""
+    own = str(await redis.client_id())
+    return {str(client["id"]) for client in await redis.client_list()} - {own}
 
 
-async def _use_the_endpoints(client: httpx.AsyncClient) -> None:
+async def _use_the_endpoints(client: httpx.AsyncClient, redis: Any, before: set[str]) -> None:
+    # The app's manager is connected while it serves.
+    assert await _other_connections(redis) - before
     # Enqueue, then poll the job until it completed.
     response = await client.post("/jobs", json={"text": "to be or not to be"})
     assert response.status_code == 202
@@ -76,12 +79,13 @@ async def test_the_fastapi_app_under_uvicorn_runs_its_jobs_itself(
     server = uvicorn.Server(config)
     with _listening_socket() as sock, anyio.fail_after(20):
         base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        before = await _other_connections(redis)  # other tests' (the server is shared)
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
             async with httpx.AsyncClient(base_url=base_url) as client:
-                await _use_the_endpoints(client)
+                await _use_the_endpoints(client, redis, before)
             server.should_exit = True  # runs the lifespan's exit: the manager closes
-    assert await _streamq_connections(redis) == 0
+    assert not await _other_connections(redis) - before  # the app's manager closed them all
 
 
 async def test_the_aiohttp_app_with_a_worker_process(
@@ -92,14 +96,15 @@ async def test_the_aiohttp_app_with_a_worker_process(
     worker = workers.start("examples.web.tasks:count_words", "--queue", tasks.QUEUE)
     runner = web.AppRunner(aiohttp_app.create_app())
     with _listening_socket() as sock, anyio.fail_after(20):
+        before = await _other_connections(redis)  # other tests' (the server is shared)
         await runner.setup()  # the cleanup context's start-up: the manager opens
         try:
             await web.SockSite(runner, sock).start()
             base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
             async with httpx.AsyncClient(base_url=base_url) as client:
-                await _use_the_endpoints(client)
+                await _use_the_endpoints(client, redis, before)
         finally:
             await runner.cleanup()  # its clean-up: the manager closes
         worker.send_signal(signal.SIGTERM)
         assert await exited(worker, timeout=10) == 0, workers.log(worker)
-    assert await _streamq_connections(redis) == 0
+    assert not await _other_connections(redis) - before  # the app's and worker's closed
