@@ -36,13 +36,16 @@ async def test_consumers_resume_after_the_queues_primary_is_killed(
 ) -> None:
     client = await connect(own_cluster.url)
     assert isinstance(client, RedisCluster)
-    slot = key_slot(f"streamq:{{{queue_name}}}:stream".encode())
-    primary = client.nodes_manager.get_node_from_slot(slot)
+    try:
+        slot = key_slot(f"streamq:{{{queue_name}}}:stream".encode())
+        primary = client.nodes_manager.get_node_from_slot(slot)
+    finally:
+        await client.aclose()
     victim = next(n for n in own_cluster.nodes if n.port == primary.port)
     survivor = next(n for n in own_cluster.nodes if n is not victim)
 
     done: set[int] = set()
-    finished_at: list[float] = []  # when each job finished
+    finished_at: dict[int, float] = {}  # when each job finished
     async with streamq.QueueManager(
         own_cluster.url, min_replicas=min_replicas, replica_timeout=0.5
     ) as qm:
@@ -50,7 +53,7 @@ async def test_consumers_resume_after_the_queues_primary_is_killed(
 
         def handle(job: streamq.Job[int]) -> None:
             done.add(job.data)
-            finished_at.append(time.monotonic())
+            finished_at.setdefault(job.data, time.monotonic())
 
         await queue.consume(handle, concurrency=10)
         # Ten producers; refusals: the failover, or (min_replicas) no replica yet.
@@ -58,11 +61,12 @@ async def test_consumers_resume_after_the_queues_primary_is_killed(
         await producer.produce_all(range(300), producers=10)
         await wait_until(lambda: len(done) >= 300, what="the first 300 jobs")
         async with anyio.create_task_group() as tg:
-            # Killed while enqueues are on their way.
-            tg.start_soon(producer.produce_all, range(300, 600), 10)
-            await wait_until(lambda: len(producer.acknowledged) >= 350, what="more enqueues")
+            # Killed while enqueues are on their way: 300-399 before it, 400-599 from then on
+            # (they can land only once a replica took over).
+            await producer.produce_all(range(300, 400), producers=10)
             victim.crash()
             killed_at = time.monotonic()
+            tg.start_soon(producer.produce_all, range(400, 600), 10)
             await wait_until(
                 lambda: _promoted(survivor.port, slot, victim.port), timeout=30, what="promotion"
             )
@@ -73,10 +77,11 @@ async def test_consumers_resume_after_the_queues_primary_is_killed(
         after = set(range(300, 600))
         await wait_until(lambda: after <= done, timeout=30, what="the jobs after the failover")
         all_ran_after = time.monotonic() - promoted_at
-        resumed_after = min(t for t in finished_at if t > promoted_at) - promoted_at
+        # The first job enqueued after the kill to finish; it may beat the test's noticing
+        # the promotion (polled), hence at least 0.
+        resumed_after = max(0.0, min(finished_at[n] for n in range(400, 600)) - promoted_at)
         with contextlib.suppress(AssertionError):  # what is still missing then is lost
             await wait_until(lambda: producer.acknowledged <= done, timeout=5)
-    await client.aclose()
     # Replication is asynchronous: without min_replicas, a job the dead primary acknowledged
     # but had not yet sent to its replica is lost with it. Reported, never hidden.
     lost = sorted(producer.acknowledged - done)
