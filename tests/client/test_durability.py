@@ -42,7 +42,25 @@ def replica(primary: LocalRedis) -> Iterator[LocalRedis]:
         while b"master_link_status:up" not in _info_replication(server):
             assert time.monotonic() < deadline, "the replica did not sync"
             time.sleep(0.05)
+        # A replica just synced may be slow to acknowledge its first write: the tests' short
+        # replica_timeouts start once it answers WAIT.
+        _wait_until_acknowledging(primary)
         yield server
+
+
+def _wait_until_acknowledging(primary: LocalRedis) -> None:
+    """Until a write to ``primary`` reaches its replica within 100 ms."""
+    assert primary.port is not None
+    deadline = time.monotonic() + 20
+    with socket.create_connection(("127.0.0.1", primary.port), timeout=2) as s:
+        while True:
+            s.sendall(b"SET streamq-test-ack 1\r\nWAIT 1 100\r\n")
+            replies = b""
+            while replies.count(b"\r\n") < 2:
+                replies += s.recv(1024)
+            if replies.endswith(b":1\r\n"):
+                return
+            assert time.monotonic() < deadline, f"the replica does not acknowledge: {replies!r}"
 
 
 def _info_replication(server: LocalRedis) -> bytes:
@@ -106,6 +124,7 @@ async def test_a_stalled_replica_makes_the_enqueue_raise_not_replicated(
                 await queue.enqueue_many(["a", "b"])
         finally:
             os.kill(replica.pid, signal.SIGCONT)
+        _wait_until_acknowledging(primary)  # caught up after its stop
         # The job was written to the primary all the same; enqueueing it again is harmless.
         assert await queue.enqueue("x", job_id="kept") == "kept"
         assert (await queue.stats()).waiting == 3
