@@ -31,7 +31,7 @@ from .job import (
     JobState,
     QueueStats,
 )
-from .ops.hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent
+from .ops.hooks import EnqueueEvent, Hooks, JobEvent, ReclaimEvent, SettleEvent
 from .worker.consumer import Consumer
 
 __all__ = (
@@ -68,6 +68,7 @@ __all__ = (
     "RecurringInfo",
     "RedisTimeout",
     "Retry",
+    "SettleEvent",
     "Step",
     "StreamqError",
     "Unrecoverable",

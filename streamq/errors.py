@@ -69,7 +69,8 @@ class PermissionDenied(ConnectionFailed):
 class EncodeError(StreamqError, TypeError):
     """A job's data cannot be encoded, or is not valid for the queue's type.
 
-    Nothing was written when this is raised.
+    Nothing was written when this is raised. ``message`` says what is wrong; ``queue`` (kept as
+    an attribute) names the queue, None where none is involved.
     """
 
     def __init__(self, message: str, *, queue: str | None = None) -> None:
@@ -82,7 +83,10 @@ class InvalidArgument(StreamqError, ValueError):
 
 
 class JobFailed(StreamqError):
-    """The job failed past its retries and went to the dead letters."""
+    """The job failed past its retries and went to the dead letters.
+
+    ``job_id``, ``error`` (its last attempt's) and ``queue`` are kept as attributes.
+    """
 
     def __init__(self, job_id: str, error: str, *, queue: str | None = None) -> None:
         super().__init__(f"job {job_id!r} of queue {queue!r} failed: {error}")
@@ -92,7 +96,8 @@ class JobFailed(StreamqError):
 
 
 class JobCancelled(JobFailed):
-    """The job was cancelled (``Queue.cancel``) before it finished: it will not run again."""
+    """The job was cancelled (``Queue.cancel``) before it finished: it will not run again.
+    ``job_id`` and ``queue`` are kept as attributes (``error`` is ``"cancelled"``)."""
 
     def __init__(self, job_id: str, *, queue: str | None = None) -> None:
         super().__init__(job_id, "cancelled", queue=queue)
@@ -102,7 +107,11 @@ class JobCancelled(JobFailed):
 class JobInUse(StreamqError):
     """A job id an unfinished job holds, where a new one was to run under it: a dead job was
     not replayed (a job enqueued since under its id is unfinished), or a flow was not created
-    (one of its steps names such an id). Two jobs must not run under one id."""
+    (one of its steps names such an id). Two jobs must not run under one id.
+
+    ``job_id`` is the id in use and ``queue`` its queue; ``flow`` is the id of the flow not
+    created (its root step's), None for a replay. All three are kept as attributes.
+    """
 
     def __init__(self, job_id: str, *, queue: str | None = None, flow: str | None = None) -> None:
         if flow is None:
@@ -126,7 +135,8 @@ class JobInUse(StreamqError):
 
 class JobNotFound(StreamqError, LookupError):
     """No record of the job: never enqueued, or finished longer than ``result_ttl`` ago or
-    before the queue's newest ``keep_finished`` finished jobs."""
+    before the queue's newest ``keep_finished`` finished jobs. ``job_id`` and ``queue`` (kept as
+    attributes) name the job asked for."""
 
     def __init__(self, job_id: str, *, queue: str | None = None) -> None:
         super().__init__(
@@ -143,6 +153,10 @@ class NotReplicated(StreamqError):
 
     The jobs *were* written to the primary and will run, unless the primary fails before they
     reach a replica. Enqueueing them again with the same ``job_id`` is safe (deduplicated).
+
+    Kept as attributes: ``queue``; ``job_ids``, the jobs written; ``replicas``, how many replicas
+    confirmed them; ``wanted``, the ``min_replicas`` asked for; ``timeout``, the seconds waited
+    (``replica_timeout``).
     """
 
     def __init__(
@@ -163,7 +177,8 @@ class NotReplicated(StreamqError):
 
     @classmethod
     def merged(cls, errors: list[NotReplicated]) -> NotReplicated:
-        """One error for the batches of one call that were not confirmed."""
+        """One error for the batches of one call that were not confirmed (``errors``, one per
+        batch, at least one): their jobs, and the fewest replicas any of them reached."""
         first = errors[0]
         return cls(
             queue=first.queue,
@@ -175,7 +190,8 @@ class NotReplicated(StreamqError):
 
 
 class QueueInUse(StreamqError):
-    """A queue was not deleted: consumers of it are live (in this process or another)."""
+    """A queue was not deleted: consumers of it are live (in this process or another).
+    ``queue`` and ``consumers`` (the live consumers' names, as a tuple) are kept as attributes."""
 
     def __init__(self, queue: str, consumers: Sequence[str]) -> None:
         more = len(consumers) - 5

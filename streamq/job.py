@@ -34,9 +34,16 @@ JobState = Literal[
     "cancelled",
     "waiting_children",
 ]
+"""Where a job stands: ``waiting`` for a consumer, ``delayed`` until its ``start_delay`` is over,
+``active`` in a handler, ``retrying`` after a failed attempt (until its backoff is over),
+``completed``, ``dead`` (in the dead letters), ``cancelled``, or ``waiting_children``: a flow's
+step whose children have not all completed."""
 EventType = Literal[
     "enqueued", "started", "progress", "completed", "failed", "dead", "cancelled", "reclaimed"
 ]
+"""What an :class:`Event` records: an attempt ``started``; ``failed`` is an attempt that will be
+retried, ``dead`` one that sent the job to the dead letters; ``progress`` is a
+``job.set_progress``; ``reclaimed``, a job taken over from a consumer that went silent."""
 
 
 class JobControl(Protocol):
@@ -62,21 +69,27 @@ class Job(msgspec.Struct, Generic[T], frozen=True):
     """
 
     id: str
+    """The job's id: the ``job_id`` it was enqueued with, or the one generated."""
     data: T
+    """The enqueued data, decoded as the queue's type."""
     queue: str
-    #: 1 on the first delivery, 2 on the first retry (or a redelivery after a consumer died), ...
+    """The name of the queue it came from."""
     attempt: int
+    """1 on the first delivery, 2 on the first retry (or a redelivery after a consumer died), ..."""
     max_retries: int
+    """Retries it may have after its first attempt (its enqueue's ``max_retries``, else the
+    consumer's): attempt ``max_retries + 1`` is its last."""
     priority: int
-    #: Unix seconds when the job was enqueued.
+    """The priority it was enqueued with (higher starts first)."""
     enqueued_at: float
-    #: The manager whose consumer runs the job: to enqueue follow-up jobs from the handler
-    #: (``job.manager.get_queue("next").enqueue(...)``), also in ``python -m streamq worker``.
-    #: None for a Job made by hand (a handler's unit test).
+    """Unix seconds when the job was enqueued."""
     manager: QueueManager | None = None
-    #: The cursor the job's last attempt saved with :meth:`checkpoint`: where to go on from
-    #: after a reclaim, a retry or a hand-back on shutdown. None on a fresh job.
+    """The manager whose consumer runs the job: to enqueue follow-up jobs from the handler
+    (``job.manager.get_queue("next").enqueue(...)``), also in ``python -m streamq worker``. None
+    for a Job made by hand (a handler's unit test)."""
     resume_from: Any = None
+    """The cursor the job's last attempt saved with :meth:`checkpoint`: where to go on from after
+    a reclaim, a retry or a hand-back on shutdown. None on a fresh job."""
     #: Set by the consumer that runs the job.
     _control: JobControl | None = None
 
@@ -118,108 +131,126 @@ class JobRef(msgspec.Struct, frozen=True):
     """Another job, named by its queue and id (a flow's parent or child)."""
 
     queue: str
+    """The name of the job's queue."""
     id: str
+    """The job's id in it."""
 
 
 class JobInfo(msgspec.Struct, frozen=True):
     """A job's state as ``Queue.get_job`` reports it (or one consumer group's part in it)."""
 
     id: str
+    """The job's id."""
     state: JobState
-    #: Attempts made so far: those that failed or completed, and the one running.
+    """Where it stands: its own state, or the asked-for group's."""
     attempts: int
-    #: The handler's result; None until it completed, and for a job that went to several
-    #: groups unless one is asked for (``get_job(job_id, group=...)``).
+    """Attempts made so far: those that failed or completed, and the one running."""
     result: Any
+    """The handler's result; None until it completed, and for a job that went to several groups
+    unless one is asked for (``get_job(job_id, group=...)``)."""
     error: str | None
+    """Why the last attempt failed, while the job waits to retry or once it is dead (on a
+    broadcast queue, naming the group it died in); None otherwise."""
     enqueued_at: float | None
+    """Unix seconds of the enqueue; None where the record does not say."""
     finished_at: float | None
-    #: Where each consumer group stands with a job that goes to several (a broadcast queue);
-    #: empty for a job of one group.
+    """Unix seconds when it completed, went to the dead letters or was cancelled; None while
+    unfinished."""
     groups: dict[str, JobState] = msgspec.field(default_factory=dict)
-    #: The last value the handler passed to ``job.set_progress`` (None before any).
+    """Where each consumer group stands with a job that goes to several (a broadcast queue);
+    empty for a job of one group."""
     progress: Any = None
-    #: A flow's step: its parent, which runs once it and its siblings completed.
+    """The last value the handler passed to ``job.set_progress`` (None before any)."""
     parent: JobRef | None = None
-    #: A flow's step: the steps it waits for (``"waiting_children"``) before it runs.
+    """A flow's step: its parent, which runs once it and its siblings completed."""
     children: tuple[JobRef, ...] = ()
+    """A flow's step: the steps it waits for (``"waiting_children"``) before it runs."""
 
 
 class QueueStats(msgspec.Struct, frozen=True):
     """Counts of a queue's jobs by state, as ``Queue.stats`` reports them."""
 
-    #: In the stream and not yet delivered (the most behind group, when several read the queue).
     waiting: int
-    #: Delivered to a consumer and not yet finished (summed over groups).
+    """In the stream and not yet delivered (the most behind group, when several read the queue)."""
     active: int
+    """Delivered to a consumer and not yet finished (summed over groups)."""
     delayed: int
+    """Waiting for their ``start_delay`` to be over."""
     retrying: int
-    #: Completions since the queue was created.
+    """Failed attempts' jobs waiting for their retry (their backoff)."""
     completed: int
+    """Completions since the queue was created."""
     dead: int
-    #: Seconds the oldest undelivered job has waited; 0.0 when none waits.
+    """In the dead letters (``Queue.dead_letters``)."""
     oldest_waiting_age: float
-    #: Consumer groups reading the queue.
+    """Seconds the oldest undelivered job has waited; 0.0 when none waits."""
     groups: int
-    #: Redis memory the queue takes, approximately (its keys, and its jobs' records estimated
-    #: from a sample); 0 where the server does not say.
+    """Consumer groups reading the queue."""
     memory_bytes: int = 0
-    #: Whether the queue is paused (``Queue.pause``): no consumer starts a job.
+    """Redis memory the queue takes, approximately (its keys, and its jobs' records estimated
+    from a sample); 0 where the server does not say."""
     paused: bool = False
-    #: Fairness keys with waiting jobs (``enqueue(..., fairness_key=)``).
+    """Whether the queue is paused (``Queue.pause``): no consumer starts a job."""
     fairness_keys: int = 0
+    """Fairness keys with waiting jobs (``enqueue(..., fairness_key=)``)."""
 
 
 class HistoryPoint(msgspec.Struct, frozen=True):
     """One minute of a queue's history, as ``Queue.history`` reports it."""
 
-    #: The minute's start, unix seconds (the Redis server's clock), a multiple of 60.
     minute: int
-    #: Jobs completed (in each consumer group, on a broadcast queue).
+    """The minute's start, unix seconds (the Redis server's clock), a multiple of 60."""
     completed: int
-    #: Failed attempts: those that will be retried and those that went to the dead letters.
+    """Jobs completed (in each consumer group, on a broadcast queue)."""
     failed: int
-    #: Of those, the jobs that went to the dead letters.
+    """Failed attempts: those that will be retried and those that went to the dead letters."""
     dead: int
-    #: First attempts that started: the jobs the latencies describe.
+    """Of those, the jobs that went to the dead letters."""
     started: int
-    #: Seconds from enqueue to the first start of the jobs that started (a delayed job's
-    #: delay included), median and 99th percentile: estimates from buckets a factor of 2
-    #: wide, within a factor of 2; None when no job started.
+    """First attempts that started: the jobs the latencies describe."""
     latency_p50: float | None
+    """Seconds from enqueue to the first start of the jobs that started (a delayed job's delay
+    included), their median: an estimate from buckets a factor of 2 wide, so within a factor of
+    2; None when no job started."""
     latency_p99: float | None
+    """As ``latency_p50``, their 99th percentile."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
     """A job that failed past its retries (or could not be decoded)."""
 
     job_id: str
-    #: The decoded data, or the raw bytes when the payload cannot be decoded.
+    """The job's id: what ``Queue.retry_dead`` and ``Queue.dead_letter`` take."""
     data: Any
+    """The decoded data, or the raw bytes when the payload cannot be decoded."""
     error: str
+    """Why the last attempt failed (the handler's exception, a timeout, a bad payload)."""
     attempts: int
-    #: Unix seconds of the last failure.
+    """Attempts made, the last failed one included."""
     failed_at: float
-    #: The consumer groups the job failed in (one for a work queue).
+    """Unix seconds of the last failure."""
     groups: tuple[str, ...] = ()
-    #: Where the handler raised: its traceback (the last 8,000 characters); None when the
-    #: attempt failed without an exception of the handler's (a timeout, a bad payload).
+    """The consumer groups the job failed in (one for a work queue)."""
     traceback: str | None = None
+    """Where the handler raised: its traceback (the last 8,000 characters); None when the attempt
+    failed without an exception of the handler's (a timeout, a bad payload)."""
 
 
 class Event(msgspec.Struct, frozen=True):
     """A step in a job's life, as ``Queue.events`` reports it."""
 
-    #: The event's id in the queue's event stream: pass it as ``since`` to go on after it.
     id: str
+    """The event's id in the queue's event stream: pass it as ``since`` to go on after it."""
     type: EventType
+    """What happened."""
     job_id: str
-    #: The attempt it concerns (1 for the first; 0 where none is known: enqueued, cancelled).
+    """The id of the job it happened to."""
     attempt: int
-    #: Unix seconds, by the Redis server's clock (millisecond precision).
+    """The attempt it concerns (1 for the first; 0 where none is known: enqueued, cancelled)."""
     at: float
-    #: ``completed``: the result; ``failed``/``dead``: the error; ``progress``: the value;
-    #: ``reclaimed``: how many times the job's entry has been delivered. None otherwise.
+    """Unix seconds, by the Redis server's clock (millisecond precision)."""
     detail: Any = None
-    #: The consumer group it happened in (None for enqueued and cancelled).
+    """``completed``: the result; ``failed``/``dead``: the error; ``progress``: the value;
+    ``reclaimed``: how many times the job's entry has been delivered. None otherwise."""
     group: str | None = None
+    """The consumer group it happened in (None for enqueued and cancelled)."""

@@ -38,11 +38,15 @@ OnChildFailure = Literal["fail", "ignore"]
 
 @dataclass(frozen=True, slots=True, init=False)
 class Step:
-    """One job of a flow: ``data`` for ``queue``, run once every step in ``children`` has
-    completed (its handler reads their results with ``job.children_results()``).
+    """One job of a flow: ``data`` for the queue named ``queue`` (any queue: a flow's steps
+    may live in several, on a Redis Cluster too), run once every step in ``children`` has
+    completed (its handler reads their results with ``job.children_results()``). Enqueue a
+    tree of steps with :meth:`QueueManager.enqueue_flow`; :func:`chain` and :func:`group`
+    build common shapes.
 
-    ``job_id`` on the root step deduplicates the whole flow: while a job holds that id
-    unfinished, enqueueing the flow again changes nothing. ``start_delay`` counts from the
+    ``job_id``: the step's job id (None: a new unique one); the root's deduplicates the
+    whole flow: while a job holds that id unfinished, enqueueing the flow again changes
+    nothing. ``start_delay`` counts from the
     moment the step may run (its children completed). ``on_child_failure``: "fail" sends the
     step to the dead letters when a child does (or is cancelled), naming it, and cancels its
     other children; "ignore" runs it anyway, without that child's result. ``fairness_key``: as
@@ -51,13 +55,21 @@ class Step:
     """
 
     queue: str
+    """The name of the queue the step's job goes to."""
     data: Any
+    """The job's data, checked against the queue's type as the flow is enqueued."""
     job_id: str | None
+    """The job's id; None for a new unique one, made as the flow is enqueued."""
     priority: int
+    """The job's priority among those of its queue."""
     start_delay: float
+    """Seconds the step waits once it may run."""
     children: tuple[Step, ...]
+    """The steps it runs after."""
     on_child_failure: OnChildFailure
+    """What a child's failure does to it: "fail" or "ignore"."""
     fairness_key: str | None
+    """The fairness key the job takes turns under, or None."""
 
     def __init__(
         self,

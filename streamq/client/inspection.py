@@ -55,22 +55,27 @@ class ConsumerInfo(msgspec.Struct, frozen=True):
     """A member of a consumer group."""
 
     name: str
-    #: Jobs delivered to it and not yet finished.
+    """Its name in the group (``Consumer.name``)."""
     pending: int
-    #: Seconds since it last read or claimed.
+    """Jobs delivered to it and not yet finished."""
     idle: float
+    """Seconds since it last read or claimed."""
 
 
 class GroupInfo(msgspec.Struct, frozen=True):
     """A consumer group reading a queue."""
 
     name: str
+    """The group's name (the queue's name for its default group)."""
     consumers: tuple[ConsumerInfo, ...]
-    #: Delivered and not yet finished, over all its consumers.
+    """Its members: live ones, and those of stopped processes until they have owed nothing for
+    an hour."""
     pending: int
-    #: Entries not yet delivered to it; None where Redis cannot tell (6.2, or after deletions).
+    """Delivered and not yet finished, over all its consumers."""
     lag: int | None
+    """Entries not yet delivered to it; None where Redis cannot tell (6.2, or after deletions)."""
     last_delivered_id: str
+    """The stream id of the last entry delivered to it."""
 
 
 class JobSummary(msgspec.Struct, frozen=True):
@@ -78,50 +83,64 @@ class JobSummary(msgspec.Struct, frozen=True):
     (``data`` is None)."""
 
     id: str
+    """The job's id."""
     state: ListedState
-    #: The decoded data, or the raw payload bytes when it cannot be decoded.
+    """The state it was listed in."""
     data: Any
+    """The decoded data, or the raw payload bytes when it cannot be decoded."""
     priority: int
-    #: Unix seconds; None when the payload cannot be decoded.
+    """The priority it was enqueued with (0 when the payload cannot be decoded)."""
     enqueued_at: float | None
-    #: Unix seconds (server clock) when a delayed job or a retry may start; None for waiting.
+    """Unix seconds; None when the payload cannot be decoded."""
     due_at: float | None
-    #: Attempts made so far (the failed ones of a job waiting to retry, the running one of an
-    #: active job included).
+    """Unix seconds (server clock) when a delayed job or a retry may start; None for waiting."""
     attempts: int
-    #: The group a retry runs in again, or that runs an active job; None for the others.
+    """Attempts made so far (the failed ones of a job waiting to retry, the running one of an
+    active job included)."""
     group: str | None
-    #: The last attempt's error, for a job waiting to retry.
+    """The group a retry runs in again, or that runs an active job; None for the others."""
     error: str | None
-    #: A completed job's result and when it finished (unix seconds); None for the others.
+    """The last attempt's error, for a job waiting to retry."""
     result: Any = None
+    """A completed job's result; None for the others."""
     finished_at: float | None = None
+    """Unix seconds when a completed job finished; None for the others."""
 
 
 class RecurringInfo(msgspec.Struct, frozen=True):
     """A recurring schedule, as :meth:`Queue.recurring_schedules` lists it."""
 
     job_id: str
+    """The schedule's id (``schedule_recurring``'s ``job_id``); each run's job id is
+    ``f"{job_id}@{due_ms}"``."""
     interval_seconds: float | None
+    """Seconds between runs; None for a ``cron`` schedule."""
     cron: str | None
+    """The 5-field cron expression; None for an interval schedule."""
     tz: str | None
+    """The time zone ``cron`` is read in; None for UTC."""
     priority: int
-    #: Unix seconds (server clock) of the next occurrence.
+    """The priority each run is enqueued with."""
     next_run_at: float
+    """Unix seconds (server clock) of the next occurrence."""
     data: Any
+    """Each run's data (the raw bytes when it cannot be decoded)."""
 
 
 class QueueOverview(msgspec.Struct, frozen=True):
     """One queue's counts and readers, as ``python -m streamq info`` shows them."""
 
     name: str
+    """The queue's name."""
     stats: QueueStats
+    """Its counts (``Queue.stats``)."""
     groups: tuple[GroupInfo, ...]
-    #: The fairness keys with the most waiting jobs, ``(key, jobs)``, most first (``info``
-    #: reads them; empty when not read or no key waits).
+    """Its consumer groups (``Queue.groups``)."""
     busiest_keys: tuple[tuple[str, int], ...] = ()
-    #: The queue's last minutes (``Queue.history``), oldest first; empty when not read.
+    """The fairness keys with the most waiting jobs, ``(key, jobs)``, most first (``info`` reads
+    them; empty when not read or no key waits)."""
     history: tuple[HistoryPoint, ...] = ()
+    """The queue's last minutes (``Queue.history``), oldest first; empty when not read."""
 
 
 class InspectScripts:

@@ -75,9 +75,13 @@ DURABLE_LANES = 8
 class QueueManager:
     """Connects to Redis and runs this process's consumers.
 
-    ``async with QueueManager(url) as qm:`` connects and checks the server; leaving the block
-    stops every consumer gracefully and closes the connections. ``options`` go to the redis-py
-    client (``max_connections``, ``ssl_ca_certs`` ...).
+    ``async with QueueManager(url) as qm:`` connects and checks the server (Redis or Valkey
+    6.2 or later); leaving the block stops every consumer gracefully and closes the
+    connections. ``url``: ``redis://host:port/db``, ``rediss://`` (TLS), ``unix:///path``,
+    ``redis+cluster://host:port[,host:port...]`` (Redis Cluster) or
+    ``redis+sentinel://host:port[,...]/service_name``; None means ``$STREAMQ_REDIS_URL``,
+    else ``redis://127.0.0.1:6379/0``. ``options`` go to the redis-py client
+    (``max_connections``, ``socket_timeout``, ``ssl_ca_certs`` ...).
 
     ``prefix``: the start of every key and channel name streamq uses (managers that share one
     share queues). ``instance_id``: this manager's name, in its consumers' names and for groups
@@ -145,11 +149,12 @@ class QueueManager:
         self.max_payload_bytes = check_count(max_payload_bytes, what="max_payload_bytes")
         self.flow_sweep_after = check_seconds(flow_sweep_after, what="flow_sweep_after")
         socket_timeout = options.get("socket_timeout", SOCKET_TIMEOUT)
-        #: How long a command may wait for its reply before its connection is taken for dead;
-        #: consumers block in their reads for at most half of it.
         self.socket_timeout: float | None = (
             None if socket_timeout is None else check_seconds(socket_timeout, what="socket_timeout")
         )
+        """Seconds a command may wait for its reply before its connection is taken for dead
+        (the ``socket_timeout`` option; None: no limit); consumers block in their reads for at
+        most half of it."""
         if socket_timeout is not None and self.replica_timeout >= socket_timeout:
             raise InvalidArgument(
                 f"replica_timeout ({replica_timeout}s) must be shorter than socket_timeout"
@@ -246,6 +251,7 @@ class QueueManager:
 
     @property
     def hooks(self) -> tuple[Hooks, ...]:
+        """The hooks attached (``hooks=``, then :meth:`add_hooks`'s), in the order called."""
         return self._hooks
 
     def add_hooks(self, *hooks: Hooks) -> None:
@@ -287,8 +293,11 @@ class QueueManager:
         result_ttl: int | None = None,
         keep_finished: int | None = None,
     ) -> Queue[Any]:
-        """The queue called ``name`` (the same object every time), typed by ``type``;
-        ``result_ttl`` and ``keep_finished`` override the manager's for its finished jobs."""
+        """The queue called ``name`` (the same object every time): 1-200 characters without
+        ``{``, ``}`` or whitespace, else a :class:`ValueError`. ``type`` checks its jobs' data
+        (a msgspec Struct, a pydantic model or any type msgspec handles; ``Any`` accepts
+        all), one type per name. ``result_ttl`` and ``keep_finished`` override the manager's
+        for its finished jobs, given the first time only."""
         validate_name(name)
         queue = self._queues.get(name)
         if queue is None:
@@ -374,7 +383,9 @@ class QueueManager:
         await client.zrem(registry_key(self.prefix), queue)
 
     async def stop_consumers(self, grace: float | None = None) -> None:
-        """Stop every consumer of this manager (they finish running jobs within ``grace``)."""
+        """Stop every consumer of this manager: they finish running jobs within ``grace``
+        seconds (None: the manager's ``shutdown_grace``), then cancel the rest, which stay
+        owed and are delivered again later."""
         grace = self.shutdown_grace if grace is None else grace
         consumers, self._consumers = self._consumers, []
         async with anyio.create_task_group() as tg:

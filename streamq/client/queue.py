@@ -1,40 +1,24 @@
-"""The producer and inspection side of a queue; the consumer loop lives in ``consumer.py``."""
+"""The public face of a queue: producing, consuming and looking, each method a few lines over
+the modules that do the work (``enqueueing.py``, ``schedules.py``, ``replay.py``,
+``inspection.py`` ...); the consumer loop lives in ``worker/consumer.py``."""
 
 from __future__ import annotations
 
-import functools
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
-import anyio
-
-from ..errors import InvalidArgument, JobInUse, NotReplicated
+from ..errors import InvalidArgument
 from ..job import DeadLetter, Event, HistoryPoint, Job, JobInfo, QueueStats
-from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
 from ..store.control import ControlScripts
 from ..store.keys import QueueKeys, validate_group
-from ..store.schema import schema_of
 from ..store.scripts import Retention, Scripts
-from ..store.serialization import Codec, RecurringDef, encode_recurring
-from ..validation import (
-    check_count,
-    check_fairness_key,
-    check_handler,
-    check_job_id,
-    check_max_retries,
-    check_seconds,
-    check_staging,
-    new_job_id,
-)
+from ..store.serialization import Codec
+from ..validation import check_count, check_fairness_key, check_handler, check_job_id, check_seconds
 from ..worker.backoff import Backoff
-from ..worker.recurring import check_schedule, first_run_ms
-from .batching import Coalescer, Enqueue, Outcomes, batches, send_grouped
 from .draining import drain_queue
+from .enqueueing import Enqueuer
 from .events import check_since, read_events
-from .flows import FlowReplay
-from .housekeeping import delete_jobs, revive_all
+from .housekeeping import delete_jobs
 from .inspection import (
     GroupInfo,
     InspectScripts,
@@ -50,6 +34,9 @@ from .inspection import (
     summaries,
 )
 from .redis_errors import clear_errors
+from .registration import Registration
+from .replay import retry_dead
+from .schedules import recurring_definition, set_schedule
 from .waiting import wait_for_job
 
 if TYPE_CHECKING:
@@ -57,8 +44,6 @@ if TYPE_CHECKING:
     from .host import QueueHost
 
 __all__ = ("Handler", "Queue")
-
-log = logging.getLogger("streamq")
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -78,7 +63,16 @@ def _clear_errors(
 
 
 class Queue(Generic[T]):
-    """A named queue. Get one from :meth:`QueueManager.get_queue`."""
+    """A named queue whose jobs carry data of type ``T``: enqueue to it, consume it, look
+    into it.
+
+    Get one from :meth:`QueueManager.get_queue` (the same object for the same name) rather
+    than building one: the manager passes ``host``, what the queue sees of it (its
+    connection, hooks and other queues); ``name``; ``type_``, the type given to
+    ``get_queue`` (``Any`` unless given), which checks data as it is enqueued and decoded;
+    and ``retention``, how long the queue's finished jobs keep their records and how many of
+    the newest do (the manager's ``result_ttl`` and ``keep_finished``, or ``get_queue``'s).
+    """
 
     def __init__(self, host: QueueHost, name: str, type_: Any, retention: Retention) -> None:
         self.name = name
@@ -88,9 +82,10 @@ class Queue(Generic[T]):
         self._host = host
         self._keys = QueueKeys(host.prefix, name)
         self._codec: Codec[T] = Codec(name, type_, host.max_payload_bytes, host)
-        self._registered = False  # in the registry tools list queues from
-        self._registering = anyio.Lock()  # the first enqueues often come together
-        self._coalescer: Coalescer[Enqueue] = Coalescer(self._send_enqueues)
+        self._registration = Registration(host, self._keys, type_)
+        self._enqueuer = Enqueuer(
+            host, self._keys, self._codec, self._registration, retention.events
+        )
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} of {getattr(self.type, '__name__', self.type)}>"
@@ -107,11 +102,6 @@ class Queue(Generic[T]):
     def _inspect(self) -> InspectScripts:
         return self._host.connection().inspect
 
-    @property
-    def _enqueue_scripts(self) -> Scripts:
-        """Where enqueues go: with ``min_replicas``, a lane of their own that waits for them."""
-        return self._host.connection().enqueue_scripts
-
     # -- producing ------------------------------------------------------------------------
 
     @_clear_errors
@@ -126,17 +116,22 @@ class Queue(Generic[T]):
         timeout: float | None = None,
         fairness_key: str | None = None,
     ) -> str:
-        """Add a job; returns its id (``job_id`` when given).
+        """Add a job carrying ``data``; returns its id (``job_id`` when given, else a new
+        unique one).
 
-        While a job with ``job_id`` is unfinished, enqueueing the id again changes nothing.
-        Jobs of different ``fairness_key``s start round-robin (priority orders a key's own).
+        ``data`` must fit the queue's type and encode as MessagePack, else it is an
+        :class:`EncodeError` and nothing is written. ``priority``: higher runs first, equal
+        ones in enqueue order, also past a backlog of lower ones. ``start_delay``: seconds
+        before the job may start (0: at once). While a job with ``job_id`` is unfinished,
+        enqueueing the id again changes nothing. ``max_retries`` and ``timeout`` (seconds a
+        handler may run) override the consumer's settings for this job; None keeps them.
+        Jobs of different ``fairness_key``s start round-robin (priority orders a key's own);
+        jobs without one share a key of their own.
         """
-        job = await self._prepare(
+        job = await self._enqueuer.prepare(
             data, priority, start_delay, job_id, max_retries, timeout, fairness_key
         )
-        added = await self._coalescer.submit(job)
-        if hooks := self._host.hooks:
-            self._tell_enqueued(hooks, job[0], priority, job[4], job[2], added)
+        await self._enqueuer.send(job)
         return job[0]
 
     async def payload_for(
@@ -145,65 +140,9 @@ class Queue(Generic[T]):
         """The payload :meth:`enqueue` would write for ``data`` (checked against the queue's
         type) at ``priority`` and ``enqueued_at``: how a flow's steps are encoded. With
         ``job_id``, what the hooks carry with that job goes with it."""
-        payload = self._codec.encode(
-            data, enqueued_at=enqueued_at, priority=priority, job_id=job_id
+        return await self._enqueuer.payload(
+            data, priority=priority, enqueued_at=enqueued_at, job_id=job_id
         )
-        if not self._registered:
-            await self._note_used()
-        return payload
-
-    async def _prepare(
-        self,
-        data: T,
-        priority: int,
-        start_delay: float,
-        job_id: str | None,
-        max_retries: int | None,
-        timeout: float | None,
-        fairness_key: str | None = None,
-    ) -> Enqueue:
-        """Check and encode a job (nothing is written before this succeeded)."""
-        delay_ms = check_staging(priority, start_delay)
-        key = check_fairness_key(fairness_key)
-        if max_retries is not None:
-            check_max_retries(max_retries)
-        if timeout is not None:
-            check_seconds(timeout, what="timeout")
-        job_id = new_job_id() if job_id is None else check_job_id(job_id)
-        now = time.time()
-        payload = self._codec.encode(
-            data,
-            enqueued_at=now,
-            priority=priority,
-            max_retries=max_retries,
-            timeout=timeout,
-            job_id=job_id,
-        )
-        if not self._registered:
-            await self._note_used()
-        return job_id, payload, now, priority, delay_ms, key
-
-    def _tell_enqueued(
-        self,
-        hooks: tuple[Hooks, ...],
-        job_id: str,
-        priority: int,
-        delay_ms: int,
-        now: float,
-        added: bool,
-    ) -> None:
-        event = EnqueueEvent(
-            queue=self.name,
-            job_id=job_id,
-            priority=priority,
-            delay=delay_ms / 1000,
-            enqueued_at=now,
-            duplicate=not added,
-        )
-        call_hooks(hooks, "on_enqueue", event)
-
-    async def _send_enqueues(self, jobs: Sequence[Enqueue]) -> Outcomes:
-        return await send_grouped(self._enqueue_scripts, self._keys, self.retention.events, jobs)
 
     @_clear_errors
     async def enqueue_many(
@@ -214,48 +153,24 @@ class Queue(Generic[T]):
         start_delay: float = 0,
         fairness_key: str | None = None,
     ) -> list[str]:
-        """Add many jobs in few round trips; returns their ids in order.
+        """Add a job for each of ``items`` (its data) in few round trips; returns their new
+        ids in order. ``priority``, ``start_delay`` and ``fairness_key`` apply to each, as in
+        :meth:`enqueue`.
 
         Every item is encoded and checked before anything is written. With ``min_replicas``,
         every batch is written even when one is not confirmed; :class:`NotReplicated` then names
         every job that was not.
         """
-        delay_ms = check_staging(priority, start_delay)
-        key = check_fairness_key(fairness_key)
-        now = time.time()
-        encode = functools.partial(self._codec.encode_job, enqueued_at=now, priority=priority)
-        jobs = [encode(new_job_id(), item) for item in items]
-        await self._note_used()
-        unconfirmed: list[NotReplicated] = []
-        hooks = self._host.hooks
-        for batch in batches(jobs):
-            try:
-                added = await self._enqueue_scripts.enqueue(
-                    self._keys,
-                    batch,
-                    now,
-                    priority,
-                    delay_ms,
-                    self.retention.events,
-                    fairness_key=key,
-                )
-            except NotReplicated as exc:
-                unconfirmed.append(exc)
-                added = [True] * len(batch)  # written, not confirmed by the replicas
-            if hooks:
-                for (job_id, _), new in zip(batch, added, strict=True):
-                    self._tell_enqueued(hooks, job_id, priority, delay_ms, now, new)
-        if unconfirmed:
-            raise NotReplicated.merged(unconfirmed)
-        return [job_id for job_id, _ in jobs]
+        return await self._enqueuer.send_many(items, priority, start_delay, fairness_key)
 
     @_clear_errors
     async def cancel(self, job_id: str) -> bool:
-        """Cancel an unfinished job: waiting, delayed, retrying or running (True if it was
-        unfinished). It ends "cancelled", is neither retried nor dead-lettered, and
+        """Cancel the unfinished job ``job_id``: waiting, delayed, retrying or running (True
+        if it was unfinished). It ends "cancelled", is neither retried nor dead-lettered, and
         ``wait_for`` raises :class:`JobCancelled`. A running handler is cancelled wherever it
         runs, within about a network round trip (a plain function, which cannot be
-        interrupted, sees ``job.cancelled`` become true). A finished job is left as it is.
+        interrupted, sees ``job.cancelled`` become true). A flow's step takes the steps
+        under it along. A finished job is left as it is.
         """
         cancelled, children = await self._control.cancel(
             self._keys, self.retention, check_job_id(job_id)
@@ -290,35 +205,18 @@ class Queue(Generic[T]):
         job_timeout: float | None = None,
         fairness_key: str | None = None,
     ) -> Any:
-        """Request/reply: enqueue a job and wait for its result, woken by the consumer that
-        finishes it (no polling). Raises like :meth:`wait_for`; ``TimeoutError`` after
-        ``timeout`` seconds (the job is not cancelled: it may still run). ``job_timeout`` is
-        the handler's time limit (``enqueue``'s ``timeout``)."""
+        """Request/reply: enqueue a job carrying ``data`` and wait for its result, woken by
+        the consumer that finishes it (no polling). Raises like :meth:`wait_for`;
+        ``TimeoutError`` after ``timeout`` seconds (the job is not cancelled: it may still
+        run). ``priority``, ``start_delay``, ``max_retries`` and ``fairness_key`` are
+        :meth:`enqueue`'s, and so is ``job_id`` (held by an unfinished job, it waits for that
+        job's result); ``job_timeout`` is the handler's time limit (``enqueue``'s
+        ``timeout``)."""
         check_seconds(timeout, what="timeout")
-        job = await self._prepare(
+        job = await self._enqueuer.prepare(
             data, priority, start_delay, job_id, max_retries, job_timeout, fairness_key
         )
-        notices = await self._host.notices(self._keys)
-
-        async def enqueue_watched() -> None:
-            # The enqueue registers the wait too: one round trip, not two.
-            job_id, payload, now, _, delay_ms, key = job
-            [added] = await self._enqueue_scripts.enqueue(
-                self._keys,
-                [(job_id, payload)],
-                now,
-                priority,
-                delay_ms,
-                self.retention.events,
-                watch=True,
-                fairness_key=key,
-            )
-            if hooks := self._host.hooks:
-                self._tell_enqueued(hooks, job_id, priority, delay_ms, now, added)
-
-        return await wait_for_job(
-            self._scripts, self._keys, notices, job[0], timeout, None, register=enqueue_watched
-        )
+        return await self._enqueuer.call(job, timeout)
 
     # -- recurring ------------------------------------------------------------------------
 
@@ -334,7 +232,8 @@ class Queue(Generic[T]):
         priority: int = 0,
         tz: str | None = None,
     ) -> bool:
-        """Run ``data`` every ``interval_seconds``, or on a 5-field ``cron`` (UTC unless ``tz``).
+        """Run ``data`` every ``interval_seconds``, or on a 5-field ``cron`` (UTC unless ``tz``),
+        each run a job of ``priority`` (as in :meth:`enqueue`).
 
         Idempotent by ``job_id``: the same arguments again change nothing (every instance may
         call this at start-up); different ones replace the schedule. Each occurrence is enqueued
@@ -343,27 +242,16 @@ class Queue(Generic[T]):
         ``start_delay``. Returns True if the schedule was created or replaced.
         """
         schedule_id = check_job_id(job_id)
-        interval_ms, expression, zone = check_schedule(interval_seconds, cron, tz)
-        delay_ms = check_staging(priority, start_delay)
-        definition = RecurringDef(
-            interval_ms,
-            expression,
-            zone,
-            delay_ms,
-            priority,
-            self._codec.encode_data(data, priority),
+        definition = recurring_definition(
+            self._codec, data, interval_seconds, cron, tz, start_delay, priority
         )
-        await self._note_used()
-        client = self._host.connection().client
-        seconds, micros = await client.time()
-        first = first_run_ms(definition, seconds * 1000 + micros // 1000)
-        return await self._scripts.recurring_set(
-            self._keys, schedule_id, encode_recurring(definition), first
-        )
+        await self._registration.ensure()
+        return await set_schedule(self._host.connection(), self._keys, schedule_id, definition)
 
     @_clear_errors
     async def cancel_recurring(self, job_id: str) -> bool:
-        """Stop a recurring schedule (True if there was one). Runs already enqueued stay."""
+        """Stop the recurring schedule ``job_id`` (True if there was one). Runs already
+        enqueued stay."""
         return await self._scripts.recurring_cancel(self._keys, check_job_id(job_id))
 
     # -- consuming ------------------------------------------------------------------------
@@ -385,18 +273,32 @@ class Queue(Generic[T]):
         per_key_concurrency: int | None = None,
         per_key_rate_limit: tuple[int, float] | None = None,
     ) -> Consumer[T]:
-        """Start a consumer in the background and return it (stop it with ``await c.stop()``).
+        """Start a consumer running ``handler`` on the queue's jobs in the background, and
+        return it (stop it with ``await c.stop()``; the manager stops it as it closes).
 
-        Consumers sharing ``consumer_group`` (default: the queue's name) share the work; every
-        distinct group receives every job. ``prefetch``: jobs the consumer reads ahead of a
-        free slot, so the next ones start without a round trip (default: as many as
-        ``concurrency`` while handlers run under 50 ms on average, none while they run longer,
-        so long jobs are shared out evenly between consumers); 0 never reads ahead.
-        ``global_concurrency``: at most that many handlers of the group run at once across all
-        its consumers on all machines (a dead consumer's slots come back after
-        ``visibility_timeout``). ``per_key_concurrency`` and ``per_key_rate_limit=(n,
-        seconds)``: per fairness key, across the group, at most that many jobs running and
-        that many starts per period (jobs without a key are not limited).
+        ``handler(job)``: an ``async def`` (a plain function runs in a worker thread); its
+        return value is the job's result, raising fails the attempt. Consumers sharing
+        ``consumer_group`` (default: the queue's name) share the work; every distinct group
+        receives every job. ``max_retries``: retries after the first attempt (0: one attempt
+        only), then the job goes to the dead letters. ``concurrency``: handlers running at
+        once in this consumer. ``timeout``: seconds a handler may run before it is cancelled
+        and the attempt fails (None: no limit; a job's own ``timeout`` wins). ``backoff``:
+        seconds before a retry, a number or a callable ``(attempt) -> seconds`` (None: 1 s,
+        2 s, 4 s ... up to 5 minutes, with jitter). ``visibility_timeout``: seconds after
+        which the jobs of a consumer that stopped heart-beating (crashed, killed,
+        partitioned) go to another consumer of the group; a live consumer keeps its jobs
+        however long they run. ``rate_limit=(max_jobs, per_seconds)``: at most that many job
+        starts per period across the group, on every machine.
+
+        ``prefetch``: jobs the consumer reads ahead of a free slot, so the next ones start
+        without a round trip (default: as many as ``concurrency`` while handlers run under
+        50 ms on average, none while they run longer, so long jobs are shared out evenly
+        between consumers); 0 never reads ahead. ``global_concurrency``: at most that many
+        handlers of the group run at once across all its consumers on all machines (a dead
+        consumer's slots come back after ``visibility_timeout``). ``per_key_concurrency`` and
+        ``per_key_rate_limit=(n, seconds)``: per fairness key, across the group, at most that
+        many jobs running and that many starts per period (jobs without a key are not
+        limited).
         """
         from ..worker.options import ConsumerOptions
 
@@ -414,25 +316,15 @@ class Queue(Generic[T]):
             per_key_concurrency=per_key_concurrency,
             per_key_rate_limit=per_key_rate_limit,
         )
-        await self._note_used()
+        await self._registration.ensure()
         return await self._host.start_consumer(self, self._keys, self._codec, handler, options)
-
-    async def _note_used(self) -> None:
-        """Put the queue in the registry tools list queues from, with its type's schema for
-        tools that do not have the type, once (the enqueues that come together first wait for
-        one registration rather than each sending their own)."""
-        async with self._registering:
-            if not self._registered:
-                await self._host.register(self.name)
-                if (schema := schema_of(self.type)) is not None:
-                    await self._host.connection().client.set(self._keys.schema, schema)
-                self._registered = True
 
     # -- inspecting -----------------------------------------------------------------------
 
     @_clear_errors
     async def get_job(self, job_id: str, group: str | None = None) -> JobInfo | None:
-        """The job's state, or None if it is unknown (or finished longer than result_ttl ago).
+        """The state of the job ``job_id``, or None if it is unknown (or finished longer than
+        result_ttl ago).
 
         A job that goes to several consumer groups (a broadcast queue) has a state per group:
         ``group=`` picks one (None when the job does not go to it); without it the summary's
@@ -448,12 +340,13 @@ class Queue(Generic[T]):
     async def wait_for(
         self, job_id: str, timeout: float | None = None, group: str | None = None
     ) -> Any:
-        """The job's result once it completes (in ``group``, for a job that goes to several).
+        """The result of the job ``job_id`` once it completes (in ``group``, for a job that
+        goes to several).
 
         Raises :class:`JobFailed` if it went to the dead letters, :class:`JobNotFound` for an
-        unknown job, :class:`TimeoutError` when ``timeout`` seconds pass first, and
-        :class:`InvalidArgument` when several groups read the job and none is named (each has
-        a result of its own), or the one named does not read it.
+        unknown job, :class:`TimeoutError` when ``timeout`` seconds pass first (None: no
+        limit), and :class:`InvalidArgument` when several groups read the job and none is
+        named (each has a result of its own), or the one named does not read it.
         """
         check_job_id(job_id)
         if group is not None:
@@ -463,15 +356,15 @@ class Queue(Generic[T]):
 
     @_clear_errors
     async def children_results(self, job_id: str) -> dict[str, Any]:
-        """The results of a flow step's children that completed, by child id (what its handler
-        reads with ``job.children_results()``); children that failed under
+        """The results of the flow step ``job_id``'s children that completed, by child id
+        (what its handler reads with ``job.children_results()``); children that failed under
         ``on_child_failure="ignore"`` are left out."""
         return await self._control.children_results(self._keys, check_job_id(job_id))
 
     @_clear_errors
     async def job_logs(self, job_id: str) -> list[str]:
-        """The lines the job's handler logged (``job.log``), oldest first: the newest 1,000,
-        kept as long as the job's record."""
+        """The lines the handler of the job ``job_id`` logged (``job.log``), oldest first: the
+        newest 1,000, kept as long as the job's record."""
         return await self._control.logs(self._keys, check_job_id(job_id))
 
     def events(self, since: str | None = None) -> AsyncIterator[Event]:
@@ -484,6 +377,8 @@ class Queue(Generic[T]):
 
     @_clear_errors
     async def stats(self) -> QueueStats:
+        """The queue's jobs counted by state, the oldest waiting one's age, its groups and
+        whether it is paused (:class:`QueueStats`), read in one round trip."""
         return stats_of(await self._scripts.stats(self._keys))
 
     @_clear_errors
@@ -502,14 +397,16 @@ class Queue(Generic[T]):
 
     @_clear_errors
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Jobs that failed past their retries, oldest failure first."""
+        """Jobs that failed past their retries, oldest failure first, at most ``limit`` of
+        them (:meth:`dead_letter` reads one)."""
         check_count(limit, what="limit")
         rows = await self._scripts.dead_list(self._keys, limit)
         return [dead_letter_of(self._codec, *row) for row in rows]
 
     @_clear_errors
     async def retry_dead(self, job_id: str | None = None) -> int:
-        """Replay one dead job (or all when ``job_id`` is None) with fresh attempts.
+        """Replay one dead job (or all when ``job_id`` is None) with fresh attempts; returns
+        how many were replayed.
 
         A flow's parent that failed because of a child waits for its children again, and
         those that had not completed are replayed (a dead one from the dead letters, one
@@ -518,25 +415,9 @@ class Queue(Generic[T]):
         A dead job whose id a job enqueued since holds, unfinished, stays dead: for one id that
         is a :class:`JobInUse`; replaying all skips it (and logs how many were skipped).
         """
-        scripts = self._scripts
-        flows = FlowReplay(self._host.connection().flows, self._keys.prefix, self._host.queue)
-        if job_id is not None:
-            check_job_id(job_id)
-            if await flows.parent(self.name, job_id):
-                return 1
-            revived, in_use, _ = await scripts.revive(
-                self._keys, [check_job_id(job_id)], self.retention.events
-            )
-            if in_use:
-                raise JobInUse(job_id, queue=self.name)
-            return revived
-        return await revive_all(
-            scripts,
-            self._host.connection().client,
-            self._keys,
-            self.retention.events,
-            lambda parent: flows.parent(self.name, parent),
-        )
+        connection = self._host.connection()
+        events = self.retention.events
+        return await retry_dead(connection, self._keys, events, self._host.queue, job_id)
 
     @_clear_errors
     async def purge_dead(self) -> int:
@@ -554,13 +435,12 @@ class Queue(Generic[T]):
         enqueued afterwards. Big queues go in batches, none holding the server for long.
         """
         total = await delete_jobs(self._scripts, self._keys, force=force)
-        await self._host.unregister(self.name)
-        self._registered = False
+        await self._registration.withdraw()
         return total
 
     @_clear_errors
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
-        """One dead letter, or None if no dead job has that id."""
+        """The dead letter of the job ``job_id``, or None if no dead job has that id."""
         letters = await self._scripts.dead_get(self._keys, check_job_id(job_id))
         return None if letters is None else dead_letter_of(self._codec, *letters)
 
@@ -582,8 +462,8 @@ class Queue(Generic[T]):
 
     @_clear_errors
     async def busiest_keys(self, limit: int = 10) -> list[tuple[str, int]]:
-        """The fairness keys with the most waiting jobs (up to 1,000), ``(key, jobs)``, most
-        first; read in short calls of 2,000 keys each, however many keys wait."""
+        """The ``limit`` fairness keys (up to 1,000) with the most waiting jobs, ``(key,
+        jobs)``, most first; read in short calls of 2,000 keys each, however many keys wait."""
         return await self._inspect.busiest_keys(self._keys, limit)
 
     @_clear_errors

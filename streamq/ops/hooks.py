@@ -27,6 +27,7 @@ __all__ = (
     "Hooks",
     "JobEvent",
     "ReclaimEvent",
+    "SettleEvent",
     "call_hooks",
     "carried_by",
     "check_hooks",
@@ -36,7 +37,7 @@ log = logging.getLogger("streamq.hooks")
 
 #: The methods of :class:`Hooks`.
 HookMethod = Literal[
-    "on_enqueue", "on_start", "on_success", "on_failure", "on_cancel", "on_reclaim"
+    "on_enqueue", "on_start", "on_success", "on_failure", "on_cancel", "on_reclaim", "on_settle"
 ]
 
 
@@ -44,41 +45,49 @@ class EnqueueEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A job was enqueued (``Queue.enqueue`` or ``Queue.enqueue_many``) and Redis has it."""
 
     queue: str
+    """The queue's name."""
     job_id: str
+    """The job's id (given or generated)."""
     priority: int
-    #: Seconds before the job may start (``start_delay``).
+    """The priority it was enqueued with."""
     delay: float
-    #: Unix seconds of the enqueue (``Job.enqueued_at``).
+    """Seconds before the job may start (``start_delay``)."""
     enqueued_at: float
-    #: True when an unfinished job already had this id: nothing was added (deduplication).
+    """Unix seconds of the enqueue (``Job.enqueued_at``)."""
     duplicate: bool = False
+    """True when an unfinished job already had this id: nothing was added (deduplication)."""
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An attempt of a job in a consumer: it starts, succeeds or fails."""
 
     queue: str
+    """The queue's name."""
     group: str
-    #: The consumer's name in the group (``Consumer.name``).
+    """The consumer group the attempt runs in."""
     consumer: str
+    """The consumer's name in the group (``Consumer.name``)."""
     job_id: str
-    #: 1 on the first attempt.
+    """The job's id."""
     attempt: int
+    """1 on the first attempt."""
     max_retries: int
-    #: Unix seconds of the enqueue (0.0 for an entry that could not be decoded).
+    """The job's ``max_retries`` (``Job.max_retries``): attempt ``max_retries + 1`` is its last."""
     enqueued_at: float
-    #: Seconds the handler ran (``on_success``, ``on_failure``); None when it never ran (at
-    #: ``on_start``, and for an entry dead-lettered without a run: undecodable, or one whose
-    #: consumers kept dying).
+    """Unix seconds of the enqueue (0.0 for an entry that could not be decoded)."""
     duration: float | None = None
-    #: ``on_failure``: why the attempt failed.
+    """Seconds the handler ran (``on_success``, ``on_failure``); None when it never ran (at
+    ``on_start``, and for an entry dead-lettered without a run: undecodable, or one whose
+    consumers kept dying)."""
     error: str | None = None
-    #: ``on_failure``: seconds before the retry, or None when the job went to the dead letters.
+    """``on_failure``: why the attempt failed."""
     retry_in: float | None = None
-    #: ``on_failure``: what the handler raised, when it raised (not for a timeout or a bad entry).
+    """``on_failure``: seconds before the retry, or None when the job went to the dead letters."""
     exception: BaseException | None = None
-    #: What the hooks' :meth:`Hooks.carry` stored with the job at its enqueue (None: nothing).
+    """``on_failure``: what the handler raised, when it raised (not for a timeout or a bad
+    entry)."""
     carried: Mapping[str, str] | None = None
+    """What the hooks' :meth:`Hooks.carry` stored with the job at its enqueue (None: nothing)."""
 
     @property
     def dead_lettered(self) -> bool:
@@ -91,17 +100,37 @@ class ReclaimEvent(msgspec.Struct, frozen=True, kw_only=True):
     partitioned) for the visibility timeout, or handed it back as it stopped."""
 
     queue: str
+    """The queue's name."""
     group: str
-    #: The consumer that took it over.
+    """The consumer group the job was reclaimed in."""
     consumer: str
+    """The consumer that took it over."""
     job_id: str
-    #: The stream entry's id.
+    """The job's id."""
     entry_id: str
-    #: Times the entry has now been delivered (2 on its first reclaim).
+    """The stream entry's id."""
     delivery: int
-    #: Its consumer handed it back as it stopped (a graceful stop past its grace), rather than
-    #: going silent.
+    """Times the entry has now been delivered (2 on its first reclaim)."""
     handed_back: bool = False
+    """Its consumer handed it back as it stopped (a graceful stop past its grace), rather than
+    going silent."""
+
+
+class SettleEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Completions a consumer wrote to Redis in one call (acknowledgements coalesce: one call
+    carries every completion that queued while the previous one was on its way)."""
+
+    queue: str
+    """The queue's name."""
+    group: str
+    """The consumer group the jobs completed in."""
+    consumer: str
+    """The consumer that wrote them (``Consumer.name``)."""
+    job_ids: tuple[str, ...]
+    """The jobs whose completion the call recorded, in the order they completed (a job whose
+    entry another consumer had reclaimed meanwhile is left out: the new owner's run counts)."""
+    duration: float
+    """Seconds the call took (Redis' round trip included)."""
 
 
 class Hooks:
@@ -112,27 +141,36 @@ class Hooks:
         ``call`` (in the producer's task, before Redis has it): a trace context, say. The
         consumer's events of the job then have them as ``carried``. Keep them small; a job
         carrying nothing costs nothing. Called only on hooks that override it; its
-        ``on_enqueue`` follows once Redis has the job (not after a failed enqueue)."""
+        ``on_enqueue`` follows once Redis has the job (not after a failed enqueue). ``queue``
+        and ``job_id`` name the job."""
         return None
 
     def on_enqueue(self, event: EnqueueEvent) -> None:
-        """After Redis accepted an enqueue (in the producer's task)."""
+        """After Redis accepted an enqueue (in the producer's task); ``event`` names the job and
+        how it was enqueued."""
 
     def on_start(self, event: JobEvent) -> None:
-        """Just before the handler runs (in the task that runs it)."""
+        """Just before the handler runs (in the task that runs it); ``event`` is the attempt."""
 
     def on_success(self, event: JobEvent) -> None:
-        """The handler returned; its completion is on its way to Redis."""
+        """The handler returned; its completion is on its way to Redis. ``event`` is the
+        attempt, with its ``duration``."""
+
+    def on_settle(self, event: SettleEvent) -> None:
+        """Redis recorded completions: ``event`` names the jobs of one call of the finishing
+        script (in the consumer's task that writes them, after their ``on_success``)."""
 
     def on_failure(self, event: JobEvent) -> None:
-        """The attempt failed: ``event.retry_in`` says when it runs again, if it does."""
+        """The attempt failed: ``event`` says why (``error``, ``exception``) and, in
+        ``retry_in``, when it runs again, if it does."""
 
     def on_cancel(self, event: JobEvent) -> None:
         """The job was cancelled (``Queue.cancel``) while this consumer held it: its handler
-        was stopped, or never started (``duration`` None)."""
+        was stopped, or never started (``event``'s ``duration`` None)."""
 
     def on_reclaim(self, event: ReclaimEvent) -> None:
-        """Taken over from a consumer that stopped heart-beating; it runs here next."""
+        """Taken over from a consumer that stopped heart-beating; it runs here next. ``event``
+        names the job and the consumer that took it."""
 
 
 def check_hooks(hooks: Iterable[Hooks]) -> tuple[Hooks, ...]:
@@ -150,7 +188,7 @@ def check_hooks(hooks: Iterable[Hooks]) -> tuple[Hooks, ...]:
 def call_hooks(
     hooks: tuple[Hooks, ...],
     method: HookMethod,
-    event: EnqueueEvent | JobEvent | ReclaimEvent,
+    event: EnqueueEvent | JobEvent | ReclaimEvent | SettleEvent,
 ) -> None:
     """``hook.<method>(event)`` for each hook; an exception is logged once and swallowed."""
     for hook in hooks:

@@ -11,8 +11,11 @@ the enqueuing code's trace; its context is stored in the job (W3C ``traceparent`
 globally configured propagator) and each attempt in a consumer is a CONSUMER span ``process
 <queue>`` whose parent is that context, also linked: one trace holds the enqueue and every
 attempt, retries included, and the handler's own spans nest under its attempt's span (it is
-the current span while the handler runs). Metrics: ``messaging.process.duration`` (seconds, a
-histogram) and ``streamq.job.outcomes`` (a counter by ``streamq.job.outcome``).
+the current span while the handler runs). Writing completions is a CLIENT span ``ack <queue>``
+(operation type ``settle``) per call of the finishing script: acknowledgements coalesce, so one
+span settles a batch (``messaging.batch.message_count``) and links each job's process span; a
+call for one job is also its process span's child. Metrics: ``messaging.process.duration``
+(seconds, a histogram) and ``streamq.job.outcomes`` (a counter by ``streamq.job.outcome``).
 
 A flow (``enqueue_flow``) is a ``send`` span per step, all in the enqueuing code's trace, so
 each step's attempts join that trace too. Only a producer and consumers with these hooks
@@ -22,6 +25,7 @@ own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from contextvars import Token
 from typing import TYPE_CHECKING
@@ -29,9 +33,9 @@ from typing import TYPE_CHECKING
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
-from .hooks import EnqueueEvent, Hooks, JobEvent
+from .hooks import EnqueueEvent, Hooks, JobEvent, SettleEvent
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -42,11 +46,18 @@ __all__ = ("SYSTEM", "OpenTelemetryHooks")
 SYSTEM = "streamq"
 #: Sends whose enqueue never confirmed (it raised) are forgotten past this many, oldest first.
 MAX_PENDING_SENDS = 10_000
+#: Completed attempts whose acknowledgement is not written yet (a consumer that stopped before
+#: writing them) are forgotten past this many, oldest first.
+MAX_PENDING_SETTLES = 10_000
 
 
 class OpenTelemetryHooks(Hooks):
-    """Spans and metrics of the jobs of every manager it is attached to; the global providers
-    unless ``tracer_provider`` / ``meter_provider`` are given."""
+    """Spans and metrics of the jobs of every manager it is attached to.
+
+    ``tracer_provider``: the OpenTelemetry ``TracerProvider`` that makes the spans, and
+    ``meter_provider``: the ``MeterProvider`` that makes the metrics; None (the default)
+    uses the globally configured one.
+    """
 
     def __init__(
         self,
@@ -67,6 +78,9 @@ class OpenTelemetryHooks(Hooks):
         self._sending: dict[tuple[str, str], trace.Span] = {}
         #: Process spans and the context tokens making them current, by (queue, group, job id).
         self._running: dict[tuple[str, str, str], tuple[trace.Span, Token[Context]]] = {}
+        #: Successful process spans until their acknowledgement is written, by (queue, group,
+        #: job id): the ``ack`` span links them.
+        self._settling: dict[tuple[str, str, str], SpanContext] = {}
 
     def carry(self, queue: str, job_id: str) -> Mapping[str, str] | None:
         span = self._tracer.start_span(
@@ -166,3 +180,43 @@ class OpenTelemetryHooks(Hooks):
             span.set_attribute("streamq.job.retry_in", event.retry_in)
         span.end()
         otel_context.detach(token)
+        if outcome == "success":
+            settling = self._settling
+            if len(settling) >= MAX_PENDING_SETTLES:
+                del settling[next(iter(settling))]
+            settling[event.queue, event.group, event.job_id] = span.get_span_context()
+
+    def on_settle(self, event: SettleEvent) -> None:
+        # One CLIENT span per call that wrote completions (acknowledgements coalesce), linking
+        # each job's process span; a call for one job is also that span's child.
+        end = time.time_ns()
+        settling = self._settling
+        links = [
+            Link(context)
+            for job_id in event.job_ids
+            if (context := settling.pop((event.queue, event.group, job_id), None)) is not None
+        ]
+        parent = Context()
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "settle",
+            "messaging.operation.name": "ack",
+            "messaging.destination.name": event.queue,
+            "messaging.consumer.group.name": event.group,
+            "messaging.client.id": event.consumer,
+        }
+        if len(event.job_ids) == 1:
+            attributes["messaging.message.id"] = event.job_ids[0]
+            if links:
+                parent = trace.set_span_in_context(NonRecordingSpan(links[0].context), parent)
+        else:
+            attributes["messaging.batch.message_count"] = len(event.job_ids)
+        span = self._tracer.start_span(
+            f"ack {event.queue}",
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            links=links,
+            start_time=end - round(event.duration * 1e9),
+        )
+        span.end(end_time=end)

@@ -32,21 +32,32 @@ T = TypeVar("T")
 
 
 class JobCalls:
-    """What a handler did through its job (a ``streamq.job.JobControl`` kept in memory)."""
+    """What a handler did through its job (a ``streamq.job.JobControl`` kept in memory), made
+    by :func:`make_job`: for the job ``job_id`` of ``queue``, whose ``children_results()``
+    returns ``children``."""
 
     def __init__(self, job_id: str, queue: str, children: Mapping[str, Any]) -> None:
         self.job_id = job_id
+        """The job's id."""
         self.queue = queue
+        """The name of the job's queue."""
         self.logs: list[str] = []
+        """The lines logged, oldest first (``RecordedJob.logs``)."""
         self.progress: list[Any] = []
+        """Every progress value, in order (``RecordedJob.progress_values``)."""
         self.checkpoints: list[Any] = []
+        """Every checkpoint, in order (``RecordedJob.checkpoints``)."""
         self.cancelled = False
+        """Whether :meth:`RecordedJob.cancel` was called."""
         self._children = dict(children)
 
     async def set_progress(self, value: Any) -> None:
+        """Record ``value`` as it would come back from Redis (an unencodable one raises
+        :class:`~streamq.EncodeError`, as a real job's would)."""
         self.progress.append(_stored(value, self.job_id, self.queue))
 
     async def log(self, message: str) -> None:
+        """Record ``message`` as a log line, cut and capped as the real log does."""
         if not isinstance(message, str):
             raise InvalidArgument(f"job.log takes a str, got {type(message).__name__}")
         cut = len(message) > MAX_LOG_LINE
@@ -54,9 +65,11 @@ class JobCalls:
         del self.logs[:-MAX_LOG_LINES]
 
     async def checkpoint(self, value: Any) -> None:
+        """Record ``value`` as it would come back from Redis (as :meth:`set_progress`)."""
         self.checkpoints.append(_stored(value, self.job_id, self.queue))
 
     async def children_results(self) -> dict[str, Any]:
+        """The children's results :func:`make_job` was given."""
         return dict(self._children)
 
 
@@ -77,6 +90,7 @@ class RecordedJob(Job[T], frozen=True):
 
     @property
     def calls(self) -> JobCalls:
+        """Everything the handler did through the job, in one record."""
         control = self._control
         assert isinstance(control, JobCalls), "a RecordedJob is made by make_job"
         return control
@@ -122,10 +136,12 @@ def make_job(
     ``data`` makes the MessagePack round trip as a queue typed with the data's own type would
     (a ``msgspec.Struct`` or a dataclass comes back as itself, a dict's tuples as lists), so
     data a real queue could not carry fails here too (:class:`~streamq.EncodeError`).
-    ``attempt``: 1 for the first delivery, more for a retry (with ``resume_from``: the last
-    checkpoint the previous attempt saved). ``children_results``: what the job's
-    ``children_results()`` returns (a flow step's children, by id). ``manager``: a
-    ``QueueManager`` for a handler that enqueues follow-up jobs through ``job.manager``.
+    ``job_id``: generated unless given. ``attempt``: 1 for the first delivery, more for a retry
+    (with ``resume_from``: the last checkpoint the previous attempt saved). ``max_retries``,
+    ``priority`` and ``enqueued_at`` (default: now) are the job's as a real enqueue would set
+    them, checked the same way. ``children_results``: what the job's ``children_results()``
+    returns (a flow step's children, by id). ``manager``: a ``QueueManager`` for a handler that
+    enqueues follow-up jobs through ``job.manager``.
     """
     job_id = new_job_id() if job_id is None else check_job_id(job_id)
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:

@@ -8,6 +8,7 @@ per call, not one per job)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 from redis.exceptions import RedisError
 
+from ..ops.hooks import Hooks, SettleEvent, call_hooks
 from ..store.history import latency_bucket
 from .entries import group_gone
 
@@ -50,6 +52,8 @@ class AckTarget:
     done: Callable[[bytes], None]
     #: A call that may have read entries for the consumer lost its reply: adopt them.
     reply_lost: Callable[[], None]
+    #: The hooks attached now (``on_settle`` hears of each call's completions).
+    hooks: Callable[[], tuple[Hooks, ...]]
 
 
 class Acks:
@@ -141,6 +145,7 @@ class Acks:
             starts, self._starts = self._starts, {}
             waits, self._waits = self._waits, {}
             fetch = t.fetch()
+            began = time.perf_counter()
             try:
                 finished, entries = await t.scripts.complete(
                     t.keys, t.retention, t.group, t.name, batch, fetch, [*starts.values()], waits
@@ -176,3 +181,24 @@ class Acks:
                         t.name,
                         completion.job_id,
                     )
+            if batch and (hooks := t.hooks()):
+                self._tell_settled(hooks, batch, finished, time.perf_counter() - began)
+
+    def _tell_settled(
+        self,
+        hooks: tuple[Hooks, ...],
+        batch: list[Completion],
+        finished: list[bool],
+        duration: float,
+    ) -> None:
+        job_ids = tuple(c.job_id for c, ok in zip(batch, finished, strict=True) if ok and c.job_id)
+        if job_ids:  # not for acknowledge-only entries (cancelled before they started)
+            t = self._target
+            event = SettleEvent(
+                queue=t.keys.queue,
+                group=t.group,
+                consumer=t.name,
+                job_ids=job_ids,
+                duration=duration,
+            )
+            call_hooks(hooks, "on_settle", event)

@@ -24,7 +24,7 @@ from ..store.scripts import Claimed, pairs
 from ..validation import check_seconds
 from .acks import Acks, AckTarget
 from .control import ConsumerControls
-from .entries import Held, Inbox, group_gone, heartbeat, tell_reclaimed
+from .entries import Held, Inbox, group_gone, hand_back, heartbeat, tell_reclaimed
 from .limits import StartLimits
 from .outage import OutagePolicy
 from .readahead import ReadAhead
@@ -75,7 +75,9 @@ def register_interval(group_idle_timeout: float) -> float:
 
 
 class Consumer(Generic[T]):
-    """A running consumer of one queue and group. Returned by :meth:`Queue.consume`."""
+    """A running consumer of one queue and group, made by :meth:`Queue.consume` (not by hand):
+    it runs ``handler`` with the checked ``options``, as ``name`` in the group, through the
+    ``context`` it shares with its queue and manager."""
 
     def __init__(
         self,
@@ -85,9 +87,11 @@ class Consumer(Generic[T]):
         name: str,
     ) -> None:
         self.queue = context.queue
+        """The queue it consumes."""
         self.group = options.group
-        #: This consumer's name in the group (unique per process and consumer).
+        """The consumer group it reads in."""
         self.name = name
+        """This consumer's name in the group (unique per process and consumer)."""
         self._context = context
         self._options = options
         self._client = context.client
@@ -138,6 +142,7 @@ class Consumer(Generic[T]):
                 read=self._read_along,
                 done=self._done_with,
                 reply_lost=self._lost_reply,
+                hooks=context.hooks,
             )
         )
         self._limits = StartLimits.of(
@@ -170,16 +175,19 @@ class Consumer(Generic[T]):
 
     @property
     def running(self) -> bool:
+        """Whether it still runs: True until :meth:`stop` (or its manager's close) finished."""
         return not self._finished.is_set()
 
     @property
     def stopping(self) -> bool:
+        """Whether it was told to stop: it takes no new job."""
         return self._stopping
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run until :meth:`stop`; the manager starts this in its task group."""
+        """Run until :meth:`stop`; the manager starts this in its task group, and
+        ``task_status`` says the consumer started once its group exists and it is registered."""
         await self._ensure_group()
         await self._register()
         await self._controls.read_again()
@@ -228,10 +236,8 @@ class Consumer(Generic[T]):
             upkeep.cancel_scope.cancel()  # no heartbeat may follow the hand-back
 
     async def stop(self, grace: float = 30) -> None:
-        """Stop taking jobs, give running handlers ``grace`` seconds, then cancel the rest.
-
-        Jobs that did not finish stay owed to the group and are redelivered.
-        """
+        """Stop taking jobs, give running handlers ``grace`` seconds, then cancel the rest. Jobs
+        that did not finish stay owed to the group and are redelivered."""
         check_seconds(grace, what="grace", allow_zero=True)
         self._stopping = True
         self._gate.release()
@@ -398,11 +404,9 @@ class Consumer(Generic[T]):
         return cursor
 
     async def _adopt(self, inbox: Inbox) -> None:
-        """Take up entries Redis delivered to this consumer whose reply never arrived.
-
-        Under the ack lock: a finishing script that reads for us must not be on its way, or
-        its entries (delivered, not yet held) would be taken up twice.
-        """
+        """Take up entries Redis delivered to this consumer whose reply never arrived. Under the
+        ack lock: a finishing script that reads for us must not be on its way, or its entries
+        (delivered, not yet held) would be taken up twice."""
         async with self._acks.lock:
             free = self._read_ahead.held - self._in_flight
             owned = await self._scripts.adopt(self._keys, self.group, self.name, ADOPT_PAGE)
@@ -535,33 +539,18 @@ class Consumer(Generic[T]):
         self._adopt_needed = True
 
     async def _release(self) -> None:
-        """Hand every entry this consumer still owns back to its group, at once.
-
-        The script walks this consumer's pending list, so entries whose read reply was lost to
-        the stop (Redis delivered them, we never saw them) go back too.
-        """
+        """Hand every entry this consumer still owns back to its group (bounded: a stop never
+        hangs on an unreachable Redis)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_SECONDS):
-            try:
-                counted = [(h.entry_id, h.counted) for h in self._held.values() if h.counted]
-                await self._scripts.release(self._keys, self.group, self.name, counted)
-                # Out of the window and its per-key limits now, not once the registration lapses.
-                await self._scripts.register(
-                    self._keys, self.group, self.name, 0, 0, self._group_idle_ms
-                )
-            except (RedisError, OSError) as exc:
-                log.warning(
-                    "consumer %s: could not hand back its jobs (%s); they are"
-                    " reclaimed after the visibility timeout",
-                    self.name,
-                    exc,
-                )
+            await hand_back(
+                self._scripts, self._keys, self.group, self.name, self._held, self._group_idle_ms
+            )
         self._held.clear()
 
     # -- upkeep ---------------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Heartbeat the held entries, renew the window registration, trim what every group
-        acknowledged."""
+        """Heartbeat held entries, renew the registration, trim what every group acknowledged."""
         heartbeat_every = self._options.visibility_timeout / 3
         now = time.monotonic()
         next_heartbeat, next_trim = now + heartbeat_every, now + TRIM_INTERVAL

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from ..ops.hooks import Hooks, ReclaimEvent, call_hooks
 from ..store.scripts import Claimed
@@ -26,6 +26,7 @@ __all__ = (
     "Inbox",
     "attempt_of",
     "group_gone",
+    "hand_back",
     "heartbeat",
     "job_id_of",
     "tell_reclaimed",
@@ -205,3 +206,30 @@ async def heartbeat(
                 entry_id.decode(),
                 keys.queue,
             )
+
+
+async def hand_back(
+    scripts: Scripts,
+    keys: QueueKeys,
+    group: str,
+    consumer: str,
+    held: dict[bytes, Held],
+    group_idle_ms: int,
+) -> None:
+    """Hand every entry ``consumer`` still owns back to its group, at once, and take it out of
+    the window (a registration with no prefetch). The script walks the consumer's pending
+    list, so entries whose read reply was lost to the stop (Redis delivered them, the consumer
+    never saw them) go back too. A Redis error is logged: those entries are reclaimed after
+    the visibility timeout."""
+    try:
+        counted = [(h.entry_id, h.counted) for h in held.values() if h.counted]
+        await scripts.release(keys, group, consumer, counted)
+        # Out of the window and its per-key limits now, not once the registration lapses.
+        await scripts.register(keys, group, consumer, 0, 0, group_idle_ms)
+    except (RedisError, OSError) as exc:
+        log.warning(
+            "consumer %s: could not hand back its jobs (%s); they are reclaimed after the"
+            " visibility timeout",
+            consumer,
+            exc,
+        )

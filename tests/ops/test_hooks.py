@@ -43,6 +43,9 @@ class Recorder(streamq.Hooks):
     def on_reclaim(self, event: streamq.ReclaimEvent) -> None:
         self._add("reclaim", event)
 
+    def on_settle(self, event: streamq.SettleEvent) -> None:
+        self._add("settle", event)
+
     def of(self, kind: str) -> list[Any]:
         return [event for k, event in self.events if k == kind]
 
@@ -124,6 +127,42 @@ async def test_job_hooks_fire_on_start_success_and_failure(
     assert retried.error == "ValueError: boom" and not retried.dead_lettered
     assert (dead.attempt, dead.retry_in, dead.dead_lettered) == (2, None, True)
     assert dead.duration is not None
+
+
+async def test_settle_hooks_name_every_completion_once_after_its_success(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    recorder = Recorder()
+    qm.add_hooks(recorder)
+    queue = qm.get_queue(queue_name)
+
+    async def handle(job: streamq.Job[int]) -> int:
+        if job.data == 0:
+            raise streamq.Unrecoverable("a failure is not a completion")
+        return job.data
+
+    consumer = await queue.consume(handle, concurrency=10)
+    ids = await queue.enqueue_many(list(range(40)))
+    for job_id in ids[1:]:
+        await queue.wait_for(job_id, timeout=10)
+    await recorder.wait_for("failure", 1)
+
+    async def all_settled() -> bool:
+        return sum(len(e.job_ids) for e in recorder.of("settle")) >= 39
+
+    await wait_until(all_settled, what="39 completions settled")
+    settles = recorder.of("settle")
+    settled = [job_id for event in settles for job_id in event.job_ids]
+    assert sorted(settled) == sorted(ids[1:])  # each completion once, the failure in none
+    for event in settles:
+        assert (event.queue, event.group, event.consumer) == (queue_name, queue_name, consumer.name)
+        assert 0 <= event.duration < 5
+    # Each job's settle comes after its success: the completion is written once it returned.
+    order: dict[tuple[str, str], int] = {}
+    for n, (kind, event) in enumerate(recorder.events):
+        for job_id in event.job_ids if kind == "settle" else [getattr(event, "job_id", "")]:
+            order[kind, job_id] = n
+    assert all(order["success", job_id] < order["settle", job_id] for job_id in settled)
 
 
 async def test_an_undecodable_entry_is_a_failure_without_a_run(

@@ -211,11 +211,61 @@ async def test_a_flow_s_steps_and_their_attempts_join_the_caller_trace(
     for span in tracing.spans("process "):
         attributes = span.attributes or {}
         send = written[
-            f"send {attributes['messaging.destination.name']}",
+            f"send {attributes['messaging.destination.name']!s}",
             str(attributes["messaging.message.id"]),
         ]
         assert trace_id(span) == trace
         assert span.parent is not None and span.parent.span_id == span_id(send)
+
+
+async def test_acknowledgements_are_settle_spans_linking_each_completed_attempt(
+    qm: streamq.QueueManager, queue_name: str, tracing: Tracing
+) -> None:
+    qm.add_hooks(tracing.hooks)
+    queue = qm.get_queue(queue_name)
+
+    async def handle(job: streamq.Job[int]) -> int:
+        if job.data == 0 and job.attempt == 1:
+            raise ValueError("a failed attempt is not settled by an ack")
+        return job.data
+
+    consumer = await queue.consume(handle, concurrency=10, max_retries=1, backoff=0.01)
+    ids = await queue.enqueue_many(list(range(30)))
+    for job_id in ids:
+        await queue.wait_for(job_id, timeout=10)
+
+    def linked() -> list[int]:
+        return [link.context.span_id for span in tracing.spans("ack ") for link in span.links]
+
+    await wait_until(lambda: len(linked()) >= 30, what="30 acknowledged attempts")
+    successes = {
+        span_id(span): span
+        for span in tracing.spans("process ")
+        if (span.attributes or {})["streamq.job.outcome"] == "success"
+    }
+    assert len(successes) == 30
+    assert sorted(linked()) == sorted(successes)  # each completed attempt once, nothing else
+    for ack in tracing.spans("ack "):
+        attributes = dict(ack.attributes or {})
+        assert (ack.name, ack.kind) == (f"ack {queue_name}", SpanKind.CLIENT)
+        assert attributes["messaging.operation.type"] == "settle"
+        assert attributes["messaging.operation.name"] == "ack"
+        assert attributes["messaging.consumer.group.name"] == queue_name
+        assert attributes["messaging.client.id"] == consumer.name
+        assert ack.start_time is not None and ack.end_time is not None
+        assert ack.start_time <= ack.end_time
+        processed = [successes[link.context.span_id] for link in ack.links]
+        if len(processed) == 1:  # one job: its process span's child, in its trace
+            (job,) = processed
+            message_id = (job.attributes or {})["messaging.message.id"]
+            assert attributes["messaging.message.id"] == message_id
+            assert ack.parent is not None and ack.parent.span_id == span_id(job)
+            assert trace_id(ack) == trace_id(job)
+        else:
+            assert attributes["messaging.batch.message_count"] == len(processed)
+            assert ack.parent is None
+        # Written after the attempts it settles ended.
+        assert all((job.end_time or 0) <= ack.end_time for job in processed)
 
 
 async def test_a_job_without_a_carried_context_is_a_root_span(
