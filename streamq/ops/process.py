@@ -57,6 +57,8 @@ class WorkerSpec:
     prefetch: int | None = None
     #: ``(max_jobs, per_seconds)``.
     rate_limit: tuple[int, float] | None = None
+    #: At most this many running at once across the group.
+    global_concurrency: int | None = None
     #: Per fairness key: at most this many running, and ``(max_jobs, per_seconds)`` starts.
     per_key_concurrency: int | None = None
     per_key_rate_limit: tuple[int, float] | None = None
@@ -195,6 +197,7 @@ async def run_worker(
                 backoff=spec.backoff,
                 rate_limit=spec.rate_limit,
                 prefetch=spec.prefetch,
+                global_concurrency=spec.global_concurrency,
                 per_key_concurrency=spec.per_key_concurrency,
                 per_key_rate_limit=spec.per_key_rate_limit,
             )

@@ -400,6 +400,34 @@ async def test_backoff_and_prefetch_and_rate_limits_reach_the_consumer(
     assert await exited(worker, 15) == 0
 
 
+@pytest.mark.anyio
+async def test_global_concurrency_holds_across_the_worker_processes(
+    workers: Workers, producer: streamq.QueueManager, queue_name: str
+) -> None:
+    pool = workers.start(
+        f"{HANDLERS}:nap",
+        "--queue",
+        queue_name,
+        *("--processes", "2", "--concurrency", "5", "--global-concurrency", "2"),
+    )
+    queue = producer.get_queue(queue_name, Nap)
+    slots = f"streamq:{{{queue_name}}}:slots:{queue_name}"
+    started = time.monotonic()
+    ids = await queue.enqueue_many([Nap(0.3)] * 8)
+    most = 0
+    with anyio.fail_after(30):
+        for job_id in ids:
+            while (info := await queue.get_job(job_id)) is None or info.state != "completed":
+                # Slots held (scored by when they lapse; a waiters' mark scores +inf).
+                most = max(most, await producer.redis.zcount(slots, "-inf", "(+inf"))
+                await anyio.sleep(0.01)
+    # 8 naps of 0.3 s, 2 at a time: 4 rounds, where the 10 handlers would take one.
+    assert time.monotonic() - started >= 4 * 0.3
+    assert most == 2
+    pool.send_signal(signal.SIGTERM)
+    assert await exited(pool, 20) == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -407,6 +435,7 @@ async def test_backoff_and_prefetch_and_rate_limits_reach_the_consumer(
         (["--rate-limit", "0/1"], "is not JOBS/SECONDS"),
         (["--per-key-rate-limit", "5/x"], "is not JOBS/SECONDS"),
         (["--per-key-concurrency", "0"], "Invalid value"),
+        (["--global-concurrency", "0"], "Invalid value"),
         (["--prefetch", "-1"], "Invalid value"),
     ],
 )

@@ -81,6 +81,11 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
     help="At most JOBS starts per SECONDS across the group, e.g. 100/1.",
 )
 @click.option(
+    "--global-concurrency",
+    type=click.IntRange(min=1),
+    help="At most this many jobs run at once across the group (every process and machine).",
+)
+@click.option(
     "--per-key-concurrency",
     type=click.IntRange(min=1),
     help="At most this many jobs of one fairness key run at once across the group.",
@@ -167,6 +172,7 @@ def worker(
     visibility_timeout: float,
     prefetch: int | None,
     rate_limit: tuple[int, float] | None,
+    global_concurrency: int | None,
     per_key_concurrency: int | None,
     per_key_rate_limit: tuple[int, float] | None,
     backoff: float | None,
@@ -205,6 +211,7 @@ def worker(
         grace=grace,
         prefetch=prefetch,
         rate_limit=rate_limit,
+        global_concurrency=global_concurrency,
         per_key_concurrency=per_key_concurrency,
         per_key_rate_limit=per_key_rate_limit,
         backoff=backoff,
@@ -308,6 +315,7 @@ def _worker_args(spec: WorkerSpec, log_level: str, log_format: str) -> list[str]
         ("--timeout", spec.timeout),
         ("--prefetch", spec.prefetch),
         ("--rate-limit", _rate_text(spec.rate_limit)),
+        ("--global-concurrency", spec.global_concurrency),
         ("--per-key-concurrency", spec.per_key_concurrency),
         ("--per-key-rate-limit", _rate_text(spec.per_key_rate_limit)),
         ("--backoff", spec.backoff),
