@@ -32,8 +32,10 @@ OLD_REDIS := .cache/redis-5.0/redis-server
 REDIS_62 := .cache/redis-6.2/redis-server
 VALKEY := .cache/valkey-8.1/valkey-server
 # make test's processes (pytest-xdist), each with servers of its own: the suite mostly waits on
-# servers and timers, so more processes than cores pay. TEST_PROCESSES=0 runs it in one.
+# servers and timers, so more processes than cores pay. A test module stays in one process, in
+# its file's order (as in a run in one process). TEST_PROCESSES=0 runs it all in one.
 TEST_PROCESSES ?= 4
+XDIST = -n $(TEST_PROCESSES) $(if $(filter 0,$(TEST_PROCESSES)),,--dist loadfile)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 COMPOSE ?= docker compose
@@ -49,7 +51,7 @@ run: $(STAMP) redis-server
 test: $(STAMP) redis-server chromium $(OLD_REDIS) $(REDIS_62) $(VALKEY)
 	STREAMQ_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) STREAMQ_REDIS_62_SERVER=$(CURDIR)/$(REDIS_62) \
 		STREAMQ_VALKEY_SERVER=$(CURDIR)/$(VALKEY) \
-		$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
+		$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 chaos: $(STAMP) redis-server
 	STREAMQ_CHAOS=full $(BIN)/python -m pytest -m chaos -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -122,7 +124,7 @@ test-redis-oldest: $(STAMP) redis-server $(REDIS_62) $(VALKEY)
 	$(UV) pip install --quiet --python $(OLDEST_VENV)/bin/python -r .cache/oldest.txt \
 		"redis[hiredis]==$(REDIS_PY_OLDEST)" -e .
 	$(OLDEST_VENV)/bin/python -c 'import redis; print("redis-py", redis.__version__)'
-	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) $(REDIS_PY_TESTS)
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(XDIST) $(REDIS_PY_TESTS)
 
 # $(call apt_install,CHECK,PACKAGES,ELSEWHERE): when the shell test CHECK fails, install the
 # Debian PACKAGES with apt-get; on a system without apt-get, print ELSEWHERE and fail.
