@@ -1,6 +1,6 @@
-"""Makes docs/dashboard.png (a queue's dead letters) and docs/dashboard-history.png (the first
-screen's charts): a throwaway redis-server with a few realistic queues, the dashboard on a free
-port, and a headless Chromium (Debian's /usr/bin/chromium: `make chromium`).
+"""Makes docs/dashboard.png (the queues, their last hour's charts and a queue's dead letters): a
+throwaway redis-server with a few realistic queues, the dashboard on a free port, and a
+headless Chromium (Debian's /usr/bin/chromium: `make chromium`).
 
     .venv/bin/python docs/make_screenshot.py [MINUTES]
 
@@ -26,7 +26,6 @@ from tests.browser import chromium, dashboard
 from tests.helpers import wait_until
 
 OUT = Path(__file__).with_name("dashboard.png")
-HISTORY_OUT = Path(__file__).with_name("dashboard-history.png")
 MINUTES = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 
 
@@ -189,14 +188,12 @@ async def shoot(url: str) -> None:
             await page.goto(f"{address}#queue=emails&tab=dead&job={job}")
             await page.locator("#detail-id").filter(has_text=job).wait_for()
             await page.locator("#queues tbody tr").nth(3).wait_for()
-            await page.screenshot(path=str(OUT), full_page=True)
-            await page.goto(address)
             await page.locator("#charts svg").first.wait_for()
-            await page.screenshot(path=str(HISTORY_OUT), full_page=True)
+            await page.screenshot(path=str(OUT), full_page=True)
         hold.set()
         for consumer in consumers:
             await consumer.stop(grace=1)
-    print(f"wrote {OUT} and {HISTORY_OUT}")
+    print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":
