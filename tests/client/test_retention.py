@@ -104,3 +104,26 @@ async def test_stats_tell_the_memory_a_queue_takes(
     grown = (await queue.stats()).memory_bytes - empty
     # 2,000 payloads of 1,000 bytes, in the stream and in staged jobs' records.
     assert 2_000_000 <= grown <= 4_000_000, grown
+
+
+async def test_stats_tell_the_memory_of_a_fair_queue_s_keys_and_jobs(
+    qm: streamq.QueueManager, queue_name: str
+) -> None:
+    queue = qm.get_queue(queue_name)
+
+    async def in_redis() -> int:
+        """What every key of the queue takes, summed."""
+        total = 0
+        async for key in qm.redis.scan_iter(match=f"streamq:{{{queue_name}}}:*", count=1000):
+            total += await qm.redis.memory_usage(key) or 0
+        return total
+
+    empty, empty_in_redis = (await queue.stats()).memory_bytes, await in_redis()
+    # Keyed jobs wait in their keys' own sets: 300 keys of one job, and one of 300.
+    for n in range(300):
+        await queue.enqueue({"n": n}, fairness_key=f"tenant-{n}")
+    await queue.enqueue_many([{"n": n} for n in range(300)], fairness_key="big")
+    grown = (await queue.stats()).memory_bytes - empty
+    grown_in_redis = await in_redis() - empty_in_redis
+    # An estimate from samples, but of everything: the keys' sets and their jobs' records.
+    assert 0.7 <= grown / grown_in_redis <= 1.3, (grown, grown_in_redis)

@@ -73,7 +73,23 @@ if oldest then age = math.max(0, now_ms - oldest) end
 local memory = 0
 for i = 1, #KEYS do memory = memory + (redis.call('MEMORY', 'USAGE', KEYS[i]) or 0) end
 for _, set in ipairs(held) do memory = memory + (redis.call('MEMORY', 'USAGE', set) or 0) end
-local sample = {}
+-- The fairness keys' own sets of staged jobs, by the bytes per job of a few of them (their sizes
+-- vary: a set's own overhead is shared by its jobs); those jobs also sample the records.
+local key_jobs, key_set_bytes, keyed_sample = 0, 0, {}
+for _, set in ipairs({ ring, held[1], held[2] }) do
+  for _, fk in ipairs(redis.call('ZRANGE', set, 0, 5)) do
+    if fk ~= FAIR_DEFAULT and #keyed_sample < 5 then
+      local used = redis.call('MEMORY', 'USAGE', kprefix .. fk)
+      if used then
+        key_jobs = key_jobs + redis.call('ZCARD', kprefix .. fk)
+        key_set_bytes = key_set_bytes + used
+        keyed_sample[#keyed_sample + 1] = redis.call('ZRANGE', kprefix .. fk, 0, 0)[1]
+      end
+    end
+  end
+end
+if key_jobs > 0 then memory = memory + math.floor(key_set_bytes / key_jobs * keyed) end
+local sample = keyed_sample
 for _, job in ipairs(redis.call('LRANGE', KEYS[7], -5, -1)) do sample[#sample + 1] = job end
 for _, job in ipairs(redis.call('ZRANGE', KEYS[5], 0, 4)) do sample[#sample + 1] = job end
 for _, job in ipairs(redis.call('ZRANGE', KEYS[6], 0, 4)) do sample[#sample + 1] = job end
