@@ -110,7 +110,7 @@ def show(report: dict[str, Any], console: Console) -> None:
     )
     console.print(
         f"streamq {env['streamq']} · Python {env['python']} ({env['event_loop']}) · redis-py"
-        f" {env['redis']} (hiredis {env['hiredis']}) · Redis {env['redis_server']}{shape}"
+        f" {env['redis']} (hiredis {env['hiredis']}) · {env['server']}{shape}"
         f" · {env['cpu']} x {env['cpus']}"
         + (" · with PrometheusMetrics" if env.get("metrics") else "")
         + (" · with OpenTelemetry" if env.get("otel") else "")

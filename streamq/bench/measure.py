@@ -272,6 +272,12 @@ async def environment(target: Target, args: argparse.Namespace) -> dict[str, Any
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
         "redis_server": server.get("redis_version"),
+        # Valkey answers redis_version with the Redis release it is compatible with.
+        "server": (
+            f"Valkey {server['valkey_version']}"
+            if "valkey_version" in server
+            else f"Redis {server.get('redis_version')}"
+        ),
         "redis_config": {k: str(v) for k, v in config.items()},
         "jobs": args.jobs,
         "concurrency": args.concurrency,

@@ -58,6 +58,12 @@ def test_a_short_run_reports_rates_and_redis_cost_as_json(redis_url: str) -> Non
     report = json.loads(done.stdout)
     environment = report["environment"]
     assert environment["redis_server"]
+    with redis.Redis.from_url(redis_url) as client:
+        info = client.info("server")
+    valkey = info.get("valkey_version")
+    assert environment["server"] == (
+        f"Valkey {valkey}" if valkey else f"Redis {info['redis_version']}"
+    )
     for library in ("redis", "hiredis", "msgspec", "anyio", "uvloop"):
         assert environment[library][0].isdigit(), (library, environment[library])
     rows = {(r["scenario"], r["label"]): r for r in report["results"]}
