@@ -1,5 +1,6 @@
 """How the worker side rides out Redis errors: one policy for the consumer's loops, the runner's
-writes, the scheduler and its wake-up listener.
+writes, the scheduler and its wake-up listener; and :class:`Rounds`, the loop of the scheduler
+and the flow relay.
 
 After each error in a row a loop pauses (a little longer each time, up to its longest pause) and
 tries again. The first error of a run is a warning, then only one in :data:`QUIET_ERRORS` (the
@@ -10,13 +11,15 @@ itself within seconds: it is one error line naming the fix, then a :data:`PERMIS
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
+from redis.exceptions import RedisError
 
 from ..transport.acl import PERMISSION_PAUSE, is_denied, permission_denied
 
-__all__ = ("QUIET_ERRORS", "OutagePolicy")
+__all__ = ("QUIET_ERRORS", "OutagePolicy", "Rounds")
 
 log = logging.getLogger("streamq")
 
@@ -86,3 +89,36 @@ class OutagePolicy:
         another try after :meth:`pause`: once per pause in the sequence, and not for a missing
         permission (that waits for the next write)."""
         return not is_denied(exc) and errors < len(self.pauses)
+
+
+class Rounds:
+    """A background task's rounds: each round returns how long to sleep before the next; a Redis
+    error pauses as ``outage`` says; :meth:`wake` cuts a sleep short (a message on the queue's
+    channel, a local retry)."""
+
+    def __init__(self, outage: OutagePolicy) -> None:
+        self._outage = outage
+        self._wake = anyio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(
+        self, round_: Callable[[], Awaitable[float]], gather: Callable[[], float] | None = None
+    ) -> None:
+        """Run ``round_`` for ever. ``gather``: after a sleep a wake-up cut short, how long to
+        let more wake-ups gather first (a busy task's rounds then take many at a time)."""
+        errors = 0
+        while True:
+            try:
+                sleep = await round_()
+                errors = 0
+            except (RedisError, OSError) as exc:
+                sleep = self._outage.report(exc, errors)
+                errors += 1
+            if sleep > 0:
+                with anyio.move_on_after(sleep):
+                    await self._wake.wait()
+                if gather is not None and self._wake.is_set() and (pause := gather()) > 0:
+                    await anyio.sleep(pause)
+            self._wake = anyio.Event()

@@ -15,15 +15,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import anyio
 import msgspec
-from redis.exceptions import RedisError
 
 from ..errors import StreamqError
 from ..store.flows import FlowScripts, FlowWriter, OutboxItem, decode_spec
 from ..store.keys import QueueKeys
 from ..store.script_types import Retention
-from .outage import OutagePolicy
+from .outage import OutagePolicy, Rounds
 
 __all__ = ("FlowRelay",)
 
@@ -61,43 +59,30 @@ class FlowRelay:
         self._retention_of = retention_of
         #: ``cancel(queue, id)``: Queue.cancel, which cancels a step's subtree too.
         self._cancel = cancel
-        self._wake = anyio.Event()
         #: Items applied, to delete with the next take.
         self._applied: list[bytes] = []
         self._sweep_every = min(SWEEP_EVERY, writer.stale_ms / 2000)
-        self._outage = OutagePolicy(
-            f"flow relay of queue {keys.queue!r}", keys.prefix, (ERROR_PAUSE,)
-        )
+        self._next_sweep = 0.0
+        outage = OutagePolicy(f"flow relay of queue {keys.queue!r}", keys.prefix, (ERROR_PAUSE,))
+        self._rounds = Rounds(outage)
 
     def wake(self) -> None:
         """A child of the queue finished: look at the outbox now."""
-        self._wake.set()
+        self._rounds.wake()
 
     async def run(self) -> None:
-        errors = 0
-        next_sweep = 0.0
-        while True:
-            sleep = self._sweep_every
-            try:
-                sweep = time.monotonic() >= next_sweep
-                if sweep:
-                    next_sweep = time.monotonic() + self._sweep_every
-                    await self._sweep()
-                more = await self._relay(CLAIM_AFTER_MS if sweep else 0)
-                sleep = 0 if more else max(0.0, next_sweep - time.monotonic())
-                errors = 0
-            except (RedisError, OSError) as exc:
-                sleep = self._outage.report(exc, errors)
-                errors += 1
-            if sleep > 0:
-                with anyio.move_on_after(sleep):
-                    await self._wake.wait()
-                if self._applied and self._wake.is_set():
-                    # Busy (the last round had items, and more came): let a few finishing
-                    # batches gather, so a fan-in is relayed in rounds of many, not of one
-                    # batch each.
-                    await anyio.sleep(GATHER)
-            self._wake = anyio.Event()
+        # Busy (the last round had items, and more came): let a few finishing batches gather,
+        # so a fan-in is relayed in rounds of many, not of one batch each.
+        await self._rounds.run(self._round, gather=lambda: GATHER if self._applied else 0.0)
+
+    async def _round(self) -> float:
+        """Sweep when due, then relay a batch; returns how long to sleep before the next round."""
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + self._sweep_every
+            await self._sweep()
+        more = await self._relay(CLAIM_AFTER_MS if sweep else 0)
+        return 0.0 if more else max(0.0, self._next_sweep - time.monotonic())
 
     async def _relay(self, claim_after_ms: int) -> bool:
         """Apply one batch of the outbox; True when it was full (more wait)."""

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 
-import anyio
 import msgspec
-from redis.exceptions import RedisError
 
 from ..store.keys import QueueKeys
 from ..store.scripts import DueSchedule, NewJob, Scripts
 from ..store.serialization import decode_recurring, envelope_of
-from .outage import OutagePolicy
+from .outage import OutagePolicy, Rounds
 from .recurring import next_run_ms, run_job_id
 
 __all__ = ("Scheduler",)
@@ -41,27 +39,15 @@ class Scheduler:
         self._keys = keys
         #: The queue's ``keep_events``: an occurrence's enqueue is an event too.
         self._events = events
-        self._wake = anyio.Event()
         who = f"scheduler of queue {keys.queue!r}"
-        self._outage = OutagePolicy(who, keys.prefix, (ERROR_PAUSE,))
+        self._rounds = Rounds(OutagePolicy(who, keys.prefix, (ERROR_PAUSE,)))
 
     def wake(self) -> None:
         """Look at the sets again now: something may be due sooner than planned."""
-        self._wake.set()
+        self._rounds.wake()
 
     async def run(self) -> None:
-        errors = 0
-        while True:
-            try:
-                sleep = await self._step()
-                errors = 0
-            except (RedisError, OSError) as exc:
-                sleep = self._outage.report(exc, errors)
-                errors += 1
-            if sleep > 0:
-                with anyio.move_on_after(sleep):
-                    await self._wake.wait()
-            self._wake = anyio.Event()
+        await self._rounds.run(self._step)
 
     async def _step(self) -> float:
         """One round; returns how long to sleep before the next."""
