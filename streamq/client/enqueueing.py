@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import NotReplicated
-from ..ops.hooks import EnqueueEvent, call_hooks
+from ..ops.hooks import tell_enqueued
 from ..validation import (
     check_fairness_key,
     check_job_id,
@@ -23,7 +23,6 @@ from .batching import Coalescer, Enqueue, Outcomes, batches, send_grouped
 from .waiting import wait_for_job
 
 if TYPE_CHECKING:
-    from ..ops.hooks import Hooks
     from ..store.keys import QueueKeys
     from ..store.scripts import Scripts
     from ..store.serialization import Codec
@@ -103,7 +102,7 @@ class Enqueuer(Generic[T]):
         """Write a prepared job, with the enqueues that arrive meanwhile."""
         added = await self._coalescer.submit(job)
         if hooks := self._host.hooks:
-            self._tell(hooks, job[0], job[3], job[4], job[2], added)
+            tell_enqueued(hooks, self._keys.queue, job[0], job[3], job[4], job[2], added)
 
     async def call(self, job: Enqueue, timeout: float) -> Any:
         """Write a prepared job and wait for its result (``Queue.call``): the enqueue registers
@@ -122,7 +121,7 @@ class Enqueuer(Generic[T]):
                 fairness_key=key,
             )
             if hooks := self._host.hooks:
-                self._tell(hooks, job_id, priority, delay_ms, now, added)
+                tell_enqueued(hooks, self._keys.queue, job_id, priority, delay_ms, now, added)
 
         connection = self._host.connection()
         notices = await self._host.notices(self._keys)
@@ -153,29 +152,10 @@ class Enqueuer(Generic[T]):
                 added = [True] * len(batch)  # written, not confirmed by the replicas
             if hooks:
                 for (job_id, _), new in zip(batch, added, strict=True):
-                    self._tell(hooks, job_id, priority, delay_ms, now, new)
+                    tell_enqueued(hooks, self._keys.queue, job_id, priority, delay_ms, now, new)
         if unconfirmed:
             raise NotReplicated.merged(unconfirmed)
         return [job_id for job_id, _ in jobs]
 
     async def _send_together(self, jobs: Sequence[Enqueue]) -> Outcomes:
         return await send_grouped(self._scripts, self._keys, self._events, jobs)
-
-    def _tell(
-        self,
-        hooks: tuple[Hooks, ...],
-        job_id: str,
-        priority: int,
-        delay_ms: int,
-        now: float,
-        added: bool,
-    ) -> None:
-        event = EnqueueEvent(
-            queue=self._keys.queue,
-            job_id=job_id,
-            priority=priority,
-            delay=delay_ms / 1000,
-            enqueued_at=now,
-            duplicate=not added,
-        )
-        call_hooks(hooks, "on_enqueue", event)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidArgument
 from ..job import JobInfo
-from ..ops.hooks import EnqueueEvent, Hooks, call_hooks
+from ..ops.hooks import Hooks, tell_enqueued
 from ..store.flows import FlowNode, FlowScripts, FlowSpec, OutboxItem
 from ..store.keys import QueueKeys, validate_name
 from ..validation import check_fairness_key, check_job_id, check_staging, new_job_id
@@ -27,7 +27,7 @@ __all__ = (
     "chain",
     "group",
     "read_flow_tree",
-    "tell_enqueued",
+    "tell_steps_enqueued",
 )
 
 #: The most steps one flow may have (its spec is one value in Redis).
@@ -194,21 +194,15 @@ async def build_spec(root: Step, encode: Encode) -> tuple[FlowSpec, float]:
     return FlowSpec.new(nodes), now
 
 
-def tell_enqueued(
+def tell_steps_enqueued(
     hooks: tuple[Hooks, ...], spec: FlowSpec, enqueued_at: float, created: bool
 ) -> None:
     """``on_enqueue`` for each step of a flow that was written (``created``) or, as
     duplicates, of one that was not: a step is an enqueue as ``queue.enqueue``'s are."""
     for node in spec.nodes:
-        event = EnqueueEvent(
-            queue=node.queue,
-            job_id=node.id,
-            priority=node.priority,
-            delay=node.delay_ms / 1000,
-            enqueued_at=enqueued_at,
-            duplicate=not created,
+        tell_enqueued(
+            hooks, node.queue, node.id, node.priority, node.delay_ms, enqueued_at, created
         )
-        call_hooks(hooks, "on_enqueue", event)
 
 
 @dataclass(frozen=True, slots=True)

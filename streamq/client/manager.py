@@ -39,7 +39,7 @@ from ..worker.context import ConsumerContext
 from ..worker.relay import FlowRelay
 from ..worker.scheduler import Scheduler
 from .background import Background
-from .flows import Step, build_spec, tell_enqueued
+from .flows import Step, build_spec, tell_steps_enqueued
 from .host import Connection
 from .inspection import InspectScripts
 from .notices import QueueNotices, Subscriber
@@ -348,7 +348,7 @@ class QueueManager:
                 " undoes it within a minute; enqueue it again (deduplicated by its root id)",
             ) from exc
         if self._hooks:
-            tell_enqueued(self._hooks, spec, now, created)
+            tell_steps_enqueued(self._hooks, spec, now, created)
         return spec.root.id
 
     def _flow_writer(self) -> FlowWriter:

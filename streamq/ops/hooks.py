@@ -31,6 +31,7 @@ __all__ = (
     "call_hooks",
     "carried_by",
     "check_hooks",
+    "tell_enqueued",
 )
 
 log = logging.getLogger("streamq.hooks")
@@ -196,6 +197,27 @@ def call_hooks(
             getattr(hook, method)(event)
         except Exception:
             _report(hook, method)
+
+
+def tell_enqueued(
+    hooks: tuple[Hooks, ...],
+    queue: str,
+    job_id: str,
+    priority: int,
+    delay_ms: int,
+    enqueued_at: float,
+    added: bool,
+) -> None:
+    """``on_enqueue`` for a job Redis has (``added``) or already had (a duplicate)."""
+    event = EnqueueEvent(
+        queue=queue,
+        job_id=job_id,
+        priority=priority,
+        delay=delay_ms / 1000,
+        enqueued_at=enqueued_at,
+        duplicate=not added,
+    )
+    call_hooks(hooks, "on_enqueue", event)
 
 
 def _report(hook: Hooks, method: str) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from contextvars import Token
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
@@ -44,6 +44,9 @@ __all__ = ("SYSTEM", "OpenTelemetryHooks")
 
 #: ``messaging.system``: not a value the conventions list, as none fits a queue on streams.
 SYSTEM = "streamq"
+K = TypeVar("K")
+V = TypeVar("V")
+
 #: Sends whose enqueue never confirmed (it raised) are forgotten past this many, oldest first.
 MAX_PENDING_SENDS = 10_000
 #: Completed attempts whose acknowledgement is not written yet (a consumer that stopped before
@@ -96,10 +99,8 @@ class OpenTelemetryHooks(Hooks):
         )
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
-        sending = self._sending
-        if len(sending) >= MAX_PENDING_SENDS:
-            del sending[next(iter(sending))]  # its enqueue raised: never ended, never exported
-        sending[queue, job_id] = span
+        # Past the bound, the oldest send's enqueue raised: never ended, never exported.
+        _remember(self._sending, (queue, job_id), span, MAX_PENDING_SENDS)
         return carrier or None
 
     def on_enqueue(self, event: EnqueueEvent) -> None:
@@ -181,10 +182,8 @@ class OpenTelemetryHooks(Hooks):
         span.end()
         otel_context.detach(token)
         if outcome == "success":
-            settling = self._settling
-            if len(settling) >= MAX_PENDING_SETTLES:
-                del settling[next(iter(settling))]
-            settling[event.queue, event.group, event.job_id] = span.get_span_context()
+            key = (event.queue, event.group, event.job_id)
+            _remember(self._settling, key, span.get_span_context(), MAX_PENDING_SETTLES)
 
     def on_settle(self, event: SettleEvent) -> None:
         # One CLIENT span per call that wrote completions (acknowledgements coalesce), linking
@@ -220,3 +219,11 @@ class OpenTelemetryHooks(Hooks):
             start_time=end - round(event.duration * 1e9),
         )
         span.end(end_time=end)
+
+
+def _remember(pending: dict[K, V], key: K, value: V, most: int) -> None:
+    """``pending[key] = value``, forgetting the oldest entry past ``most`` (its end never came:
+    the dict stays bounded)."""
+    if len(pending) >= most:
+        del pending[next(iter(pending))]
+    pending[key] = value
